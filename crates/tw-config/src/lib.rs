@@ -1,0 +1,15 @@
+//! Configuration: one TOML file, environment overrides, secrets only by reference.
+//!
+//! - Unknown keys are rejected; every error names the file and the key.
+//! - `TOKENWARDEN_<SECTION>__<KEY>` environment variables override file values
+//!   (`__` separates levels: `TOKENWARDEN_PROFILES__SMARTEM__CLIENT_ID=x`).
+//! - Secrets are written as `{ env = "VAR" }` or `{ file = "/run/secrets/x" }`; a clear-text value is
+//!   refused. They are resolved into redacting [`tw_core::Secret`]s only when used.
+
+mod load;
+mod model;
+mod secret_ref;
+
+pub use load::{ConfigSource, ENV_PREFIX, ListenAddr, load, load_str, parse_mode};
+pub use model::*;
+pub use secret_ref::SecretRef;

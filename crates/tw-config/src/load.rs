@@ -1,0 +1,311 @@
+//! Reading, merging and checking the configuration.
+
+use crate::model::*;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tw_core::Error;
+
+/// Environment variables with this prefix override file values.
+pub const ENV_PREFIX: &str = "TOKENWARDEN_";
+
+/// Where a configuration came from, for error messages.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// An in-memory document (tests, `--flags` built configs) with a display name.
+    Inline(String),
+}
+
+impl ConfigSource {
+    fn name(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Inline(n) => n.clone(),
+        }
+    }
+}
+
+/// Loads `path`, applies `TOKENWARDEN_*` overrides and checks the result.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let source = ConfigSource::File(path.to_owned());
+    if !path.is_file() {
+        return Err(config_error(
+            &source,
+            None,
+            "the configuration file does not exist or is not a file",
+        ));
+    }
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env_overrides());
+    extract(figment, &source)
+}
+
+/// Loads a TOML document held in memory (with the same env overrides).
+pub fn load_str(toml: &str, name: &str) -> Result<Config, Error> {
+    let figment = Figment::new()
+        .merge(Toml::string(toml))
+        .merge(env_overrides());
+    extract(figment, &ConfigSource::Inline(name.to_owned()))
+}
+
+fn env_overrides() -> Env {
+    Env::prefixed(ENV_PREFIX).split("__")
+}
+
+fn extract(figment: Figment, source: &ConfigSource) -> Result<Config, Error> {
+    let config: Config = figment.extract().map_err(|e| figment_error(e, source))?;
+    validate(&config, source)?;
+    Ok(config)
+}
+
+fn figment_error(err: figment::Error, source: &ConfigSource) -> Error {
+    // Report the first problem precisely; mention how many more there are.
+    let total = err.count();
+    let first = err.into_iter().next();
+    let Some(e) = first else {
+        return config_error(source, None, "invalid configuration");
+    };
+    let origin = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(p)) => p.display().to_string(),
+        _ => match &e.metadata {
+            Some(m) if m.name.contains("environment") => {
+                format!("environment ({ENV_PREFIX}* variables)")
+            }
+            _ => source.name(),
+        },
+    };
+    let key = e.path.join(".");
+    let mut message = format!("{origin}: ");
+    if !key.is_empty() {
+        message.push_str(&format!("key `{key}`: "));
+    }
+    message.push_str(&kind_message(&e.kind));
+    if total > 1 {
+        message.push_str(&format!(" (and {} more problem(s))", total - 1));
+    }
+    let mut out = Error::config("config_invalid", message).with("file", origin);
+    if !key.is_empty() {
+        out = out.with("key", key);
+    }
+    out
+}
+
+fn kind_message(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(field, expected) => {
+            format!(
+                "unknown key `{field}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::MissingField(field) => format!("missing required key `{field}`"),
+        other => other.to_string(),
+    }
+}
+
+fn config_error(source: &ConfigSource, key: Option<&str>, message: &str) -> Error {
+    let name = source.name();
+    let text = match key {
+        Some(k) => format!("{name}: key `{k}`: {message}"),
+        None => format!("{name}: {message}"),
+    };
+    let mut e = Error::config("config_invalid", text).with("file", name);
+    if let Some(k) = key {
+        e = e.with("key", k);
+    }
+    e
+}
+
+/// Parses `127.0.0.1:8790` or `unix:/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(
+                    "`unix:` needs a socket path, e.g. unix:/run/tokenwarden/agent.sock".into(),
+                );
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        s.parse::<SocketAddr>()
+            .map(Self::Tcp)
+            .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:8790) nor unix:/path"))
+    }
+}
+
+/// Parses an octal file mode such as `0600`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("`{s}` is not an octal file mode like \"0600\""))
+}
+
+/// Checks rules that types alone cannot express. Each error names the key.
+fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
+    let fail = |key: String, msg: String| config_error(source, Some(&key), &msg);
+
+    ListenAddr::parse(&config.agent.listen).map_err(|m| fail("agent.listen".into(), m))?;
+
+    for (name, p) in &config.profiles {
+        let k = |field: &str| format!("profiles.{name}.{field}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(fail(
+                format!("profiles.{name}"),
+                "profile names may use letters, digits, `-`, `_` and `.` only".into(),
+            ));
+        }
+        if let Some(custom) = &p.custom {
+            if p.issuer.is_some() || p.token_url.is_some() {
+                return Err(fail(
+                    k("custom"),
+                    "a custom login profile takes no `issuer` or `token_url`".into(),
+                ));
+            }
+            check_pointer(&custom.token_pointer).map_err(|m| fail(k("custom.token_pointer"), m))?;
+            if let Some(ptr) = &custom.expires_in_pointer {
+                check_pointer(ptr).map_err(|m| fail(k("custom.expires_in_pointer"), m))?;
+            }
+        } else {
+            if p.issuer.is_none() && p.token_url.is_none() {
+                return Err(fail(
+                    k("issuer"),
+                    "give `issuer` (OIDC discovery) or `token_url`".into(),
+                ));
+            }
+            if p.client_id.as_deref().unwrap_or("").is_empty() {
+                return Err(fail(k("client_id"), "required for OAuth profiles".into()));
+            }
+            match p.auth_method {
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+                    if p.client_secret.is_none() =>
+                {
+                    return Err(fail(k("client_secret"), "required by this auth_method; e.g. client_secret = { env = \"MY_CLIENT_SECRET\" }".into()));
+                }
+                AuthMethod::PrivateKeyJwt if p.private_key.is_none() => {
+                    return Err(fail(k("private_key"), "required by auth_method = \"private_key_jwt\"; e.g. private_key = { file = \"/run/secrets/agent-key.pem\" }".into()));
+                }
+                _ => {}
+            }
+            if p.grant == GrantType::RefreshToken
+                && p.refresh_token.is_none()
+                && p.refresh_token_state_file.is_none()
+            {
+                return Err(fail(
+                    k("refresh_token"),
+                    "required by grant = \"refresh_token\"".into(),
+                ));
+            }
+        }
+        let t = &p.timing;
+        if !(t.refresh_fraction > 0.0 && t.refresh_fraction < 1.0) {
+            return Err(fail(
+                k("timing.refresh_fraction"),
+                "must be between 0 and 1 (exclusive)".into(),
+            ));
+        }
+        if !(0.0..0.5).contains(&t.jitter_fraction) {
+            return Err(fail(
+                k("timing.jitter_fraction"),
+                "must be at least 0 and below 0.5".into(),
+            ));
+        }
+        if t.default_lifetime.is_zero() {
+            return Err(fail(
+                k("timing.default_lifetime"),
+                "must be positive".into(),
+            ));
+        }
+        if t.backoff_initial.is_zero() || t.backoff_initial > t.backoff_max {
+            return Err(fail(
+                k("timing.backoff_initial"),
+                "must be positive and not above backoff_max".into(),
+            ));
+        }
+    }
+
+    let known = |profile: &str| config.profiles.contains_key(profile);
+    for (i, sink) in config.agent.sinks.iter().enumerate() {
+        let k = |field: &str| format!("agent.sinks[{i}].{field}");
+        if !known(&sink.profile) {
+            return Err(fail(
+                k("profile"),
+                format!("no profile named `{}`", sink.profile),
+            ));
+        }
+        parse_mode(&sink.mode).map_err(|m| fail(k("mode"), m))?;
+        if sink.command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(fail(
+                k("command"),
+                "give the program and its arguments, e.g. [\"pkill\", \"-HUP\", \"myapp\"]".into(),
+            ));
+        }
+    }
+    if let Some(proxy) = &config.agent.proxy {
+        ListenAddr::parse(&proxy.listen).map_err(|m| fail("agent.proxy.listen".into(), m))?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in proxy.routes.iter().enumerate() {
+            let k = |field: &str| format!("agent.proxy.routes[{i}].{field}");
+            if !r.prefix.starts_with('/') {
+                return Err(fail(k("prefix"), "must start with `/`".into()));
+            }
+            if !seen.insert(r.prefix.as_str()) {
+                return Err(fail(
+                    k("prefix"),
+                    format!("`{}` is used by an earlier route", r.prefix),
+                ));
+            }
+            if !matches!(r.upstream.scheme(), "http" | "https") {
+                return Err(fail(
+                    k("upstream"),
+                    "must be an http:// or https:// URL".into(),
+                ));
+            }
+            if !known(&r.profile) {
+                return Err(fail(
+                    k("profile"),
+                    format!("no profile named `{}`", r.profile),
+                ));
+            }
+            if let Some(rl) = r.rate_limit {
+                if rl.per_second == 0 || rl.burst == Some(0) {
+                    return Err(fail(
+                        k("rate_limit"),
+                        "per_second and burst must be positive".into(),
+                    ));
+                }
+            }
+            if r.circuit_breaker.failure_threshold == 0 {
+                return Err(fail(
+                    k("circuit_breaker.failure_threshold"),
+                    "must be positive".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_pointer(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{p}` is not a JSON pointer; it must start with `/`, e.g. \"/data/token\""
+        ))
+    }
+}

@@ -1,0 +1,364 @@
+//! The configuration schema. Every struct rejects unknown keys.
+
+use crate::secret_ref::SecretRef;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// Token profiles by name: how to obtain one kind of token.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter directive, e.g. `info` or `info,tw_broker=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `tokenwarden agent`: token API, file sinks, injecting proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Local token API: `127.0.0.1:8790` or `unix:/run/tokenwarden/agent.sock`.
+    #[serde(default = "default_agent_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub sinks: Vec<FileSinkConfig>,
+    pub proxy: Option<ProxyConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_agent_listen(),
+            sinks: Vec::new(),
+            proxy: None,
+        }
+    }
+}
+
+fn default_agent_listen() -> String {
+    "127.0.0.1:8790".into()
+}
+
+/// Writes a profile's current token to a file, atomically, whenever it changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub profile: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub format: SinkFormat,
+    /// Octal file mode, as a string.
+    #[serde(default = "default_sink_mode")]
+    pub mode: String,
+    /// Program and arguments run after each write (e.g. to signal a consumer to re-read).
+    pub command: Option<Vec<String>>,
+    #[serde(default = "default_command_timeout", with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+fn default_sink_mode() -> String {
+    "0600".into()
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkFormat {
+    /// The bare access token, no newline.
+    #[default]
+    Raw,
+    /// `{"access_token":..,"token_type":..,"expires_at":..}`.
+    Json,
+}
+
+/// Reverse proxy that injects `Authorization: Bearer <token>` on the way to upstreams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    #[serde(default = "default_proxy_listen")]
+    pub listen: String,
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_proxy_listen() -> String {
+    "127.0.0.1:8791".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path prefix this route serves, e.g. `/smartem/`. Longest prefix wins.
+    pub prefix: String,
+    /// Base URL requests are forwarded to.
+    pub upstream: Url,
+    /// Token profile injected into requests on this route.
+    pub profile: String,
+    /// Remove `prefix` from the path before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Whole-request timeout towards the upstream (until response headers).
+    #[serde(default = "default_route_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra attempts for idempotent requests when the upstream connection fails.
+    #[serde(default = "default_connect_retries")]
+    pub connect_retries: u32,
+    /// Largest request body kept in memory so the request can be replayed after a 401;
+    /// larger (or unknown-length) bodies are streamed and never retried.
+    #[serde(default = "default_replay_body_limit")]
+    pub max_replay_body_bytes: u64,
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+fn default_route_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_retries() -> u32 {
+    2
+}
+fn default_replay_body_limit() -> u64 {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: u32,
+    /// Requests allowed in a burst; defaults to `per_second`.
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures (connection errors, timeouts, 502/503/504) that open the circuit.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long the circuit stays open before one trial request is let through.
+    #[serde(default = "default_open_for", with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: default_failure_threshold(),
+            open_for: default_open_for(),
+        }
+    }
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_open_for() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How to obtain one kind of token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// OIDC issuer; the token endpoint is found by discovery.
+    pub issuer: Option<Url>,
+    /// Explicit token endpoint (skips discovery).
+    pub token_url: Option<Url>,
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub auth_method: AuthMethod,
+    pub client_secret: Option<SecretRef>,
+    /// PEM private key for `private_key_jwt`.
+    pub private_key: Option<SecretRef>,
+    #[serde(default)]
+    pub signing_alg: SigningAlg,
+    /// `kid` put in the client assertion header.
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub grant: GrantType,
+    /// Initial refresh (or offline) token for `grant = "refresh_token"`.
+    pub refresh_token: Option<SecretRef>,
+    /// File where rotated refresh tokens are persisted (0600), read back at start in preference
+    /// to `refresh_token`, so a restart never reuses a spent one.
+    pub refresh_token_state_file: Option<PathBuf>,
+    pub scope: Option<String>,
+    /// Sent as the `audience` form field (Keycloak, Auth0 style).
+    pub audience: Option<String>,
+    /// RFC 8707 `resource` form field.
+    pub resource: Option<String>,
+    /// More form fields sent with every token request.
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+    /// A non-OAuth login endpoint instead of a token endpoint.
+    pub custom: Option<CustomLoginConfig>,
+    /// Fetch at start and keep fresh in the background (`/readyz` waits for eager profiles).
+    /// Lazy profiles fetch on first use, then stay fresh the same way.
+    #[serde(default = "default_true")]
+    pub eager: bool,
+    #[serde(default)]
+    pub timing: TimingConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// When to refresh and how long to wait. Defaults suit Keycloak's 300 s tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimingConfig {
+    /// Refresh once this fraction of the lifetime has passed.
+    #[serde(default = "default_refresh_fraction")]
+    pub refresh_fraction: f64,
+    /// Random spread applied to the refresh point, as a fraction of the lifetime.
+    #[serde(default = "default_jitter_fraction")]
+    pub jitter_fraction: f64,
+    /// Lifetime assumed when the IdP sends no `expires_in`.
+    #[serde(default = "default_lifetime", with = "humantime_serde")]
+    pub default_lifetime: Duration,
+    /// How long a caller waits for an in-flight fetch when no usable token is cached.
+    #[serde(default = "default_wait_timeout", with = "humantime_serde")]
+    pub wait_timeout: Duration,
+    /// Timeout of one request to the IdP.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// First delay after a transient failure; doubles up to `backoff_max`.
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        Self {
+            refresh_fraction: default_refresh_fraction(),
+            jitter_fraction: default_jitter_fraction(),
+            default_lifetime: default_lifetime(),
+            wait_timeout: default_wait_timeout(),
+            request_timeout: default_request_timeout(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+        }
+    }
+}
+
+fn default_refresh_fraction() -> f64 {
+    0.75
+}
+fn default_jitter_fraction() -> f64 {
+    0.05
+}
+fn default_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_wait_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    /// Public client: only `client_id` is sent.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum SigningAlg {
+    #[default]
+    RS256,
+    PS256,
+    ES256,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    #[default]
+    ClientCredentials,
+    RefreshToken,
+}
+
+/// A non-OAuth login endpoint (e.g. `POST {"email":..,"password":..}` → `{"token":..}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomLoginConfig {
+    pub url: Url,
+    /// Plain JSON body fields.
+    #[serde(default)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// JSON body fields whose values are secrets.
+    #[serde(default)]
+    pub secret_fields: BTreeMap<String, SecretRef>,
+    /// Extra request headers (not secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON pointer (RFC 6901) to the token in the response.
+    #[serde(default = "default_token_pointer")]
+    pub token_pointer: String,
+    /// JSON pointer to the lifetime in seconds; `default_lifetime` applies when absent.
+    pub expires_in_pointer: Option<String>,
+    /// Token type reported to callers.
+    #[serde(default = "default_token_type")]
+    pub token_type: String,
+}
+
+fn default_token_pointer() -> String {
+    "/access_token".into()
+}
+fn default_token_type() -> String {
+    "Bearer".into()
+}

@@ -1,0 +1,15 @@
+//! Shared vocabulary for every tokenwarden crate.
+//!
+//! - [`Error`]: the one error model. Every error carries its [`ErrorKind`], whether it is worth
+//!   retrying, the HTTP status and the stable machine-readable code it maps to.
+//! - [`Clock`]: core logic takes time from here, never from `SystemTime::now()` directly, so tests
+//!   can move time by hand.
+//! - [`secret`]: redacting wrappers so tokens and client secrets cannot reach a log line by accident.
+
+pub mod clock;
+pub mod error;
+pub mod secret;
+
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use error::{Error, ErrorKind, Result};
+pub use secret::{Secret, TokenFingerprint};

@@ -229,8 +229,12 @@ mod tests {
 
     #[test]
     fn display_includes_context() {
-        let e = Error::new(ErrorKind::IdpRejected, "idp_invalid_client", "client rejected")
-            .with("profile", "smartem");
+        let e = Error::new(
+            ErrorKind::IdpRejected,
+            "idp_invalid_client",
+            "client rejected",
+        )
+        .with("profile", "smartem");
         assert_eq!(e.to_string(), "client rejected [profile=smartem]");
         assert_eq!(e.context_value("profile"), Some("smartem"));
         assert_eq!(e.code(), "idp_invalid_client");

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod fsutil;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};

@@ -265,6 +265,7 @@ async fn stale_token_survives_an_outage_until_expiry() {
         Ok(token("t1", Some(300))),
         Err(transient(None)),
         Err(transient(None)),
+        Err(transient(None)),
     ]);
     let p = profile(&src, &clock);
     get(&p).await.unwrap();

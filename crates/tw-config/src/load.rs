@@ -152,6 +152,10 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 /// Checks rules that types alone cannot express. Each error names the key.
+pub fn validate_config(config: &Config, source_name: &str) -> Result<(), Error> {
+    validate(config, &ConfigSource::Inline(source_name.to_owned()))
+}
+
 fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     let fail = |key: String, msg: String| config_error(source, Some(&key), &msg);
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, then runs them all.
+#   scripts/test.sh            everything (format, lints, unit and integration tests)
+# Needs: a Rust toolchain (cargo), Node.js >= 20 with npm, and (as root) Debian's apt for
+# anything missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+apt_install() {
+  # Installs Debian packages that are missing; needs root (as on CI machines).
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "error: Node.js >= 20 is needed for the test IdP (found $(node --version))" >&2
+  exit 1
+fi
+
+log "installing the test IdP (oidc-provider, pinned by testing/idp/package-lock.json)"
+(cd testing/idp && npm ci --no-audit --no-fund --loglevel=error)
+
+log "test IdP self-test"
+(cd testing/idp && npm test --silent)
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test (unit and integration tests; the IdP is started by the tests)"
+cargo test --workspace --locked --no-fail-fast
+
+log "all tests passed"

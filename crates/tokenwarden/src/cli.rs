@@ -74,6 +74,9 @@ pub enum ConfigCommand {
     },
 }
 
+/// How long `agent --once` waits for transient IdP failures to clear before giving up.
+const ONCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => run_agent(args).await,
@@ -109,21 +112,28 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let broker = Arc::new(tw_broker::Broker::from_config(&cfg, Arc::new(tw_core::SystemClock))?);
-    if args.once {
-        tw_agent::write_sinks_once(&cfg, &broker).await?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    broker.start_background();
-    let render = {
+    let render: tw_http::MetricsRender = {
         let broker = broker.clone();
         Arc::new(move || {
             broker.update_gauges();
             metrics.render()
         })
     };
-    tw_agent::Agent::new(cfg, broker, render)
-        .run(shutdown_signal())
-        .await?;
+    let agent = tw_agent::Agent::new(&cfg, broker.clone(), Some(render));
+    if args.once {
+        if cfg.agent.sinks.is_empty() {
+            return Err(tw_core::Error::config(
+                "no_sinks",
+                format!("{}: `agent --once` writes file sinks, but `agent.sinks` is empty", args.config.display()),
+            )
+            .into());
+        }
+        agent.write_sinks_once(ONCE_PATIENCE).await?;
+        tracing::info!(sinks = cfg.agent.sinks.len(), "every file sink written once; exiting");
+        return Ok(ExitCode::SUCCESS);
+    }
+    broker.start_background();
+    agent.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

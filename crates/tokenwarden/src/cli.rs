@@ -13,7 +13,12 @@ use std::sync::Arc;
 /// keeps them fresh without refresh storms, and hands them to any process: a local HTTP API,
 /// files, or a proxy that injects `Authorization` and retries once on a 401.
 #[derive(Debug, Parser)]
-#[command(name = "tokenwarden", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "tokenwarden",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -71,6 +76,10 @@ pub enum ConfigCommand {
     Check {
         #[arg(short, long, env = "TOKENWARDEN_CONFIG")]
         config: PathBuf,
+        /// Check only the file itself, not that secret references resolve (e.g. on a build
+        /// machine that does not hold the secrets).
+        #[arg(long)]
+        skip_secrets: bool,
     },
 }
 
@@ -81,9 +90,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => run_agent(args).await,
         Command::Token(TokenCommand::Get(args)) => token_cmd::get(args).await,
-        Command::Config(ConfigCommand::Check { config }) => {
+        Command::Config(ConfigCommand::Check {
+            config,
+            skip_secrets,
+        }) => {
             let cfg = tw_config::load(&config)?;
-            tw_broker::Broker::from_config_manual(&cfg, Arc::new(tw_core::SystemClock))?;
+            if !skip_secrets {
+                tw_broker::Broker::from_config_manual(&cfg, Arc::new(tw_core::SystemClock))?;
+            }
             println!("{}: OK", config.display());
             for (name, p) in &cfg.profiles {
                 let target = p
@@ -111,7 +125,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let broker = Arc::new(tw_broker::Broker::from_config(&cfg, Arc::new(tw_core::SystemClock))?);
+    let broker = Arc::new(tw_broker::Broker::from_config(
+        &cfg,
+        Arc::new(tw_core::SystemClock),
+    )?);
     let render: tw_http::MetricsRender = {
         let broker = broker.clone();
         Arc::new(move || {
@@ -124,12 +141,18 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         if cfg.agent.sinks.is_empty() {
             return Err(tw_core::Error::config(
                 "no_sinks",
-                format!("{}: `agent --once` writes file sinks, but `agent.sinks` is empty", args.config.display()),
+                format!(
+                    "{}: `agent --once` writes file sinks, but `agent.sinks` is empty",
+                    args.config.display()
+                ),
             )
             .into());
         }
         agent.write_sinks_once(ONCE_PATIENCE).await?;
-        tracing::info!(sinks = cfg.agent.sinks.len(), "every file sink written once; exiting");
+        tracing::info!(
+            sinks = cfg.agent.sinks.len(),
+            "every file sink written once; exiting"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     broker.start_background();
@@ -141,13 +164,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

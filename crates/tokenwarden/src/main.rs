@@ -10,7 +10,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -29,7 +32,14 @@ fn main() -> ExitCode {
 /// 2 for configuration and usage problems (fix the input), 1 for everything else.
 fn exit_code_for(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<tw_core::Error>() {
-        Some(te) if matches!(te.kind(), tw_core::ErrorKind::Config | tw_core::ErrorKind::BadRequest) => 2,
+        Some(te)
+            if matches!(
+                te.kind(),
+                tw_core::ErrorKind::Config | tw_core::ErrorKind::BadRequest
+            ) =>
+        {
+            2
+        }
         _ => 1,
     }
 }

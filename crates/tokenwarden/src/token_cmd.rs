@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tw_config::{AuthMethod, Config, GrantType, ProfileConfig, SecretRef, SigningAlg, TimingConfig};
+use tw_config::{
+    AuthMethod, Config, GrantType, ProfileConfig, SecretRef, SigningAlg, TimingConfig,
+};
 use tw_core::{Clock, Error, SystemClock};
 use url::Url;
 
@@ -96,7 +98,10 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let clock = Arc::new(SystemClock);
     let broker = tw_broker::Broker::from_config_manual(&config, clock.clone())?;
     let p = broker.profile(&profile).ok_or_else(|| {
-        Error::not_found("profile_not_found", format!("no profile named `{profile}` in the configuration"))
+        Error::not_found(
+            "profile_not_found",
+            format!("no profile named `{profile}` in the configuration"),
+        )
     })?;
     let served = p.token(tw_broker::TokenRequest::default()).await?;
     let tok = served.token;
@@ -122,7 +127,10 @@ fn config_from_flags(args: &GetArgs) -> Result<Config, Error> {
             "give a PROFILE with --config, or --issuer URL / --token-url URL with --client-id",
         ));
     }
-    let client_id = args.client_id.clone().ok_or_else(|| usage("--client-id is required"))?;
+    let client_id = args
+        .client_id
+        .clone()
+        .ok_or_else(|| usage("--client-id is required"))?;
     let client_secret = match (&args.client_secret_env, &args.client_secret_file) {
         (Some(var), _) => Some(SecretRef::Env(var.clone())),
         (None, Some(path)) => Some(SecretRef::File(path.clone())),
@@ -166,7 +174,10 @@ fn config_from_flags(args: &GetArgs) -> Result<Config, Error> {
     tw_config::validate_config(&config, "command-line flags").map_err(|e| {
         let msg = e
             .message()
-            .replace("key `profiles.cli.client_secret`", "--client-secret-env or --client-secret-file")
+            .replace(
+                "key `profiles.cli.client_secret`",
+                "--client-secret-env or --client-secret-file",
+            )
             .replace("key `profiles.cli.private_key`", "--private-key-file");
         Error::bad_request("usage", msg)
     })?;

@@ -10,6 +10,9 @@ mod load;
 mod model;
 mod secret_ref;
 
-pub use load::{ConfigSource, ENV_PREFIX, ListenAddr, load, load_str, parse_mode, validate_config};
+pub use load::{
+    ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, ListenAddr, load, load_str, parse_mode,
+    validate_config,
+};
 pub use model::*;
 pub use secret_ref::SecretRef;

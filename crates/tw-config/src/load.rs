@@ -301,6 +301,98 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
             }
         }
     }
+    if let Some(gw) = &config.gateway {
+        validate_gateway(gw, &fail)?;
+    }
+    Ok(())
+}
+
+/// Algorithms a gateway may accept: asymmetric only (HS* with published keys is the classic
+/// key-confusion attack; `none` is never a signature).
+pub const ACCEPTABLE_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+fn validate_gateway(
+    gw: &GatewayConfig,
+    fail: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    ListenAddr::parse(&gw.listen).map_err(|m| fail("gateway.listen".into(), m))?;
+    if gw.issuers.is_empty() {
+        return Err(fail(
+            "gateway.issuers".into(),
+            "at least one trusted issuer is required".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, iss) in gw.issuers.iter().enumerate() {
+        let k = |field: &str| format!("gateway.issuers[{i}].{field}");
+        if iss.issuer.is_empty() {
+            return Err(fail(k("issuer"), "must not be empty".into()));
+        }
+        if !seen.insert(iss.issuer.as_str()) {
+            return Err(fail(
+                k("issuer"),
+                format!("`{}` is listed twice", iss.issuer),
+            ));
+        }
+        if iss.jwks_url.is_none() && url::Url::parse(&iss.issuer).is_err() {
+            return Err(fail(
+                k("jwks_url"),
+                "required when `issuer` is not a URL (no discovery possible)".into(),
+            ));
+        }
+        if iss.algorithms.is_empty() {
+            return Err(fail(k("algorithms"), "list at least one algorithm".into()));
+        }
+        for alg in &iss.algorithms {
+            if !ACCEPTABLE_ALGORITHMS.contains(&alg.as_str()) {
+                return Err(fail(
+                    k("algorithms"),
+                    format!(
+                        "`{alg}` is not accepted; choose from {}",
+                        ACCEPTABLE_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if iss.jwks_refetch_cooldown.is_zero() || iss.jwks_ttl.is_zero() {
+            return Err(fail(
+                k("jwks_ttl"),
+                "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
+            ));
+        }
+    }
+    if !gw.forward_auth_path.starts_with('/') {
+        return Err(fail(
+            "gateway.forward_auth_path".into(),
+            "must start with `/`".into(),
+        ));
+    }
+    for (i, r) in gw.routes.iter().enumerate() {
+        let k = |field: &str| format!("gateway.routes[{i}].{field}");
+        if !r.prefix.starts_with('/') {
+            return Err(fail(k("prefix"), "must start with `/`".into()));
+        }
+        if !matches!(r.upstream.scheme(), "http" | "https") {
+            return Err(fail(
+                k("upstream"),
+                "must be an http:// or https:// URL".into(),
+            ));
+        }
+        if r.introspect && gw.issuers.iter().all(|iss| iss.introspection.is_none()) {
+            return Err(fail(
+                k("introspect"),
+                "no issuer has an `introspection` section".into(),
+            ));
+        }
+    }
+    if gw.max_token_bytes < 256 {
+        return Err(fail(
+            "gateway.max_token_bytes".into(),
+            "must be at least 256".into(),
+        ));
+    }
     Ok(())
 }
 

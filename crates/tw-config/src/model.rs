@@ -18,6 +18,8 @@ pub struct Config {
     /// Token profiles by name: how to obtain one kind of token.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileConfig>,
+    /// `tokenwarden gateway`: verifies bearer tokens in front of an API.
+    pub gateway: Option<GatewayConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -361,4 +363,192 @@ fn default_token_pointer() -> String {
 }
 fn default_token_type() -> String {
     "Bearer".into()
+}
+
+/// `tokenwarden gateway`: bearer-token verification as a reverse proxy and/or forward-auth check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where the gateway listens (proxy routes, the forward-auth endpoint and probes).
+    #[serde(default = "default_gateway_listen")]
+    pub listen: String,
+    /// Trusted token issuers. At least one.
+    pub issuers: Vec<IssuerConfig>,
+    /// Reverse-proxy routes (host and/or path prefix to upstream). Empty: forward-auth only.
+    #[serde(default)]
+    pub routes: Vec<GatewayRouteConfig>,
+    /// Paths served without a token (exact, or a prefix when ending in `*`).
+    #[serde(default)]
+    pub exempt_paths: Vec<String>,
+    /// Path of the forward-auth endpoint (nginx auth_request, Traefik forwardAuth, Envoy ext_authz).
+    #[serde(default = "default_forward_auth_path")]
+    pub forward_auth_path: String,
+    /// Largest accepted token, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Verified-token cache entries (keyed by SHA-256 of the token, never past `exp`).
+    #[serde(default = "default_verified_cache_entries")]
+    pub verified_cache_entries: u64,
+    #[serde(default)]
+    pub identity_headers: IdentityHeaders,
+}
+
+fn default_gateway_listen() -> String {
+    "127.0.0.1:8800".into()
+}
+fn default_forward_auth_path() -> String {
+    "/auth".into()
+}
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+fn default_verified_cache_entries() -> u64 {
+    10_000
+}
+
+/// One trusted issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The exact `iss` value. Discovery (`/.well-known/openid-configuration`) finds the JWKS and
+    /// introspection endpoints unless given below.
+    pub issuer: String,
+    pub jwks_url: Option<Url>,
+    /// Accepted `aud` values (any one must be present). Empty: `aud` is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Accepted `azp` (authorized party = client id). Empty: any.
+    #[serde(default)]
+    pub allowed_azp: Vec<String>,
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    #[serde(default)]
+    pub token_type: TokenTypeMode,
+    /// How long fetched keys are trusted before a background refresh replaces them.
+    #[serde(default = "default_jwks_ttl", with = "humantime_serde")]
+    pub jwks_ttl: Duration,
+    /// At most one JWKS fetch for an unknown `kid` per this interval.
+    #[serde(default = "default_jwks_cooldown", with = "humantime_serde")]
+    pub jwks_refetch_cooldown: Duration,
+    /// RFC 7662 introspection for opaque tokens (and for JWTs on routes that demand it).
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "PS256", "ES256", "EdDSA"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_jwks_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_jwks_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Which token types are accepted.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenTypeMode {
+    /// Keycloak's access tokens: header `typ` `JWT` (or `at+jwt`), payload `typ` `Bearer` when
+    /// present (ID and refresh tokens are refused).
+    #[default]
+    Keycloak,
+    /// RFC 9068: header `typ` must be `at+jwt`.
+    Strict,
+    /// No check.
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// Defaults to the discovery document's `introspection_endpoint`.
+    pub url: Option<Url>,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// Longest time a positive answer is cached (never past the token's `exp`).
+    #[serde(default = "default_introspection_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// How long an inactive answer is cached.
+    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    pub negative_cache_ttl: Duration,
+}
+
+fn default_introspection_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRouteConfig {
+    /// Match only this `Host` (without port). Absent: any host.
+    pub host: Option<String>,
+    #[serde(default = "default_route_prefix")]
+    pub prefix: String,
+    pub upstream: Url,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Check every token on this route by introspection, even valid JWTs (revocation).
+    #[serde(default)]
+    pub introspect: bool,
+    #[serde(default = "default_route_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_route_prefix() -> String {
+    "/".into()
+}
+
+/// Names of the identity headers sent upstream (incoming ones with these names are removed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeaders {
+    #[serde(default = "h_subject")]
+    pub subject: String,
+    #[serde(default = "h_client_id")]
+    pub client_id: String,
+    #[serde(default = "h_service_account")]
+    pub service_account: String,
+    #[serde(default = "h_scopes")]
+    pub scopes: String,
+    #[serde(default = "h_issuer")]
+    pub issuer: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            subject: h_subject(),
+            client_id: h_client_id(),
+            service_account: h_service_account(),
+            scopes: h_scopes(),
+            issuer: h_issuer(),
+        }
+    }
+}
+
+fn h_subject() -> String {
+    "X-Auth-Subject".into()
+}
+fn h_client_id() -> String {
+    "X-Auth-Client-Id".into()
+}
+fn h_service_account() -> String {
+    "X-Auth-Service-Account".into()
+}
+fn h_scopes() -> String {
+    "X-Auth-Scopes".into()
+}
+fn h_issuer() -> String {
+    "X-Auth-Issuer".into()
 }

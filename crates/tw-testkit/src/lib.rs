@@ -1,0 +1,20 @@
+//! Test harness of tokenwarden.
+//!
+//! * [`Idp`] starts the Keycloak-shaped test IdP in `testing/idp` (a Node
+//!   process built on `oidc-provider`) and steers it through its control API:
+//!   request counters, fault injection, listener down/up, key rotation,
+//!   refresh-token minting, client secret changes.
+//! * [`logcapture`] captures every `tracing` record (all levels, fields and
+//!   spans) so tests can assert that no secret was logged.
+//! * [`fixture_path`] finds files under `testing/fixtures`.
+//!
+//! The IdP needs its npm dependencies: run `npm ci` in `testing/idp` once.
+
+mod config;
+mod idp;
+pub mod logcapture;
+mod paths;
+
+pub use config::{ClientSpec, IdpConfig, UserSpec};
+pub use idp::{ClientInfo, Endpoint, Fault, Idp, IdpStats, UserInfo};
+pub use paths::{fixture_path, idp_dir, repo_root};

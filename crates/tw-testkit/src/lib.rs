@@ -6,6 +6,7 @@
 //!   refresh-token minting, client secret changes.
 //! * [`logcapture`] captures every `tracing` record (all levels, fields and
 //!   spans) so tests can assert that no secret was logged.
+//! * [`Nginx`] starts Debian's nginx with a test's `server` block (forward-auth tests).
 //! * [`fixture_path`] finds files under `testing/fixtures`.
 //!
 //! The IdP needs its npm dependencies: run `npm ci` in `testing/idp` once.
@@ -13,8 +14,10 @@
 mod config;
 mod idp;
 pub mod logcapture;
+mod nginx;
 mod paths;
 
 pub use config::{ClientSpec, IdpConfig, UserSpec};
 pub use idp::{ClientInfo, Endpoint, Fault, Idp, IdpStats, UserInfo};
+pub use nginx::{Nginx, nginx_binary};
 pub use paths::{fixture_path, idp_dir, repo_root};

@@ -388,3 +388,18 @@ async fn dropping_the_idp_kills_it() {
         .await;
     assert!(err.is_err(), "the IdP still answers after drop");
 }
+
+#[tokio::test]
+async fn nginx_starts_with_a_test_server_block() {
+    let nginx = tw_testkit::Nginx::start(
+        "server { listen 127.0.0.1:{port}; location / { return 200 \"hello from nginx\"; } }",
+    )
+    .await;
+    let body = reqwest::get(nginx.url("/x"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "hello from nginx");
+}

@@ -33,7 +33,7 @@ pub enum Command {
     Agent(AgentArgs),
     /// Work with tokens from scripts.
     #[command(subcommand)]
-    Token(TokenCommand),
+    Token(Box<TokenCommand>),
     /// Check a configuration file and print what it defines.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -89,7 +89,9 @@ const ONCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => run_agent(args).await,
-        Command::Token(TokenCommand::Get(args)) => token_cmd::get(args).await,
+        Command::Token(cmd) => match *cmd {
+            TokenCommand::Get(args) => token_cmd::get(args).await,
+        },
         Command::Config(ConfigCommand::Check {
             config,
             skip_secrets,

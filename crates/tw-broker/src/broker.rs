@@ -100,10 +100,11 @@ fn check_secrets(name: &str, p: &ProfileConfig) -> Result<(), Error> {
         .refresh_token_state_file
         .as_ref()
         .is_some_and(|f| f.is_file());
-    if p.grant == GrantType::RefreshToken && !persisted {
-        if let Some(r) = &p.refresh_token {
-            r.resolve(&key("refresh_token"))?;
-        }
+    if p.grant == GrantType::RefreshToken
+        && !persisted
+        && let Some(r) = &p.refresh_token
+    {
+        r.resolve(&key("refresh_token"))?;
     }
     if let Some(c) = &p.custom {
         for (field, r) in &c.secret_fields {

@@ -260,10 +260,10 @@ impl Profile {
         let fut = {
             let mut st = self.state.lock();
             let usable = st.current.clone().filter(|t| t.expires_at > now);
-            if let (Some(fp), Some(cur)) = (rejected, &usable) {
-                if cur.fingerprint != fp {
-                    return Ok(cur.clone());
-                }
+            if let (Some(fp), Some(cur)) = (rejected, &usable)
+                && cur.fingerprint != fp
+            {
+                return Ok(cur.clone());
             }
             match st.inflight.clone() {
                 Some((_, f)) => f,

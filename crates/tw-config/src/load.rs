@@ -285,13 +285,13 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
                     format!("no profile named `{}`", r.profile),
                 ));
             }
-            if let Some(rl) = r.rate_limit {
-                if rl.per_second == 0 || rl.burst == Some(0) {
-                    return Err(fail(
-                        k("rate_limit"),
-                        "per_second and burst must be positive".into(),
-                    ));
-                }
+            if let Some(rl) = r.rate_limit
+                && (rl.per_second == 0 || rl.burst == Some(0))
+            {
+                return Err(fail(
+                    k("rate_limit"),
+                    "per_second and burst must be positive".into(),
+                ));
             }
             if r.circuit_breaker.failure_threshold == 0 {
                 return Err(fail(

@@ -1,3 +1,6 @@
+// figment::Jail closures return figment::Error, which is large by design.
+#![allow(clippy::result_large_err)]
+
 use figment::Jail;
 use std::io::Write;
 use tw_config::{AuthMethod, GrantType, SecretRef, load, load_str};
@@ -23,8 +26,11 @@ fn isolated(f: impl FnOnce()) {
 }
 
 fn write_temp(contents: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    f.write_all(contents.as_bytes()).unwrap();
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    f.write_all(contents.as_bytes()).expect("write");
     f
 }
 

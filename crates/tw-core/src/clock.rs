@@ -55,7 +55,7 @@ impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| duration_millis(d))
+            .map(duration_millis)
             .unwrap_or(0);
         UnixTime(ms)
     }

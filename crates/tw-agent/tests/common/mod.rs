@@ -1,0 +1,311 @@
+//! Shared harness: a real test IdP, a real agent on 127.0.0.1:0, real upstream servers.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tw_agent::Agent;
+use tw_broker::{Broker, IssuedToken};
+use tw_config::ListenAddr;
+use tw_core::{Clock, Error};
+use tw_testkit::{Idp, IdpConfig};
+
+pub const CLIENT_ID: &str = "agent-basic";
+pub const CLIENT_SECRET: &str = "agent-basic-secret";
+/// Lifetime of the IdP's tokens: long enough that no background refresh happens during a test.
+pub const TOKEN_TTL: u64 = 600;
+/// Upper bound for any single wait in a test, so a bug fails the test instead of hanging it.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// A test IdP plus a directory holding the client secret file (secrets are referenced, never
+/// written into the config).
+pub struct Harness {
+    pub idp: Idp,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        let idp = Idp::start(IdpConfig::default().access_token_ttl(TOKEN_TTL)).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("client-secret"), CLIENT_SECRET).expect("secret file");
+        Self { idp, dir }
+    }
+
+    /// A `[profiles.<name>]` section for the IdP's `agent-basic` client.
+    pub fn profile_toml(&self, name: &str) -> String {
+        format!(
+            r#"
+[profiles.{name}]
+token_url = "{token_url}"
+client_id = "{CLIENT_ID}"
+client_secret = {{ file = "{secret}" }}
+"#,
+            token_url = self.idp.token_url(),
+            secret = self.dir.path().join("client-secret").display(),
+        )
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub async fn token_requests(&self) -> u64 {
+        self.idp.stats().await.token_requests_for(CLIENT_ID)
+    }
+}
+
+pub fn load(toml: &str) -> tw_config::Config {
+    tw_config::load_str(toml, "test.toml").unwrap_or_else(|e| panic!("config: {e}\n{toml}"))
+}
+
+/// A running agent and the means to stop it.
+pub struct RunningAgent {
+    pub api: ListenAddr,
+    pub proxy: Option<SocketAddr>,
+    pub broker: Arc<Broker>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl RunningAgent {
+    pub async fn start(toml: &str, clock: Arc<dyn Clock>) -> Self {
+        let cfg = load(toml);
+        let broker = Arc::new(Broker::from_config(&cfg, clock.clone()).expect("broker"));
+        let bound = Agent::new(
+            &cfg,
+            broker.clone(),
+            Some(Arc::new(|| "# test\n".to_owned())),
+        )
+        .with_clock(clock)
+        .bind()
+        .await
+        .expect("bind");
+        let api = bound.api_addr();
+        let proxy = bound.proxy_addr().map(|a| match a {
+            ListenAddr::Tcp(a) => a,
+            ListenAddr::Unix(p) => panic!("proxy on unix socket {}", p.display()),
+        });
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(bound.run(async {
+            let _ = rx.await;
+        }));
+        Self {
+            api,
+            proxy,
+            broker,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        match &self.api {
+            ListenAddr::Tcp(a) => format!("http://{a}{path}"),
+            ListenAddr::Unix(p) => panic!("API on unix socket {}", p.display()),
+        }
+    }
+
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy.expect("proxy configured"))
+    }
+
+    /// Waits (without polling) until `profile` holds a token.
+    pub async fn token(&self, profile: &str) -> Arc<IssuedToken> {
+        let mut rx = self.broker.profile(profile).expect("profile").subscribe();
+        let tok = tokio::time::timeout(LIMIT, rx.wait_for(|t| t.is_some()))
+            .await
+            .expect("a token within the limit")
+            .expect("profile alive");
+        tok.clone().expect("some")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(LIMIT, task)
+                .await
+                .expect("agent stops")
+                .expect("join")
+                .expect("agent ran cleanly");
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(LIMIT)
+        .build()
+        .expect("client")
+}
+
+pub async fn json_of(resp: reqwest::Response) -> Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub authorization: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+}
+
+/// A real HTTP upstream that records requests and can be told to misbehave.
+#[derive(Default)]
+pub struct UpstreamState {
+    pub seen: Mutex<Vec<Seen>>,
+    /// `Authorization` values answered with 401.
+    pub rejected: Mutex<HashSet<String>>,
+    /// The first `Authorization` value seen is added to `rejected`.
+    pub reject_first_token: AtomicBool,
+    /// Status to answer with instead of 200 (0: none).
+    pub status: AtomicU16,
+    /// Delay before answering, in ms.
+    pub delay_ms: AtomicU64,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub state: Arc<UpstreamState>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let state = Arc::new(UpstreamState::default());
+        let app = Router::new()
+            .fallback(upstream_handler)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn upstream_handler(State(st): State<Arc<UpstreamState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let authorization = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    st.seen.lock().push(Seen {
+        method: parts.method.to_string(),
+        path_and_query: path_and_query.clone(),
+        authorization: authorization.clone(),
+        headers: headers.clone(),
+        body_len: body.len(),
+    });
+    let delay = st.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(auth) = &authorization {
+        let mut rejected = st.rejected.lock();
+        if st.reject_first_token.swap(false, Ordering::SeqCst) {
+            rejected.insert(auth.clone());
+        }
+        if rejected.contains(auth) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer error=\"invalid_token\"")],
+                "token rejected",
+            )
+                .into_response();
+        }
+    }
+    let status = match st.status.load(Ordering::SeqCst) {
+        0 => StatusCode::OK,
+        s => StatusCode::from_u16(s).expect("status"),
+    };
+    let echo = json!({
+        "method": parts.method.to_string(),
+        "path": path_and_query,
+        "authorization": authorization,
+        "headers": headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "body_len": body.len(),
+    });
+    (status, axum::Json(echo)).into_response()
+}
+
+/// A local port with nothing listening on it.
+pub async fn closed_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Waits until `cond` holds, checking every 20 ms, at most [`LIMIT`]. For effects of other tasks
+/// on the file system, which offer nothing to await.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The claims of a JWT (signature not checked: the IdP is trusted here; the shape is the point).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT has three parts");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[1])
+        .expect("base64url payload");
+    serde_json::from_slice(&payload).expect("JSON claims")
+}

@@ -1,0 +1,20 @@
+//! The HTTP surface shared by tokenwarden's servers (agent, gateway, vault).
+//!
+//! - [`ApiError`]: a [`tw_core::Error`] as a JSON response with a stable code.
+//! - [`bind`] / [`serve`]: TCP or Unix-socket listeners (sockets are private, stale ones replaced)
+//!   with graceful shutdown.
+//! - [`probes_router`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`trace_layer`]: request spans that never record headers or query strings.
+
+mod error;
+mod probes;
+mod serve;
+mod trace;
+
+pub use error::{
+    ApiError, ErrorCode, error_body, method_not_allowed_fallback, not_found_fallback,
+    retry_after_secs,
+};
+pub use probes::{MetricsRender, Readiness, ReadinessFn, probes_router};
+pub use serve::{Listener, NoDelayTcp, PeerAddr, SOCKET_MODE, bind, serve};
+pub use trace::{SafeMakeSpan, SafeTraceLayer, trace_layer};

@@ -1,8 +1,6 @@
 //! File sinks: a profile's current token written to a file, atomically, whenever it changes.
 
 use crate::metrics_names::*;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -191,47 +189,18 @@ pub fn render(format: SinkFormat, token: &IssuedToken) -> String {
 /// fsync the directory.
 pub async fn write_atomically(path: &Path, contents: Vec<u8>, mode: u32) -> Result<(), Error> {
     let target = path.to_owned();
-    let result = tokio::task::spawn_blocking(move || write_blocking(&target, &contents, mode))
-        .await
-        .map_err(|e| Error::internal("sink_write_failed", format!("writer task failed: {e}")))?;
-    result.map_err(|(step, e)| {
+    let result = tokio::task::spawn_blocking(move || {
+        tw_core::fsutil::atomic_write(&target, &contents, mode)
+    })
+    .await
+    .map_err(|e| Error::internal("sink_write_failed", format!("writer task failed: {e}")))?;
+    result.map_err(|e| {
         Error::internal(
             "sink_write_failed",
-            format!("cannot write {}: {step}: {e}", path.display()),
+            format!("cannot write {}: {e}", path.display()),
         )
         .with("file", path.display().to_string())
     })
-}
-
-fn write_blocking(
-    path: &Path,
-    contents: &[u8],
-    mode: u32,
-) -> Result<(), (&'static str, std::io::Error)> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // tempfile creates the file 0600, so the token is private from the first byte.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| ("create temp file", e))?;
-    tmp.write_all(contents).map_err(|e| ("write", e))?;
-    tmp.as_file().sync_all().map_err(|e| ("fsync", e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| ("chmod", e))?;
-    tmp.persist(path).map_err(|e| ("rename", e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ("fsync directory", e))?;
-    Ok(())
 }
 
 /// For init containers (`agent --once`): writes every sink once, then returns.

@@ -3,22 +3,50 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Which step of an atomic write failed, and why.
+#[derive(Debug)]
+pub struct AtomicWriteError {
+    pub step: &'static str,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for AtomicWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.source)
+    }
+}
+
+impl std::error::Error for AtomicWriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// Replaces `path` with `contents` so that no reader ever sees a partial file:
-/// temp file in the same directory, mode set before any byte is written, fsync, rename, fsync of
-/// the directory. `mode` is a Unix permission mode such as `0o600`.
-pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+/// temp file in the same directory (created 0600, and given `mode` before any byte is written),
+/// fsync, rename, fsync of the directory. `mode` is a Unix permission mode such as `0o600`.
+pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), AtomicWriteError> {
+    let step = |step: &'static str| move |source: std::io::Error| AtomicWriteError { step, source };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tokenwarden-")
+        .prefix(&format!(".{name}."))
         .suffix(".tmp")
-        .tempfile_in(dir)?;
-    set_mode(tmp.as_file(), mode)?;
-    tmp.write_all(contents)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+        .tempfile_in(dir)
+        .map_err(step("create temp file"))?;
+    set_mode(tmp.as_file(), mode).map_err(step("chmod"))?;
+    tmp.write_all(contents).map_err(step("write"))?;
+    tmp.as_file().sync_all().map_err(step("fsync"))?;
+    tmp.persist(path).map_err(|e| AtomicWriteError {
+        step: "rename",
+        source: e.error,
+    })?;
     sync_dir(dir);
     Ok(())
 }

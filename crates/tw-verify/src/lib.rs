@@ -1,0 +1,60 @@
+//! Bearer-token verification for `tokenwarden gateway`.
+//!
+//! [`Verifier`] checks a token in a fixed order, cheapest first, and stops at the first failure:
+//!
+//! 1. size (`max_token_bytes`);
+//! 2. shape: three non-empty strict base64url segments, header and payload JSON objects without
+//!    duplicate keys, registered claims of the right JSON types;
+//! 3. header: `alg` a string, never `none` nor HS*, no `crit`, `kid` an opaque string of at most
+//!    256 bytes; `jku`, `x5u`, `jwk`, `x5c` are ignored (never fetched, never used);
+//! 4. `iss` exactly a configured issuer;
+//! 5. `alg` in that issuer's list and fitting the key (RSA ⇒ RS*/PS*, P-256 ⇒ ES256, P-384 ⇒
+//!    ES384, Ed25519 ⇒ EdDSA; a JWK's own `alg` must equal the token's);
+//! 6. signature (jsonwebtoken, aws-lc-rs backend; its claim validation is not used);
+//! 7. `exp` (required), 8. `nbf`, 9. `iat`, all with the issuer's leeway, by the [`tw_core::Clock`];
+//! 10. `aud`, 11. `azp`, 12. token type (Keycloak / strict RFC 9068 / off).
+//!
+//! Keys come from each issuer's JWKS (discovery or `jwks_url`), refreshed in the background before
+//! `jwks_ttl`; the last good keys are kept when a refresh fails. An unknown `kid` causes at most one
+//! refetch per `jwks_refetch_cooldown` per issuer (single-flight), and unknown kids are
+//! remembered for the cooldown, so a flood of random kids never becomes IdP traffic.
+//!
+//! Valid JWTs are cached by SHA-256 (never past `exp`, dropped when their key is no longer
+//! published). Opaque tokens, and JWTs on routes that ask for it, are introspected (RFC 7662) with
+//! a per-token cache.
+//!
+//! Errors: [`VerifyError`] names the failed [`Check`]; its description is safe for
+//! `WWW-Authenticate`; [`VerifyError::into_error`] gives the [`tw_core::Error`] (401
+//! `invalid_token`, or 503 `temporarily_unavailable` when keys or introspection are unavailable).
+//! Tokens are never logged (only [`tw_core::TokenFingerprint::short`]).
+
+mod error;
+mod http;
+mod inspect;
+mod introspect;
+mod jwks;
+mod keys;
+mod metrics_names;
+mod parse;
+mod verifier;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{Check, INVALID_REQUEST, INVALID_TOKEN, TEMPORARILY_UNAVAILABLE, VerifyError};
+pub use http::{CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT};
+pub use inspect::{INSPECT_ORDER, InspectReport, InspectStep, StepStatus};
+pub use introspect::INTROSPECTION_CACHE_ENTRIES;
+pub use jwks::{
+    FetchCause, INITIAL_RETRY_DELAY, MAX_RETRY_DELAY, NEGATIVE_KID_CAPACITY, RECHECK_INTERVAL,
+    REFRESH_FRACTION,
+};
+pub use keys::{KeyKind, MAX_KEYS, MAX_KIDLESS_CANDIDATES, MIN_RSA_BITS};
+pub use metrics_names::*;
+pub use parse::{
+    Alg, MAX_KID_BYTES, RegisteredClaims, StrictValue, UnverifiedJwt, parse_unverified,
+};
+pub use verifier::{IssuerStatus, VerifiedBy, VerifiedToken, Verifier, VerifyOptions};
+
+/// The default `max_token_bytes` (16 KiB), for callers that parse without a config.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;

@@ -52,4 +52,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test (unit and integration tests; the IdP is started by the tests)"
 cargo test --workspace --locked --no-fail-fast
 
+log "the README's main-job command, non-interactively (scripts/demo.sh --once)"
+scripts/demo.sh --once
+
 log "all tests passed"

@@ -286,8 +286,9 @@ impl JwksSource {
                     .last_unknown_kid_fetch
                     .is_some_and(|t| now < t.plus(self.cooldown))
             {
-                drop(st);
-                self.negative.insert(kid.to_owned(), now);
+                // Refused without a fetch. Not remembered as unknown: only a fetch may confirm
+                // that, or one attacker kid per cooldown would keep a genuinely new key refused
+                // for a second cooldown.
                 return UnknownKid::Unknown;
             }
             if st.in_flight.is_none() {

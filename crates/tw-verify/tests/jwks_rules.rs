@@ -155,6 +155,51 @@ async fn a_rotated_key_is_picked_up_by_one_refetch() {
 }
 
 #[tokio::test]
+async fn a_kid_refused_during_the_cooldown_is_accepted_as_soon_as_it_ends() {
+    // An attacker's random kid uses up the refetch; a genuine rotation lands just after.
+    let (publisher, clock, v) = setup(json!({})).await;
+    let real = token(&clock, RSA_KID);
+    let forged = with_header(
+        &real,
+        &json!({"alg":"RS256","typ":"JWT","kid":random_kid(1)}),
+    );
+    assert!(v.verify(&forged, OPTS).await.is_err());
+    assert_eq!(
+        publisher.jwks_requests(),
+        2,
+        "the attacker's kid cost one refetch"
+    );
+
+    let new_key = untrusted_key();
+    publisher.set_jwks(json!({"keys": [
+        public_jwk(&rsa_key(), Algorithm::RS256, RSA_KID, "sig", false),
+        public_jwk(&new_key, Algorithm::RS256, "rotated", "sig", false),
+    ]}));
+    clock.advance(Duration::from_secs(1));
+    let rotated = sign(
+        &json!({"alg":"RS256","kid":"rotated"}),
+        &CorpusParams::new(ISSUER, clock.now()).claims(),
+        &new_key,
+        Algorithm::RS256,
+    );
+    let e = v.verify(&rotated, OPTS).await.unwrap_err();
+    assert_eq!(
+        e.check(),
+        Check::Key,
+        "refused within the cooldown, without a fetch"
+    );
+    assert_eq!(publisher.jwks_requests(), 2);
+
+    // The cooldown (30 s since the attacker's refetch) is over: the genuine kid gets its fetch
+    // now, not a cooldown after it was first refused.
+    clock.advance(Duration::from_secs(29));
+    v.verify(&rotated, OPTS)
+        .await
+        .expect("new key accepted once the cooldown ends");
+    assert_eq!(publisher.jwks_requests(), 3);
+}
+
+#[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_keys() {
     let (publisher, clock, v) = setup(json!({})).await;
     publisher.set_failure(Some(503));

@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use crate::{logging, token_cmd};
+use crate::{gateway_cmd, logging, token_cmd};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 ///
 /// tokenwarden obtains OAuth2/OIDC tokens for service accounts (Keycloak or any compliant IdP),
 /// keeps them fresh without refresh storms, and hands them to any process: a local HTTP API,
-/// files, or a proxy that injects `Authorization` and retries once on a 401.
+/// files, or a proxy that injects `Authorization` and retries once on a 401. On the API's side,
+/// its gateway verifies those tokens, as a reverse proxy or a forward-auth check.
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenwarden",
@@ -31,6 +32,12 @@ pub enum Command {
     ///
     /// Example: tokenwarden agent --config /etc/tokenwarden/agent.toml
     Agent(AgentArgs),
+    /// Run the gateway: verify bearer tokens in front of an API, as a reverse proxy (routes) and
+    /// as a forward-auth endpoint for nginx auth_request, Traefik forwardAuth and Envoy ext_authz,
+    /// until stopped.
+    ///
+    /// Example: tokenwarden gateway --config /etc/tokenwarden/gateway.toml
+    Gateway(gateway_cmd::GatewayArgs),
     /// Work with tokens from scripts.
     #[command(subcommand)]
     Token(Box<TokenCommand>),
@@ -67,6 +74,14 @@ pub enum TokenCommand {
     ///   tokenwarden token get --issuer https://kc.example/realms/dls --client-id SmartEM_Agent \
     ///       --client-secret-env AGENT_SECRET
     Get(token_cmd::GetArgs),
+    /// Decode a token and say, check by check, whether the gateway would accept it and why not.
+    /// Exit code 0 only if it would; 1 if not; 2 for usage or configuration problems. The token
+    /// itself is never printed (header and payload are, the signature is not).
+    ///
+    /// Examples:
+    ///   tokenwarden token inspect "$TOKEN" --config gateway.toml
+    ///   tokenwarden token get ... | tokenwarden token inspect -     ///       --issuer https://kc.example/realms/dls --audience smartem-backend --json
+    Inspect(gateway_cmd::InspectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,8 +104,10 @@ const ONCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => run_agent(args).await,
+        Command::Gateway(args) => gateway_cmd::run(args).await,
         Command::Token(cmd) => match *cmd {
             TokenCommand::Get(args) => token_cmd::get(args).await,
+            TokenCommand::Inspect(args) => gateway_cmd::inspect(args).await,
         },
         Command::Config(ConfigCommand::Check {
             config,
@@ -111,6 +128,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default();
                 println!("  profile {name}: {target}");
             }
+            if let Some(gw) = &cfg.gateway {
+                check_gateway(gw, skip_secrets)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -124,9 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let cfg = tw_config::load(&args.config)?;
     logging::init(&cfg.log);
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let metrics = install_metrics_recorder()?;
     let broker = Arc::new(tw_broker::Broker::from_config(
         &cfg,
         Arc::new(tw_core::SystemClock),
@@ -162,7 +180,53 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// The Prometheus recorder every metric of the process goes to; `/metrics` renders it.
+pub(crate) fn install_metrics_recorder()
+-> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
+/// `config check` for the `[gateway]` section: the verifier's own rules, the introspection
+/// secrets (unless skipped), and a summary.
+fn check_gateway(gw: &tw_config::GatewayConfig, skip_secrets: bool) -> anyhow::Result<()> {
+    tw_verify::Verifier::new(gw, Arc::new(tw_core::SystemClock))?;
+    if !skip_secrets {
+        for (i, iss) in gw.issuers.iter().enumerate() {
+            if let Some(intro) = &iss.introspection {
+                intro
+                    .client_secret
+                    .resolve(&format!("gateway.issuers[{i}].introspection.client_secret"))?;
+            }
+        }
+    }
+    println!(
+        "  gateway {}: {} route(s), forward auth at {}, {} exempt path(s)",
+        gw.listen,
+        gw.routes.len(),
+        gw.forward_auth_path,
+        gw.exempt_paths.len()
+    );
+    for iss in &gw.issuers {
+        let keys = iss
+            .jwks_url
+            .as_ref()
+            .map_or_else(|| "keys by discovery".to_owned(), |u| format!("keys {u}"));
+        println!("  issuer {}: {keys}", iss.issuer);
+    }
+    for r in &gw.routes {
+        let host = r
+            .host
+            .as_deref()
+            .map(|h| format!("{h} "))
+            .unwrap_or_default();
+        println!("  route {host}{} -> {}", r.prefix, r.upstream);
+    }
+    Ok(())
+}
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -2,6 +2,7 @@
 //! library crates; this file parses arguments, sets up logging and metrics, and reports errors.
 
 mod cli;
+mod gateway_cmd;
 mod logging;
 mod token_cmd;
 

@@ -112,26 +112,27 @@ fn token_get_usage_errors_exit_2_with_a_hint() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `tokenwarden config check` of `examples/<name>`.
+fn check_example(name: &str, skip_secrets: bool, env: &[(&str, &str)]) -> Output {
+    let example = repo_root().join("examples").join(name);
+    let mut args = vec![
+        "config",
+        "check",
+        "--config",
+        example.to_str().expect("UTF-8 path"),
+    ];
+    if skip_secrets {
+        args.push("--skip-secrets");
+    }
+    tokenwarden(&args, env)
+}
+
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let example = repo_root().join("examples/agent.toml");
-    let out = tokenwarden(
-        &[
-            "config",
-            "check",
-            "--skip-secrets",
-            "--config",
-            example.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = check_example("agent.toml", true, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("profile smartem"));
-    let demo = repo_root().join("examples/demo-agent.toml");
-    let out = tokenwarden(
-        &["config", "check", "--config", demo.to_str().unwrap()],
-        &[("DEMO_AGENT_SECRET", "x")],
-    );
+    let out = check_example("demo-agent.toml", false, &[("DEMO_AGENT_SECRET", "x")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -202,4 +203,378 @@ fn completions_are_generated() {
     let out = tokenwarden(&["completions", "bash"], &[]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("tokenwarden"));
+}
+
+/// `tokenwarden token get` for the IdP's `agent-basic` client.
+fn idp_token(idp: &Idp) -> String {
+    let out = tokenwarden(
+        &[
+            "token",
+            "get",
+            "--token-url",
+            &idp.token_url(),
+            "--client-id",
+            "agent-basic",
+            "--client-secret-env",
+            "S",
+        ],
+        &[("S", "agent-basic-secret")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+fn gateway_toml(idp: &Idp, audience: &str) -> String {
+    format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\n\n[[gateway.issuers]]\nissuer = \"{}\"\naudiences = [\"{audience}\"]\nallowed_azp = [\"agent-basic\"]\n",
+        idp.issuer()
+    )
+}
+
+/// Runs `tokenwarden` with `input` on stdin.
+fn tokenwarden_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(args)
+        .env_remove("TOKENWARDEN_CONFIG")
+        .env_remove("TOKENWARDEN_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tokenwarden");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// The check lines (`✓ name reason`) of the human output, as (symbol, check name).
+fn check_lines(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (sym, rest) = l.split_once(' ')?;
+            matches!(sym, "✓" | "✗" | "-").then(|| {
+                (
+                    sym.to_owned(),
+                    rest.split_whitespace().next().unwrap_or("").to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `tokenwarden token inspect TOKEN --config <a gateway.toml for the IdP, with `audience`>`
+/// plus `extra` arguments.
+fn inspect_with_config(idp: &Idp, audience: &str, token: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, gateway_toml(idp, audience)).expect("write config");
+    let mut args = vec![
+        "token",
+        "inspect",
+        token,
+        "--config",
+        cfg.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    tokenwarden(&args, &[])
+}
+
+#[tokio::test]
+async fn token_inspect_with_config_accepts_a_valid_token_check_by_check() {
+    let idp = Idp::start_default().await;
+    let token = idp_token(&idp);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, gateway_toml(&idp, "api")).unwrap();
+
+    let out = inspect_with_config(&idp, "api", &token, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let checks = check_lines(&stdout);
+    let names: Vec<&str> = checks.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "size",
+            "format",
+            "header",
+            "iss",
+            "alg",
+            "kid",
+            "signature",
+            "exp",
+            "nbf",
+            "iat",
+            "aud",
+            "azp",
+            "typ",
+            "introspection"
+        ],
+        "{stdout}"
+    );
+    for (sym, name) in &checks {
+        let expected = if name == "introspection" { "-" } else { "✓" };
+        assert_eq!(sym, expected, "{name} in:\n{stdout}");
+    }
+    assert!(stdout.contains("\"azp\": \"agent-basic\""), "{stdout}");
+    assert!(stdout.contains("Result: ACCEPTED"), "{stdout}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !stdout.contains(&token) && !stdout.contains(signature),
+        "the token was printed"
+    );
+
+    // The same from standard input, as JSON.
+    let out = tokenwarden_stdin(
+        &[
+            "token",
+            "inspect",
+            "-",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+        ],
+        &format!("Bearer {token}\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["issuer"], idp.issuer());
+    assert_eq!(json["identity"]["client_id"], "agent-basic");
+    assert_eq!(json["identity"]["service_account"], true);
+    assert_eq!(json["checks"].as_array().unwrap().len(), 14);
+    assert_eq!(json["checks"][0]["status"], "pass");
+    assert!(!text(&out.stdout).contains(signature));
+}
+
+#[tokio::test]
+async fn token_inspect_names_the_failing_check_and_exits_1() {
+    let idp = Idp::start_default().await;
+    let token = idp_token(&idp);
+
+    // Wrong audience, from a config file.
+    let out = inspect_with_config(&idp, "another-api", &token, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        check_lines(&stdout).contains(&("✗".to_owned(), "aud".to_owned())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("REJECTED by the aud check"), "{stdout}");
+    let out = inspect_with_config(&idp, "another-api", &token, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["error"]["check"], "aud");
+    assert_eq!(json["error"]["error"], "invalid_token");
+
+    // Expired, judged from flags alone (discovery from --issuer), no leeway.
+    idp.set_access_token_ttl(1).await;
+    let short = idp_token(&idp);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let issuer = idp.issuer();
+    let out = tokenwarden(
+        &[
+            "token",
+            "inspect",
+            &short,
+            "--issuer",
+            &issuer,
+            "--audience",
+            "api",
+            "--azp",
+            "agent-basic",
+            "--alg",
+            "RS256",
+            "--leeway",
+            "0s",
+            "--token-type",
+            "keycloak",
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        check_lines(&stdout).contains(&("✗".to_owned(), "exp".to_owned())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expired"), "{stdout}");
+    assert!(stdout.contains("ago)"), "{stdout}");
+}
+
+#[tokio::test]
+async fn token_inspect_from_flags_alone_accepts_and_usage_errors_exit_2() {
+    let idp = Idp::start_default().await;
+    let token = idp_token(&idp);
+    let issuer = idp.issuer();
+    let out = tokenwarden(
+        &[
+            "token",
+            "inspect",
+            &token,
+            "--issuer",
+            &issuer,
+            "--audience",
+            "api",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    for args in [
+        vec!["token", "inspect", "abc"],
+        vec![
+            "token",
+            "inspect",
+            "abc",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks",
+        ],
+        vec![
+            "token", "inspect", "abc", "--issuer", &issuer, "--alg", "HS256",
+        ],
+        vec!["token", "inspect", "", "--issuer", &issuer],
+    ] {
+        let out = tokenwarden(&args, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A config without a [gateway] section.
+    let example = repo_root().join("examples/agent.toml");
+    let out = tokenwarden(
+        &[
+            "token",
+            "inspect",
+            "abc",
+            "--config",
+            example.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("[gateway]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_shipped_gateway_example_is_valid() {
+    let out = check_example("gateway.toml", true, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("gateway 127.0.0.1:8800: 2 route(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("issuer https://keycloak.example.org/realms/dls"),
+        "{stdout}"
+    );
+    // Without --skip-secrets the introspection secret must resolve.
+    let out = check_example("gateway.toml", false, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("GATEWAY_INTROSPECTION_SECRET"), "{stderr}");
+    let out = check_example(
+        "gateway.toml",
+        false,
+        &[("GATEWAY_INTROSPECTION_SECRET", "x")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn gateway_serves_until_sigterm() {
+    let idp = Idp::start_default().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        gateway_toml(&idp, "api").replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["gateway", "--config", cfg.to_str().unwrap()])
+        .env_remove("TOKENWARDEN_CONFIG")
+        .env_remove("TOKENWARDEN_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run tokenwarden gateway");
+    let token = idp_token(&idp);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok((200, _)) = get(&format!("{base}/readyz"), None).await {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the gateway never became ready");
+    let (status, _) = get(&format!("{base}/auth"), Some(&token)).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = get(&format!("{base}/auth"), None).await.unwrap();
+    assert_eq!(status, 401);
+    let (_, body) = get(&format!("{base}/metrics"), None).await.unwrap();
+    assert!(
+        body.contains("tokenwarden_gateway_requests_total"),
+        "{body}"
+    );
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("gateway listening"), "{stderr}");
+    assert!(!stderr.contains(&token), "token in the logs");
+}
+
+/// GET `url` (with a bearer token): the status and the body.
+async fn get(url: &str, token: Option<&str>) -> Result<(u16, String), reqwest::Error> {
+    let mut req = reqwest::Client::builder().no_proxy().build()?.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
 }

@@ -11,8 +11,8 @@ mod model;
 mod secret_ref;
 
 pub use load::{
-    ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, ListenAddr, load, load_str, parse_mode,
-    validate_config,
+    ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenAddr, load,
+    load_str, parse_mode, validate_config, validate_gateway_config,
 };
 pub use model::*;
 pub use secret_ref::SecretRef;

@@ -363,16 +363,35 @@ fn validate_gateway(
             ));
         }
     }
-    if !gw.forward_auth_path.starts_with('/') {
-        return Err(fail(
-            "gateway.forward_auth_path".into(),
-            "must start with `/`".into(),
-        ));
+    check_forward_auth_path(&gw.forward_auth_path)
+        .map_err(|m| fail("gateway.forward_auth_path".into(), m))?;
+    for (i, p) in gw.exempt_paths.iter().enumerate() {
+        check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m))?;
     }
+    check_identity_headers(&gw.identity_headers, fail)?;
+    let mut routes_seen = std::collections::HashSet::new();
     for (i, r) in gw.routes.iter().enumerate() {
         let k = |field: &str| format!("gateway.routes[{i}].{field}");
         if !r.prefix.starts_with('/') {
             return Err(fail(k("prefix"), "must start with `/`".into()));
+        }
+        if let Some(host) = &r.host
+            && !is_plain_host(host)
+        {
+            return Err(fail(
+                k("host"),
+                "a host name without scheme, port or path, e.g. \"api.example.org\"".into(),
+            ));
+        }
+        let host = r.host.as_deref().map(str::to_ascii_lowercase);
+        if !routes_seen.insert((host, r.prefix.trim_end_matches('/').to_owned())) {
+            return Err(fail(
+                k("prefix"),
+                format!(
+                    "`{}` is used by an earlier route for the same host",
+                    r.prefix
+                ),
+            ));
         }
         if !matches!(r.upstream.scheme(), "http" | "https") {
             return Err(fail(
@@ -394,6 +413,124 @@ fn validate_gateway(
         ));
     }
     Ok(())
+}
+
+/// `api.example.org`, `10.0.0.1` or `[::1]`: no scheme, port or path.
+fn is_plain_host(h: &str) -> bool {
+    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return !inner.is_empty() && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+    }
+    !h.is_empty()
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+}
+
+/// Paths the gateway serves itself, whatever the routes say.
+pub const GATEWAY_PROBE_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// `/auth`-like: a plain path (no trailing `/`), not `/`, not a probe path.
+fn check_forward_auth_path(p: &str) -> Result<(), String> {
+    let plain = p.len() > 1
+        && p.starts_with('/')
+        && !p.ends_with('/')
+        && !p.contains("//")
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c));
+    if !plain {
+        return Err(format!(
+            "`{p}` must be a plain path such as \"/auth\": starting with `/`, not `/` alone, no trailing `/`, letters, digits and `-._~` only"
+        ));
+    }
+    for probe in GATEWAY_PROBE_PATHS {
+        let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if under(p, probe) || under(probe, p) {
+            return Err(format!("`{p}` collides with the probe path {probe}"));
+        }
+    }
+    Ok(())
+}
+
+/// Exact paths, or prefixes ending in `*` (the only place a `*` may be).
+fn check_exempt_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("`{p}` must start with `/`"));
+    }
+    if p.contains(['?', '#']) {
+        return Err(format!("`{p}`: give the path only, without `?` or `#`"));
+    }
+    if p.trim_end_matches('*').contains('*') || p.ends_with("**") {
+        return Err(format!(
+            "`{p}`: `*` is allowed only once, at the end (a prefix), e.g. \"/docs/*\""
+        ));
+    }
+    Ok(())
+}
+
+/// Header names the gateway never lets an identity header take: the request's own framing,
+/// credentials and forwarding fields.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-uri",
+    "x-original-method",
+];
+
+fn check_identity_headers(
+    h: &IdentityHeaders,
+    fail: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for (field, name) in [
+        ("subject", &h.subject),
+        ("client_id", &h.client_id),
+        ("service_account", &h.service_account),
+        ("scopes", &h.scopes),
+        ("issuer", &h.issuer),
+    ] {
+        let key = format!("gateway.identity_headers.{field}");
+        let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(is_tchar) {
+            return Err(fail(
+                key,
+                format!("`{name}` is not a valid HTTP header name"),
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            return Err(fail(
+                key,
+                format!("`{name}` is a reserved header; choose a name like X-Auth-Subject"),
+            ));
+        }
+        if !seen.insert(lower) {
+            return Err(fail(
+                key,
+                format!("`{name}` is already used by another identity header"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `[gateway]` section on its own (for callers that build one without a file).
+pub fn validate_gateway_config(gw: &GatewayConfig, source_name: &str) -> Result<(), Error> {
+    let source = ConfigSource::Inline(source_name.to_owned());
+    let fail = |key: String, msg: String| config_error(&source, Some(&key), &msg);
+    validate_gateway(gw, &fail)
 }
 
 fn check_pointer(p: &str) -> Result<(), String> {

@@ -195,3 +195,78 @@ fn secret_refs_resolve_from_env_and_file() {
         Ok(())
     });
 }
+
+const GATEWAY: &str = r#"
+[gateway]
+exempt_paths = ["/health", "/docs/*"]
+
+[[gateway.issuers]]
+issuer = "https://kc.example/realms/dls"
+
+[[gateway.routes]]
+prefix = "/api/"
+upstream = "http://127.0.0.1:8080/"
+"#;
+
+#[test]
+fn gateway_section_rules_name_the_key() {
+    isolated(|| {
+        let c = load_str(GATEWAY, "gw.toml").unwrap();
+        let gw = c.gateway.expect("gateway");
+        assert_eq!(gw.forward_auth_path, "/auth");
+        assert_eq!(gw.identity_headers.subject, "X-Auth-Subject");
+        let cases = [
+            (
+                GATEWAY.replace("\"/docs/*\"", "\"/do*cs\""),
+                "gateway.exempt_paths[1]",
+            ),
+            (
+                GATEWAY.replace("\"/health\"", "\"health\""),
+                "gateway.exempt_paths[0]",
+            ),
+            (
+                format!("{GATEWAY}\n[gateway.identity_headers]\nsubject = \"Authorization\"\n"),
+                "gateway.identity_headers.subject",
+            ),
+            (
+                format!("{GATEWAY}\n[gateway.identity_headers]\nscopes = \"X-Auth-Subject\"\n"),
+                "gateway.identity_headers.scopes",
+            ),
+            (
+                format!("{GATEWAY}\n[gateway.identity_headers]\nissuer = \"X Bad\"\n"),
+                "gateway.identity_headers.issuer",
+            ),
+            (
+                GATEWAY.replace("[gateway]", "[gateway]\nforward_auth_path = \"/healthz\""),
+                "gateway.forward_auth_path",
+            ),
+            (
+                GATEWAY.replace("[gateway]", "[gateway]\nforward_auth_path = \"/auth/\""),
+                "gateway.forward_auth_path",
+            ),
+            (
+                format!(
+                    "{GATEWAY}\n[[gateway.routes]]\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9/\"\n"
+                ),
+                "gateway.routes[1].prefix",
+            ),
+            (
+                GATEWAY.replace(
+                    "prefix = \"/api/\"",
+                    "host = \"https://x\"\nprefix = \"/api/\"",
+                ),
+                "gateway.routes[0].host",
+            ),
+        ];
+        for (doc, key) in cases {
+            let err = load_str(&doc, "gw.toml").expect_err(key);
+            let msg = err.to_string();
+            assert!(msg.contains(key), "expected key {key} in: {msg}");
+        }
+        // The same path on another host is another route.
+        let two_hosts = format!(
+            "{GATEWAY}\n[[gateway.routes]]\nhost = \"api.example.org\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9/\"\n"
+        );
+        load_str(&two_hosts, "gw.toml").unwrap();
+    });
+}

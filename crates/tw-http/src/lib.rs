@@ -5,8 +5,11 @@
 //!   with graceful shutdown.
 //! - [`probes_router`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`trace_layer`]: request spans that never record headers or query strings.
+//! - [`forward`]: what every proxying server shares: the pooled upstream client, hop-by-hop and
+//!   `X-Forwarded-*` handling, route targets, classified send failures, streamed responses.
 
 mod error;
+pub mod forward;
 mod probes;
 mod serve;
 mod trace;

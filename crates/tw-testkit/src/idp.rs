@@ -565,6 +565,29 @@ impl Idp {
         serde_json::from_value(v["kids"].clone()).expect("kids")
     }
 
+    /// A client-credentials access token for a `client_secret_basic` client (the default clients
+    /// `agent-basic` / `agent-basic-secret` and friends). Panics unless the IdP issues one.
+    pub async fn client_credentials_token(&self, client_id: &str, secret: &str) -> String {
+        let resp = self
+            .http
+            .post(self.token_url())
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("token request for {client_id}: {e}"));
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "token request for {client_id}: {status}"
+        );
+        let v: Value = resp.json().await.expect("token response JSON");
+        v["access_token"]
+            .as_str()
+            .expect("access_token in the token response")
+            .to_owned()
+    }
+
     /// Lifetime of access tokens issued from now on.
     pub async fn set_access_token_ttl(&self, secs: u64) {
         self.post("/settings", json!({ "access_token_ttl": secs }))

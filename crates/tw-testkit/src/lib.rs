@@ -8,6 +8,9 @@
 //!   spans) so tests can assert that no secret was logged.
 //! * [`Nginx`] starts Debian's nginx with a test's `server` block (forward-auth tests).
 //! * [`fixture_path`] finds files under `testing/fixtures`.
+//! * [`Running`] keeps a server under test in its own task until stopped; [`TestServer`] serves
+//!   a stub (an upstream) until dropped; [`rates`] adds up benchmark rates for ratios against a
+//!   baseline.
 //!
 //! The IdP needs its npm dependencies: run `npm ci` in `testing/idp` once.
 
@@ -16,8 +19,13 @@ mod idp;
 pub mod logcapture;
 mod nginx;
 mod paths;
+pub mod rates;
+mod running;
+mod server;
 
 pub use config::{ClientSpec, IdpConfig, UserSpec};
 pub use idp::{ClientInfo, Endpoint, Fault, Idp, IdpStats, UserInfo};
 pub use nginx::{Nginx, nginx_binary};
 pub use paths::{fixture_path, idp_dir, repo_root};
+pub use running::{Running, STOP_LIMIT, Shutdown};
+pub use server::{TestServer, http_client};

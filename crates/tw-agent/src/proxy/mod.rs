@@ -6,7 +6,6 @@
 
 mod breaker;
 mod headers;
-mod route;
 
 pub use breaker::BreakerState;
 
@@ -19,15 +18,10 @@ use breaker::Breaker;
 use bytes::Bytes;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http::{Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use route::Target;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -38,9 +32,8 @@ use tracing::Instrument;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
 use tw_config::{ProxyConfig, RouteConfig};
 use tw_core::{Clock, Error, ErrorKind};
+use tw_http::forward::{self, SendFailure, Target, UpstreamClient as HttpClient};
 use tw_http::{ApiError, PeerAddr};
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// First pause before re-trying a failed connection; doubles per attempt.
 const CONNECT_RETRY_BACKOFF: Duration = Duration::from_millis(50);
@@ -92,7 +85,7 @@ impl Proxy {
         Ok(Self {
             inner: Arc::new(Inner {
                 routes,
-                client: http_client()?,
+                client: forward::upstream_client()?,
                 breakers,
             }),
         })
@@ -110,27 +103,6 @@ impl Proxy {
     pub fn breaker_state(&self, origin: &str) -> Option<BreakerState> {
         self.inner.breakers.get(origin).map(|b| b.state())
     }
-}
-
-fn http_client() -> Result<HttpClient, Error> {
-    let mut http = HttpConnector::new();
-    // The TLS wrapper decides per scheme; plain http stays allowed for local upstreams.
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .try_with_platform_verifier()
-        .map_err(|e| {
-            Error::internal(
-                "tls_init_failed",
-                format!("cannot initialise TLS for upstreams: {e}"),
-            )
-        })?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
 }
 
 impl Route {
@@ -197,11 +169,8 @@ impl Route {
         req: Request,
         peer: Option<SocketAddr>,
     ) -> Result<Response, Error> {
-        if route::has_dot_dot_segment(req.uri().path()) {
-            return Err(Error::bad_request(
-                "invalid_path",
-                "the path contains a `..` segment; the proxy does not forward those",
-            ));
+        if forward::has_dot_dot_segment(req.uri().path()) {
+            return Err(forward::dot_dot_error());
         }
         if let Some(limiter) = &self.limiter
             && let Err(not_until) = limiter.check()
@@ -259,9 +228,7 @@ impl Route {
             // No token, say: nothing was learnt about the upstream.
             Err(_) => drop(permit),
         }
-        let (mut parts, incoming) = outcome?.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Body::new(incoming)))
+        Ok(forward::downstream_response(outcome?))
     }
 
     /// Sends with the current token; after a 401 to that token, once more with a new one.
@@ -320,26 +287,24 @@ impl Route {
                     "the request body was already sent",
                 ));
             };
-            let mut req = hyper::Request::new(b);
-            *req.method_mut() = out.method.clone();
-            *req.uri_mut() = out.uri.clone();
-            *req.version_mut() = Version::HTTP_11;
-            *req.headers_mut() = out.headers.clone();
-            req.headers_mut()
-                .insert(http::header::AUTHORIZATION, auth.clone());
+            let mut headers = out.headers.clone();
+            headers.insert(http::header::AUTHORIZATION, auth.clone());
+            let req = forward::upstream_request(out.method.clone(), out.uri.clone(), headers, b);
 
             let started = std::time::Instant::now();
-            let result = tokio::time::timeout_at(out.deadline, client.request(req)).await;
+            let result = forward::send(client, req, out.deadline).await;
             metrics::histogram!(METRIC_PROXY_UPSTREAM_SECONDS, "route" => self.label.clone())
                 .record(started.elapsed().as_secs_f64());
-            let err = match result {
-                Ok(Ok(response)) => return Ok(response),
-                Err(_) => return Err(self.timeout_error()),
-                Ok(Err(e)) => e,
+            let failure = match result {
+                Ok(response) => return Ok(response),
+                Err(f) => f,
             };
-            if err.is_connect() && retry_allowed && retries < self.connect_retries {
+            if let SendFailure::Connect(cause) = &failure
+                && retry_allowed
+                && retries < self.connect_retries
+            {
                 retries += 1;
-                tracing::debug!(attempt = retries + 1, cause = %cause_chain(&err), "cannot connect to upstream; retrying");
+                tracing::debug!(attempt = retries + 1, cause = %cause, "cannot connect to upstream; retrying");
                 let pause = CONNECT_RETRY_BACKOFF * 2u32.saturating_pow(retries - 1);
                 if tokio::time::timeout_at(out.deadline, tokio::time::sleep(pause))
                     .await
@@ -349,33 +314,12 @@ impl Route {
                 }
                 continue;
             }
-            let what = if err.is_connect() {
-                "cannot connect to"
-            } else {
-                "lost the connection to"
-            };
-            return Err(Error::new(
-                ErrorKind::UpstreamUnreachable,
-                "upstream_unreachable",
-                format!(
-                    "{what} upstream {}: {}",
-                    self.target.origin(),
-                    cause_chain(&err)
-                ),
-            ));
+            return Err(failure.into_error(self.target.origin(), self.timeout));
         }
     }
 
     fn timeout_error(&self) -> Error {
-        Error::new(
-            ErrorKind::UpstreamTimeout,
-            "upstream_timeout",
-            format!(
-                "upstream {} did not answer within {}s",
-                self.target.origin(),
-                self.timeout.as_secs_f64()
-            ),
-        )
+        forward::timeout_error(self.target.origin(), self.timeout)
     }
 }
 
@@ -392,22 +336,6 @@ fn is_idempotent(m: &Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     )
-}
-
-/// The innermost causes, e.g. `tcp connect error: Connection refused (os error 111)`.
-/// hyper's errors describe transport failures only; they never include headers.
-fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = Vec::new();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        parts.push(e.to_string());
-        cur = e.source();
-    }
-    if parts.is_empty() {
-        err.to_string()
-    } else {
-        parts.join(": ")
-    }
 }
 
 /// The request body: kept in memory (so it can be sent again) or streamed once.

@@ -13,13 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tw_agent::Agent;
 use tw_broker::{Broker, IssuedToken};
 use tw_config::ListenAddr;
 use tw_core::{Clock, Error};
-use tw_testkit::{Idp, IdpConfig};
+use tw_testkit::{Idp, IdpConfig, Running, TestServer};
 
 pub const CLIENT_ID: &str = "agent-basic";
 pub const CLIENT_SECRET: &str = "agent-basic-secret";
@@ -75,8 +73,7 @@ pub struct RunningAgent {
     pub api: ListenAddr,
     pub proxy: Option<SocketAddr>,
     pub broker: Arc<Broker>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), Error>>>,
+    running: Running<Error>,
 }
 
 impl RunningAgent {
@@ -97,16 +94,11 @@ impl RunningAgent {
             ListenAddr::Tcp(a) => a,
             ListenAddr::Unix(p) => panic!("proxy on unix socket {}", p.display()),
         });
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(bound.run(async {
-            let _ = rx.await;
-        }));
         Self {
             api,
             proxy,
             broker,
-            stop: Some(tx),
-            task: Some(task),
+            running: Running::spawn(|shutdown| bound.run(shutdown)),
         }
     }
 
@@ -131,26 +123,13 @@ impl RunningAgent {
         tok.clone().expect("some")
     }
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(LIMIT, task)
-                .await
-                .expect("agent stops")
-                .expect("join")
-                .expect("agent ran cleanly");
-        }
+    pub async fn stop(self) {
+        self.running.stop().await;
     }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(LIMIT)
-        .build()
-        .expect("client")
+    tw_testkit::http_client(LIMIT)
 }
 
 pub async fn json_of(resp: reqwest::Response) -> Value {
@@ -185,7 +164,7 @@ pub struct UpstreamState {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub state: Arc<UpstreamState>,
-    task: JoinHandle<()>,
+    _server: TestServer,
 }
 
 impl Upstream {
@@ -194,14 +173,12 @@ impl Upstream {
         let app = Router::new()
             .fallback(upstream_handler)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, state, task }
+        let server = TestServer::start(app).await;
+        Self {
+            addr: server.addr(),
+            state,
+            _server: server,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -210,12 +187,6 @@ impl Upstream {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().clone()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

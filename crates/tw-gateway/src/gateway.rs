@@ -1,0 +1,516 @@
+//! [`Gateway`]: the router (probes, forward-auth endpoint, verifying proxy) and its runner.
+
+use crate::credentials::{Credentials, bearer_token};
+use crate::decision::{AllowAll, Decision, DecisionRequest, Mode, Verdict};
+use crate::identity::IdentityHeaderNames;
+use crate::metrics_names::*;
+use crate::original::{asked_by_nginx, original_request};
+use crate::paths::{ExemptPaths, Route, Routes, request_host};
+use crate::refusal::Refusal;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+use tw_config::{GatewayConfig, ListenAddr};
+use tw_core::{Error, TokenFingerprint};
+use tw_http::forward::{self, UpstreamClient};
+use tw_http::{ApiError, Listener, MetricsRender, PeerAddr, Readiness};
+use tw_verify::{Verifier, VerifyOptions};
+
+/// How a gateway request ended: the `outcome` label of [`METRIC_GATEWAY_REQUESTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A verified token, allowed by the decision.
+    Allowed,
+    /// An exempt path: no token needed.
+    Exempt,
+    /// No bearer token (401, bare challenge).
+    MissingToken,
+    /// Malformed `Authorization` or forward-auth headers (400; 401 for nginx).
+    InvalidRequest,
+    /// A token refused by a check (401).
+    InvalidToken,
+    /// The decision denied the request (403).
+    Forbidden,
+    /// Keys or introspection unavailable (503).
+    Unavailable,
+    /// Proxy mode: no route for the host and path (404).
+    NoRoute,
+    /// Proxy mode: a path the gateway does not forward (`..` segments, 400).
+    BadPath,
+    /// Proxy mode: allowed, but the upstream could not be reached (502).
+    UpstreamUnreachable,
+    /// Proxy mode: allowed, but the upstream did not answer in time (504).
+    UpstreamTimeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Exempt => "exempt",
+            Outcome::MissingToken => "missing_token",
+            Outcome::InvalidRequest => "invalid_request",
+            Outcome::InvalidToken => "invalid_token",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Unavailable => "unavailable",
+            Outcome::NoRoute => "no_route",
+            Outcome::BadPath => "bad_path",
+            Outcome::UpstreamUnreachable => "upstream_unreachable",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+/// The gateway, configured but not yet listening. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    listen: String,
+    metrics: Option<MetricsRender>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    verifier: Arc<Verifier>,
+    routes: Routes,
+    exempt: ExemptPaths,
+    identity: IdentityHeaderNames,
+    forward_auth_path: String,
+    decision: Arc<dyn Decision>,
+    client: UpstreamClient,
+}
+
+impl Gateway {
+    /// Checks `cfg` (the same rules as a config file's `[gateway]`) and builds the gateway around
+    /// `verifier` (built from the same `cfg`). No I/O.
+    pub fn new(cfg: &GatewayConfig, verifier: Arc<Verifier>) -> Result<Self, Error> {
+        tw_config::validate_gateway_config(cfg, "gateway configuration")?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                verifier,
+                routes: Routes::new(&cfg.routes),
+                exempt: ExemptPaths::new(&cfg.exempt_paths),
+                identity: IdentityHeaderNames::new(&cfg.identity_headers)?,
+                forward_auth_path: cfg.forward_auth_path.clone(),
+                decision: Arc::new(AllowAll),
+                client: forward::upstream_client()?,
+            }),
+            listen: cfg.listen.clone(),
+            metrics: None,
+        })
+    }
+
+    /// Replaces the authorization step (default: [`AllowAll`]).
+    pub fn with_decision(mut self, decision: Arc<dyn Decision>) -> Self {
+        Arc::make_mut(&mut self.shared).decision = decision;
+        self
+    }
+
+    /// Serves `/metrics` with this renderer (the binary's Prometheus recorder).
+    pub fn with_metrics(mut self, render: MetricsRender) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.shared.verifier
+    }
+
+    /// `/healthz`, `/readyz`, `/metrics`; the forward-auth endpoint (`forward_auth_path` and
+    /// everything under it, any method); every other path is proxied by the routes.
+    pub fn router(&self) -> Router {
+        let verifier = self.shared.verifier.clone();
+        let readiness: tw_http::ReadinessFn = Arc::new(move || readiness(&verifier));
+        let gateway = Router::new()
+            .fallback(dispatch)
+            .with_state(self.shared.clone());
+        tw_http::probes_router(readiness, self.metrics.clone())
+            .merge(gateway)
+            .method_not_allowed_fallback(tw_http::method_not_allowed_fallback)
+            .layer(tw_http::trace_layer())
+    }
+
+    /// Binds `gateway.listen` (TCP or `unix:`).
+    pub async fn bind(self) -> Result<BoundGateway, Error> {
+        let addr = ListenAddr::parse(&self.listen).map_err(|m| {
+            Error::config("config_invalid", format!("gateway.listen: {m}"))
+                .with("key", "gateway.listen")
+        })?;
+        let listener = tw_http::bind(&addr, "gateway.listen").await?;
+        Ok(BoundGateway {
+            router: self.router(),
+            verifier: self.shared.verifier.clone(),
+            listener,
+        })
+    }
+}
+
+/// The gateway with its listener bound (a port `0` is resolved).
+pub struct BoundGateway {
+    listener: Listener,
+    router: Router,
+    verifier: Arc<Verifier>,
+}
+
+impl BoundGateway {
+    pub fn local_addr(&self) -> ListenAddr {
+        self.listener.local_addr()
+    }
+
+    /// Starts the verifier (first key loads, then background refresh; `/readyz` says when keys
+    /// are loaded) and serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run<F>(self, shutdown: F) -> Result<(), Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let verifier = self.verifier.clone();
+        let starter = tokio::spawn(async move { verifier.start().await });
+        tracing::info!(listen = ?self.listener.local_addr(), "gateway listening");
+        let result = tw_http::serve(self.listener, self.router, shutdown).await;
+        starter.abort();
+        result
+    }
+}
+
+fn readiness(verifier: &Verifier) -> Readiness {
+    let issuers: serde_json::Map<String, serde_json::Value> = verifier
+        .status()
+        .into_iter()
+        .map(|s| {
+            let detail = json!({
+                "keys_loaded": s.keys_loaded,
+                "key_ids": s.key_ids,
+                "introspection": s.introspection,
+            });
+            (s.issuer, detail)
+        })
+        .collect();
+    Readiness {
+        ready: verifier.is_ready(),
+        detail: json!({ "issuers": issuers }),
+    }
+}
+
+async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let path = req.uri().path();
+    let endpoint = shared.forward_auth_path.as_str();
+    let forward_auth = path
+        .strip_prefix(endpoint)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if forward_auth {
+        shared.forward_auth(req).await
+    } else {
+        shared.proxy(req).await
+    }
+}
+
+/// Per-request bookkeeping: metrics at the end, whatever the path taken.
+struct Tally {
+    mode: Mode,
+    route: String,
+    method: &'static str,
+    started: Instant,
+    decided: Option<f64>,
+}
+
+impl Tally {
+    fn new(mode: Mode, method: &Method) -> Self {
+        Self {
+            mode,
+            route: "none".to_owned(),
+            method: method_label(method),
+            started: Instant::now(),
+            decided: None,
+        }
+    }
+
+    /// The access decision is made: records its latency.
+    fn decided(&mut self) {
+        self.decided = Some(self.started.elapsed().as_secs_f64());
+    }
+
+    fn finish(self, outcome: Outcome, response: Response) -> Response {
+        metrics::counter!(METRIC_GATEWAY_REQUESTS,
+            "mode" => self.mode.as_str(), "route" => self.route, "method" => self.method,
+            "outcome" => outcome.as_str())
+        .increment(1);
+        if let Some(secs) = self.decided {
+            metrics::histogram!(METRIC_GATEWAY_DECISION_SECONDS,
+                "mode" => self.mode.as_str(), "outcome" => outcome.as_str())
+            .record(secs);
+        }
+        response
+    }
+}
+
+/// Metric label for a method: the standard ones, else `other` (methods are caller-chosen text).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The identity headers for an allowed request.
+type Identity = Vec<(HeaderName, HeaderValue)>;
+
+impl Shared {
+    /// Bearer token → verification → decision → identity headers.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        opts: VerifyOptions,
+        request: impl FnOnce(&tw_verify::VerifiedToken) -> Verdict,
+    ) -> Result<Identity, Refusal> {
+        let token = match bearer_token(headers) {
+            Ok(Credentials::Bearer(t)) => t,
+            other => {
+                let refusal = match other {
+                    Err(e) => Refusal::Verify(e),
+                    Ok(_) => Refusal::Missing,
+                };
+                log_refusal(&refusal, None);
+                return Err(refusal);
+            }
+        };
+        let fingerprint = TokenFingerprint::of(token).short();
+        let result = async {
+            let verified = self
+                .verifier
+                .verify(token, opts)
+                .await
+                .map_err(Refusal::Verify)?;
+            if let Verdict::Deny(d) = request(&verified) {
+                return Err(Refusal::Denied(d));
+            }
+            let identity = self
+                .identity
+                .values(&verified)
+                .map_err(Refusal::Unrepresentable)?;
+            tracing::debug!(
+                token = %fingerprint,
+                issuer = %verified.issuer,
+                client_id = verified.client_id.as_deref().unwrap_or("-"),
+                "token accepted"
+            );
+            Ok(identity)
+        }
+        .await;
+        if let Err(r) = &result {
+            log_refusal(r, Some(&fingerprint));
+        }
+        result
+    }
+
+    async fn proxy(&self, req: Request) -> Response {
+        let mut tally = Tally::new(Mode::Proxy, req.method());
+        let path = req.uri().path().to_owned();
+        if forward::has_dot_dot_segment(&path) {
+            let response = ApiError::from(forward::dot_dot_error()).into_response();
+            return tally.finish(Outcome::BadPath, response);
+        }
+        let host = request_host(&req);
+        let Some(route) = self.routes.find(host.as_deref(), &path) else {
+            let err = Error::not_found(
+                "route_not_found",
+                format!("no gateway route serves the path {path}"),
+            );
+            return tally.finish(Outcome::NoRoute, ApiError::from(err).into_response());
+        };
+        tally.route = route.label.clone();
+        let span = tracing::info_span!(
+            "gateway",
+            mode = "proxy",
+            route = %route.label,
+            method = %req.method(),
+            path = %path,
+        );
+        async move {
+            let identity = if self.exempt.matches(&path) {
+                tally.decided();
+                None
+            } else {
+                let opts = VerifyOptions {
+                    introspect: route.introspect,
+                };
+                let method = req.method().clone();
+                let result = self
+                    .authenticate(req.headers(), opts, |token| {
+                        self.decision.decide(&DecisionRequest {
+                            mode: Mode::Proxy,
+                            method: &method,
+                            host: host.as_deref(),
+                            path: Some(&path),
+                            route: Some(&route.label),
+                            token,
+                        })
+                    })
+                    .await;
+                tally.decided();
+                match result {
+                    Ok(identity) => Some(identity),
+                    Err(refusal) => {
+                        let outcome = refusal.outcome();
+                        return tally.finish(outcome, refusal.into_response(false));
+                    }
+                }
+            };
+            let outcome = if identity.is_some() {
+                Outcome::Allowed
+            } else {
+                Outcome::Exempt
+            };
+            match self.forward(route, req, identity).await {
+                Ok(response) => tally.finish(outcome, response),
+                Err((outcome, e)) => {
+                    tracing::debug!(code = e.code(), error = %e, "upstream request failed");
+                    tally.finish(outcome, ApiError::from(e).into_response())
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends an allowed (or exempt) request upstream: identity headers replaced, the caller's
+    /// `Authorization` kept, hop-by-hop fields dropped, bodies streamed both ways.
+    async fn forward(
+        &self,
+        route: &Route,
+        req: Request,
+        identity: Option<Identity>,
+    ) -> Result<Response, (Outcome, Error)> {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<PeerAddr>>()
+            .and_then(|c| c.0.0);
+        let (parts, body) = req.into_parts();
+        let uri = route.target.upstream_uri(&parts.uri).map_err(|_| {
+            let e = Error::bad_request("invalid_path", "the request path cannot be forwarded");
+            (Outcome::BadPath, e)
+        })?;
+        let mut headers = forward::forwarded_request_headers(parts.headers, peer);
+        self.identity.strip(&mut headers);
+        for (name, value) in identity.into_iter().flatten() {
+            headers.insert(name, value);
+        }
+        let out = forward::upstream_request(parts.method, uri, headers, body);
+        let deadline = tokio::time::Instant::now() + route.timeout;
+        let started = Instant::now();
+        let result = forward::send(&self.client, out, deadline).await;
+        metrics::histogram!(METRIC_GATEWAY_UPSTREAM_SECONDS, "route" => route.label.clone())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(response) => Ok(forward::downstream_response(response)),
+            Err(failure) => {
+                let outcome = match failure {
+                    forward::SendFailure::Timeout => Outcome::UpstreamTimeout,
+                    _ => Outcome::UpstreamUnreachable,
+                };
+                let origin = route.target.origin();
+                let e = failure
+                    .into_error(origin, route.timeout)
+                    .with("route", route.label.clone())
+                    .with("upstream", origin);
+                Err((outcome, e))
+            }
+        }
+    }
+
+    async fn forward_auth(&self, req: Request) -> Response {
+        let original = match original_request(
+            &self.forward_auth_path,
+            req.method(),
+            req.uri(),
+            req.headers(),
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                let mut tally = Tally::new(Mode::ForwardAuth, req.method());
+                tally.decided();
+                let refusal = Refusal::Verify(e);
+                log_refusal(&refusal, None);
+                let nginx = asked_by_nginx(req.headers());
+                return tally.finish(refusal.outcome(), refusal.into_response(nginx));
+            }
+        };
+        let mut tally = Tally::new(Mode::ForwardAuth, &original.method);
+        let span = tracing::info_span!(
+            "gateway",
+            mode = "forward_auth",
+            method = %original.method,
+            path = original.path.as_deref().unwrap_or("(not given)"),
+        );
+        async move {
+            if original
+                .path
+                .as_deref()
+                .is_some_and(|p| self.exempt.matches(p))
+            {
+                tally.decided();
+                return tally.finish(Outcome::Exempt, allow(Vec::new()));
+            }
+            let result = self
+                .authenticate(req.headers(), VerifyOptions::default(), |token| {
+                    self.decision.decide(&DecisionRequest {
+                        mode: Mode::ForwardAuth,
+                        method: &original.method,
+                        host: original.host.as_deref(),
+                        path: original.path.as_deref(),
+                        route: None,
+                        token,
+                    })
+                })
+                .await;
+            tally.decided();
+            match result {
+                Ok(identity) => tally.finish(Outcome::Allowed, allow(identity)),
+                Err(refusal) => {
+                    let outcome = refusal.outcome();
+                    tally.finish(outcome, refusal.into_response(original.only_401_403))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The forward-auth "yes": 200, empty body, the identity headers.
+fn allow(identity: Identity) -> Response {
+    let mut response = (StatusCode::OK, Body::empty()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in identity {
+        headers.insert(name, value);
+    }
+    response
+}
+
+fn log_refusal(refusal: &Refusal, fingerprint: Option<&str>) {
+    let outcome = refusal.outcome().as_str();
+    let check = refusal.check().unwrap_or("-");
+    let token = fingerprint.unwrap_or("-");
+    let reason = refusal.reason();
+    match refusal.outcome() {
+        Outcome::Unavailable => {
+            tracing::warn!(outcome, check, token, reason = %reason, "token could not be verified now")
+        }
+        Outcome::MissingToken => tracing::debug!(outcome, "request without a bearer token"),
+        _ => tracing::info!(outcome, check, token, reason = %reason, "request refused"),
+    }
+}

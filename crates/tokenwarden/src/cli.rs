@@ -73,6 +73,7 @@ pub enum TokenCommand {
     ///   tokenwarden token get smartem --config agent.toml
     ///   tokenwarden token get --issuer https://kc.example/realms/dls --client-id SmartEM_Agent \
     ///       --client-secret-env AGENT_SECRET
+    #[command(verbatim_doc_comment)]
     Get(token_cmd::GetArgs),
     /// Decode a token and say, check by check, whether the gateway would accept it and why not.
     /// Exit code 0 only if it would; 1 if not; 2 for usage or configuration problems. The token
@@ -80,7 +81,9 @@ pub enum TokenCommand {
     ///
     /// Examples:
     ///   tokenwarden token inspect "$TOKEN" --config gateway.toml
-    ///   tokenwarden token get ... | tokenwarden token inspect -     ///       --issuer https://kc.example/realms/dls --audience smartem-backend --json
+    ///   tokenwarden token get smartem --config agent.toml | tokenwarden token inspect - \
+    ///       --issuer https://kc.example/realms/dls --audience smartem-backend --json
+    #[command(verbatim_doc_comment)]
     Inspect(gateway_cmd::InspectArgs),
 }
 

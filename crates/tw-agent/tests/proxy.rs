@@ -408,3 +408,30 @@ async fn a_slow_upstream_gets_a_504() {
     assert_eq!(body["error"]["profile"], "api");
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_http_1_0_upstream_does_not_downgrade_the_client_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    // A minimal HTTP/1.0 server, like Python's http.server.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                    .await;
+            });
+        }
+    });
+    let a = start(&h, &route("/", &format!("http://{addr}"), "")).await;
+    let out = raw_request(a.proxy.expect("proxy"), "GET /x HTTP/1.1").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("hello"), "{out}");
+    a.stop().await;
+}

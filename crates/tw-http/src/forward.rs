@@ -278,6 +278,9 @@ pub async fn send(
 pub fn downstream_response(response: hyper::Response<Incoming>) -> Response {
     let (mut parts, incoming) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    // The upstream's protocol version is a property of that hop only; relaying an HTTP/1.0
+    // status line would make keep-alive clients drop their connection after every response.
+    parts.version = http::Version::default();
     Response::from_parts(parts, Body::new(incoming))
 }
 

@@ -31,6 +31,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 # nginx: the forward-auth tests run a real nginx with auth_request.
 apt_install nginx
+# postgresql: the storage tests (tw-store) run the same scenarios on SQLite and a real PostgreSQL.
+apt_install postgresql
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
   echo "error: Node.js >= 20 is needed for the test IdP (found $(node --version))" >&2

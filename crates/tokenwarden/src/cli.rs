@@ -211,6 +211,26 @@ fn check_gateway(gw: &tw_config::GatewayConfig, skip_secrets: bool) -> anyhow::R
         gw.forward_auth_path,
         gw.exempt_paths.len()
     );
+    if let Some(a) = &gw.authz {
+        let sources: Vec<&str> = a
+            .sources
+            .iter()
+            .map(|s| match s {
+                tw_config::PermissionSourceKind::Roles => "roles",
+                tw_config::PermissionSourceKind::Registry => "registry",
+            })
+            .collect();
+        println!(
+            "  authz {}: {} rule(s), {} role(s), permissions from {}",
+            match a.mode {
+                tw_config::AuthzMode::Enforce => "enforce",
+                tw_config::AuthzMode::DryRun => "dry_run",
+            },
+            a.rules.len(),
+            a.roles.len(),
+            sources.join(" + ")
+        );
+    }
     for iss in &gw.issuers {
         let keys = iss
             .jwks_url

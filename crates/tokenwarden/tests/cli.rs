@@ -477,6 +477,17 @@ async fn token_inspect_from_flags_alone_accepts_and_usage_errors_exit_2() {
 }
 
 #[test]
+fn the_evently_gateway_example_is_valid() {
+    let out = check_example("evently-gateway.toml", true, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("authz enforce: 18 rule(s), 3 role(s), permissions from roles + registry"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_shipped_gateway_example_is_valid() {
     let out = check_example("gateway.toml", true, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -6,13 +6,17 @@
 //! - Secrets are written as `{ env = "VAR" }` or `{ file = "/run/secrets/x" }`; a clear-text value is
 //!   refused. They are resolved into redacting [`tw_core::Secret`]s only when used.
 
+mod authz;
 mod load;
 mod model;
 mod secret_ref;
+mod storage;
 
+pub use authz::*;
 pub use load::{
     ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenAddr, load,
     load_str, parse_mode, validate_config, validate_gateway_config,
 };
 pub use model::*;
 pub use secret_ref::SecretRef;
+pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};

@@ -304,6 +304,9 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     if let Some(gw) = &config.gateway {
         validate_gateway(gw, &fail)?;
     }
+    if let Some(storage) = &config.storage {
+        crate::storage::validate_storage(storage, &fail)?;
+    }
     Ok(())
 }
 
@@ -369,6 +372,19 @@ fn validate_gateway(
         check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m))?;
     }
     check_identity_headers(&gw.identity_headers, fail)?;
+    if let Some(authz) = &gw.authz {
+        let h = &gw.identity_headers;
+        let names = [
+            &h.subject,
+            &h.client_id,
+            &h.service_account,
+            &h.scopes,
+            &h.issuer,
+        ]
+        .map(|n| n.to_ascii_lowercase());
+        let issuers: Vec<&str> = gw.issuers.iter().map(|i| i.issuer.as_str()).collect();
+        crate::authz::validate_authz(authz, &names, &issuers, fail)?;
+    }
     let mut routes_seen = std::collections::HashSet::new();
     for (i, r) in gw.routes.iter().enumerate() {
         let k = |field: &str| format!("gateway.routes[{i}].{field}");

@@ -20,6 +20,9 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
     /// `tokenwarden gateway`: verifies bearer tokens in front of an API.
     pub gateway: Option<GatewayConfig>,
+    /// Service-account registry and audit log (SQLite by default, or PostgreSQL).
+    #[serde(default)]
+    pub storage: Option<crate::storage::StorageConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -391,6 +394,9 @@ pub struct GatewayConfig {
     pub verified_cache_entries: u64,
     #[serde(default)]
     pub identity_headers: IdentityHeaders,
+    /// Authorization after verification (route rules, role map, registry). Absent: every
+    /// verified token is allowed.
+    pub authz: Option<crate::authz::AuthzConfig>,
 }
 
 fn default_gateway_listen() -> String {

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The named thing (profile, route, entry) does not exist.
     NotFound,
+    /// The request conflicts with the current state (e.g. the thing already exists, or is in use).
+    Conflict,
     /// The caller presented no or an invalid credential.
     Unauthenticated,
     /// The caller is known but not allowed.
@@ -45,6 +47,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The upstream's circuit breaker is open after repeated failures.
     UpstreamCircuitOpen,
+    /// The database (registry, audit log) could not be reached or failed transiently. Retry later.
+    StorageUnavailable,
     /// A bug or an environment failure (disk full, ...) on our side.
     Internal,
 }
@@ -60,6 +64,7 @@ impl ErrorKind {
                 | Self::UpstreamUnreachable
                 | Self::UpstreamTimeout
                 | Self::UpstreamCircuitOpen
+                | Self::StorageUnavailable
         )
     }
 
@@ -70,11 +75,15 @@ impl ErrorKind {
             Self::Unauthenticated => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
+            Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::Config | Self::Internal => 500,
             Self::IdpRejected | Self::UpstreamUnreachable => 502,
-            Self::IdpUnavailable | Self::TokenUnavailable | Self::UpstreamCircuitOpen => 503,
+            Self::IdpUnavailable
+            | Self::TokenUnavailable
+            | Self::UpstreamCircuitOpen
+            | Self::StorageUnavailable => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -85,6 +94,7 @@ impl ErrorKind {
             Self::Config => "config",
             Self::BadRequest => "bad_request",
             Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
@@ -95,6 +105,7 @@ impl ErrorKind {
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamCircuitOpen => "upstream_circuit_open",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -132,6 +143,9 @@ impl Error {
     }
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, code, message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
     }
     pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, code, message)
@@ -225,6 +239,15 @@ mod tests {
         assert_eq!(ErrorKind::UpstreamTimeout.http_status(), 504);
         assert_eq!(ErrorKind::BadRequest.http_status(), 400);
         assert!(!ErrorKind::Config.is_retryable());
+        assert_eq!(ErrorKind::Conflict.http_status(), 409);
+        assert!(!ErrorKind::Conflict.is_retryable());
+        assert_eq!(ErrorKind::Conflict.as_str(), "conflict");
+        assert_eq!(ErrorKind::StorageUnavailable.http_status(), 503);
+        assert!(ErrorKind::StorageUnavailable.is_retryable());
+        assert_eq!(
+            ErrorKind::StorageUnavailable.as_str(),
+            "storage_unavailable"
+        );
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The authorization hook: after a token is verified, a [`Decision`] says whether this caller may
-//! make this request. The default, [`AllowAll`], lets every verified token through; route rules
-//! (roles, scopes, clients per path and method) plug in here.
+//! make this request. It is async (a decision may consult an account registry on a cache miss).
+//! The default, [`AllowAll`], lets every verified token through; `[gateway.authz]` plugs in
+//! [`tw_authz::Authz`] (route rules, role map, registry, rate limits, audit).
 
+use futures::future::BoxFuture;
 use http::Method;
+use std::time::Duration;
+use tw_authz::{Authz, AuthzDecision, AuthzRequest};
 use tw_verify::VerifiedToken;
 
 /// Which side of the gateway asks.
@@ -39,26 +43,79 @@ pub struct DecisionRequest<'a> {
     pub token: &'a VerifiedToken,
 }
 
+/// Let through, with what the caller was granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// Granted permission codes, sent upstream in the permissions header (none: no header).
+    pub permissions: Vec<String>,
+    /// The rule that allowed it.
+    pub rule: Option<String>,
+}
+
 /// Why a verified caller is refused: answered 403 with
-/// `WWW-Authenticate: Bearer error="insufficient_scope"`.
+/// `WWW-Authenticate: Bearer error="insufficient_scope"`; the JSON body's code is `code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
+    /// Stable code of the JSON body: `insufficient_scope`, `unknown_principal`,
+    /// `no_matching_rule`, `account_disabled`, ...
+    pub code: &'static str,
     /// Shown to the caller (`error_description` and the JSON message): no secrets, no token.
     pub description: String,
+    /// The rule that denied it (in the JSON body's details).
+    pub rule: Option<String>,
     /// The scope(s) that would be needed, for the challenge's `scope` attribute.
     pub scope: Option<String>,
 }
 
+impl Denied {
+    /// `insufficient_scope` with this description.
+    pub fn new(description: impl Into<String>) -> Self {
+        Self {
+            code: "insufficient_scope",
+            description: description.into(),
+            rule: None,
+            scope: None,
+        }
+    }
+
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    pub fn with_rule(mut self, rule: impl Into<String>) -> Self {
+        self.rule = Some(rule.into());
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Allow,
+    Allow(Allowed),
+    /// 403.
     Deny(Denied),
+    /// 429 with `Retry-After`.
+    RateLimited {
+        retry_after: Duration,
+    },
+    /// 503 with `Retry-After`: the decision could not be made now (a registry down).
+    Unavailable {
+        description: String,
+        retry_after: Duration,
+    },
+}
+
+impl Verdict {
+    /// Allowed, no permissions to forward.
+    pub fn allow() -> Self {
+        Verdict::Allow(Allowed::default())
+    }
 }
 
 /// Decides, after verification, whether a request may go through. Called once per request with a
-/// verified token (never for exempt paths); must not block (no I/O).
+/// verified token (never for exempt paths). Should not wait on I/O on its hot path (cache).
 pub trait Decision: Send + Sync + 'static {
-    fn decide(&self, request: &DecisionRequest<'_>) -> Verdict;
+    fn decide<'a>(&'a self, request: &'a DecisionRequest<'a>) -> BoxFuture<'a, Verdict>;
 }
 
 /// Every verified token may make every request.
@@ -66,16 +123,54 @@ pub trait Decision: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Decision for AllowAll {
-    fn decide(&self, _: &DecisionRequest<'_>) -> Verdict {
-        Verdict::Allow
+    fn decide<'a>(&'a self, _: &'a DecisionRequest<'a>) -> BoxFuture<'a, Verdict> {
+        Box::pin(std::future::ready(Verdict::allow()))
     }
 }
 
+/// A synchronous closure is a decision.
 impl<F> Decision for F
 where
     F: Fn(&DecisionRequest<'_>) -> Verdict + Send + Sync + 'static,
 {
-    fn decide(&self, request: &DecisionRequest<'_>) -> Verdict {
-        self(request)
+    fn decide<'a>(&'a self, request: &'a DecisionRequest<'a>) -> BoxFuture<'a, Verdict> {
+        Box::pin(std::future::ready(self(request)))
+    }
+}
+
+impl Decision for Authz {
+    fn decide<'a>(&'a self, request: &'a DecisionRequest<'a>) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let req = AuthzRequest {
+                method: request.method.as_str(),
+                path: request.path,
+                token: request.token,
+            };
+            match Authz::decide(self, &req).await {
+                AuthzDecision::Allow { permissions, rule } => Verdict::Allow(Allowed {
+                    permissions: permissions.to_vec(),
+                    rule: Some(rule),
+                }),
+                AuthzDecision::Deny {
+                    code,
+                    description,
+                    rule,
+                    scope,
+                } => Verdict::Deny(Denied {
+                    code,
+                    description,
+                    rule,
+                    scope,
+                }),
+                AuthzDecision::RateLimited { retry_after } => Verdict::RateLimited { retry_after },
+                AuthzDecision::Unavailable {
+                    description,
+                    retry_after,
+                } => Verdict::Unavailable {
+                    description,
+                    retry_after,
+                },
+            }
+        })
     }
 }

@@ -39,6 +39,8 @@ pub enum Outcome {
     InvalidToken,
     /// The decision denied the request (403).
     Forbidden,
+    /// The decision rate-limited the caller (429).
+    RateLimited,
     /// Keys or introspection unavailable (503).
     Unavailable,
     /// Proxy mode: no route for the host and path (404).
@@ -60,6 +62,7 @@ impl Outcome {
             Outcome::InvalidRequest => "invalid_request",
             Outcome::InvalidToken => "invalid_token",
             Outcome::Forbidden => "forbidden",
+            Outcome::RateLimited => "rate_limited",
             Outcome::Unavailable => "unavailable",
             Outcome::NoRoute => "no_route",
             Outcome::BadPath => "bad_path",
@@ -90,17 +93,35 @@ struct Shared {
 
 impl Gateway {
     /// Checks `cfg` (the same rules as a config file's `[gateway]`) and builds the gateway around
-    /// `verifier` (built from the same `cfg`). No I/O.
+    /// `verifier` (built from the same `cfg`). No I/O. With `[gateway.authz]`, the decision is a
+    /// [`tw_authz::Authz`] auditing to the log (its audit writer needs a Tokio runtime; a
+    /// configuration using the account registry needs [`Gateway::with_decision`] instead:
+    /// build with [`Gateway::new_with_decision`]); without, every verified token is allowed.
     pub fn new(cfg: &GatewayConfig, verifier: Arc<Verifier>) -> Result<Self, Error> {
+        let decision: Arc<dyn Decision> = match &cfg.authz {
+            Some(authz) => Arc::new(tw_authz::Authz::builder(authz).build()?),
+            None => Arc::new(AllowAll),
+        };
+        Self::new_with_decision(cfg, verifier, decision)
+    }
+
+    /// As [`Gateway::new`], with this decision (e.g. a [`tw_authz::Authz`] built with the
+    /// account registry and the audit store).
+    pub fn new_with_decision(
+        cfg: &GatewayConfig,
+        verifier: Arc<Verifier>,
+        decision: Arc<dyn Decision>,
+    ) -> Result<Self, Error> {
         tw_config::validate_gateway_config(cfg, "gateway configuration")?;
+        let permissions_header = cfg.authz.as_ref().map(|a| a.permissions_header.as_str());
         Ok(Self {
             shared: Arc::new(Shared {
                 verifier,
                 routes: Routes::new(&cfg.routes),
                 exempt: ExemptPaths::new(&cfg.exempt_paths),
-                identity: IdentityHeaderNames::new(&cfg.identity_headers)?,
+                identity: IdentityHeaderNames::new(&cfg.identity_headers, permissions_header)?,
                 forward_auth_path: cfg.forward_auth_path.clone(),
-                decision: Arc::new(AllowAll),
+                decision,
                 client: forward::upstream_client()?,
             }),
             listen: cfg.listen.clone(),
@@ -268,13 +289,23 @@ fn method_label(m: &Method) -> &'static str {
 /// The identity headers for an allowed request.
 type Identity = Vec<(HeaderName, HeaderValue)>;
 
+/// The request as the decision sees it, before the token is verified.
+#[derive(Clone, Copy)]
+struct DecisionContext<'a> {
+    mode: Mode,
+    method: &'a Method,
+    host: Option<&'a str>,
+    path: Option<&'a str>,
+    route: Option<&'a str>,
+}
+
 impl Shared {
     /// Bearer token → verification → decision → identity headers.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
         opts: VerifyOptions,
-        request: impl FnOnce(&tw_verify::VerifiedToken) -> Verdict,
+        ctx: DecisionContext<'_>,
     ) -> Result<Identity, Refusal> {
         let token = match bearer_token(headers) {
             Ok(Credentials::Bearer(t)) => t,
@@ -294,17 +325,39 @@ impl Shared {
                 .verify(token, opts)
                 .await
                 .map_err(Refusal::Verify)?;
-            if let Verdict::Deny(d) = request(&verified) {
-                return Err(Refusal::Denied(d));
-            }
+            let request = DecisionRequest {
+                mode: ctx.mode,
+                method: ctx.method,
+                host: ctx.host,
+                path: ctx.path,
+                route: ctx.route,
+                token: &verified,
+            };
+            let allowed = match self.decision.decide(&request).await {
+                Verdict::Allow(a) => a,
+                Verdict::Deny(d) => return Err(Refusal::Denied(d)),
+                Verdict::RateLimited { retry_after } => {
+                    return Err(Refusal::RateLimited(retry_after));
+                }
+                Verdict::Unavailable {
+                    description,
+                    retry_after,
+                } => {
+                    return Err(Refusal::DecisionUnavailable {
+                        description,
+                        retry_after,
+                    });
+                }
+            };
             let identity = self
                 .identity
-                .values(&verified)
+                .values(&verified, &allowed.permissions)
                 .map_err(Refusal::Unrepresentable)?;
             tracing::debug!(
                 token = %fingerprint,
                 issuer = %verified.issuer,
                 client_id = verified.client_id.as_deref().unwrap_or("-"),
+                rule = allowed.rule.as_deref().unwrap_or("-"),
                 "token accepted"
             );
             Ok(identity)
@@ -348,18 +401,14 @@ impl Shared {
                     introspect: route.introspect,
                 };
                 let method = req.method().clone();
-                let result = self
-                    .authenticate(req.headers(), opts, |token| {
-                        self.decision.decide(&DecisionRequest {
-                            mode: Mode::Proxy,
-                            method: &method,
-                            host: host.as_deref(),
-                            path: Some(&path),
-                            route: Some(&route.label),
-                            token,
-                        })
-                    })
-                    .await;
+                let ctx = DecisionContext {
+                    mode: Mode::Proxy,
+                    method: &method,
+                    host: host.as_deref(),
+                    path: Some(&path),
+                    route: Some(&route.label),
+                };
+                let result = self.authenticate(req.headers(), opts, ctx).await;
                 tally.decided();
                 match result {
                     Ok(identity) => Some(identity),
@@ -464,17 +513,15 @@ impl Shared {
                 tally.decided();
                 return tally.finish(Outcome::Exempt, allow(Vec::new()));
             }
+            let ctx = DecisionContext {
+                mode: Mode::ForwardAuth,
+                method: &original.method,
+                host: original.host.as_deref(),
+                path: original.path.as_deref(),
+                route: None,
+            };
             let result = self
-                .authenticate(req.headers(), VerifyOptions::default(), |token| {
-                    self.decision.decide(&DecisionRequest {
-                        mode: Mode::ForwardAuth,
-                        method: &original.method,
-                        host: original.host.as_deref(),
-                        path: original.path.as_deref(),
-                        route: None,
-                        token,
-                    })
-                })
+                .authenticate(req.headers(), VerifyOptions::default(), ctx)
                 .await;
             tally.decided();
             match result {

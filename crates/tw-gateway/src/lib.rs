@@ -15,7 +15,10 @@
 //! Refusals follow RFC 6750 ([`refusal`]): 401 with a bare `Bearer realm="tokenwarden"` challenge
 //! without a token, 400 `invalid_request` for a malformed `Authorization`, 401 `invalid_token`
 //! naming the failed check, 503 + `Retry-After` when keys or introspection are unavailable, 403
-//! `insufficient_scope` when the [`Decision`] denies. Every error has a JSON body with a stable
+//! `insufficient_scope` when the [`Decision`] denies (the JSON code says why:
+//! `insufficient_scope`, `unknown_principal`, `no_matching_rule`, ...), 429 + `Retry-After` when
+//! it rate-limits. With `[gateway.authz]`, [`tw_authz::Authz`] decides and the granted
+//! permissions go upstream in `X-Auth-Permissions`. Every error has a JSON body with a stable
 //! code. Tokens never reach logs (fingerprints only) and query strings are never recorded.
 //!
 //! `/healthz`, `/readyz` (every issuer's keys loaded; per-issuer detail) and `/metrics` are served
@@ -30,7 +33,7 @@ pub mod original;
 pub mod paths;
 pub mod refusal;
 
-pub use decision::{AllowAll, Decision, DecisionRequest, Denied, Mode, Verdict};
+pub use decision::{AllowAll, Allowed, Decision, DecisionRequest, Denied, Mode, Verdict};
 pub use gateway::{BoundGateway, Gateway, Outcome};
 pub use metrics_names::*;
 pub use refusal::{REALM, Refusal};

@@ -8,6 +8,8 @@
 //! | token refused by a check | 401 | `error="invalid_token", error_description="<check>"` |
 //! | keys or introspection unavailable | 503 + `Retry-After` | none (retry later, not a refusal) |
 //! | [`Decision`](crate::Decision) denies | 403 | `error="insufficient_scope"` |
+//! | [`Decision`](crate::Decision) rate-limits | 429 + `Retry-After` | none |
+//! | [`Decision`](crate::Decision) cannot decide now | 503 + `Retry-After` | none |
 
 use crate::decision::Denied;
 use axum::response::{IntoResponse, Response};
@@ -35,6 +37,13 @@ pub enum Refusal {
     Unrepresentable(&'static str),
     /// Verified, and the [`Decision`](crate::Decision) said no.
     Denied(Denied),
+    /// Verified, and the caller is over its rate limit.
+    RateLimited(Duration),
+    /// Verified, but the decision cannot be made now (account registry down).
+    DecisionUnavailable {
+        description: String,
+        retry_after: Duration,
+    },
 }
 
 impl Refusal {
@@ -48,6 +57,8 @@ impl Refusal {
             Refusal::Verify(_) => Outcome::InvalidRequest,
             Refusal::Unrepresentable(_) => Outcome::InvalidToken,
             Refusal::Denied(_) => Outcome::Forbidden,
+            Refusal::RateLimited(_) => Outcome::RateLimited,
+            Refusal::DecisionUnavailable { .. } => Outcome::Unavailable,
         }
     }
 
@@ -65,7 +76,9 @@ impl Refusal {
             Refusal::Missing => "no bearer token".to_owned(),
             Refusal::Verify(e) => e.description().to_owned(),
             Refusal::Unrepresentable(claim) => unrepresentable(claim),
-            Refusal::Denied(d) => d.description.clone(),
+            Refusal::Denied(d) => format!("{}: {}", d.code, d.description),
+            Refusal::RateLimited(d) => format!("rate limited for {} ms", d.as_millis()),
+            Refusal::DecisionUnavailable { description, .. } => description.clone(),
         }
     }
 
@@ -108,12 +121,34 @@ impl Refusal {
                     Some(&d.description),
                     d.scope.as_deref(),
                 );
-                let mut e = Error::new(ErrorKind::Forbidden, "insufficient_scope", d.description);
+                let mut e = Error::new(ErrorKind::Forbidden, d.code, d.description);
+                if let Some(rule) = d.rule {
+                    e = e.with("rule", rule);
+                }
                 if let Some(scope) = d.scope {
                     e = e.with("scope", scope);
                 }
                 ApiError::new(e).with_challenge(header)
             }
+            Refusal::RateLimited(retry) => ApiError::new(
+                Error::new(
+                    ErrorKind::RateLimited,
+                    "rate_limited",
+                    "too many requests from this caller; retry later",
+                )
+                .with_retry_after(retry),
+            ),
+            Refusal::DecisionUnavailable {
+                description,
+                retry_after,
+            } => ApiError::new(
+                Error::new(
+                    ErrorKind::StorageUnavailable,
+                    "authorization_unavailable",
+                    description,
+                )
+                .with_retry_after(retry_after),
+            ),
         };
         api.into_response()
     }
@@ -197,13 +232,16 @@ mod tests {
                 .contains("error=\"invalid_request\"")
         );
 
-        let denied = Refusal::Denied(Denied {
-            description: "needs the admin role".into(),
-            scope: Some("admin".into()),
-        });
+        let denied = Refusal::Denied(Denied::new("needs the admin role").with_scope("admin"));
         assert_eq!(denied.outcome(), crate::Outcome::Forbidden);
         let r = denied.into_response(true);
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.headers().get(RETRY_AFTER).is_none());
+
+        let limited = Refusal::RateLimited(Duration::from_millis(1500));
+        assert_eq!(limited.outcome(), crate::Outcome::RateLimited);
+        let r = limited.into_response(true);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[RETRY_AFTER], "2");
     }
 }

@@ -387,15 +387,15 @@ async fn probes_metrics_and_the_decision_hook() {
         assert_eq!(r.mode, Mode::Proxy);
         assert_eq!(r.route, Some("/api"));
         if r.method == http::Method::DELETE {
-            Verdict::Deny(Denied {
-                description: format!(
+            Verdict::Deny(
+                Denied::new(format!(
                     "{} may not delete",
                     r.token.client_id.as_deref().unwrap_or("?")
-                ),
-                scope: Some("api:delete".into()),
-            })
+                ))
+                .with_scope("api:delete"),
+            )
         } else {
-            Verdict::Allow
+            Verdict::allow()
         }
     });
     let gw = RunningGateway::start_with(

@@ -7,6 +7,8 @@
 //! * [`logcapture`] captures every `tracing` record (all levels, fields and
 //!   spans) so tests can assert that no secret was logged.
 //! * [`Nginx`] starts Debian's nginx with a test's `server` block (forward-auth tests).
+//! * [`Postgres`] starts Debian's PostgreSQL in a temp directory (storage tests), one database
+//!   per test via [`Postgres::create_database`].
 //! * [`fixture_path`] finds files under `testing/fixtures`.
 //! * [`Running`] keeps a server under test in its own task until stopped; [`TestServer`] serves
 //!   a stub (an upstream) until dropped; [`rates`] adds up benchmark rates for ratios against a
@@ -19,6 +21,7 @@ mod idp;
 pub mod logcapture;
 mod nginx;
 mod paths;
+mod postgres;
 pub mod rates;
 mod running;
 mod server;
@@ -27,5 +30,6 @@ pub use config::{ClientSpec, IdpConfig, UserSpec};
 pub use idp::{ClientInfo, Endpoint, Fault, Idp, IdpStats, UserInfo};
 pub use nginx::{Nginx, nginx_binary};
 pub use paths::{fixture_path, idp_dir, repo_root};
+pub use postgres::{POSTGRES_USER, Postgres, postgres_bin_dir};
 pub use running::{Running, STOP_LIMIT, Shutdown};
 pub use server::{TestServer, http_client};

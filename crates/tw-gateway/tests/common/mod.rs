@@ -67,10 +67,11 @@ impl RunningGateway {
     ) -> Self {
         let verifier = Arc::new(Verifier::new(cfg, clock).expect("verifier"));
         verifier.start().await;
-        let mut gateway = Gateway::new(cfg, verifier.clone()).expect("gateway");
-        if let Some(d) = decision {
-            gateway = gateway.with_decision(d);
+        let mut gateway = match decision {
+            Some(d) => Gateway::new_with_decision(cfg, verifier.clone(), d),
+            None => Gateway::new(cfg, verifier.clone()),
         }
+        .expect("gateway");
         if let Some(m) = metrics {
             gateway = gateway.with_metrics(m);
         }

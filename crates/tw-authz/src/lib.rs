@@ -1,0 +1,504 @@
+//! Authorization for `tokenwarden gateway`: after a token is verified, may this principal make
+//! this request?
+//!
+//! - [`principal`]: user or service account, roles from the claims (`realm_access.roles`,
+//!   `resource_access.<client>.roles` as `client:role`, paths configurable).
+//! - Permissions from the configured role map and/or the [`registry`] ([`RegistrySource`],
+//!   implemented by `tw-store`; [`CachedRegistry`] keeps lookups off the hot path), combinable
+//!   per issuer; wildcard grants ([`permission`]).
+//! - Ordered route [`rules`]: first match wins, no match is denied (`no_matching_rule`).
+//! - Unknown principals are denied (`unknown_principal`) or auto-provisioned.
+//! - Per-principal rate limits ([`ratelimit`]); every decision audited ([`audit`]), never
+//!   blocking the request.
+//!
+//! [`Authz::decide`] gives an [`AuthzDecision`]; `tw-gateway` turns it into its verdict.
+
+pub mod audit;
+mod metrics_names;
+pub mod pattern;
+pub mod permission;
+pub mod principal;
+pub mod ratelimit;
+pub mod registry;
+pub mod rules;
+
+pub use audit::{
+    AuditEvent, AuditOutcome, AuditQueue, AuditSink, MemoryAuditSink, TracingAuditSink,
+};
+pub use metrics_names::*;
+pub use pattern::PathPattern;
+pub use permission::{PermissionSet, grant_satisfies};
+pub use principal::{Principal, PrincipalExtractor, PrincipalKind};
+pub use ratelimit::PrincipalLimiter;
+pub use registry::{
+    AccountKey, CachedRegistry, MemoryRegistry, ProvisionRequest, RegistryAccount, RegistrySource,
+};
+pub use rules::{Requirement, Rule, RuleSet};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tw_config::{AuthzConfig, AuthzMode, PermissionSourceKind};
+use tw_core::{Clock, Error, SystemClock};
+use tw_verify::VerifiedToken;
+
+/// The request being authorized.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthzRequest<'a> {
+    pub method: &'a str,
+    /// The path without query; `None` when a forward-auth caller did not say (no rule matches).
+    pub path: Option<&'a str>,
+    pub token: &'a VerifiedToken,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzDecision {
+    /// Let through; `permissions` (everything granted to the principal) go upstream.
+    Allow {
+        permissions: PermissionSet,
+        rule: String,
+    },
+    /// Refused (403); `code` is `insufficient_scope`, `unknown_principal`, `no_matching_rule`
+    /// or `account_disabled`.
+    Deny {
+        code: &'static str,
+        description: String,
+        rule: Option<String>,
+        /// The permission(s) that would be needed.
+        scope: Option<String>,
+    },
+    /// 429 + `Retry-After`.
+    RateLimited { retry_after: Duration },
+    /// The registry could not answer (503 + `Retry-After`): not the caller's fault.
+    Unavailable {
+        description: String,
+        retry_after: Duration,
+    },
+}
+
+/// A registry and the channel of its version.
+type RegistryWithVersion = (Arc<dyn RegistrySource>, Option<watch::Receiver<i64>>);
+
+/// Builds an [`Authz`].
+pub struct AuthzBuilder {
+    cfg: AuthzConfig,
+    clock: Arc<dyn Clock>,
+    registry: Option<RegistryWithVersion>,
+    audit: Option<Arc<dyn AuditSink>>,
+}
+
+impl AuthzBuilder {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The account registry, with the version channel that invalidates its cache.
+    pub fn registry(
+        mut self,
+        source: Arc<dyn RegistrySource>,
+        version: Option<watch::Receiver<i64>>,
+    ) -> Self {
+        self.registry = Some((source, version));
+        self
+    }
+
+    /// Where audit events go (default: the tracing log).
+    pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Compiles the rules and starts the audit writer (needs a Tokio runtime). Fails when the
+    /// configuration names the registry as a source but none was given.
+    pub fn build(self) -> Result<Authz, Error> {
+        let cfg = self.cfg;
+        let uses_registry = cfg.sources.contains(&PermissionSourceKind::Registry)
+            || cfg
+                .issuer_sources
+                .values()
+                .any(|s| s.contains(&PermissionSourceKind::Registry));
+        if uses_registry && self.registry.is_none() {
+            return Err(Error::config(
+                "registry_unavailable",
+                "gateway.authz.sources: the registry is a permission source but no account registry is configured",
+            )
+            .with("key", "gateway.authz.sources"));
+        }
+        let rules = RuleSet::new(&cfg.rules).map_err(|(key, m)| {
+            Error::config("config_invalid", format!("key `{key}`: {m}")).with("key", key)
+        })?;
+        let registry = self.registry.map(|(src, version)| {
+            CachedRegistry::new(
+                src,
+                cfg.registry_cache.ttl,
+                cfg.registry_cache.max_entries,
+                version,
+            )
+        });
+        let (audit, _task) = AuditQueue::start(
+            self.audit.unwrap_or_else(|| Arc::new(TracingAuditSink)),
+            cfg.audit.queue_capacity,
+            cfg.audit.drop_report_interval,
+            self.clock.clone(),
+        )?;
+        Ok(Authz {
+            dry_run: cfg.mode == AuthzMode::DryRun,
+            extractor: PrincipalExtractor::new(&cfg),
+            roles: cfg.roles.clone().into_iter().collect(),
+            sources: cfg.sources.clone(),
+            issuer_sources: cfg.issuer_sources.clone(),
+            auto_provision: cfg.auto_provision.clone(),
+            permissions_header: cfg.permissions_header.clone(),
+            rules,
+            limiter: PrincipalLimiter::new(
+                cfg.rate_limit.as_ref(),
+                &cfg.rate_limits,
+                self.clock.clone(),
+            ),
+            registry,
+            audit,
+            clock: self.clock,
+        })
+    }
+}
+
+/// The decision core.
+pub struct Authz {
+    dry_run: bool,
+    extractor: PrincipalExtractor,
+    roles: HashMap<String, Vec<String>>,
+    sources: Vec<PermissionSourceKind>,
+    issuer_sources: BTreeMap<String, Vec<PermissionSourceKind>>,
+    auto_provision: Option<tw_config::AutoProvisionConfig>,
+    permissions_header: String,
+    rules: RuleSet,
+    limiter: PrincipalLimiter,
+    registry: Option<CachedRegistry>,
+    audit: AuditQueue,
+    clock: Arc<dyn Clock>,
+}
+
+/// Records one audit event: rule, permissions, outcome, reason.
+type AuditFn<'x> = dyn Fn(Option<&str>, Vec<String>, AuditOutcome, &str) + Sync + 'x;
+
+/// What the principal holds.
+struct Grants {
+    permissions: PermissionSet,
+    /// Some role mapping or a registry row made the principal known.
+    known: bool,
+}
+
+enum Resolve {
+    Grants(Grants),
+    Disabled,
+    Unavailable(Error),
+}
+
+/// `Retry-After` when the registry cannot answer.
+const REGISTRY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl Authz {
+    pub fn builder(cfg: &AuthzConfig) -> AuthzBuilder {
+        AuthzBuilder {
+            cfg: cfg.clone(),
+            clock: Arc::new(SystemClock),
+            registry: None,
+            audit: None,
+        }
+    }
+
+    /// The configured header for granted permissions.
+    pub fn permissions_header(&self) -> &str {
+        &self.permissions_header
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The audit queue (its drop count).
+    pub fn audit_queue(&self) -> &AuditQueue {
+        &self.audit
+    }
+
+    /// Decides `req`. Never fails: every problem is a deny, 429 or 503 answer, and audited.
+    pub async fn decide(&self, req: &AuthzRequest<'_>) -> AuthzDecision {
+        let principal = self.extractor.principal(req.token);
+        let audit = |rule: Option<&str>,
+                     perms: Vec<String>,
+                     outcome: AuditOutcome,
+                     reason: &str| {
+            metrics::counter!(METRIC_AUTHZ_DECISIONS, "outcome" => outcome.as_str(), "reason" => reason.to_owned())
+                .increment(1);
+            self.audit.push(AuditEvent {
+                time: self.clock.now(),
+                principal: principal.display(),
+                issuer: principal.issuer.clone(),
+                subject: principal.subject.clone(),
+                client_id: principal.client_id.clone(),
+                method: req.method.to_owned(),
+                path: req.path.map(str::to_owned),
+                rule: rule.map(str::to_owned),
+                permissions: perms,
+                outcome,
+                reason: reason.to_owned(),
+            });
+        };
+
+        // Rule matching is pure and cheap: done first so every decision, a 429 included, names
+        // the rule. The rate limit comes before any registry lookup.
+        let rule = self.rules.find(req.method, req.path);
+        if let Err(retry_after) = self.limiter.check(
+            &principal.key(),
+            &[principal.client_id.as_deref(), principal.subject.as_deref()],
+        ) {
+            audit(
+                rule.map(|r| r.name.as_str()),
+                Vec::new(),
+                AuditOutcome::RateLimited,
+                "rate_limited",
+            );
+            tracing::info!(
+                principal = %principal.display(),
+                retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                "rate limited"
+            );
+            return AuthzDecision::RateLimited { retry_after };
+        }
+
+        let Some(rule) = rule else {
+            let description = match req.path {
+                Some(p) => format!("no authorization rule allows {} {p}", req.method),
+                None => "the original request path is unknown, so no authorization rule can match"
+                    .to_owned(),
+            };
+            return self.deny_or_dry_run(
+                &audit,
+                &principal,
+                None,
+                PermissionSet::new(),
+                "no_matching_rule",
+                description,
+                None,
+            );
+        };
+        let rule_name = rule.name.as_str();
+
+        let grants = match self.resolve(&principal, &audit).await {
+            Resolve::Grants(g) => g,
+            Resolve::Disabled => {
+                return self.deny_or_dry_run(
+                    &audit,
+                    &principal,
+                    Some(rule_name),
+                    PermissionSet::new(),
+                    "account_disabled",
+                    format!("the account of {} is disabled", principal.display()),
+                    None,
+                );
+            }
+            Resolve::Unavailable(e) => {
+                metrics::counter!(METRIC_REGISTRY_ERRORS).increment(1);
+                tracing::warn!(code = e.code(), error = %e, principal = %principal.display(), "account registry unavailable");
+                audit(
+                    Some(rule_name),
+                    Vec::new(),
+                    AuditOutcome::Deny,
+                    "registry_unavailable",
+                );
+                return AuthzDecision::Unavailable {
+                    description: "the account registry cannot be reached; retry later".into(),
+                    retry_after: REGISTRY_RETRY_AFTER,
+                };
+            }
+        };
+
+        let (used, missing) = match &rule.requirement {
+            Requirement::Authenticated => (Vec::new(), None),
+            _ if !grants.known => {
+                return self.deny_or_dry_run(
+                    &audit,
+                    &principal,
+                    Some(rule_name),
+                    grants.permissions,
+                    "unknown_principal",
+                    format!(
+                        "{} has no permissions: no role mapping and no registered account (rule {rule_name})",
+                        principal.display()
+                    ),
+                    rule.requirement.scope(),
+                );
+            }
+            Requirement::All(reqs) => {
+                let missing: Vec<&str> = reqs
+                    .iter()
+                    .filter(|r| !grants.permissions.satisfies(r))
+                    .map(String::as_str)
+                    .collect();
+                let mut used: Vec<String> = reqs
+                    .iter()
+                    .filter_map(|r| grants.permissions.grant_for(r).map(str::to_owned))
+                    .collect();
+                used.dedup();
+                (used, (!missing.is_empty()).then(|| missing.join(" ")))
+            }
+            Requirement::Any(reqs) => {
+                match reqs.iter().find_map(|r| grants.permissions.grant_for(r)) {
+                    Some(g) => (vec![g.to_owned()], None),
+                    None => (Vec::new(), Some(reqs.join(" "))),
+                }
+            }
+        };
+        if let Some(missing) = missing {
+            let how = match rule.requirement {
+                Requirement::Any(_) => "one of",
+                _ => "",
+            };
+            return self.deny_or_dry_run(
+                &audit,
+                &principal,
+                Some(rule_name),
+                grants.permissions,
+                "insufficient_scope",
+                format!(
+                    "rule {rule_name} requires {how}{}{missing}, which {} lacks",
+                    if how.is_empty() { "" } else { " " },
+                    principal.display()
+                ),
+                Some(missing),
+            );
+        }
+        audit(Some(rule_name), used, AuditOutcome::Allow, "allowed");
+        AuthzDecision::Allow {
+            permissions: grants.permissions,
+            rule: rule.name.clone(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deny_or_dry_run(
+        &self,
+        audit: &AuditFn<'_>,
+        principal: &Principal,
+        rule: Option<&str>,
+        permissions: PermissionSet,
+        code: &'static str,
+        description: String,
+        scope: Option<String>,
+    ) -> AuthzDecision {
+        let required: Vec<String> = scope
+            .as_deref()
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default();
+        if self.dry_run {
+            audit(rule, required, AuditOutcome::DryRunDeny, code);
+            tracing::warn!(
+                principal = %principal.display(),
+                rule = rule.unwrap_or("-"),
+                code,
+                reason = %description,
+                "dry run: this request would be denied"
+            );
+            return AuthzDecision::Allow {
+                permissions,
+                rule: rule.unwrap_or("none").to_owned(),
+            };
+        }
+        audit(rule, required, AuditOutcome::Deny, code);
+        tracing::info!(
+            principal = %principal.display(),
+            rule = rule.unwrap_or("-"),
+            code,
+            reason = %description,
+            "authorization denied"
+        );
+        AuthzDecision::Deny {
+            code,
+            description,
+            rule: rule.map(str::to_owned),
+            scope,
+        }
+    }
+
+    fn sources_for(&self, issuer: &str) -> &[PermissionSourceKind] {
+        self.issuer_sources
+            .get(issuer)
+            .map_or(&self.sources, |s| s.as_slice())
+    }
+
+    fn map_roles<'r>(
+        &self,
+        roles: impl Iterator<Item = &'r String>,
+        out: &mut PermissionSet,
+    ) -> bool {
+        let mut any = false;
+        for role in roles {
+            if let Some(perms) = self.roles.get(role) {
+                any |= !perms.is_empty();
+                out.extend(perms.iter().cloned());
+            }
+        }
+        any
+    }
+
+    async fn resolve(&self, principal: &Principal, audit: &AuditFn<'_>) -> Resolve {
+        let mut permissions = PermissionSet::new();
+        let mut known = false;
+        let sources = self.sources_for(&principal.issuer);
+        if sources.contains(&PermissionSourceKind::Roles) {
+            known |= self.map_roles(principal.roles.iter(), &mut permissions);
+        }
+        if sources.contains(&PermissionSourceKind::Registry)
+            && let Some(registry) = &self.registry
+        {
+            let key = AccountKey {
+                issuer: principal.issuer.clone(),
+                subject: principal.subject.clone(),
+                client_id: principal.client_id.clone(),
+            };
+            let account = match registry.find(&key).await {
+                Ok(a) => a,
+                Err(e) => return Resolve::Unavailable(e),
+            };
+            let account = match (account, &self.auto_provision) {
+                (Some(a), _) => Some(a),
+                (None, Some(ap))
+                    if !known && (principal.is_service_account() || !ap.service_accounts_only) =>
+                {
+                    let request = ProvisionRequest {
+                        key,
+                        username: principal.username.clone(),
+                        service_account: principal.is_service_account(),
+                        role: ap.role.clone(),
+                    };
+                    match registry.provision(&request).await {
+                        Ok(a) => {
+                            audit(
+                                None,
+                                vec![ap.role.clone()],
+                                AuditOutcome::Provisioned,
+                                "auto_provisioned",
+                            );
+                            tracing::info!(principal = %principal.display(), role = %ap.role, account = %a.id, "unknown principal provisioned");
+                            Some(a)
+                        }
+                        Err(e) => return Resolve::Unavailable(e),
+                    }
+                }
+                (None, _) => None,
+            };
+            if let Some(a) = account {
+                if !a.enabled {
+                    return Resolve::Disabled;
+                }
+                known = true;
+                permissions.extend(a.permissions.iter().cloned());
+                self.map_roles(a.roles.iter(), &mut permissions);
+            }
+        }
+        Resolve::Grants(Grants { permissions, known })
+    }
+}

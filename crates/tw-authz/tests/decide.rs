@@ -1,0 +1,558 @@
+//! The decision core without HTTP: rule order, deny by default, wildcards, unknown principals,
+//! auto-provisioning, dry-run, rate limits, config validation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tw_authz::{
+    AuditEvent, AuditOutcome, Authz, AuthzDecision, AuthzRequest, MemoryAuditSink, MemoryRegistry,
+    PermissionSet,
+};
+use tw_config::AuthzConfig;
+use tw_core::{ManualClock, UnixTime};
+use tw_verify::{VerifiedBy, VerifiedToken};
+
+const ISSUER: &str = "https://kc.example/realms/evently";
+
+fn doc(authz: &str) -> String {
+    format!("[gateway]\n[[gateway.issuers]]\nissuer = \"{ISSUER}\"\n\n[gateway.authz]\n{authz}\n")
+}
+
+fn cfg(authz: &str) -> AuthzConfig {
+    tw_config::load_str(&doc(authz), "authz.toml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .gateway
+        .expect("gateway")
+        .authz
+        .expect("authz")
+}
+
+fn config_error(authz: &str) -> String {
+    tw_config::load_str(&doc(authz), "authz.toml")
+        .expect_err("invalid")
+        .to_string()
+}
+
+fn sa(client: &str, claims: Value) -> VerifiedToken {
+    VerifiedToken {
+        issuer: ISSUER.into(),
+        subject: Some(format!("sub-{client}")),
+        client_id: Some(client.into()),
+        username: Some(format!("service-account-{client}")),
+        service_account: true,
+        scopes: vec![],
+        audiences: vec![],
+        expires_at: UnixTime::from_secs(0),
+        claims: claims.as_object().cloned().unwrap_or_default(),
+        via: VerifiedBy::Jwt,
+    }
+}
+
+const BASE: &str = r#"
+[gateway.authz.roles]
+"mcp-agent-events-manager" = ["events:read", "events:search", "events:update"]
+"mcp-agent-admin" = ["*"]
+"api:writer" = ["events:*"]
+
+[[gateway.authz.rules]]
+name = "events-delete"
+methods = ["DELETE"]
+paths = ["/api/events/{id}"]
+require_all = ["events:delete", "events:update"]
+
+[[gateway.authz.rules]]
+name = "events-any"
+methods = "*"
+paths = ["/api/events/**"]
+require_any = ["events:read", "events:search"]
+
+[[gateway.authz.rules]]
+name = "never-reached"
+paths = ["/api/events/**"]
+require_all = ["nobody:has-this"]
+
+[[gateway.authz.rules]]
+paths = ["/public/**"]
+allow_any_authenticated = true
+"#;
+
+struct Harness {
+    authz: Authz,
+    audit: Arc<MemoryAuditSink>,
+    clock: Arc<ManualClock>,
+}
+
+fn harness(authz_toml: &str, registry: Option<Arc<MemoryRegistry>>) -> Harness {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let clock = Arc::new(ManualClock::new(UnixTime::from_secs(1_700_000_000)));
+    let mut b = Authz::builder(&cfg(authz_toml))
+        .clock(clock.clone())
+        .audit_sink(audit.clone());
+    if let Some(r) = registry {
+        let v = r.version();
+        b = b.registry(r, Some(v));
+    }
+    Harness {
+        authz: b.build().expect("build"),
+        audit,
+        clock,
+    }
+}
+
+async fn decide(h: &Harness, token: &VerifiedToken, method: &str, path: &str) -> AuthzDecision {
+    h.authz
+        .decide(&AuthzRequest {
+            method,
+            path: Some(path),
+            token,
+        })
+        .await
+}
+
+fn code(d: &AuthzDecision) -> &'static str {
+    match d {
+        AuthzDecision::Allow { .. } => "allow",
+        AuthzDecision::Deny { code, .. } => code,
+        AuthzDecision::RateLimited { .. } => "rate_limited",
+        AuthzDecision::Unavailable { .. } => "unavailable",
+    }
+}
+
+async fn events(sink: &MemoryAuditSink, n: usize) -> Vec<AuditEvent> {
+    for _ in 0..1000 {
+        let e = sink.events();
+        if e.len() >= n {
+            return e;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("only {} audit events", sink.events().len());
+}
+
+fn realm(roles: &[&str]) -> Value {
+    json!({ "realm_access": { "roles": roles } })
+}
+
+#[tokio::test]
+async fn rule_order_wildcards_and_deny_by_default() {
+    let h = harness(BASE, None);
+    let manager = sa(
+        "mgr",
+        realm(&["mcp-agent-events-manager", "offline_access"]),
+    );
+
+    let d = decide(&h, &manager, "GET", "/api/events/1").await;
+    assert_eq!(
+        d,
+        AuthzDecision::Allow {
+            permissions: ["events:read", "events:search", "events:update"]
+                .into_iter()
+                .collect::<PermissionSet>(),
+            rule: "events-any".into(),
+        }
+    );
+    // First match wins: DELETE hits events-delete, which needs more than the manager has.
+    match decide(&h, &manager, "delete", "/api/events/1").await {
+        AuthzDecision::Deny {
+            code, rule, scope, ..
+        } => {
+            assert_eq!(code, "insufficient_scope");
+            assert_eq!(rule.as_deref(), Some("events-delete"));
+            assert_eq!(
+                scope.as_deref(),
+                Some("events:delete"),
+                "only what is missing"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Deny by default.
+    assert_eq!(
+        code(&decide(&h, &manager, "GET", "/api/orders").await),
+        "no_matching_rule"
+    );
+    let unknown_path = h
+        .authz
+        .decide(&AuthzRequest {
+            method: "GET",
+            path: None,
+            token: &manager,
+        })
+        .await;
+    assert_eq!(code(&unknown_path), "no_matching_rule");
+    // Default names: rules[i].
+    let d = decide(&h, &sa("x", json!({})), "GET", "/public/a").await;
+    assert!(
+        matches!(d, AuthzDecision::Allow { ref rule, .. } if rule == "rules[3]"),
+        "{d:?}"
+    );
+
+    // `*` and `events:*` grants; client roles namespaced as client:role.
+    let admin = sa("admin", realm(&["mcp-agent-admin"]));
+    assert_eq!(
+        code(&decide(&h, &admin, "DELETE", "/api/events/1").await),
+        "allow"
+    );
+    let writer = sa(
+        "w",
+        json!({ "resource_access": { "api": { "roles": ["writer"] } } }),
+    );
+    assert_eq!(
+        code(&decide(&h, &writer, "DELETE", "/api/events/1").await),
+        "allow"
+    );
+    // The same role name as a realm role is another role.
+    let not_writer = sa("w2", realm(&["writer"]));
+    assert_eq!(
+        code(&decide(&h, &not_writer, "GET", "/api/events").await),
+        "unknown_principal"
+    );
+
+    let audit = events(&h.audit, 8).await;
+    assert_eq!(audit[0].rule.as_deref(), Some("events-any"));
+    assert_eq!(audit[0].permissions, ["events:read"]);
+    assert_eq!(audit[1].outcome, AuditOutcome::Deny);
+    assert_eq!(audit[1].permissions, ["events:delete"]);
+    assert_eq!(audit[1].time, UnixTime::from_secs(1_700_000_000));
+    assert_eq!(audit[5].permissions, ["*"], "the grants used");
+}
+
+#[tokio::test]
+async fn unknown_principals_denied_or_provisioned() {
+    let reg = Arc::new(MemoryRegistry::new());
+    let h = harness(
+        &format!(
+            "sources = [\"roles\", \"registry\"]\nauto_provision = {{ role = \"mcp-agent-events-manager\" }}\n{BASE}"
+        ),
+        Some(reg.clone()),
+    );
+    let newcomer = sa("newcomer", json!({}));
+    let d = decide(&h, &newcomer, "GET", "/api/events").await;
+    assert_eq!(code(&d), "allow", "{d:?}");
+    let d = decide(&h, &newcomer, "GET", "/api/events").await;
+    assert_eq!(code(&d), "allow");
+    let provisioned = reg.provisioned();
+    assert_eq!(provisioned.len(), 1, "provisioned once, then cached");
+    assert_eq!(provisioned[0].key.client_id.as_deref(), Some("newcomer"));
+    assert_eq!(provisioned[0].role, "mcp-agent-events-manager");
+    let audit = events(&h.audit, 3).await;
+    assert_eq!(audit[0].outcome, AuditOutcome::Provisioned);
+    assert_eq!(audit[0].permissions, ["mcp-agent-events-manager"]);
+    assert_eq!(audit[1].outcome, AuditOutcome::Allow);
+
+    // A user (not a service account) is not provisioned by default.
+    let mut user = sa("webapp", json!({}));
+    user.service_account = false;
+    user.username = Some("alice".into());
+    assert_eq!(
+        code(&decide(&h, &user, "GET", "/api/events").await),
+        "unknown_principal"
+    );
+    assert_eq!(reg.provisioned().len(), 1);
+
+    // Without auto-provisioning: denied, never an error.
+    let h = harness(BASE, None);
+    match decide(
+        &h,
+        &sa("ghost", json!({"realm_access": {"roles": ["unmapped"]}})),
+        "GET",
+        "/api/events",
+    )
+    .await
+    {
+        AuthzDecision::Deny {
+            code, description, ..
+        } => {
+            assert_eq!(code, "unknown_principal");
+            assert!(
+                description.contains("service_account:ghost"),
+                "{description}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn registry_per_issuer_and_disabled_accounts() {
+    let reg = Arc::new(MemoryRegistry::new());
+    reg.put_client(
+        "reg",
+        tw_authz::RegistryAccount {
+            id: "1".into(),
+            enabled: true,
+            permissions: vec!["events:search".into()],
+            roles: vec!["api:writer".into()],
+        },
+    );
+    // Registry only for this issuer: roles in the token are ignored.
+    let h = harness(
+        &format!("[gateway.authz.issuer_sources]\n\"{ISSUER}\" = [\"registry\"]\n{BASE}"),
+        Some(reg.clone()),
+    );
+    let t = sa("reg", realm(&["mcp-agent-admin"]));
+    match decide(&h, &t, "GET", "/api/events").await {
+        AuthzDecision::Allow { permissions, .. } => {
+            assert_eq!(permissions.header_value(), "events:* events:search")
+        }
+        other => panic!("{other:?}"),
+    }
+    let admin_by_token_only = sa("other", realm(&["mcp-agent-admin"]));
+    assert_eq!(
+        code(&decide(&h, &admin_by_token_only, "GET", "/api/events").await),
+        "unknown_principal"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_allows_but_audits_and_rate_limits_use_the_clock() {
+    let h = harness(
+        &format!("mode = \"dry_run\"\nrate_limit = {{ per_second = 2, burst = 2 }}\n{BASE}"),
+        None,
+    );
+    let nobody = sa("nobody", json!({}));
+    let d = decide(&h, &nobody, "GET", "/api/events").await;
+    assert!(
+        matches!(d, AuthzDecision::Allow { ref rule, .. } if rule == "events-any"),
+        "{d:?}"
+    );
+    let d = decide(&h, &nobody, "GET", "/elsewhere").await;
+    assert_eq!(code(&d), "allow");
+    // Rate limits are enforced even in dry-run.
+    match decide(&h, &nobody, "GET", "/api/events").await {
+        AuthzDecision::RateLimited { retry_after } => {
+            assert!(retry_after <= Duration::from_millis(500), "{retry_after:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another principal has its own bucket.
+    assert_eq!(
+        code(&decide(&h, &sa("other", json!({})), "GET", "/public/x").await),
+        "allow"
+    );
+    h.clock.advance(Duration::from_millis(500));
+    assert_eq!(
+        code(&decide(&h, &nobody, "GET", "/public/x").await),
+        "allow"
+    );
+
+    let audit = events(&h.audit, 5).await;
+    assert_eq!(
+        audit[2].rule.as_deref(),
+        Some("events-any"),
+        "a 429 names the rule too"
+    );
+    let outcomes: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("dry_run_deny", "unknown_principal"),
+            ("dry_run_deny", "no_matching_rule"),
+            ("rate_limited", "rate_limited"),
+            ("allow", "allowed"),
+            ("allow", "allowed"),
+        ]
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let cases = [
+        (
+            "[gateway.authz.roles]\nr = [\"events read\"]",
+            "gateway.authz.roles.\"r\"[0]",
+        ),
+        (
+            "[[gateway.authz.rules]]\npaths = [\"/a\"]\nrequire_all = [\"events:*\"]",
+            "gateway.authz.rules[0].require_all[0]",
+        ),
+        (
+            "[[gateway.authz.rules]]\npaths = []\nallow_any_authenticated = true",
+            "gateway.authz.rules[0].paths",
+        ),
+        (
+            "[[gateway.authz.rules]]\npaths = [\"/a\"]",
+            "gateway.authz.rules[0]",
+        ),
+        (
+            "[[gateway.authz.rules]]\npaths = [\"/a/**x\"]\nallow_any_authenticated = true",
+            "gateway.authz.rules[0].paths[0]",
+        ),
+        (
+            "[[gateway.authz.rules]]\nmethods = []\npaths = [\"/a\"]\nallow_any_authenticated = true",
+            "gateway.authz.rules[0].methods",
+        ),
+        (
+            "sources = [\"registry\"]\nauto_provision = { role = \"ghost\" }",
+            "gateway.authz.auto_provision.role",
+        ),
+        (
+            "auto_provision = { role = \"r\" }\n[gateway.authz.roles]\nr = [\"a:b\"]",
+            "gateway.authz.auto_provision",
+        ),
+        (
+            "permissions_header = \"X-Auth-Subject\"",
+            "gateway.authz.permissions_header",
+        ),
+        (
+            "rate_limit = { per_second = 0 }",
+            "gateway.authz.rate_limit",
+        ),
+        ("colour = \"blue\"", "colour"),
+        (
+            "[gateway.authz.issuer_sources]\n\"https://other\" = [\"roles\"]",
+            "gateway.authz.issuer_sources.\"https://other\"",
+        ),
+        (
+            "[[gateway.authz.rules]]\nname = \"a\"\npaths = [\"/a\"]\nallow_any_authenticated = true\n[[gateway.authz.rules]]\nname = \"a\"\npaths = [\"/b\"]\nallow_any_authenticated = true",
+            "gateway.authz.rules[1].name",
+        ),
+    ];
+    for (toml, key) in cases {
+        let e = config_error(toml);
+        assert!(e.contains("authz.toml"), "{e}");
+        assert!(e.contains(key), "expected `{key}` in: {e}");
+    }
+}
+
+#[tokio::test]
+async fn the_registry_is_required_when_configured() {
+    let e = Authz::builder(&cfg("sources = [\"registry\"]"))
+        .build()
+        .err()
+        .expect("no registry given");
+    assert_eq!(e.code(), "registry_unavailable");
+}
+
+#[tokio::test]
+async fn the_evently_example_gives_exact_permissions() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/evently-gateway.toml");
+    let cfg = tw_config::load(&path).expect("example");
+    let authz_cfg = cfg.gateway.expect("gateway").authz.expect("authz");
+    let reg = Arc::new(MemoryRegistry::new());
+    reg.put_client(
+        "evently-confidential-client",
+        tw_authz::RegistryAccount {
+            id: "1".into(),
+            enabled: true,
+            permissions: vec![],
+            roles: vec!["mcp-agent-events-manager".into()],
+        },
+    );
+    let authz = Authz::builder(&authz_cfg)
+        .registry(reg.clone(), Some(reg.version()))
+        .audit_sink(Arc::new(MemoryAuditSink::new()))
+        .build()
+        .expect("build");
+    let h = Harness {
+        authz,
+        audit: Arc::new(MemoryAuditSink::new()),
+        clock: Arc::new(ManualClock::starting_now()),
+    };
+    let reader = sa("attr-reader", realm(&["mcp-agent-attributes-readonly"]));
+    assert_eq!(
+        code(&decide(&h, &reader, "GET", "/api/attributes").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &reader, "GET", "/api/attributes/5").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &reader, "GET", "/api/events").await),
+        "insufficient_scope"
+    );
+    let confidential = sa("evently-confidential-client", json!({}));
+    assert_eq!(
+        code(&decide(&h, &confidential, "GET", "/api/events/search").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &confidential, "PUT", "/api/events/1").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &confidential, "POST", "/api/orders").await),
+        "insufficient_scope"
+    );
+    let admin = sa("admin", realm(&["mcp-agent-admin"]));
+    for (m, p) in [
+        ("PUT", "/api/tickets/ABC/check-in"),
+        ("GET", "/api/event-statistics/1"),
+        ("PUT", "/api/carts/remove"),
+        ("POST", "/api/orders"),
+    ] {
+        assert_eq!(code(&decide(&h, &admin, m, p).await), "allow", "{m} {p}");
+    }
+    assert_eq!(
+        code(&decide(&h, &admin, "DELETE", "/api/users/1").await),
+        "no_matching_rule"
+    );
+}
+
+/// A registry whose database is down.
+struct DownRegistry;
+
+impl tw_authz::RegistrySource for DownRegistry {
+    fn find<'a>(
+        &'a self,
+        _: &'a tw_authz::AccountKey,
+    ) -> futures::future::BoxFuture<'a, Result<Option<tw_authz::RegistryAccount>, tw_core::Error>>
+    {
+        Box::pin(async {
+            Err(tw_core::Error::new(
+                tw_core::ErrorKind::StorageUnavailable,
+                "storage_unavailable",
+                "database down",
+            ))
+        })
+    }
+
+    fn provision<'a>(
+        &'a self,
+        _: &'a tw_authz::ProvisionRequest,
+    ) -> futures::future::BoxFuture<'a, Result<tw_authz::RegistryAccount, tw_core::Error>> {
+        Box::pin(async {
+            Err(tw_core::Error::new(
+                tw_core::ErrorKind::StorageUnavailable,
+                "storage_unavailable",
+                "database down",
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_registry_outage_is_a_503_never_a_500() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let authz = Authz::builder(&cfg(&format!(
+        "sources = [\"roles\", \"registry\"]\n{BASE}"
+    )))
+    .registry(Arc::new(DownRegistry), None)
+    .audit_sink(audit.clone())
+    .build()
+    .expect("build");
+    let h = Harness {
+        authz,
+        audit,
+        clock: Arc::new(ManualClock::starting_now()),
+    };
+    let d = decide(
+        &h,
+        &sa("x", realm(&["mcp-agent-admin"])),
+        "GET",
+        "/api/events",
+    )
+    .await;
+    assert!(
+        matches!(d, AuthzDecision::Unavailable { retry_after, .. } if retry_after == Duration::from_secs(1)),
+        "{d:?}"
+    );
+    let events = events(&h.audit, 1).await;
+    assert_eq!(events[0].reason, "registry_unavailable");
+}

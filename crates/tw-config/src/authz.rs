@@ -1,0 +1,508 @@
+//! `[gateway.authz]`: who may do what, decided in the gateway after a token is verified.
+//!
+//! ```toml
+//! [gateway.authz]
+//! mode = "enforce"                  # or "dry_run": log and audit would-be denials, but allow
+//! roles_claims = ["realm_access.roles", "resource_access.*.roles"]
+//!
+//! [gateway.authz.roles]
+//! "mcp-agent-events-manager" = ["events:read", "events:search", "events:update"]
+//!
+//! [[gateway.authz.rules]]
+//! name = "events-read"
+//! methods = ["GET"]
+//! paths = ["/api/events/**"]
+//! require_all = ["events:read"]
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tw_core::Error;
+
+/// The authorization section of the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// `enforce` (default) or `dry_run`.
+    #[serde(default)]
+    pub mode: AuthzMode,
+    /// Header carrying the granted permissions upstream (space-separated). Stripped from incoming
+    /// requests like the identity headers.
+    #[serde(default = "default_permissions_header")]
+    pub permissions_header: String,
+    /// Where roles are read: dot paths into the claims. A `*` segment takes every key of an object
+    /// (the key is the role's client namespace); `${client_id}` is the token's client id. Roles
+    /// found under a namespace are named by `client_role_format`.
+    #[serde(default = "default_roles_claims")]
+    pub roles_claims: Vec<String>,
+    /// How a client role is named: `{client}` and `{role}` are replaced.
+    #[serde(default = "default_client_role_format")]
+    pub client_role_format: String,
+    /// Which tokens are service accounts (besides `preferred_username` = `service-account-*`).
+    #[serde(default)]
+    pub service_accounts: ServiceAccountRules,
+    /// Permission sources used for every issuer unless `issuer_sources` says otherwise.
+    #[serde(default = "default_sources")]
+    pub sources: Vec<PermissionSourceKind>,
+    /// Per issuer (exact `iss`): the permission sources.
+    #[serde(default)]
+    pub issuer_sources: BTreeMap<String, Vec<PermissionSourceKind>>,
+    /// Role (realm role, or client role as `client:role`) → permission codes (`events:read`,
+    /// wildcards `events:*`, `*`).
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Unknown principals: denied (`unknown_principal`) unless auto-provisioning is on.
+    #[serde(default)]
+    pub auto_provision: Option<AutoProvisionConfig>,
+    /// Ordered route rules: the first match wins; no match is denied (`no_matching_rule`).
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Default per-principal rate limit. Absent: no limit.
+    pub rate_limit: Option<PrincipalRateLimit>,
+    /// Per client id (service accounts) or subject: a specific limit.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, PrincipalRateLimit>,
+    #[serde(default)]
+    pub registry_cache: RegistryCacheConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthzMode {
+    #[default]
+    Enforce,
+    /// Log and audit what would be denied, but allow.
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionSourceKind {
+    /// `[gateway.authz.roles]`: roles in the token mapped to permissions.
+    Roles,
+    /// The service-account registry in the database.
+    Registry,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountRules {
+    /// `azp` / `client_id` values whose tokens are service accounts.
+    #[serde(default)]
+    pub client_ids: Vec<String>,
+    /// A claim (dot path) that must equal `value` for a service account.
+    pub claim: Option<ClaimEquals>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimEquals {
+    pub claim: String,
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoProvisionConfig {
+    /// Give unknown principals this role (from `[gateway.authz.roles]`) on first sight, through
+    /// the registry (recorded in the audit log).
+    pub role: String,
+    /// Only service accounts (default) or every principal.
+    #[serde(default = "default_true")]
+    pub service_accounts_only: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `methods = "*"` or `methods = ["GET", "HEAD"]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Methods {
+    One(String),
+    List(Vec<String>),
+}
+
+impl Default for Methods {
+    fn default() -> Self {
+        Methods::One("*".into())
+    }
+}
+
+impl Methods {
+    /// `None` for any method, else the upper-case names.
+    pub fn list(&self) -> Option<Vec<String>> {
+        let all: Vec<String> = match self {
+            Methods::One(m) => vec![m.clone()],
+            Methods::List(l) => l.clone(),
+        };
+        if all.iter().any(|m| m == "*") {
+            None
+        } else {
+            Some(all.iter().map(|m| m.to_ascii_uppercase()).collect())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Shown in decisions, logs and the audit log. Default `rules[<index>]`.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub methods: Methods,
+    /// Path patterns: literal segments, `*` or `{name}` (one segment), `prefix*` inside a segment,
+    /// `**` (any number of segments, also none).
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub require_all: Vec<String>,
+    #[serde(default)]
+    pub require_any: Vec<String>,
+    #[serde(default)]
+    pub allow_any_authenticated: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalRateLimit {
+    pub per_second: u32,
+    /// Default: `per_second`.
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCacheConfig {
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+}
+
+impl Default for RegistryCacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: default_cache_ttl(),
+            max_entries: default_cache_entries(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Bounded queue between the request path and the audit writer; full = dropped and counted.
+    #[serde(default = "default_audit_queue")]
+    pub queue_capacity: usize,
+    /// Dropped events are reported in the log at most once per this interval.
+    #[serde(default = "default_drop_report", with = "humantime_serde")]
+    pub drop_report_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: default_audit_queue(),
+            drop_report_interval: default_drop_report(),
+        }
+    }
+}
+
+fn default_permissions_header() -> String {
+    "X-Auth-Permissions".into()
+}
+fn default_roles_claims() -> Vec<String> {
+    vec![
+        "realm_access.roles".into(),
+        "resource_access.*.roles".into(),
+    ]
+}
+fn default_client_role_format() -> String {
+    "{client}:{role}".into()
+}
+fn default_sources() -> Vec<PermissionSourceKind> {
+    vec![PermissionSourceKind::Roles]
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_cache_entries() -> u64 {
+    10_000
+}
+fn default_audit_queue() -> usize {
+    10_000
+}
+fn default_drop_report() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A permission code: `resource:action` segments of `[A-Za-z0-9._-]`, separated by `:`; the last
+/// segment may be `*` (`events:*`); `*` alone is every permission.
+pub fn check_permission_code(code: &str, allow_wildcard: bool) -> Result<(), String> {
+    if code == "*" {
+        return if allow_wildcard {
+            Ok(())
+        } else {
+            Err("`*` may be granted, not required".into())
+        };
+    }
+    let segments: Vec<&str> = code.split(':').collect();
+    for (i, s) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        if *s == "*" && last && i > 0 {
+            if !allow_wildcard {
+                return Err(format!(
+                    "`{code}`: wildcards may be granted, not required; name the permission"
+                ));
+            }
+            continue;
+        }
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(format!(
+                "`{code}` is not a permission code: use segments of letters, digits, `.`, `_`, `-` separated by `:`, e.g. \"events:read\" (a final `*` segment grants all below)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A path pattern: starts with `/`; segments are literal, `*`, `{name}`, `**`, or hold one `*`.
+pub fn check_path_pattern(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("`{p}` must start with `/`"));
+    }
+    if p.contains(['?', '#']) {
+        return Err(format!("`{p}`: give the path only, without `?` or `#`"));
+    }
+    for seg in p[1..].split('/') {
+        if seg == "**" || seg == "*" {
+            continue;
+        }
+        if seg.starts_with('{') || seg.ends_with('}') {
+            let inner = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            match inner {
+                Some(name)
+                    if !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {}
+                _ => return Err(format!("`{p}`: `{seg}` is not a parameter like `{{id}}`")),
+            }
+            continue;
+        }
+        if seg.contains("**") || seg.matches('*').count() > 1 || seg.contains(['{', '}']) {
+            return Err(format!(
+                "`{p}`: `{seg}` may hold one `*`; `**` must be a whole segment"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `[gateway.authz]`; `identity_headers` are the other identity header names (lower case)
+/// the permissions header must not collide with.
+pub(crate) fn validate_authz(
+    a: &AuthzConfig,
+    identity_headers: &[String],
+    issuers: &[&str],
+    fail: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    let k = |rest: &str| format!("gateway.authz.{rest}");
+    let h = &a.permissions_header;
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if h.is_empty() || !h.chars().all(is_tchar) {
+        return Err(fail(
+            k("permissions_header"),
+            format!("`{h}` is not a valid HTTP header name"),
+        ));
+    }
+    let lower = h.to_ascii_lowercase();
+    if identity_headers.contains(&lower)
+        || [
+            "authorization",
+            "host",
+            "cookie",
+            "content-type",
+            "content-length",
+        ]
+        .contains(&lower.as_str())
+    {
+        return Err(fail(
+            k("permissions_header"),
+            format!("`{h}` is already used (identity or reserved header)"),
+        ));
+    }
+    if a.roles_claims.is_empty() {
+        return Err(fail(
+            k("roles_claims"),
+            "list at least one claim path, e.g. \"realm_access.roles\"".into(),
+        ));
+    }
+    for (i, c) in a.roles_claims.iter().enumerate() {
+        if c.is_empty() || c.split('.').any(str::is_empty) {
+            return Err(fail(
+                format!("gateway.authz.roles_claims[{i}]"),
+                format!("`{c}` is not a dot path like \"resource_access.*.roles\""),
+            ));
+        }
+    }
+    if !a.client_role_format.contains("{role}") {
+        return Err(fail(
+            k("client_role_format"),
+            "must contain `{role}` (and usually `{client}`), e.g. \"{client}:{role}\"".into(),
+        ));
+    }
+    if let Some(c) = &a.service_accounts.claim
+        && (c.claim.is_empty() || c.claim.split('.').any(str::is_empty))
+    {
+        return Err(fail(
+            k("service_accounts.claim.claim"),
+            format!("`{}` is not a dot path", c.claim),
+        ));
+    }
+    if a.sources.is_empty() {
+        return Err(fail(
+            k("sources"),
+            "list at least one of \"roles\", \"registry\"".into(),
+        ));
+    }
+    for (iss, s) in &a.issuer_sources {
+        if !issuers.contains(&iss.as_str()) {
+            return Err(fail(
+                format!("gateway.authz.issuer_sources.\"{iss}\""),
+                format!("`{iss}` is not one of the [[gateway.issuers]]"),
+            ));
+        }
+        if s.is_empty() {
+            return Err(fail(
+                format!("gateway.authz.issuer_sources.\"{iss}\""),
+                "list at least one of \"roles\", \"registry\"".into(),
+            ));
+        }
+    }
+    for (role, perms) in &a.roles {
+        if role.is_empty() {
+            return Err(fail(k("roles"), "a role name must not be empty".into()));
+        }
+        for (j, p) in perms.iter().enumerate() {
+            check_permission_code(p, true)
+                .map_err(|m| fail(format!("gateway.authz.roles.\"{role}\"[{j}]"), m))?;
+        }
+    }
+    if let Some(ap) = &a.auto_provision {
+        if !a.roles.contains_key(&ap.role) {
+            return Err(fail(
+                k("auto_provision.role"),
+                format!(
+                    "no role `{}` in [gateway.authz.roles] to provision with",
+                    ap.role
+                ),
+            ));
+        }
+        let uses_registry = a.sources.contains(&PermissionSourceKind::Registry)
+            || a.issuer_sources
+                .values()
+                .any(|s| s.contains(&PermissionSourceKind::Registry));
+        if !uses_registry {
+            return Err(fail(
+                k("auto_provision"),
+                "auto-provisioning records accounts in the registry: add \"registry\" to `sources`"
+                    .into(),
+            ));
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, r) in a.rules.iter().enumerate() {
+        let rk = |f: &str| format!("gateway.authz.rules[{i}].{f}");
+        let name = r.name.clone().unwrap_or_else(|| format!("rules[{i}]"));
+        if name.is_empty() {
+            return Err(fail(rk("name"), "must not be empty".into()));
+        }
+        if !names.insert(name.clone()) {
+            return Err(fail(
+                rk("name"),
+                format!("`{name}` is used by an earlier rule"),
+            ));
+        }
+        if r.paths.is_empty() {
+            return Err(fail(
+                rk("paths"),
+                "list at least one path pattern, e.g. \"/api/**\"".into(),
+            ));
+        }
+        for (j, p) in r.paths.iter().enumerate() {
+            check_path_pattern(p).map_err(|m| fail(format!("{}[{j}]", rk("paths")), m))?;
+        }
+        match &r.methods {
+            Methods::List(l) if l.is_empty() => {
+                return Err(fail(
+                    rk("methods"),
+                    "list at least one method, or \"*\"".into(),
+                ));
+            }
+            m => {
+                for method in m.list().unwrap_or_default() {
+                    if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
+                        return Err(fail(
+                            rk("methods"),
+                            format!("`{method}` is not an HTTP method"),
+                        ));
+                    }
+                }
+            }
+        }
+        let kinds = usize::from(!r.require_all.is_empty())
+            + usize::from(!r.require_any.is_empty())
+            + usize::from(r.allow_any_authenticated);
+        if kinds != 1 {
+            return Err(fail(
+                format!("gateway.authz.rules[{i}]"),
+                "give exactly one of `require_all`, `require_any` or `allow_any_authenticated = true`"
+                    .into(),
+            ));
+        }
+        for (field, list) in [
+            ("require_all", &r.require_all),
+            ("require_any", &r.require_any),
+        ] {
+            for (j, p) in list.iter().enumerate() {
+                check_permission_code(p, false)
+                    .map_err(|m| fail(format!("{}[{j}]", rk(field)), m))?;
+            }
+        }
+    }
+    let bad_limit = |l: &PrincipalRateLimit| l.per_second == 0 || l.burst == Some(0);
+    if a.rate_limit.as_ref().is_some_and(bad_limit) {
+        return Err(fail(
+            k("rate_limit"),
+            "per_second and burst must be positive".into(),
+        ));
+    }
+    for (who, l) in &a.rate_limits {
+        if bad_limit(l) {
+            return Err(fail(
+                format!("gateway.authz.rate_limits.\"{who}\""),
+                "per_second and burst must be positive".into(),
+            ));
+        }
+    }
+    if a.registry_cache.ttl.is_zero() || a.registry_cache.max_entries == 0 {
+        return Err(fail(
+            k("registry_cache"),
+            "ttl and max_entries must be positive".into(),
+        ));
+    }
+    if a.audit.queue_capacity == 0 || a.audit.drop_report_interval.is_zero() {
+        return Err(fail(
+            k("audit"),
+            "queue_capacity and drop_report_interval must be positive".into(),
+        ));
+    }
+    Ok(())
+}

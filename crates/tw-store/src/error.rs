@@ -1,0 +1,47 @@
+//! sqlx errors → tokenwarden errors. Messages name the operation and the database's own
+//! classification; connection options (and so the password) are never formatted.
+
+use tw_core::{Error, ErrorKind};
+
+/// Maps a database failure during `op` ("create account", ...).
+pub(crate) fn db(op: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| classify(op, e)
+}
+
+pub(crate) fn unavailable(op: &str, detail: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::StorageUnavailable,
+        "storage_unavailable",
+        format!("storage unavailable ({op}): {detail}"),
+    )
+    .with_retry_after(std::time::Duration::from_secs(1))
+}
+
+fn classify(op: &'static str, e: sqlx::Error) -> Error {
+    use sqlx::Error as E;
+    match &e {
+        E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed
+        | E::BeginFailed
+        | E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_) => unavailable(op, &e),
+        E::Database(d) if d.is_unique_violation() => Error::conflict(
+            "storage_conflict",
+            format!("{op}: conflicts with an existing row"),
+        ),
+        E::Database(d) if transient(d.code().as_deref()) => unavailable(op, &e),
+        _ => Error::internal("storage_error", format!("storage error ({op}): {e}")),
+    }
+    .with("operation", op)
+}
+
+/// SQLite busy/locked, PostgreSQL connection, resource, shutdown and serialisation failures.
+fn transient(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    if let Ok(n) = code.parse::<i32>() {
+        return matches!(n & 0xff, 5 | 6); // SQLITE_BUSY, SQLITE_LOCKED (+ extended codes)
+    }
+    ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c))
+}

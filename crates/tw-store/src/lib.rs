@@ -1,0 +1,29 @@
+//! Storage of tokenwarden: the service-account registry and the audit log.
+//!
+//! One [`Store`] API over two databases:
+//! - **SQLite** (the default): one file, created with its parent directory and migrated on first
+//!   open, WAL journal. Other processes on the same file notice registry changes by polling the
+//!   `registry_version` counter (every 250 ms).
+//! - **PostgreSQL**: for several gateway instances sharing one registry. Changes are announced
+//!   with `LISTEN/NOTIFY` (a trigger on `registry_version`), with a slower poll as a safety net.
+//!
+//! The SQL is the same text on both (TEXT, BIGINT epoch milliseconds, 0/1 flags, `$n`
+//! parameters); only the migrations differ (`migrations/sqlite`, `migrations/postgres`). Every
+//! registry change bumps `registry_version` as the first statement of its transaction, which also
+//! takes the write lock up front (SQLite) and serialises registry writers (PostgreSQL).
+//!
+//! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
+//! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
+//! `invalid_role`, `invalid_permission` (400), `storage_unavailable` (503, retryable),
+//! `storage_error` (500). Messages never contain the database password.
+
+mod error;
+mod model;
+mod queries;
+mod store;
+
+pub use model::{
+    AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, Account, AuditOutcome, AuditQuery, AuditRecord, Backend,
+    NewAccount, PrincipalKind, Role,
+};
+pub use store::Store;

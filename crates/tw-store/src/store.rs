@@ -1,0 +1,919 @@
+//! [`Store`]: one API over a SQLite or a PostgreSQL pool.
+
+use crate::error::{db, unavailable};
+use crate::model::*;
+use crate::queries as q;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+use tw_config::{StorageConfig, StorageKind};
+use tw_core::{Clock, Error, Result, UnixTime};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How often a SQLite store polls the version counter (other processes on the same file).
+const SQLITE_POLL: Duration = Duration::from_millis(250);
+/// PostgreSQL: a poll as a safety net besides LISTEN/NOTIFY (missed notifications on reconnect).
+const POSTGRES_POLL: Duration = Duration::from_secs(5);
+/// The NOTIFY channel the `registry_version` trigger announces on.
+const NOTIFY_CHANNEL: &str = "tw_registry";
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool this is: `$p` is a `&SqlitePool` or a `&PgPool`,
+/// and the body is type-checked for each. The one place the two databases branch.
+macro_rules! with_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Inside `with_pool!`: a registry-changing transaction. Bumps the version first, runs `$body`
+/// (with `$tx` the transaction), commits, and yields `(body result, new version)`.
+macro_rules! registry_tx {
+    ($p:ident, $op:literal, |$tx:ident| $body:expr) => {{
+        let mut $tx = $p.begin().await.map_err(db($op))?;
+        let version: i64 = sqlx::query_scalar(q::BUMP_VERSION)
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(db($op))?;
+        let out = $body;
+        $tx.commit().await.map_err(db($op))?;
+        (out, version)
+    }};
+}
+
+struct Inner {
+    pool: Pool,
+    backend: Backend,
+    location: String,
+    clock: Arc<dyn Clock>,
+    version: watch::Sender<i64>,
+}
+
+/// The registry and audit log. Cheap to clone (one shared pool).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .field("location", &self.inner.location)
+            .finish_non_exhaustive()
+    }
+}
+
+type AccountRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    String,
+);
+
+/// `name, description`.
+type RoleRow = (String, Option<String>);
+
+type AuditRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+fn account_from(row: AccountRow, roles: Vec<String>) -> Account {
+    let (id, issuer, subject, client_id, display_name, enabled, created, updated, created_by) = row;
+    Account {
+        id,
+        issuer,
+        subject,
+        client_id,
+        display_name,
+        enabled: enabled != 0,
+        roles,
+        created_at: UnixTime::from_millis(created),
+        updated_at: UnixTime::from_millis(updated),
+        created_by,
+    }
+}
+
+fn audit_from(row: AuditRow) -> Result<AuditRecord> {
+    let (
+        id,
+        at,
+        issuer,
+        subject,
+        client_id,
+        kind,
+        method,
+        path,
+        rule,
+        used,
+        outcome,
+        reason,
+        instance,
+    ) = row;
+    Ok(AuditRecord {
+        id: Some(id),
+        at: UnixTime::from_millis(at),
+        issuer,
+        subject,
+        client_id,
+        principal_kind: PrincipalKind::parse(&kind)?,
+        method,
+        path,
+        rule,
+        permissions_used: used.split_whitespace().map(str::to_owned).collect(),
+        outcome: AuditOutcome::parse(&outcome)?,
+        reason,
+        instance,
+    })
+}
+
+fn account_not_found(id: &str) -> Error {
+    Error::not_found("account_not_found", format!("no account with id `{id}`")).with("account", id)
+}
+
+fn role_not_found(name: &str) -> Error {
+    Error::not_found("role_not_found", format!("no role named `{name}`")).with("role", name)
+}
+
+fn role_in_use(name: &str, holders: i64) -> Error {
+    Error::conflict(
+        "role_in_use",
+        format!(
+            "role `{name}` is held by {holders} account(s); revoke it first or delete with force"
+        ),
+    )
+    .with("role", name)
+}
+
+/// Role names and permission codes: non-empty, no whitespace (audit rows space-join codes).
+fn check_token(code: &'static str, what: &str, v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > 200 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::bad_request(
+            code,
+            format!("{what} `{v}` must be 1 to 200 characters without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+/// The file of a `sqlite://` URL (query string dropped).
+fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url.split_once(':').map(|(_, r)| r).unwrap_or("");
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    PathBuf::from(rest.split('?').next().unwrap_or(""))
+}
+
+impl Store {
+    /// Opens the configured database. SQLite: creates the file (and its parent directory), WAL,
+    /// migrates. PostgreSQL: connects (password from `storage.password`), migrates. Then starts
+    /// watching the registry version.
+    pub async fn open(cfg: &StorageConfig, clock: Arc<dyn Clock>) -> Result<Store> {
+        cfg.validate()?;
+        let (pool, backend, location) = match cfg.kind() {
+            Some(StorageKind::Postgres) => {
+                let mut opts = PgConnectOptions::from_str(&cfg.url).map_err(|e| {
+                    Error::config(
+                        "config_invalid",
+                        format!("key `storage.url`: not a usable PostgreSQL URL: {e}"),
+                    )
+                    .with("key", "storage.url")
+                })?;
+                if let Some(password) = &cfg.password {
+                    opts = opts.password(password.resolve("storage.password")?.expose());
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(cfg.max_connections)
+                    .acquire_timeout(cfg.connect_timeout)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| connect_error(cfg, e))?;
+                POSTGRES_MIGRATOR
+                    .run(&pool)
+                    .await
+                    .map_err(|e| migrate_error(cfg, e))?;
+                (Pool::Postgres(pool), Backend::Postgres, cfg.redacted_url())
+            }
+            _ => {
+                let path = sqlite_path(&cfg.url);
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::internal(
+                            "storage_error",
+                            format!(
+                                "cannot create the directory {} for the SQLite database: {e}",
+                                parent.display()
+                            ),
+                        )
+                    })?;
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(cfg.max_connections)
+                    .acquire_timeout(cfg.connect_timeout)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| connect_error(cfg, e))?;
+                SQLITE_MIGRATOR
+                    .run(&pool)
+                    .await
+                    .map_err(|e| migrate_error(cfg, e))?;
+                (
+                    Pool::Sqlite(pool),
+                    Backend::Sqlite,
+                    path.display().to_string(),
+                )
+            }
+        };
+        let (version, _) = watch::channel(0);
+        let store = Store {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                location,
+                clock,
+                version,
+            }),
+        };
+        let current = store.registry_version().await?;
+        store.seen(current);
+        store.spawn_watcher().await?;
+        tracing::info!(backend = backend.as_str(), location = %store.inner.location, "storage opened");
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Readiness: one round trip to the database.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(&self.inner.pool, |p| {
+            sqlx::query(q::PING).execute(p).await.map_err(db("ping"))?;
+        });
+        Ok(())
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now().as_millis()
+    }
+
+    /// Publishes `v` to watchers if it is newer than what they saw.
+    fn seen(&self, v: i64) {
+        publish(&self.inner.version, v);
+    }
+
+    // ----- registry -----
+
+    pub async fn create_account(&self, new: NewAccount) -> Result<Account> {
+        new.check()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = self.now();
+        let blank = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let (subject, client_id) = (blank(new.subject.clone()), blank(new.client_id.clone()));
+        let roles: BTreeSet<&str> = new.roles.iter().map(String::as_str).collect();
+        let conflict = |e: Error| {
+            if e.kind() == tw_core::ErrorKind::Conflict {
+                Error::conflict(
+                    "account_exists",
+                    format!(
+                        "an account for issuer `{}` with this {} already exists",
+                        new.issuer,
+                        match (&subject, &client_id) {
+                            (Some(_), Some(_)) => "subject or client id",
+                            (Some(_), None) => "subject",
+                            _ => "client id",
+                        }
+                    ),
+                )
+                .with("issuer", new.issuer.clone())
+            } else {
+                e
+            }
+        };
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
+            p,
+            "create account",
+            |tx| {
+                sqlx::query(q::INSERT_ACCOUNT)
+                    .bind(&id)
+                    .bind(&new.issuer)
+                    .bind(&subject)
+                    .bind(&client_id)
+                    .bind(&new.display_name)
+                    .bind(i64::from(new.enabled))
+                    .bind(now)
+                    .bind(now)
+                    .bind(&new.created_by)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("create account"))
+                    .map_err(conflict)?;
+                for role in &roles {
+                    let n: i64 = sqlx::query_scalar(q::ROLE_EXISTS)
+                        .bind(*role)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db("create account"))?;
+                    if n == 0 {
+                        return Err(role_not_found(role));
+                    }
+                    sqlx::query(q::GRANT)
+                        .bind(&id)
+                        .bind(*role)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("create account"))?;
+                }
+            }
+        ));
+        self.seen(version);
+        self.get_account(&id).await
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<Account> {
+        let op = "get account";
+        with_pool!(&self.inner.pool, |p| {
+            let row: Option<AccountRow> = sqlx::query_as(q::GET_ACCOUNT)
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(db(op))?;
+            let row = row.ok_or_else(|| account_not_found(id))?;
+            let roles: Vec<String> = sqlx::query_scalar(q::ROLES_OF)
+                .bind(id)
+                .fetch_all(p)
+                .await
+                .map_err(db(op))?;
+            Ok(account_from(row, roles))
+        })
+    }
+
+    /// The account for a token: by `issuer` + `subject` first, then by `issuer` + `client_id`.
+    pub async fn find_account(
+        &self,
+        issuer: &str,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+    ) -> Result<Option<Account>> {
+        let op = "find account";
+        let lookups = [
+            (q::FIND_BY_SUBJECT, subject),
+            (q::FIND_BY_CLIENT_ID, client_id),
+        ];
+        for (query, value) in lookups {
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let found = with_pool!(&self.inner.pool, |p| {
+                let row: Option<AccountRow> = sqlx::query_as(query)
+                    .bind(issuer)
+                    .bind(value)
+                    .fetch_optional(p)
+                    .await
+                    .map_err(db(op))?;
+                match row {
+                    Some(row) => {
+                        let roles: Vec<String> = sqlx::query_scalar(q::ROLES_OF)
+                            .bind(&row.0)
+                            .fetch_all(p)
+                            .await
+                            .map_err(db(op))?;
+                        Some(account_from(row, roles))
+                    }
+                    None => None,
+                }
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let op = "list accounts";
+        let (rows, holdings): (Vec<AccountRow>, Vec<(String, String)>) =
+            with_pool!(&self.inner.pool, |p| {
+                let rows = sqlx::query_as(q::LIST_ACCOUNTS)
+                    .fetch_all(p)
+                    .await
+                    .map_err(db(op))?;
+                let holdings = sqlx::query_as(q::ALL_ACCOUNT_ROLES)
+                    .fetch_all(p)
+                    .await
+                    .map_err(db(op))?;
+                (rows, holdings)
+            });
+        let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (account, role) in holdings {
+            roles.entry(account).or_default().push(role);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let r = roles.remove(&row.0).unwrap_or_default();
+                account_from(row, r)
+            })
+            .collect())
+    }
+
+    pub async fn set_account_enabled(&self, id: &str, enabled: bool) -> Result<Account> {
+        let now = self.now();
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
+            p,
+            "set account enabled",
+            |tx| {
+                let done = sqlx::query(q::SET_ENABLED)
+                    .bind(id)
+                    .bind(i64::from(enabled))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("set account enabled"))?;
+                if done.rows_affected() == 0 {
+                    return Err(account_not_found(id));
+                }
+            }
+        ));
+        self.seen(version);
+        self.get_account(id).await
+    }
+
+    /// Grants an existing role (idempotent).
+    pub async fn grant_role(&self, id: &str, role: &str) -> Result<Account> {
+        self.change_role(id, role, true).await
+    }
+
+    /// Takes a role away (idempotent; the role must exist).
+    pub async fn revoke_role(&self, id: &str, role: &str) -> Result<Account> {
+        self.change_role(id, role, false).await
+    }
+
+    async fn change_role(&self, id: &str, role: &str, grant: bool) -> Result<Account> {
+        let now = self.now();
+        let query = if grant { q::GRANT } else { q::REVOKE };
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
+            p,
+            "change account roles",
+            |tx| {
+                let op = "change account roles";
+                let touched = sqlx::query(q::TOUCH_ACCOUNT)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                if touched.rows_affected() == 0 {
+                    return Err(account_not_found(id));
+                }
+                let n: i64 = sqlx::query_scalar(q::ROLE_EXISTS)
+                    .bind(role)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                if n == 0 {
+                    return Err(role_not_found(role));
+                }
+                sqlx::query(query)
+                    .bind(id)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+            }
+        ));
+        self.seen(version);
+        self.get_account(id).await
+    }
+
+    pub async fn delete_account(&self, id: &str) -> Result<()> {
+        let op = "delete account";
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
+            p,
+            "delete account",
+            |tx| {
+                sqlx::query(q::DELETE_ACCOUNT_ROLES)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                let done = sqlx::query(q::DELETE_ACCOUNT)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                if done.rows_affected() == 0 {
+                    return Err(account_not_found(id));
+                }
+            }
+        ));
+        self.seen(version);
+        Ok(())
+    }
+
+    /// Creates the role or replaces its description and permission set. Codes are stored as
+    /// given (`events:*` stays `events:*`); duplicates collapse.
+    pub async fn upsert_role(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        permissions: &[String],
+    ) -> Result<Role> {
+        check_token("invalid_role", "role name", name)?;
+        for code in permissions {
+            check_token("invalid_permission", "permission code", code)?;
+        }
+        let codes: BTreeSet<&str> = permissions.iter().map(String::as_str).collect();
+        let now = self.now();
+        let op = "upsert role";
+        let ((), version) =
+            with_pool!(&self.inner.pool, |p| registry_tx!(p, "upsert role", |tx| {
+                sqlx::query(q::UPSERT_ROLE)
+                    .bind(name)
+                    .bind(description)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                sqlx::query(q::CLEAR_ROLE_PERMISSIONS)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                for code in &codes {
+                    sqlx::query(q::INSERT_ROLE_PERMISSION)
+                        .bind(name)
+                        .bind(*code)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db(op))?;
+                }
+            }));
+        self.seen(version);
+        self.get_role(name).await
+    }
+
+    pub async fn get_role(&self, name: &str) -> Result<Role> {
+        let op = "get role";
+        with_pool!(&self.inner.pool, |p| {
+            let row: Option<RoleRow> = sqlx::query_as(q::GET_ROLE)
+                .bind(name)
+                .fetch_optional(p)
+                .await
+                .map_err(db(op))?;
+            let (name, description) = row.ok_or_else(|| role_not_found(name))?;
+            let permissions: Vec<String> = sqlx::query_scalar(q::ROLE_PERMISSIONS)
+                .bind(&name)
+                .fetch_all(p)
+                .await
+                .map_err(db(op))?;
+            Ok(Role {
+                name,
+                description,
+                permissions,
+            })
+        })
+    }
+
+    pub async fn list_roles(&self) -> Result<Vec<Role>> {
+        let op = "list roles";
+        let (rows, perms): (Vec<RoleRow>, Vec<(String, String)>) =
+            with_pool!(&self.inner.pool, |p| {
+                let rows = sqlx::query_as(q::LIST_ROLES)
+                    .fetch_all(p)
+                    .await
+                    .map_err(db(op))?;
+                let perms = sqlx::query_as(q::ALL_ROLE_PERMISSIONS)
+                    .fetch_all(p)
+                    .await
+                    .map_err(db(op))?;
+                (rows, perms)
+            });
+        let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (role, code) in perms {
+            by_role.entry(role).or_default().push(code);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(name, description)| Role {
+                permissions: by_role.remove(&name).unwrap_or_default(),
+                name,
+                description,
+            })
+            .collect())
+    }
+
+    /// Deletes a role. While accounts hold it this is refused (409 `role_in_use`), unless
+    /// `force`, which also takes it from those accounts.
+    pub async fn delete_role(&self, name: &str, force: bool) -> Result<()> {
+        let op = "delete role";
+        let ((), version) =
+            with_pool!(&self.inner.pool, |p| registry_tx!(p, "delete role", |tx| {
+                let holders: i64 = sqlx::query_scalar(q::ROLE_HOLDERS)
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                if holders > 0 && !force {
+                    return Err(role_in_use(name, holders));
+                }
+                sqlx::query(q::DELETE_ROLE_HOLDINGS)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                sqlx::query(q::CLEAR_ROLE_PERMISSIONS)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                let done = sqlx::query(q::DELETE_ROLE)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+                if done.rows_affected() == 0 {
+                    return Err(role_not_found(name));
+                }
+            }));
+        self.seen(version);
+        Ok(())
+    }
+
+    /// The union of the permission codes of the account's roles (whether or not it is enabled:
+    /// callers check `enabled`).
+    pub async fn permissions_of(&self, account_id: &str) -> Result<BTreeSet<String>> {
+        let op = "permissions of account";
+        let codes: Vec<String> = with_pool!(&self.inner.pool, |p| {
+            let n: i64 = sqlx::query_scalar(q::ACCOUNT_EXISTS)
+                .bind(account_id)
+                .fetch_one(p)
+                .await
+                .map_err(db(op))?;
+            if n == 0 {
+                return Err(account_not_found(account_id));
+            }
+            sqlx::query_scalar(q::PERMISSIONS_OF)
+                .bind(account_id)
+                .fetch_all(p)
+                .await
+                .map_err(db(op))?
+        });
+        Ok(codes.into_iter().collect())
+    }
+
+    /// The registry's change counter as stored in the database.
+    pub async fn registry_version(&self) -> Result<i64> {
+        with_pool!(&self.inner.pool, |p| sqlx::query_scalar(q::GET_VERSION)
+            .fetch_one(p)
+            .await
+            .map_err(db("read registry version")))
+    }
+
+    /// The registry version seen by this process: bumped at once by changes made through this
+    /// store, and within a second by changes made elsewhere (NOTIFY on PostgreSQL, a 250 ms poll
+    /// on SQLite).
+    pub fn watch(&self) -> watch::Receiver<i64> {
+        self.inner.version.subscribe()
+    }
+
+    // ----- audit -----
+
+    /// Appends the records in one transaction. Their `id`s are ignored.
+    pub async fn append_audit(&self, rows: &[AuditRecord]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let op = "append audit";
+        with_pool!(&self.inner.pool, |p| {
+            let mut tx = p.begin().await.map_err(db(op))?;
+            for r in rows {
+                sqlx::query(q::INSERT_AUDIT)
+                    .bind(r.at.as_millis())
+                    .bind(&r.issuer)
+                    .bind(&r.subject)
+                    .bind(&r.client_id)
+                    .bind(r.principal_kind.as_str())
+                    .bind(&r.method)
+                    .bind(&r.path)
+                    .bind(&r.rule)
+                    .bind(r.permissions_used.join(" "))
+                    .bind(r.outcome.as_str())
+                    .bind(&r.reason)
+                    .bind(&r.instance)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?;
+            }
+            tx.commit().await.map_err(db(op))?;
+        });
+        Ok(())
+    }
+
+    /// Newest first. A `limit` above [`AUDIT_MAX_LIMIT`] is refused (400 `invalid_limit`).
+    pub async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let limit = query.limit.unwrap_or(AUDIT_DEFAULT_LIMIT);
+        if limit == 0 || limit > AUDIT_MAX_LIMIT {
+            return Err(Error::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and {AUDIT_MAX_LIMIT}"),
+            ));
+        }
+        let op = "query audit";
+        let rows: Vec<AuditRow> = with_pool!(&self.inner.pool, |p| {
+            sqlx::query_as(q::QUERY_AUDIT)
+                .bind(&query.principal)
+                .bind(query.outcome.map(AuditOutcome::as_str))
+                .bind(query.since.map(UnixTime::as_millis))
+                .bind(query.until.map(UnixTime::as_millis))
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+                .map_err(db(op))?
+        });
+        rows.into_iter().map(audit_from).collect()
+    }
+
+    // ----- change watching -----
+
+    async fn spawn_watcher(&self) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        match &self.inner.pool {
+            Pool::Sqlite(pool) => {
+                tokio::spawn(poll_sqlite(weak, Pool::Sqlite(pool.clone())));
+            }
+            Pool::Postgres(pool) => {
+                let mut listener = PgListener::connect_with(pool)
+                    .await
+                    .map_err(db("listen for registry changes"))?;
+                listener
+                    .listen(NOTIFY_CHANNEL)
+                    .await
+                    .map_err(db("listen for registry changes"))?;
+                tokio::spawn(listen_postgres(
+                    weak,
+                    Pool::Postgres(pool.clone()),
+                    listener,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn publish(tx: &watch::Sender<i64>, v: i64) {
+    tx.send_if_modified(|seen| {
+        if v > *seen {
+            *seen = v;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Reads the version and publishes it; `false` once every `Store` is gone.
+async fn refresh(weak: &Weak<Inner>, pool: &Pool) -> bool {
+    let result: std::result::Result<i64, sqlx::Error> =
+        with_pool!(pool, |p| sqlx::query_scalar(q::GET_VERSION)
+            .fetch_one(p)
+            .await);
+    let Some(inner) = weak.upgrade() else {
+        return false;
+    };
+    match result {
+        Ok(v) => publish(&inner.version, v),
+        Err(e) => tracing::debug!(
+            error = %unavailable("poll registry version", e),
+            "registry version poll failed"
+        ),
+    }
+    true
+}
+
+async fn poll_sqlite(weak: Weak<Inner>, pool: Pool) {
+    let mut tick = tokio::time::interval(SQLITE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !refresh(&weak, &pool).await {
+            return;
+        }
+    }
+}
+
+async fn listen_postgres(weak: Weak<Inner>, pool: Pool, mut listener: PgListener) {
+    let mut idle_seconds = 0u64;
+    loop {
+        // Wake at least every second to notice that the stores are gone, and poll now and then
+        // in case a notification was lost while the listener reconnected.
+        match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
+            Ok(Ok(Some(n))) => {
+                let Some(inner) = weak.upgrade() else { return };
+                match n.payload().parse::<i64>() {
+                    Ok(v) => publish(&inner.version, v),
+                    Err(_) => drop(inner),
+                }
+                continue;
+            }
+            // The connection was lost and re-established: notifications may have been missed.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %unavailable("listen for registry changes", e), "registry listener failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(_elapsed) => {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                idle_seconds += 1;
+                if !idle_seconds.is_multiple_of(POSTGRES_POLL.as_secs().max(1)) {
+                    continue;
+                }
+            }
+        }
+        if !refresh(&weak, &pool).await {
+            return;
+        }
+    }
+}
+
+fn connect_error(cfg: &StorageConfig, e: sqlx::Error) -> Error {
+    let kind = match cfg.kind() {
+        Some(StorageKind::Postgres) => "PostgreSQL",
+        _ => "SQLite",
+    };
+    let mut err = match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("28P01") => Error::config(
+            "storage_auth_failed",
+            format!(
+                "{kind} at {} refused the credentials (check `storage.password`)",
+                cfg.redacted_url()
+            ),
+        ),
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => Error::config(
+            "storage_database_missing",
+            format!(
+                "{kind} at {}: the database does not exist",
+                cfg.redacted_url()
+            ),
+        ),
+        _ => unavailable(
+            "connect",
+            format_args!("{kind} at {}: {e}", cfg.redacted_url()),
+        ),
+    };
+    err = err.with("storage", cfg.redacted_url());
+    err
+}
+
+fn migrate_error(cfg: &StorageConfig, e: sqlx::migrate::MigrateError) -> Error {
+    Error::internal(
+        "storage_migration_failed",
+        format!(
+            "migrating the database at {} failed: {e}",
+            cfg.redacted_url()
+        ),
+    )
+    .with("storage", cfg.redacted_url())
+}

@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use crate::{gateway_cmd, logging, token_cmd};
+use crate::{gateway_cmd, logging, registry_cmd, token_cmd};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +44,34 @@ pub enum Command {
     /// Check a configuration file and print what it defines.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the service-account registry: register, list, enable/disable, grant roles, delete
+    ///
+    /// Works on `[storage]` of --config (default SQLite `sqlite://tokenwarden.db`).
+    /// Exit codes: 0 done; 2 bad input or configuration; 1 anything else (not found, already
+    /// exists, storage unavailable), with the reason on stderr.
+    ///
+    /// Examples:
+    ///   tokenwarden accounts create --issuer https://kc.example/realms/evently \
+    ///       --client-id evently-confidential-client --role mcp-agent-events-manager -c gateway.toml
+    ///   tokenwarden accounts list -c gateway.toml
+    ///   tokenwarden accounts disable --issuer https://kc.example/realms/evently \
+    ///       --client-id evently-confidential-client -c gateway.toml
+    #[command(verbatim_doc_comment)]
+    Accounts(registry_cmd::AccountsArgs),
+    /// Manage the registry's roles: named sets of permission codes (`events:read`, `events:*`)
+    ///
+    /// Examples:
+    ///   tokenwarden roles create mcp-agent-attributes-readonly --permission attributes:read
+    ///   tokenwarden roles list --json
+    ///   tokenwarden roles delete mcp-agent-attributes-readonly --force
+    #[command(verbatim_doc_comment)]
+    Roles(registry_cmd::RolesArgs),
+    /// Read the gateway's audit log (authorization decisions) from `[storage]`
+    ///
+    /// Example:
+    ///   tokenwarden audit query --since 1h --outcome deny -c gateway.toml
+    #[command(verbatim_doc_comment)]
+    Audit(registry_cmd::AuditArgsTop),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     ///
     /// Example: tokenwarden completions bash > /etc/bash_completion.d/tokenwarden
@@ -112,6 +140,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             TokenCommand::Get(args) => token_cmd::get(args).await,
             TokenCommand::Inspect(args) => gateway_cmd::inspect(args).await,
         },
+        Command::Accounts(args) => registry_cmd::accounts(args).await,
+        Command::Roles(args) => registry_cmd::roles(args).await,
+        Command::Audit(args) => registry_cmd::audit(args).await,
         Command::Config(ConfigCommand::Check {
             config,
             skip_secrets,

@@ -6,10 +6,12 @@ use serde_json::{Map, Value, json};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tw_config::GatewayConfig;
+use tw_config::{GatewayConfig, PermissionSourceKind};
 use tw_core::{Clock, Error, SystemClock, UnixTime};
+use tw_store::{Store, StoreAuditSink};
 use tw_verify::{InspectReport, StepStatus, Verifier};
 use url::Url;
 
@@ -44,15 +46,155 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let gw = gateway_section(&cfg, &args.config)?;
     crate::logging::init(&cfg.log);
     let metrics = crate::cli::install_metrics_recorder()?;
-    let verifier = Arc::new(Verifier::new(gw, Arc::new(SystemClock))?);
-    let gateway =
-        tw_gateway::Gateway::new(gw, verifier)?.with_metrics(Arc::new(move || metrics.render()));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let verifier = Arc::new(Verifier::new(gw, clock.clone())?);
+    let registry = open_registry(&cfg, gw, clock.clone()).await?;
+    // The admin API manages the same store the authorizer reads (opened here if only it needs it).
+    let admin_store = match (&registry, gw.admin.enabled) {
+        (_, false) => None,
+        (Some((store, _)), true) => Some(store.clone()),
+        (None, true) => Some(open_store(&cfg, clock).await?),
+    };
+    let mut gateway = match registry {
+        Some((store, decision)) => {
+            let health = StoreHealth::start(store);
+            tw_gateway::Gateway::new_with_decision(gw, verifier.clone(), decision)?
+                .with_readiness_check("storage", Arc::new(move || health.readiness()))
+        }
+        None => tw_gateway::Gateway::new(gw, verifier.clone())?,
+    };
+    if let Some(store) = admin_store {
+        gateway = gateway.with_routes(tw_admin::router(store, verifier, (&gw.admin).into()));
+    }
+    gateway = gateway.with_metrics(Arc::new(move || metrics.render()));
     gateway
         .bind()
         .await?
         .run(crate::cli::shutdown_signal())
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the authorizer uses the store: `[gateway.authz]` names the registry as a permission
+/// source (globally or for an issuer), or it is present along with a `[storage]` section (the
+/// store is then at least the audit log). Without `[gateway.authz]` there is nothing to decide.
+pub fn uses_storage(cfg: &tw_config::Config, gw: &GatewayConfig) -> bool {
+    let registry = gw.authz.as_ref().is_some_and(|a| {
+        a.sources.contains(&PermissionSourceKind::Registry)
+            || a.issuer_sources
+                .values()
+                .any(|s| s.contains(&PermissionSourceKind::Registry))
+    });
+    registry || (cfg.storage.is_some() && gw.authz.is_some())
+}
+
+/// With `[gateway.authz]` and storage in use (see [`uses_storage`]): opens the store (the
+/// `[storage]` section, else `sqlite://tokenwarden.db`, created and migrated on first start) and
+/// builds the authorizer with it as the account registry (its cache dropped whenever the registry
+/// version moves, here or in another instance) and as the audit log.
+pub async fn open_registry(
+    cfg: &tw_config::Config,
+    gw: &GatewayConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<(Store, Arc<dyn tw_gateway::Decision>)>, Error> {
+    let Some(authz_cfg) = gw.authz.as_ref().filter(|_| uses_storage(cfg, gw)) else {
+        return Ok(None);
+    };
+    let store = open_store(cfg, clock.clone()).await?;
+    let sink = StoreAuditSink::new(store.clone(), instance_name(gw));
+    let authz = tw_authz::Authz::builder(authz_cfg)
+        .clock(clock)
+        .registry(Arc::new(store.clone()), Some(store.watch()))
+        .audit_sink(Arc::new(sink))
+        .build()?;
+    Ok(Some((store, Arc::new(authz))))
+}
+
+/// Opens `[storage]` (default `sqlite://tokenwarden.db`, created and migrated on first start).
+async fn open_store(cfg: &tw_config::Config, clock: Arc<dyn Clock>) -> Result<Store, Error> {
+    let storage = cfg.storage.clone().unwrap_or_default();
+    Store::open(&storage, clock)
+        .await
+        .map_err(|e| storage_error(&storage, e))
+}
+
+/// The error of opening the store, naming `storage.url` (redacted: never a password).
+fn storage_error(storage: &tw_config::StorageConfig, e: Error) -> Error {
+    let url = storage.redacted_url();
+    let message = if e.message().contains(&url) {
+        format!("key `storage.url`: {}", e.message())
+    } else {
+        format!("key `storage.url` ({url}): {}", e.message())
+    };
+    let mut out = Error::new(e.kind(), e.code(), message).with("key", "storage.url");
+    if let Some(d) = e.retry_after() {
+        out = out.with_retry_after(d);
+    }
+    out
+}
+
+/// This gateway's name in the audit log's `instance` column: host name and listen address.
+fn instance_name(gw: &GatewayConfig) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}/{}", gw.listen)
+}
+
+/// The store's reachability for `/readyz`, kept by a task that pings it every second (so the
+/// probe never waits on the database).
+#[derive(Clone)]
+struct StoreHealth {
+    state: Arc<StoreState>,
+    backend: &'static str,
+}
+
+#[derive(Default)]
+struct StoreState {
+    reachable: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// How often, and how long at most, the store is pinged for readiness.
+const STORE_PING_EVERY: Duration = Duration::from_secs(1);
+
+impl StoreHealth {
+    fn start(store: Store) -> Self {
+        let state = Arc::new(StoreState::default());
+        // Opened just now: reachable.
+        state.reachable.store(true, Ordering::Relaxed);
+        let weak = Arc::downgrade(&state);
+        let backend = store.backend().as_str();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STORE_PING_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let result = match tokio::time::timeout(STORE_PING_EVERY, store.ping()).await {
+                    Ok(r) => r.map_err(|e| e.message().to_owned()),
+                    Err(_) => Err("no answer within 1s".to_owned()),
+                };
+                let Some(state) = weak.upgrade() else { return };
+                state.reachable.store(result.is_ok(), Ordering::Relaxed);
+                if let Ok(mut error) = state.error.lock() {
+                    *error = result.err();
+                }
+            }
+        });
+        Self { state, backend }
+    }
+
+    fn readiness(&self) -> tw_http::Readiness {
+        let reachable = self.state.reachable.load(Ordering::Relaxed);
+        let error = self.state.error.lock().ok().and_then(|e| e.clone());
+        tw_http::Readiness {
+            ready: reachable,
+            detail: json!({ "backend": self.backend, "reachable": reachable, "error": error }),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

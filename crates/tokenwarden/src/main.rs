@@ -4,6 +4,7 @@
 mod cli;
 mod gateway_cmd;
 mod logging;
+mod registry_cmd;
 mod token_cmd;
 
 use clap::Parser;

@@ -6,12 +6,14 @@
 //! - Secrets are written as `{ env = "VAR" }` or `{ file = "/run/secrets/x" }`; a clear-text value is
 //!   refused. They are resolved into redacting [`tw_core::Secret`]s only when used.
 
+mod admin;
 mod authz;
 mod load;
 mod model;
 mod secret_ref;
 mod storage;
 
+pub use admin::AdminConfig;
 pub use authz::*;
 pub use load::{
     ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenAddr, load,

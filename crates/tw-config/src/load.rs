@@ -368,6 +368,9 @@ fn validate_gateway(
     }
     check_forward_auth_path(&gw.forward_auth_path)
         .map_err(|m| fail("gateway.forward_auth_path".into(), m))?;
+    if gw.admin.enabled {
+        check_admin_prefix(gw).map_err(|m| fail("gateway.admin.path_prefix".into(), m))?;
+    }
     for (i, p) in gw.exempt_paths.iter().enumerate() {
         check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m))?;
     }
@@ -462,6 +465,36 @@ fn check_forward_auth_path(p: &str) -> Result<(), String> {
         if under(p, probe) || under(probe, p) {
             return Err(format!("`{p}` collides with the probe path {probe}"));
         }
+    }
+    Ok(())
+}
+
+/// The admin API takes precedence over routes under its prefix, like the probes and the
+/// forward-auth endpoint: none of them may overlap.
+fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), String> {
+    let p = gw.admin.path_prefix.as_str();
+    let overlaps = |a: &str, b: &str| {
+        let under = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+        under(a, b) || under(b, a)
+    };
+    let taken = GATEWAY_PROBE_PATHS
+        .iter()
+        .copied()
+        .chain(std::iter::once(gw.forward_auth_path.as_str()));
+    for other in taken {
+        if overlaps(p, other) {
+            return Err(format!("`{p}` collides with {other}"));
+        }
+    }
+    if let Some(r) = gw
+        .routes
+        .iter()
+        .find(|r| r.prefix != "/" && overlaps(r.prefix.trim_end_matches('/'), p))
+    {
+        return Err(format!(
+            "`{p}` would hide the route with prefix `{}`",
+            r.prefix
+        ));
     }
     Ok(())
 }

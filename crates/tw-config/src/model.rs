@@ -397,6 +397,9 @@ pub struct GatewayConfig {
     /// Authorization after verification (route rules, role map, registry). Absent: every
     /// verified token is allowed.
     pub authz: Option<crate::authz::AuthzConfig>,
+    /// `[gateway.admin]`: the admin API (accounts, roles, audit) on this listener. Off by default.
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
 }
 
 fn default_gateway_listen() -> String {

@@ -270,3 +270,36 @@ fn gateway_section_rules_name_the_key() {
         load_str(&two_hosts, "gw.toml").unwrap();
     });
 }
+
+#[test]
+fn the_admin_prefix_must_not_hide_other_gateway_paths() {
+    isolated(|| {
+        let base = "[gateway]\n[[gateway.issuers]]\nissuer = \"https://kc.example/realms/r\"\n";
+        let ok = format!(
+            "{base}[gateway.admin]\nenabled = true\n[[gateway.routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9/\"\n"
+        );
+        load_str(&ok, "gw.toml").expect("a catch-all route may sit beside /admin");
+        for (extra, why) in [
+            (
+                "[gateway.admin]\nenabled = true\npath_prefix = \"/auth\"\n",
+                "/auth",
+            ),
+            (
+                "[gateway.admin]\nenabled = true\npath_prefix = \"/metrics\"\n",
+                "/metrics",
+            ),
+            (
+                "[gateway.admin]\nenabled = true\n[[gateway.routes]]\nprefix = \"/admin/api/\"\nupstream = \"http://127.0.0.1:9/\"\n",
+                "/admin/api/",
+            ),
+        ] {
+            let msg = load_str(&format!("{base}{extra}"), "gw.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("gateway.admin.path_prefix") && msg.contains(why),
+                "{msg}"
+            );
+        }
+    });
+}

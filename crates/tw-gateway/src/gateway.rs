@@ -21,7 +21,7 @@ use tracing::Instrument;
 use tw_config::{GatewayConfig, ListenAddr};
 use tw_core::{Error, TokenFingerprint};
 use tw_http::forward::{self, UpstreamClient};
-use tw_http::{ApiError, Listener, MetricsRender, PeerAddr, Readiness};
+use tw_http::{ApiError, Listener, MetricsRender, PeerAddr, Readiness, ReadinessFn};
 use tw_verify::{Verifier, VerifyOptions};
 
 /// How a gateway request ended: the `outcome` label of [`METRIC_GATEWAY_REQUESTS`].
@@ -78,6 +78,10 @@ pub struct Gateway {
     shared: Arc<Shared>,
     listen: String,
     metrics: Option<MetricsRender>,
+    /// Further readiness checks (e.g. the account store): name → check.
+    checks: Vec<(&'static str, ReadinessFn)>,
+    /// Served ahead of the proxy routes (see [`Gateway::with_routes`]).
+    extra_routes: Option<Router>,
 }
 
 #[derive(Clone)]
@@ -126,6 +130,8 @@ impl Gateway {
             }),
             listen: cfg.listen.clone(),
             metrics: None,
+            checks: Vec::new(),
+            extra_routes: None,
         })
     }
 
@@ -140,6 +146,19 @@ impl Gateway {
         self.metrics = Some(render);
         self
     }
+    /// Extra routes served on the gateway's listener ahead of the proxy routes (the admin API),
+    /// like the probes and the forward-auth endpoint.
+    pub fn with_routes(mut self, routes: Router) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+
+    /// Adds a readiness check: `/readyz` is ready only while it is, and its detail appears under
+    /// `name`. Called at every `/readyz`, so it must not wait (read a state kept by a task).
+    pub fn with_readiness_check(mut self, name: &'static str, check: ReadinessFn) -> Self {
+        self.checks.push((name, check));
+        self
+    }
 
     pub fn verifier(&self) -> &Arc<Verifier> {
         &self.shared.verifier
@@ -149,12 +168,24 @@ impl Gateway {
     /// everything under it, any method); every other path is proxied by the routes.
     pub fn router(&self) -> Router {
         let verifier = self.shared.verifier.clone();
-        let readiness: tw_http::ReadinessFn = Arc::new(move || readiness(&verifier));
+        let checks = self.checks.clone();
+        let readiness: ReadinessFn = Arc::new(move || {
+            let mut r = readiness(&verifier);
+            for (name, check) in &checks {
+                let c = check();
+                r.ready &= c.ready;
+                r.detail[*name] = c.detail;
+            }
+            r
+        });
         let gateway = Router::new()
             .fallback(dispatch)
             .with_state(self.shared.clone());
-        tw_http::probes_router(readiness, self.metrics.clone())
-            .merge(gateway)
+        let mut app = tw_http::probes_router(readiness, self.metrics.clone());
+        if let Some(extra) = &self.extra_routes {
+            app = app.merge(extra.clone());
+        }
+        app.merge(gateway)
             .method_not_allowed_fallback(tw_http::method_not_allowed_fallback)
             .layer(tw_http::trace_layer())
     }

@@ -12,16 +12,21 @@
 //! registry change bumps `registry_version` as the first statement of its transaction, which also
 //! takes the write lock up front (SQLite) and serialises registry writers (PostgreSQL).
 //!
+//! [`authz`]: the store as the authorization core's ports — [`tw_authz::RegistrySource`] (the
+//! account registry, auto-provisioning) and [`tw_authz::AuditSink`] ([`StoreAuditSink`]).
+//!
 //! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
 //! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
 //! `invalid_role`, `invalid_permission` (400), `storage_unavailable` (503, retryable),
 //! `storage_error` (500). Messages never contain the database password.
 
+pub mod authz;
 mod error;
 mod model;
 mod queries;
 mod store;
 
+pub use authz::{AUTO_PROVISION_CREATED_BY, StoreAuditSink};
 pub use model::{
     AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, Account, AuditOutcome, AuditQuery, AuditRecord, Backend,
     NewAccount, PrincipalKind, Role,

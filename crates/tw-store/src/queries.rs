@@ -56,7 +56,8 @@ pub const DELETE_ROLE: &str = "DELETE FROM roles WHERE name = $1";
 
 pub const PERMISSIONS_OF: &str = "SELECT DISTINCT rp.permission FROM account_roles ar JOIN role_permissions rp ON rp.role = ar.role WHERE ar.account_id = $1";
 
-pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// Followed by `VALUES (...), (...)` (one group per row, same columns, built by `QueryBuilder`).
+pub const INSERT_AUDIT_PREFIX: &str = "INSERT INTO audit_log (at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance) ";
 /// `$1` principal (subject or client id), `$2` outcome, `$3` since (inclusive), `$4` until
 /// (exclusive), `$5` limit; a NULL filter matches everything.
 pub const QUERY_AUDIT: &str = "SELECT id, at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance FROM audit_log WHERE ($1 IS NULL OR subject = $1 OR client_id = $1) AND ($2 IS NULL OR outcome = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY at DESC, id DESC LIMIT $5";

@@ -23,6 +23,9 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/p
 const SQLITE_POLL: Duration = Duration::from_millis(250);
 /// PostgreSQL: a poll as a safety net besides LISTEN/NOTIFY (missed notifications on reconnect).
 const POSTGRES_POLL: Duration = Duration::from_secs(5);
+/// Rows per audit INSERT statement (12 parameters each: well under SQLite's and PostgreSQL's
+/// limits).
+const AUDIT_INSERT_CHUNK: usize = 200;
 /// The NOTIFY channel the `registry_version` trigger announces on.
 const NOTIFY_CHANNEL: &str = "tw_registry";
 
@@ -725,25 +728,27 @@ impl Store {
             return Ok(());
         }
         let op = "append audit";
+        // Multi-row INSERTs (far fewer round trips than one statement per row), in order, with
+        // at most AUDIT_INSERT_CHUNK rows (12 parameters each) per statement.
         with_pool!(&self.inner.pool, |p| {
             let mut tx = p.begin().await.map_err(db(op))?;
-            for r in rows {
-                sqlx::query(q::INSERT_AUDIT)
-                    .bind(r.at.as_millis())
-                    .bind(&r.issuer)
-                    .bind(&r.subject)
-                    .bind(&r.client_id)
-                    .bind(r.principal_kind.as_str())
-                    .bind(&r.method)
-                    .bind(&r.path)
-                    .bind(&r.rule)
-                    .bind(r.permissions_used.join(" "))
-                    .bind(r.outcome.as_str())
-                    .bind(&r.reason)
-                    .bind(&r.instance)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
+            for chunk in rows.chunks(AUDIT_INSERT_CHUNK) {
+                let mut insert = sqlx::QueryBuilder::new(q::INSERT_AUDIT_PREFIX);
+                insert.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.at.as_millis())
+                        .push_bind(r.issuer.clone())
+                        .push_bind(r.subject.clone())
+                        .push_bind(r.client_id.clone())
+                        .push_bind(r.principal_kind.as_str())
+                        .push_bind(r.method.clone())
+                        .push_bind(r.path.clone())
+                        .push_bind(r.rule.clone())
+                        .push_bind(r.permissions_used.join(" "))
+                        .push_bind(r.outcome.as_str())
+                        .push_bind(r.reason.clone())
+                        .push_bind(r.instance.clone());
+                });
+                insert.build().execute(&mut *tx).await.map_err(db(op))?;
             }
             tx.commit().await.map_err(db(op))?;
         });

@@ -1,0 +1,603 @@
+//! `tokenwarden accounts|roles|audit`: manage the service-account registry and read the audit log
+//! in the configured `[storage]` (SQLite `sqlite://tokenwarden.db` by default).
+//!
+//! Output: aligned tables, or the store's JSON types with `--json`. Exit codes (see `main.rs`):
+//! 0 done; 2 bad input or configuration (nothing was changed); 1 anything else, including
+//! "not found", "already exists", "role in use" and storage unavailable. Errors name the database
+//! by its redacted URL: never the password.
+
+use clap::{ArgGroup, Args, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tw_core::{Clock, Error, SystemClock, UnixTime};
+use tw_store::{Account, AuditRecord, NewAccount, Role, Store};
+
+/// What every registry command takes.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Configuration file (TOML); only its `[storage]` section is used. Without one (and without
+    /// TOKENWARDEN_CONFIG): SQLite `sqlite://tokenwarden.db` in the working directory.
+    #[arg(short, long, env = "TOKENWARDEN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON (the API's types) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `tokenwarden accounts ...`
+#[derive(Debug, Args)]
+pub struct AccountsArgs {
+    #[command(flatten)]
+    pub common: StoreArgs,
+    #[command(subcommand)]
+    pub command: AccountsCommand,
+}
+
+/// `tokenwarden roles ...`
+#[derive(Debug, Args)]
+pub struct RolesArgs {
+    #[command(flatten)]
+    pub common: StoreArgs,
+    #[command(subcommand)]
+    pub command: RolesCommand,
+}
+
+/// `tokenwarden audit ...`
+#[derive(Debug, Args)]
+pub struct AuditArgsTop {
+    #[command(flatten)]
+    pub common: StoreArgs,
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Which account: by ID, or by issuer + client id / subject.
+#[derive(Debug, Args)]
+#[command(group = ArgGroup::new("target").args(["id", "client_id", "subject"]).required(true).multiple(false))]
+pub struct AccountRef {
+    /// The account's ID (as printed by `accounts list`).
+    pub id: Option<String>,
+    /// Find the account by client id (needs --issuer) instead of ID.
+    #[arg(long, requires = "issuer")]
+    pub client_id: Option<String>,
+    /// Find the account by subject (needs --issuer) instead of ID.
+    #[arg(long, requires = "issuer")]
+    pub subject: Option<String>,
+    /// Issuer of the account to find by --client-id or --subject.
+    #[arg(long)]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Register a service account: issuer plus subject (`sub`) and/or client id (`azp`)
+    ///
+    /// Example:
+    ///   tokenwarden accounts create --issuer https://kc.example/realms/evently \
+    ///       --client-id evently-confidential-client --name "Evently backend" \
+    ///       --role mcp-agent-events-manager --config gateway.toml
+    #[command(verbatim_doc_comment)]
+    Create(CreateArgs),
+    /// List every account (ID, issuer, client id, subject, name, enabled, roles)
+    ///
+    /// Example:
+    ///   tokenwarden accounts list --config gateway.toml --json
+    #[command(verbatim_doc_comment)]
+    List,
+    /// Show one account, by ID or by --issuer with --client-id or --subject
+    ///
+    /// Examples:
+    ///   tokenwarden accounts show 1b4e28ba-2fa1-41d2-883f-0016d3cca427
+    ///   tokenwarden accounts show --issuer https://kc.example/realms/evently \
+    ///       --client-id evently-confidential-client
+    #[command(verbatim_doc_comment)]
+    Show(AccountRef),
+    /// Enable an account (its tokens count again).
+    Enable(AccountRef),
+    /// Disable an account: the gateway refuses its tokens (registry permissions) until enabled.
+    Disable(AccountRef),
+    /// Grant a role (idempotent; the role must exist)
+    ///
+    /// Examples:
+    ///   tokenwarden accounts grant ACCOUNT_ID mcp-agent-attributes-readonly
+    ///   tokenwarden accounts grant --issuer https://kc.example/realms/evently \
+    ///       --client-id evently-confidential-client mcp-agent-attributes-readonly
+    #[command(verbatim_doc_comment)]
+    Grant(RoleChangeArgs),
+    /// Revoke a role (idempotent; the role must exist)
+    ///
+    /// Example:
+    ///   tokenwarden accounts revoke ACCOUNT_ID mcp-agent-attributes-readonly
+    #[command(verbatim_doc_comment)]
+    Revoke(RoleChangeArgs),
+    /// Delete an account and its role grants.
+    Delete(AccountRef),
+}
+
+#[derive(Debug, Args)]
+#[command(group = ArgGroup::new("identity").args(["subject", "client_id"]).required(true).multiple(true))]
+pub struct CreateArgs {
+    /// The trusted issuer (the tokens' exact `iss`).
+    #[arg(long)]
+    pub issuer: String,
+    /// The tokens' `sub` (for Keycloak service accounts: the service-account user's UUID).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The client id (`azp` / `client_id` of the tokens).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// A display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A role to grant (repeatable; each must exist).
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+    /// Create it disabled.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleChangeArgs {
+    /// `ID ROLE`, or just `ROLE` with --issuer and --client-id / --subject.
+    #[arg(value_name = "[ID] ROLE", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    /// Find the account by client id (needs --issuer) instead of ID.
+    #[arg(long, requires = "issuer", conflicts_with = "subject")]
+    pub client_id: Option<String>,
+    /// Find the account by subject (needs --issuer) instead of ID.
+    #[arg(long, requires = "issuer")]
+    pub subject: Option<String>,
+    /// Issuer of the account to find by --client-id or --subject.
+    #[arg(long)]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// Create a role, or replace its permission codes and description (upsert)
+    ///
+    /// Example:
+    ///   tokenwarden roles create mcp-agent-events-manager \
+    ///       --permission events:read --permission events:search --permission events:update \
+    ///       --description "Evently MCP agent: manage events"
+    #[command(verbatim_doc_comment)]
+    Create(RoleCreateArgs),
+    /// List roles with their permission codes.
+    List,
+    /// Show one role.
+    Show { name: String },
+    /// Delete a role; refused while accounts hold it, unless --force (they lose it)
+    ///
+    /// Example:
+    ///   tokenwarden roles delete mcp-agent-attributes-readonly --force
+    #[command(verbatim_doc_comment)]
+    Delete {
+        name: String,
+        /// Delete even if accounts hold the role (they lose it).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RoleCreateArgs {
+    pub name: String,
+    /// A permission code (repeatable): `events:read`, wildcards `events:*` or `*`.
+    #[arg(long = "permission", value_name = "CODE", required = true)]
+    pub permissions: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Query the audit log, newest first
+    ///
+    /// Examples:
+    ///   tokenwarden audit query --since 1h --outcome deny
+    ///   tokenwarden audit query --principal evently-confidential-client \
+    ///       --since 2026-11-22T06:00:00Z --until 30m --limit 20 --json
+    #[command(verbatim_doc_comment)]
+    Query(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Subject or client id.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// allow, deny, dry_run_deny or rate_limited.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// From (inclusive): a duration back from now (1h, 30m, 2days) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until (exclusive): a duration back from now or an RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many records (default 100, at most 10000).
+    #[arg(long)]
+    pub limit: Option<String>,
+}
+
+async fn open(args: &StoreArgs) -> anyhow::Result<Store> {
+    let storage = match &args.config {
+        Some(path) => tw_config::load(path)?.storage.unwrap_or_default(),
+        None => tw_config::StorageConfig::default(),
+    };
+    Ok(Store::open(&storage, Arc::new(SystemClock)).await?)
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn accounts(args: AccountsArgs) -> anyhow::Result<ExitCode> {
+    let AccountsArgs {
+        common,
+        command: cmd,
+    } = args;
+    let store = open(&common).await?;
+    let json = common.json;
+    let account = match cmd {
+        AccountsCommand::List => {
+            let all = store.list_accounts().await?;
+            if json {
+                return print_json(&all);
+            }
+            print_accounts(&all);
+            return Ok(ExitCode::SUCCESS);
+        }
+        AccountsCommand::Create(a) => {
+            store
+                .create_account(NewAccount {
+                    issuer: a.issuer,
+                    subject: a.subject,
+                    client_id: a.client_id,
+                    display_name: a.name,
+                    enabled: !a.disabled,
+                    roles: a.roles,
+                    created_by: "cli".into(),
+                })
+                .await?
+        }
+        AccountsCommand::Show(r) => resolve(&store, &r).await?,
+        AccountsCommand::Enable(r) => {
+            let id = resolve(&store, &r).await?.id;
+            store.set_account_enabled(&id, true).await?
+        }
+        AccountsCommand::Disable(r) => {
+            let id = resolve(&store, &r).await?.id;
+            store.set_account_enabled(&id, false).await?
+        }
+        AccountsCommand::Grant(r) => {
+            let (id, role) = role_change(&store, &r).await?;
+            store.grant_role(&id, &role).await?
+        }
+        AccountsCommand::Revoke(r) => {
+            let (id, role) = role_change(&store, &r).await?;
+            store.revoke_role(&id, &role).await?
+        }
+        AccountsCommand::Delete(r) => {
+            let account = resolve(&store, &r).await?;
+            store.delete_account(&account.id).await?;
+            if json {
+                return print_json(&serde_json::json!({ "deleted": account.id }));
+            }
+            println!("deleted account {}", account.id);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if json {
+        return print_json(&account);
+    }
+    print_account(&account);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The account an [`AccountRef`] names (not found: exit 1 with the reason).
+async fn resolve(store: &Store, r: &AccountRef) -> anyhow::Result<Account> {
+    lookup(
+        store,
+        r.id.as_deref(),
+        r.issuer.as_deref(),
+        r.subject.as_deref(),
+        r.client_id.as_deref(),
+    )
+    .await
+}
+
+async fn lookup(
+    store: &Store,
+    id: Option<&str>,
+    issuer: Option<&str>,
+    subject: Option<&str>,
+    client_id: Option<&str>,
+) -> anyhow::Result<Account> {
+    if let Some(id) = id {
+        return Ok(store.get_account(id).await?);
+    }
+    let issuer = issuer.unwrap_or_default();
+    let found = store.find_account(issuer, subject, client_id).await?;
+    found.ok_or_else(|| {
+        let what = match (client_id, subject) {
+            (Some(c), _) => format!("client id `{c}`"),
+            (None, Some(s)) => format!("subject `{s}`"),
+            (None, None) => "this identity".to_owned(),
+        };
+        Error::not_found(
+            "account_not_found",
+            format!("no account with {what} for issuer `{issuer}`"),
+        )
+        .into()
+    })
+}
+
+async fn role_change(store: &Store, r: &RoleChangeArgs) -> anyhow::Result<(String, String)> {
+    let by_identity = r.client_id.is_some() || r.subject.is_some();
+    let (id, role) = match (by_identity, r.args.as_slice()) {
+        (false, [id, role]) => (Some(id.as_str()), role.clone()),
+        (true, [role]) => (None, role.clone()),
+        (false, _) => {
+            return Err(usage(
+                "give the account ID and the ROLE, or ROLE with --issuer and --client-id / --subject",
+            ));
+        }
+        (true, _) => {
+            return Err(usage(
+                "with --client-id / --subject give only the ROLE, not an ID",
+            ));
+        }
+    };
+    let account = lookup(
+        store,
+        id,
+        r.issuer.as_deref(),
+        r.subject.as_deref(),
+        r.client_id.as_deref(),
+    )
+    .await?;
+    Ok((account.id, role))
+}
+
+fn usage(msg: &str) -> anyhow::Error {
+    Error::bad_request("usage", msg.to_owned()).into()
+}
+
+pub async fn roles(args: RolesArgs) -> anyhow::Result<ExitCode> {
+    let RolesArgs {
+        common,
+        command: cmd,
+    } = args;
+    let store = open(&common).await?;
+    let json = common.json;
+    let role = match cmd {
+        RolesCommand::List => {
+            let all = store.list_roles().await?;
+            if json {
+                return print_json(&all);
+            }
+            print_roles(&all);
+            return Ok(ExitCode::SUCCESS);
+        }
+        RolesCommand::Create(a) => {
+            store
+                .upsert_role(&a.name, a.description.as_deref(), &a.permissions)
+                .await?
+        }
+        RolesCommand::Show { name } => store.get_role(&name).await?,
+        RolesCommand::Delete { name, force } => {
+            store.delete_role(&name, force).await?;
+            if json {
+                return print_json(&serde_json::json!({ "deleted": name }));
+            }
+            println!("deleted role {name}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if json {
+        return print_json(&role);
+    }
+    print_roles(std::slice::from_ref(&role));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(args: AuditArgsTop) -> anyhow::Result<ExitCode> {
+    let AuditArgsTop {
+        common,
+        command: AuditCommand::Query(a),
+    } = args;
+    // Parse the filters before touching the database: bad input is exit 2 with nothing opened.
+    let pairs = [
+        ("principal", a.principal.as_deref()),
+        ("outcome", a.outcome.as_deref()),
+        ("since", a.since.as_deref()),
+        ("until", a.until.as_deref()),
+        ("limit", a.limit.as_deref()),
+    ];
+    let query = tw_admin::query::audit_query(
+        pairs.iter().filter_map(|(k, v)| v.map(|v| (*k, v))),
+        SystemClock.now(),
+    )?;
+    if let Some(limit) = query.limit
+        && (limit == 0 || limit > tw_store::AUDIT_MAX_LIMIT)
+    {
+        return Err(Error::bad_request(
+            "invalid_limit",
+            format!(
+                "--limit must be between 1 and {}",
+                tw_store::AUDIT_MAX_LIMIT
+            ),
+        )
+        .into());
+    }
+    let store = open(&common).await?;
+    let records = store.query_audit(&query).await?;
+    if common.json {
+        return print_json(&records);
+    }
+    print_audit(&records);
+    Ok(ExitCode::SUCCESS)
+}
+
+// ----- tables -----
+
+/// Prints rows under a header, columns padded to their widest cell (the last one unpadded).
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn dash(v: Option<&str>) -> String {
+    v.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
+}
+
+fn time(t: UnixTime) -> String {
+    let secs = u64::try_from(t.as_secs()).unwrap_or(0);
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+fn print_accounts(accounts: &[Account]) {
+    if accounts.is_empty() {
+        println!("no accounts");
+        return;
+    }
+    let rows = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.clone(),
+                a.issuer.clone(),
+                dash(a.client_id.as_deref()),
+                dash(a.subject.as_deref()),
+                dash(a.display_name.as_deref()),
+                if a.enabled { "yes" } else { "no" }.to_owned(),
+                if a.roles.is_empty() {
+                    "-".to_owned()
+                } else {
+                    a.roles.join(",")
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "ISSUER",
+            "CLIENT_ID",
+            "SUBJECT",
+            "NAME",
+            "ENABLED",
+            "ROLES",
+        ],
+        rows,
+    );
+}
+
+fn print_account(a: &Account) {
+    let rows = vec![
+        vec!["id".to_owned(), a.id.clone()],
+        vec!["issuer".to_owned(), a.issuer.clone()],
+        vec!["client_id".to_owned(), dash(a.client_id.as_deref())],
+        vec!["subject".to_owned(), dash(a.subject.as_deref())],
+        vec!["name".to_owned(), dash(a.display_name.as_deref())],
+        vec![
+            "enabled".to_owned(),
+            if a.enabled { "yes" } else { "no" }.to_owned(),
+        ],
+        vec![
+            "roles".to_owned(),
+            if a.roles.is_empty() {
+                "-".to_owned()
+            } else {
+                a.roles.join(", ")
+            },
+        ],
+        vec![
+            "created".to_owned(),
+            format!("{} by {}", time(a.created_at), a.created_by),
+        ],
+        vec!["updated".to_owned(), time(a.updated_at)],
+    ];
+    table(&["FIELD", "VALUE"], rows);
+}
+
+fn print_roles(roles: &[Role]) {
+    if roles.is_empty() {
+        println!("no roles");
+        return;
+    }
+    let rows = roles
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                if r.permissions.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.permissions.join(" ")
+                },
+                dash(r.description.as_deref()),
+            ]
+        })
+        .collect();
+    table(&["NAME", "PERMISSIONS", "DESCRIPTION"], rows);
+}
+
+fn print_audit(records: &[AuditRecord]) {
+    if records.is_empty() {
+        println!("no audit records");
+        return;
+    }
+    let rows = records
+        .iter()
+        .map(|r| {
+            vec![
+                time(r.at),
+                r.outcome.as_str().to_owned(),
+                dash(r.client_id.as_deref().or(r.subject.as_deref())),
+                r.method.clone(),
+                r.path.clone(),
+                dash(r.rule.as_deref()),
+                dash(r.reason.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TIME",
+            "OUTCOME",
+            "PRINCIPAL",
+            "METHOD",
+            "PATH",
+            "RULE",
+            "REASON",
+        ],
+        rows,
+    );
+}

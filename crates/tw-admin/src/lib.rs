@@ -1,0 +1,122 @@
+//! The admin HTTP API of tokenwarden: service accounts, roles and the audit log.
+//!
+//! [`router`] builds an axum [`Router`] from a [`Store`] and the gateway's own [`Verifier`]; the
+//! gateway mounts it on its listener. Every route under `{prefix}/v1/` needs a bearer token whose
+//! principal holds `tokenwarden:admin` (see [`auth`]); `{prefix}/v1/openapi.json` (the OpenAPI 3.1
+//! document) and `{prefix}/docs` (a self-contained page rendering it) are public: they describe
+//! the API, not its data.
+//!
+//! | Route | |
+//! |---|---|
+//! | `GET/POST {prefix}/v1/accounts` | list / create |
+//! | `GET/DELETE {prefix}/v1/accounts/{id}` | show / delete |
+//! | `POST {prefix}/v1/accounts/{id}/enable`, `.../disable` | |
+//! | `POST/DELETE {prefix}/v1/accounts/{id}/roles/{role}` | grant / revoke |
+//! | `GET {prefix}/v1/roles`, `GET/PUT/DELETE {prefix}/v1/roles/{name}` | `DELETE ?force=true` |
+//! | `GET {prefix}/v1/audit?principal=&outcome=&since=&until=&limit=` | newest first |
+//!
+//! Errors are [`tw_http::ApiError`] JSON bodies with stable codes: 400 for bad input
+//! (`invalid_json`, `invalid_account`, `invalid_role`, `invalid_permission`, `invalid_time`, ...),
+//! 404 `account_not_found` / `role_not_found`, 409 `account_exists` / `role_in_use`, 503
+//! `storage_unavailable`. Every write is logged (target `tokenwarden::admin`: caller, action,
+//! object), never with a token.
+
+pub mod auth;
+mod handlers;
+mod openapi;
+pub mod query;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tw_store::Store;
+use tw_verify::Verifier;
+
+pub use auth::{ADMIN_PERMISSION, Caller};
+pub use openapi::document as openapi_document;
+
+/// The role that grants `tokenwarden:admin` unless configured otherwise.
+pub const DEFAULT_ADMIN_ROLE: &str = "tokenwarden-admin";
+/// Where the API is mounted unless configured otherwise.
+pub const DEFAULT_PATH_PREFIX: &str = "/admin";
+
+/// How the admin API is exposed and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Token roles that grant `tokenwarden:admin`: realm roles as is, client roles as
+    /// `<client>:<role>`. Default `["tokenwarden-admin"]`.
+    pub roles: Vec<String>,
+    /// Where the routes live: `{path_prefix}/v1/...`, `{path_prefix}/docs`. Default `/admin`.
+    pub path_prefix: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            roles: vec![DEFAULT_ADMIN_ROLE.to_owned()],
+            path_prefix: DEFAULT_PATH_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl From<&tw_config::AdminConfig> for AdminConfig {
+    fn from(c: &tw_config::AdminConfig) -> Self {
+        Self {
+            roles: c.roles.clone(),
+            path_prefix: c.path_prefix.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub(crate) store: Store,
+    pub(crate) verifier: Arc<Verifier>,
+    pub(crate) config: Arc<AdminConfig>,
+    pub(crate) openapi: Arc<serde_json::Value>,
+}
+
+/// The admin API, mounted at `config.path_prefix` (a trailing `/` is ignored).
+pub fn router(store: Store, verifier: Arc<Verifier>, config: AdminConfig) -> Router {
+    let prefix = config.path_prefix.trim_end_matches('/').to_owned();
+    let state = AdminState {
+        store,
+        verifier,
+        openapi: Arc::new(openapi::document(&prefix)),
+        config: Arc::new(config),
+    };
+    use handlers as h;
+    let api = Router::new()
+        .route(
+            "/v1/accounts",
+            get(h::list_accounts).post(h::create_account),
+        )
+        .route(
+            "/v1/accounts/{id}",
+            get(h::get_account).delete(h::delete_account),
+        )
+        .route("/v1/accounts/{id}/enable", post(h::enable_account))
+        .route("/v1/accounts/{id}/disable", post(h::disable_account))
+        .route(
+            "/v1/accounts/{id}/roles/{role}",
+            post(h::grant_role).delete(h::revoke_role),
+        )
+        .route("/v1/roles", get(h::list_roles))
+        .route(
+            "/v1/roles/{name}",
+            get(h::get_role).put(h::put_role).delete(h::delete_role),
+        )
+        .route("/v1/audit", get(h::query_audit))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .route("/v1/openapi.json", get(h::openapi))
+        .route("/docs", get(h::docs))
+        .fallback(tw_http::not_found_fallback)
+        .method_not_allowed_fallback(tw_http::method_not_allowed_fallback)
+        .with_state(state);
+    if prefix.is_empty() {
+        api
+    } else {
+        Router::new().nest(&prefix, api)
+    }
+}

@@ -1,0 +1,235 @@
+//! The OpenAPI 3.1 document of the admin API, written out by hand (no code generator: the API is
+//! small, and the document must build offline).
+
+use serde_json::{Value, json};
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({ "content": { "application/json": { "schema": schema } } })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    let mut r = json_body(schema);
+    r["description"] = description.into();
+    r
+}
+
+fn err(description: &str) -> Value {
+    ok(description, schema_ref("Error"))
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": description,
+            "schema": { "type": "string" } })
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description,
+            "schema": schema })
+}
+
+/// One operation with the common refusals (401, 403, 503) added.
+fn op(summary: &str, id: &str, params: Vec<Value>, body: Option<Value>, responses: Value) -> Value {
+    let mut responses = responses;
+    responses["401"] =
+        err("No or an invalid bearer token (RFC 6750 challenge in WWW-Authenticate)");
+    responses["403"] = err("The caller lacks tokenwarden:admin (insufficient_scope)");
+    responses["503"] = err("Storage or the issuer's keys unavailable; retry after Retry-After");
+    let mut o = json!({
+        "summary": summary,
+        "operationId": id,
+        "parameters": params,
+        "responses": responses,
+        "security": [{ "bearer": [] }],
+    });
+    if let Some(b) = body {
+        let mut b = json_body(b);
+        b["required"] = true.into();
+        o["requestBody"] = b;
+    }
+    o
+}
+
+/// The document, with paths under `prefix` (`/admin`).
+pub fn document(prefix: &str) -> Value {
+    let id = || path_param("id", "The account's id (a UUID)");
+    let role = || path_param("role", "A role name");
+    let name = || path_param("name", "The role's name");
+    let account = || ok("The account", schema_ref("Account"));
+    let p = |s: &str| format!("{prefix}/v1{s}");
+    let mut paths = serde_json::Map::new();
+    paths.insert(p("/accounts"), json!({
+        "get": op("List service accounts", "listAccounts", vec![], None,
+            json!({ "200": ok("Every account", json!({ "type": "array", "items": schema_ref("Account") })) })),
+        "post": op("Register a service account", "createAccount", vec![], Some(schema_ref("NewAccount")),
+            json!({
+                "201": ok("Created", schema_ref("Account")),
+                "400": err("Invalid JSON or account (invalid_json, invalid_account)"),
+                "404": err("A listed role does not exist (role_not_found)"),
+                "409": err("An account with this issuer and subject or client id exists (account_exists)"),
+            })),
+    }));
+    paths.insert(p("/accounts/{id}"), json!({
+        "get": op("Show an account", "getAccount", vec![id()], None,
+            json!({ "200": account(), "404": err("No such account (account_not_found)") })),
+        "delete": op("Delete an account", "deleteAccount", vec![id()], None,
+            json!({ "204": { "description": "Deleted" }, "404": err("No such account (account_not_found)") })),
+    }));
+    for (action, summary, op_id) in [
+        ("enable", "Enable an account", "enableAccount"),
+        (
+            "disable",
+            "Disable an account (its tokens are refused by the registry)",
+            "disableAccount",
+        ),
+    ] {
+        paths.insert(
+            p(&format!("/accounts/{{id}}/{action}")),
+            json!({
+                "post": op(summary, op_id, vec![id()], None,
+                    json!({ "200": account(), "404": err("No such account (account_not_found)") })),
+            }),
+        );
+    }
+    paths.insert(
+        p("/accounts/{id}/roles/{role}"),
+        json!({
+            "post": op("Grant a role (idempotent)", "grantRole", vec![id(), role()], None,
+                json!({ "200": account(), "404": err("No such account or role") })),
+            "delete": op("Revoke a role (idempotent)", "revokeRole", vec![id(), role()], None,
+                json!({ "200": account(), "404": err("No such account or role") })),
+        }),
+    );
+    paths.insert(p("/roles"), json!({
+        "get": op("List roles with their permission codes", "listRoles", vec![], None,
+            json!({ "200": ok("Every role", json!({ "type": "array", "items": schema_ref("Role") })) })),
+    }));
+    paths.insert(p("/roles/{name}"), json!({
+        "get": op("Show a role", "getRole", vec![name()], None,
+            json!({ "200": ok("The role", schema_ref("Role")), "404": err("No such role (role_not_found)") })),
+        "put": op("Create or replace a role", "putRole", vec![name()], Some(schema_ref("RoleBody")),
+            json!({ "200": ok("The role as stored", schema_ref("Role")),
+                    "400": err("Invalid JSON, role name or permission code") })),
+        "delete": op("Delete a role", "deleteRole",
+            vec![name(), query_param("force", "Also take the role from the accounts holding it", json!({ "type": "boolean" }))],
+            None,
+            json!({ "204": { "description": "Deleted" },
+                    "404": err("No such role (role_not_found)"),
+                    "409": err("Accounts hold the role; use force=true (role_in_use)") })),
+    }));
+    paths.insert(p("/audit"), json!({
+        "get": op("Query the audit log (newest first)", "queryAudit", vec![
+            query_param("principal", "Subject or client id", json!({ "type": "string" })),
+            query_param("outcome", "The decision", json!({ "type": "string", "enum": ["allow", "deny", "dry_run_deny", "rate_limited"] })),
+            query_param("since", "Inclusive: a duration back from now (1h, 30m) or an RFC 3339 time", json!({ "type": "string" })),
+            query_param("until", "Exclusive: a duration back from now or an RFC 3339 time", json!({ "type": "string" })),
+            query_param("limit", "At most this many records (default 100, at most 10000)", json!({ "type": "integer", "minimum": 1, "maximum": 10000 })),
+        ], None, json!({
+            "200": ok("Matching records", json!({ "type": "array", "items": schema_ref("AuditRecord") })),
+            "400": err("Invalid filter (invalid_outcome, invalid_time, invalid_limit, invalid_parameter)"),
+        })),
+    }));
+    let nullable = |t: &str| json!({ "type": [t, "null"] });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    let millis =
+        json!({ "type": "integer", "format": "int64", "description": "Epoch milliseconds" });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tokenwarden admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Service accounts, roles and the audit log of tokenwarden. Every /v1 route needs a bearer token whose principal holds tokenwarden:admin: a token role listed in gateway.admin.roles (default tokenwarden-admin; client roles as <client>:<role>), or a registry account whose roles grant tokenwarden:admin or *. Errors are {\"error\":{\"code\",\"message\",\"retryable\"}} with stable codes.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+            "schemas": {
+                "Account": {
+                    "type": "object",
+                    "required": ["id", "issuer", "enabled", "roles", "created_at", "updated_at", "created_by"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "issuer": { "type": "string" },
+                        "subject": nullable("string"),
+                        "client_id": nullable("string"),
+                        "display_name": nullable("string"),
+                        "enabled": { "type": "boolean" },
+                        "roles": strings.clone(),
+                        "created_at": millis.clone(),
+                        "updated_at": millis.clone(),
+                        "created_by": { "type": "string", "description": "cli, api:<caller>, auto-provision, ..." },
+                    },
+                },
+                "NewAccount": {
+                    "type": "object",
+                    "required": ["issuer"],
+                    "additionalProperties": false,
+                    "description": "issuer plus a subject or a client id (or both)",
+                    "properties": {
+                        "issuer": { "type": "string" },
+                        "subject": nullable("string"),
+                        "client_id": nullable("string"),
+                        "display_name": nullable("string"),
+                        "enabled": { "type": "boolean", "default": true },
+                        "roles": { "type": "array", "items": { "type": "string" }, "default": [] },
+                    },
+                },
+                "Role": {
+                    "type": "object",
+                    "required": ["name", "permissions"],
+                    "properties": {
+                        "name": { "type": "string" },
+                        "description": nullable("string"),
+                        "permissions": strings.clone(),
+                    },
+                },
+                "RoleBody": {
+                    "type": "object",
+                    "required": ["permissions"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "description": nullable("string"),
+                        "permissions": { "type": "array", "items": { "type": "string" },
+                                         "description": "Permission codes; wildcards events:* and * allowed" },
+                    },
+                },
+                "AuditRecord": {
+                    "type": "object",
+                    "properties": {
+                        "id": nullable("integer"),
+                        "at": millis,
+                        "issuer": { "type": "string" },
+                        "subject": nullable("string"),
+                        "client_id": nullable("string"),
+                        "principal_kind": { "type": "string", "enum": ["user", "service_account"] },
+                        "method": { "type": "string" },
+                        "path": { "type": "string" },
+                        "rule": nullable("string"),
+                        "permissions_used": strings,
+                        "outcome": { "type": "string", "enum": ["allow", "deny", "dry_run_deny", "rate_limited"] },
+                        "reason": nullable("string"),
+                        "instance": { "type": "string" },
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message", "retryable"],
+                            "properties": {
+                                "code": { "type": "string" },
+                                "message": { "type": "string" },
+                                "retryable": { "type": "boolean" },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    })
+}

@@ -59,15 +59,8 @@ pub struct AuditArgsTop {
 pub struct AccountRef {
     /// The account's ID (as printed by `accounts list`).
     pub id: Option<String>,
-    /// Find the account by client id (needs --issuer) instead of ID.
-    #[arg(long, requires = "issuer")]
-    pub client_id: Option<String>,
-    /// Find the account by subject (needs --issuer) instead of ID.
-    #[arg(long, requires = "issuer")]
-    pub subject: Option<String>,
-    /// Issuer of the account to find by --client-id or --subject.
-    #[arg(long)]
-    pub issuer: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +137,13 @@ pub struct RoleChangeArgs {
     /// `ID ROLE`, or just `ROLE` with --issuer and --client-id / --subject.
     #[arg(value_name = "[ID] ROLE", num_args = 1..=2, required = true)]
     pub args: Vec<String>,
+    #[command(flatten)]
+    pub identity: IdentityFlags,
+}
+
+/// Finding an account by its identity instead of its ID.
+#[derive(Debug, Args)]
+pub struct IdentityFlags {
     /// Find the account by client id (needs --issuer) instead of ID.
     #[arg(long, requires = "issuer", conflicts_with = "subject")]
     pub client_id: Option<String>,
@@ -304,9 +304,9 @@ async fn resolve(store: &Store, r: &AccountRef) -> anyhow::Result<Account> {
     lookup(
         store,
         r.id.as_deref(),
-        r.issuer.as_deref(),
-        r.subject.as_deref(),
-        r.client_id.as_deref(),
+        r.identity.issuer.as_deref(),
+        r.identity.subject.as_deref(),
+        r.identity.client_id.as_deref(),
     )
     .await
 }
@@ -338,7 +338,7 @@ async fn lookup(
 }
 
 async fn role_change(store: &Store, r: &RoleChangeArgs) -> anyhow::Result<(String, String)> {
-    let by_identity = r.client_id.is_some() || r.subject.is_some();
+    let by_identity = r.identity.client_id.is_some() || r.identity.subject.is_some();
     let (id, role) = match (by_identity, r.args.as_slice()) {
         (false, [id, role]) => (Some(id.as_str()), role.clone()),
         (true, [role]) => (None, role.clone()),
@@ -356,9 +356,9 @@ async fn role_change(store: &Store, r: &RoleChangeArgs) -> anyhow::Result<(Strin
     let account = lookup(
         store,
         id,
-        r.issuer.as_deref(),
-        r.subject.as_deref(),
-        r.client_id.as_deref(),
+        r.identity.issuer.as_deref(),
+        r.identity.subject.as_deref(),
+        r.identity.client_id.as_deref(),
     )
     .await?;
     Ok((account.id, role))

@@ -447,10 +447,7 @@ impl Store {
                     .map_err(db(op))?;
                 (rows, holdings)
             });
-        let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (account, role) in holdings {
-            roles.entry(account).or_default().push(role);
-        }
+        let mut roles = group_pairs(holdings);
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -632,10 +629,7 @@ impl Store {
                     .map_err(db(op))?;
                 (rows, perms)
             });
-        let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (role, code) in perms {
-            by_role.entry(role).or_default().push(code);
-        }
+        let mut by_role = group_pairs(perms);
         Ok(rows
             .into_iter()
             .map(|(name, description)| Role {
@@ -921,4 +915,13 @@ fn migrate_error(cfg: &StorageConfig, e: sqlx::migrate::MigrateError) -> Error {
         ),
     )
     .with("storage", cfg.redacted_url())
+}
+
+/// `(key, value)` rows of a join table, grouped by key in row order.
+fn group_pairs(pairs: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
+    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, value) in pairs {
+        grouped.entry(key).or_default().push(value);
+    }
+    grouped
 }

@@ -10,15 +10,7 @@ use std::time::{Duration, Instant};
 use tw_config::StorageConfig;
 use tw_core::SystemClock;
 use tw_store::{AuditOutcome, AuditQuery, NewAccount, Store};
-use tw_testkit::Idp;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tw_testkit::{Idp, free_port};
 
 /// Forward-auth as Traefik asks: the status, the body and the permissions header.
 async fn auth(base: &str, token: &str, path: &str) -> (u16, String, Option<String>) {

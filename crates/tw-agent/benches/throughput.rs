@@ -14,17 +14,16 @@ mod common;
 
 use common::Harness;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tw_core::SystemClock;
+use tw_testkit::rates::RateBook;
 
 /// Concurrent requests per iteration.
 const BATCH: usize = 8;
 
-/// (iterations, total time) per benchmark, for the ratios.
-static TOTALS: Mutex<BTreeMap<&'static str, (u64, Duration)>> = Mutex::new(BTreeMap::new());
+/// Iterations and time per benchmark, for the ratios.
+static RATES: RateBook = RateBook::new();
 
 struct Setup {
     _harness: Harness,
@@ -139,29 +138,14 @@ fn bench(c: &mut Criterion) {
                 b.to_async(&rt).iter_custom(|iters| {
                     let client = client.clone();
                     let url = url.clone();
-                    async move {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            batch(&client, &url).await;
-                        }
-                        let took = start.elapsed();
-                        let mut totals = TOTALS.lock();
-                        let entry = totals.entry(id).or_default();
-                        entry.0 += iters;
-                        entry.1 += took;
-                        took
-                    }
+                    async move { RATES.time(id, iters, || batch(&client, &url)).await }
                 });
             });
         }
         group.finish();
     }
 
-    let per_second = |id: &str| {
-        let totals = TOTALS.lock();
-        let (iters, took) = totals.get(id).copied().unwrap_or_default();
-        (iters as f64 * BATCH as f64) / took.as_secs_f64().max(f64::EPSILON)
-    };
+    let per_second = |id: &str| RATES.per_second(id, BATCH as u64);
     let (token, healthz) = (per_second("api/token"), per_second("api/healthz"));
     let (via, direct) = (per_second("proxy/via_agent"), per_second("proxy/direct"));
     println!();

@@ -33,3 +33,12 @@ pub use paths::{fixture_path, idp_dir, repo_root};
 pub use postgres::{POSTGRES_USER, Postgres, postgres_bin_dir};
 pub use running::{Running, STOP_LIMIT, Shutdown};
 pub use server::{TestServer, http_client};
+
+/// A port on 127.0.0.1 that was free a moment ago, for servers that must be told their port
+/// before they start (nginx, PostgreSQL, a spawned binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

@@ -30,7 +30,7 @@ impl Nginx {
             "nginx not found at {} — run scripts/test.sh (it installs Debian's nginx) or set TW_NGINX",
             bin.display()
         );
-        let port = free_port();
+        let port = crate::free_port();
         let dir = tempfile::tempdir().expect("nginx temp dir");
         let d = dir.path().display().to_string();
         let conf = format!(
@@ -101,11 +101,4 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }

@@ -52,6 +52,7 @@ enum FaultMode {
     },
     Delay(Duration),
     Reset,
+    Hold(Duration),
 }
 
 /// A fault for [`Idp::fault`]: what the endpoint does instead of (or before)
@@ -104,6 +105,18 @@ impl Fault {
         }
     }
 
+    /// Process the request normally (a refresh token is rotated and spent, a code redeemed), then
+    /// hold the finished answer back this long before sending it. [`IdpStats::held_responses`]
+    /// counts answers ready and held, so a test knows the grant was processed while its client
+    /// still waits — and can kill that client then.
+    pub fn hold(endpoint: Endpoint, hold: Duration) -> Self {
+        Self {
+            endpoint,
+            mode: FaultMode::Hold(hold),
+            count: None,
+        }
+    }
+
     /// Adds a `Retry-After` header (status faults only), e.g. `"7"` or an HTTP date.
     pub fn retry_after(mut self, value: impl Into<String>) -> Self {
         if let FaultMode::Status { retry_after, .. } = &mut self.mode {
@@ -152,8 +165,13 @@ impl Fault {
                 o.insert("mode".into(), json!("garbled"));
                 o.insert("body".into(), json!(body));
             }
-            FaultMode::Delay(d) => {
-                o.insert("mode".into(), json!("delay"));
+            FaultMode::Delay(d) | FaultMode::Hold(d) => {
+                let mode = if matches!(self.mode, FaultMode::Hold(_)) {
+                    "hold"
+                } else {
+                    "delay"
+                };
+                o.insert("mode".into(), json!(mode));
                 o.insert(
                     "delay_ms".into(),
                     json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -183,6 +201,11 @@ pub struct IdpStats {
     pub introspection_requests: u64,
     pub revocation_requests: u64,
     pub userinfo_requests: u64,
+    /// Answers processed and then held back by a [`Fault::hold`].
+    pub held_responses: u64,
+    /// Refresh grants that presented an already-rotated refresh token: refused (and the grant
+    /// revoked) under strict rotation, accepted under [`Idp::set_refresh_token_reuse_grace`].
+    pub refresh_token_reuse: u64,
 }
 
 impl IdpStats {
@@ -598,6 +621,76 @@ impl Idp {
     pub async fn set_refresh_token_ttl(&self, secs: u64) {
         self.post("/settings", json!({ "refresh_token_ttl": secs }))
             .await;
+    }
+
+    /// `true`: like Keycloak's default (`revokeRefreshToken=false`), a refresh still returns a
+    /// new refresh token but the presented one stays valid. `false` (the default): strict
+    /// one-time refresh tokens; presenting a spent one gives `invalid_grant` and revokes the grant.
+    pub async fn set_refresh_token_reuse_grace(&self, grace: bool) {
+        self.post("/settings", json!({ "refresh_token_reuse_grace": grace }))
+            .await;
+    }
+
+    /// Signs `username` in through the authorization endpoint as a browser would: follows the
+    /// redirects from `authorization_request` (an authorization URL of this IdP, e.g. a vault's
+    /// consent URL), answers the login prompt with `username` (consent is automatic), keeps the
+    /// IdP's cookies, and returns the first redirect that leaves the IdP: the client's
+    /// `redirect_uri` with `code` and `state` (or `error`). Panics if the IdP answers anything
+    /// else.
+    pub async fn browser_login(&self, authorization_request: &str, username: &str) -> url::Url {
+        let browser = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(CONTROL_TIMEOUT)
+            .build()
+            .expect("build browser client");
+        let realm = url::Url::parse(&self.issuer).expect("issuer URL");
+        let mut cookies: BTreeMap<String, String> = BTreeMap::new();
+        let mut next = url::Url::parse(authorization_request).expect("authorization URL");
+        for _ in 0..12 {
+            if next.origin() != realm.origin() || !next.path().starts_with(realm.path()) {
+                return next;
+            }
+            if next.path().contains("/interaction/") && next.query().is_none() {
+                next.query_pairs_mut().append_pair("username", username);
+            }
+            let jar = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let resp = browser
+                .get(next.clone())
+                .header(reqwest::header::COOKIE, jar)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("browser GET {}: {e}", next.path()));
+            for set in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+                let text = set.to_str().unwrap_or_default();
+                let pair = text.split(';').next().unwrap_or_default();
+                if let Some((name, value)) = pair.split_once('=') {
+                    let expired = text
+                        .to_ascii_lowercase()
+                        .contains("expires=thu, 01 jan 1970");
+                    if value.is_empty() || expired {
+                        cookies.remove(name.trim());
+                    } else {
+                        cookies.insert(name.trim().to_owned(), value.to_owned());
+                    }
+                }
+            }
+            let status = resp.status();
+            let Some(location) = resp.headers().get(reqwest::header::LOCATION).cloned() else {
+                let body = resp.text().await.unwrap_or_default();
+                panic!(
+                    "the test IdP answered {status} without a redirect at {}: {body}",
+                    next.path()
+                );
+            };
+            let location = location.to_str().expect("ASCII Location");
+            next = next.join(location).expect("Location URL");
+        }
+        panic!("too many redirects signing {username} in");
     }
 
     /// A refresh token for `client_id` and `username`, usable once at the

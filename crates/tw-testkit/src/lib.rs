@@ -3,7 +3,9 @@
 //! * [`Idp`] starts the Keycloak-shaped test IdP in `testing/idp` (a Node
 //!   process built on `oidc-provider`) and steers it through its control API:
 //!   request counters, fault injection, listener down/up, key rotation,
-//!   refresh-token minting, client secret changes.
+//!   refresh-token minting, client secret changes, answers held back after
+//!   processing (crash tests), refresh-token reuse grace, and a browser's
+//!   sign-in through the authorization endpoint ([`Idp::browser_login`]).
 //! * [`logcapture`] captures every `tracing` record (all levels, fields and
 //!   spans) so tests can assert that no secret was logged.
 //! * [`Nginx`] starts Debian's nginx with a test's `server` block (forward-auth tests).

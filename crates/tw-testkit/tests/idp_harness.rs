@@ -403,3 +403,107 @@ async fn nginx_starts_with_a_test_server_block() {
         .unwrap();
     assert_eq!(body, "hello from nginx");
 }
+
+#[tokio::test]
+async fn hold_fault_spends_the_grant_before_the_client_hears_of_it_and_reuse_is_counted() {
+    let idp = Idp::start_default().await;
+    let http = http();
+    let rt = idp
+        .mint_refresh_token("refresh-client", "alice", "openid offline_access")
+        .await;
+    let refresh = |rt: String| {
+        http.post(idp.token_url())
+            .basic_auth("refresh-client", Some("refresh-client-secret"))
+            .form(&[
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", rt),
+            ])
+            .send()
+    };
+    idp.fault(Fault::hold(Endpoint::Token, Duration::from_secs(2)).times(1))
+        .await;
+    let pending = tokio::spawn(refresh(rt.clone()));
+    let mut held = 0;
+    for _ in 0..100 {
+        held = idp.stats().await.held_responses;
+        if held > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held, 1, "the answer was processed and held");
+    assert!(!pending.is_finished(), "the client is still waiting");
+    // Spent already: presenting it again is reuse (strict rotation refuses it).
+    let again = refresh(rt).await.expect("refresh");
+    assert_eq!(again.status(), 400);
+    assert_eq!(idp.stats().await.refresh_token_reuse, 1);
+    let first = pending.await.expect("join").expect("held answer arrives");
+    assert_eq!(first.status(), 200);
+}
+
+#[tokio::test]
+async fn reuse_grace_keeps_a_rotated_refresh_token_valid() {
+    let idp = Idp::start_default().await;
+    idp.set_refresh_token_reuse_grace(true).await;
+    let http = http();
+    let refresh = |rt: String| {
+        http.post(idp.token_url())
+            .basic_auth("refresh-client", Some("refresh-client-secret"))
+            .form(&[
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", rt),
+            ])
+            .send()
+    };
+    let rt1 = idp
+        .mint_refresh_token("refresh-client", "alice", "openid offline_access")
+        .await;
+    let a = json_ok(refresh(rt1.clone()).await.expect("refresh")).await;
+    let rt2 = a["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_ne!(rt2, rt1);
+    assert_eq!(idp.stats().await.refresh_token_reuse, 0);
+    let b = json_ok(refresh(rt1).await.expect("refresh")).await;
+    assert!(b["refresh_token"].is_string());
+    assert_eq!(idp.stats().await.refresh_token_reuse, 1);
+    json_ok(refresh(rt2).await.expect("refresh")).await;
+    assert_eq!(
+        idp.stats().await.refresh_token_reuse,
+        1,
+        "rt2 was not rotated before"
+    );
+}
+
+#[tokio::test]
+async fn browser_login_runs_the_authorization_code_flow_to_the_redirect_uri() {
+    let idp = Idp::start_default().await;
+    let mut auth = url::Url::parse(&idp.authorization_url()).expect("url");
+    auth.query_pairs_mut()
+        .append_pair("client_id", "refresh-client")
+        .append_pair("response_type", "code")
+        .append_pair("redirect_uri", "http://127.0.0.1/cb")
+        .append_pair("scope", "openid offline_access")
+        .append_pair("prompt", "consent")
+        .append_pair("state", "s-123");
+    let back = idp.browser_login(auth.as_str(), "alice").await;
+    assert_eq!(back.path(), "/cb");
+    let q: std::collections::BTreeMap<String, String> = back.query_pairs().into_owned().collect();
+    assert_eq!(q.get("state").map(String::as_str), Some("s-123"));
+    let code = q.get("code").expect("code in the redirect").clone();
+    let tokens = json_ok(
+        http()
+            .post(idp.token_url())
+            .basic_auth("refresh-client", Some("refresh-client-secret"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", "http://127.0.0.1/cb"),
+            ])
+            .send()
+            .await
+            .expect("code exchange"),
+    )
+    .await;
+    assert!(tokens["refresh_token"].is_string());
+    let claims = jwt_part(tokens["id_token"].as_str().expect("id_token"), 1);
+    assert_eq!(claims["sub"], idp.user_id("alice").await.as_str());
+}

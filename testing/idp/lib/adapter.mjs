@@ -21,6 +21,21 @@ const GRANTABLE = new Set([
 const GRACE_MS = 60_000;
 let writes = 0;
 
+// Refresh-token reuse policy, set by the IdP state (see configureRefreshTokenReuse).
+let reusePolicy = { grace: () => false, onReuse: () => {} };
+
+/**
+ * Keycloak's default (revokeRefreshToken=false) issues a new refresh token on
+ * every refresh but leaves the presented one valid. oidc-provider's strict
+ * rotation marks it consumed, and a consumed token presented again revokes the
+ * whole grant. With `grace()` true, a rotated refresh token is only marked
+ * `rotated` (never `consumed`), so it stays usable; `onReuse()` is called
+ * whenever an already-rotated token is rotated again (presented a second time).
+ */
+export function configureRefreshTokenReuse(policy) {
+  reusePolicy = policy;
+}
+
 function sweep() {
   const now = Date.now();
   for (const [key, entry] of store) {
@@ -89,7 +104,14 @@ export default class TestIdpAdapter {
 
   async consume(id) {
     const entry = store.get(this.key(id));
-    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+    if (!entry) return;
+    const now = Math.floor(Date.now() / 1000);
+    if (this.model === 'RefreshToken' && reusePolicy.grace()) {
+      if (entry.payload.rotated) reusePolicy.onReuse();
+      entry.payload.rotated = now;
+      return;
+    }
+    entry.payload.consumed = now;
   }
 
   async destroy(id) {

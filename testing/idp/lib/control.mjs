@@ -59,7 +59,7 @@ function parseFault(b) {
     f.body = b.body;
   }
   if (b.content_type !== undefined) f.content_type = String(b.content_type);
-  if (mode === 'delay') {
+  if (mode === 'delay' || mode === 'hold') {
     f.delay_ms = b.delay_ms ?? 1000;
     if (!Number.isInteger(f.delay_ms) || f.delay_ms < 0 || f.delay_ms > 600_000) throw new HttpError(400, 'delay_ms must be an integer from 0 to 600000');
   }
@@ -147,6 +147,10 @@ export function createControlHandler(state, hooks) {
           if (!isPosInt(b[k])) throw new HttpError(400, `${k} must be a positive integer`);
           state.settings[k] = b[k];
         }
+      }
+      if (b.refresh_token_reuse_grace !== undefined) {
+        if (typeof b.refresh_token_reuse_grace !== 'boolean') throw new HttpError(400, 'refresh_token_reuse_grace must be a boolean');
+        state.settings.refresh_token_reuse_grace = b.refresh_token_reuse_grace;
       }
       return { ok: true, settings: state.settings };
     },

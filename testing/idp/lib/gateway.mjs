@@ -221,6 +221,24 @@ async function handleInteraction(state, req, res, url) {
 
 const delay = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
+/**
+ * The `hold` fault: the request is processed normally (a refresh grant is
+ * spent and rotated, a code redeemed...), but the finished answer is held back
+ * for `ms` before it is sent. Counted in `held_responses` once the answer is
+ * ready, so a test knows the grant was processed while its client still waits
+ * (and can, say, kill the client then).
+ */
+function holdResponse(state, res, ms) {
+  const end = res.end.bind(res);
+  res.end = (...args) => {
+    state.stats.held_responses += 1;
+    setTimeout(() => {
+      if (!res.destroyed) end(...args);
+    }, ms);
+    return res;
+  };
+}
+
 export function createGatewayHandler(state) {
   return async function gateway(req, res) {
     const started = Date.now();
@@ -253,7 +271,8 @@ export function createGatewayHandler(state) {
       if (endpoint) {
         state.countRequest(endpoint, { clientId, grantType: form?.get('grant_type') ?? undefined });
         const fault = state.takeFault(endpoint);
-        if (fault) {
+        if (fault?.mode === 'hold') holdResponse(state, res, fault.delay_ms ?? 1000);
+        else if (fault) {
           switch (fault.mode) {
             case 'status': applyStatusFault(res, fault); return;
             case 'garbled': applyGarbledFault(res, fault); return;
@@ -265,6 +284,15 @@ export function createGatewayHandler(state) {
             default: break;
           }
         }
+      }
+
+      // Keycloak's authorization endpoint refuses a disabled client before anything else,
+      // with an error page saying so (an unknown client gets oidc-provider's invalid_client).
+      if (sub === ROUTES.authorization && state.clients.get(url.searchParams.get('client_id'))?.disabled) {
+        const html = '<!DOCTYPE html><html><head><title>We are sorry...</title></head><body><p id="instruction1" class="instruction">Client disabled.</p></body></html>';
+        res.writeHead(400, { 'Content-Type': 'text/html;charset=utf-8', 'Content-Length': Buffer.byteLength(html) });
+        res.end(html);
+        return;
       }
 
       if (clientId !== undefined && state.clients.get(clientId)?.disabled) {

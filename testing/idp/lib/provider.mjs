@@ -251,6 +251,10 @@ export function buildProvider(state) {
   for (const ev of ['grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'jwks.error', 'discovery.error', 'authorization.error', 'end_session.error']) {
     provider.on(ev, logError);
   }
+  // Strict rotation: a spent refresh token presented again (the grant is then revoked).
+  provider.on('grant.error', (_ctx, err) => {
+    if (err.error_detail === 'refresh token already used') state.stats.refresh_token_reuse += 1;
+  });
   provider.on('server_error', (ctx, err) => {
     console.error(`test-idp: server_error on ${ctx?.method} ${ctx?.path}: ${err.stack ?? err}`);
   });

@@ -2,11 +2,12 @@
 // faults, the current Provider.
 import * as crypto from 'node:crypto';
 
+import { configureRefreshTokenReuse } from './adapter.mjs';
 import { generateRsaJwks } from './der.mjs';
 import { allScopes, buildProvider } from './provider.mjs';
 
 export const ENDPOINTS = ['token', 'jwks', 'discovery', 'introspect', 'revoke', 'userinfo'];
-export const FAULT_MODES = ['status', 'garbled', 'delay', 'reset'];
+export const FAULT_MODES = ['status', 'garbled', 'delay', 'reset', 'hold'];
 
 function newSigningKey() {
   const { privateJwk, spki } = generateRsaJwks(2048);
@@ -29,6 +30,8 @@ function emptyStats() {
     introspection_requests: 0,
     revocation_requests: 0,
     userinfo_requests: 0,
+    held_responses: 0,
+    refresh_token_reuse: 0,
   };
 }
 
@@ -39,7 +42,12 @@ export class IdpState {
     this.settings = {
       access_token_ttl: cfg.access_token_ttl,
       refresh_token_ttl: cfg.refresh_token_ttl,
+      refresh_token_reuse_grace: false,
     };
+    configureRefreshTokenReuse({
+      grace: () => this.settings.refresh_token_reuse_grace,
+      onReuse: () => { this.stats.refresh_token_reuse += 1; },
+    });
     this.cookieKey = crypto.randomBytes(32).toString('base64url');
     this.signingKeys = [newSigningKey()];
     this.stats = emptyStats();

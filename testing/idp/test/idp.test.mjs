@@ -203,6 +203,55 @@ describe('test IdP (defaults)', () => {
     assert.equal(again.json.error, 'invalid_grant');
   });
 
+  it('counts a spent refresh token presented again, and keeps it valid with reuse grace', async () => {
+    const auth = basic('refresh-client', 'refresh-client-secret');
+    await idp.ctl('POST', '/stats/reset');
+    const { refresh_token: strict } = await idp.ctl('POST', '/refresh-token', { client_id: 'refresh-client', username: 'alice' });
+    assert.equal((await postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: strict }, auth)).status, 200);
+    const spent = await postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: strict }, auth);
+    assert.equal(spent.json.error, 'invalid_grant');
+    assert.equal((await idp.ctl('GET', '/stats')).refresh_token_reuse, 1);
+
+    await idp.ctl('POST', '/settings', { refresh_token_reuse_grace: true });
+    try {
+      const { refresh_token: rt1 } = await idp.ctl('POST', '/refresh-token', { client_id: 'refresh-client', username: 'alice' });
+      const r1 = await postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: rt1 }, auth);
+      assert.equal(r1.status, 200, r1.text);
+      assert.notEqual(r1.json.refresh_token, rt1);
+      const reused = await postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: rt1 }, auth);
+      assert.equal(reused.status, 200, reused.text);
+      const newest = await postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: reused.json.refresh_token }, auth);
+      assert.equal(newest.status, 200, newest.text);
+      assert.equal((await idp.ctl('GET', '/stats')).refresh_token_reuse, 2);
+    } finally {
+      await idp.ctl('POST', '/settings', { refresh_token_reuse_grace: false });
+    }
+    await assert.rejects(idp.ctl('POST', '/settings', { refresh_token_reuse_grace: 'yes' }));
+  });
+
+  it('holds a processed answer back (hold fault): the grant is spent before the client hears of it', async () => {
+    const auth = basic('refresh-client', 'refresh-client-secret');
+    const { refresh_token: rt } = await idp.ctl('POST', '/refresh-token', { client_id: 'refresh-client', username: 'alice' });
+    await idp.ctl('POST', '/stats/reset');
+    await idp.ctl('POST', '/fault', { endpoint: 'token', mode: 'hold', delay_ms: 600, count: 1 });
+    const t0 = Date.now();
+    const pending = postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: rt }, auth);
+    let held = 0;
+    while (held === 0 && Date.now() - t0 < 5000) {
+      await new Promise((r) => { setTimeout(r, 20); });
+      held = (await idp.ctl('GET', '/stats')).held_responses;
+    }
+    assert.equal(held, 1);
+    assert.ok(Date.now() - t0 < 600, 'processed before the hold ends');
+    // Already spent while the first client still waits for its answer.
+    const second = await postForm(idp.tokenUrl, { grant_type: 'refresh_token', refresh_token: rt }, auth);
+    assert.equal(second.json.error, 'invalid_grant');
+    const first = await pending;
+    assert.equal(first.status, 200, first.text);
+    assert.ok(Date.now() - t0 >= 580);
+    assert.ok(first.json.refresh_token);
+  });
+
   it('injects faults and counts faulted requests', async () => {
     await idp.ctl('POST', '/stats/reset');
     await idp.ctl('POST', '/fault', { endpoint: 'token', mode: 'status', status: 503, retry_after: '7', body: null, count: 1 });
@@ -265,7 +314,16 @@ describe('test IdP (defaults)', () => {
     const d = await postForm(idp.tokenUrl, { grant_type: 'client_credentials' }, basic('agent-basic', 'agent-basic-secret'));
     assert.equal(d.status, 401);
     assert.equal(d.json.error, 'invalid_client');
+    // Like Keycloak, the authorization endpoint says so; an unknown client is invalid_client there.
+    const auth = (client) => fetch(`${idp.issuer}/protocol/openid-connect/auth?${new URLSearchParams({ client_id: client, response_type: 'code', scope: 'openid' })}`);
+    const disabledPage = await auth('agent-basic');
+    assert.equal(disabledPage.status, 400);
+    assert.match(await disabledPage.text(), /Client disabled\./);
+    const unknownPage = await auth('no-such-client');
+    assert.match(await unknownPage.text(), /invalid_client/);
     await idp.ctl('POST', '/clients/agent-basic/enable');
+    const enabledPage = await auth('agent-basic');
+    assert.doesNotMatch(await enabledPage.text(), /Client disabled|invalid_client/);
   });
 
   it('runs a real authorization-code flow with login_hint auto sign-in', async () => {

@@ -137,11 +137,84 @@ pub async fn token_request(
     http: &reqwest::Client,
     token_url: &Url,
     auth: &ClientAuth,
-    mut form: Vec<(String, String)>,
+    form: Vec<(String, String)>,
     timeout: Duration,
     now: UnixTime,
 ) -> Result<TokenResponse, Error> {
-    let mut req = http.post(token_url.clone()).timeout(timeout);
+    token_request_with_body(http, token_url, auth, form, timeout, now)
+        .await
+        .map(|(token, _)| token)
+}
+
+/// [`token_request`], also handing back the raw 200 body for fields beyond [`TokenResponse`]
+/// (`id_token`, `refresh_expires_in`, `session_state`). The body holds secrets: never log it.
+pub async fn token_request_with_body(
+    http: &reqwest::Client,
+    token_url: &Url,
+    auth: &ClientAuth,
+    form: Vec<(String, String)>,
+    timeout: Duration,
+    now: UnixTime,
+) -> Result<(TokenResponse, Vec<u8>), Error> {
+    let answer =
+        post_authenticated(http, token_url, auth, form, timeout, now, "token endpoint").await?;
+    let token = classify_token_response(answer.status, &answer.body, answer.retry_after)?;
+    Ok((token, answer.body))
+}
+
+/// The raw answer of an IdP endpoint to a client-authenticated POST. The body may hold secrets:
+/// never log it.
+pub struct IdpAnswer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+/// POSTs `form` with the client's authentication to one of the IdP's endpoints (token,
+/// introspection, revocation). Transport failures are classified; the status is the caller's to
+/// judge. `what` names the endpoint in errors.
+pub async fn post_authenticated(
+    http: &reqwest::Client,
+    endpoint: &Url,
+    auth: &ClientAuth,
+    mut form: Vec<(String, String)>,
+    timeout: Duration,
+    now: UnixTime,
+    what: &str,
+) -> Result<IdpAnswer, Error> {
+    let req = authenticate(
+        http.post(endpoint.clone()).timeout(timeout),
+        &mut form,
+        auth,
+        endpoint,
+        now,
+    )?;
+    let resp = req
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| transport_error(&e, what))?;
+    let status = resp.status().as_u16();
+    let retry_after = parse_retry_after(resp.headers(), now);
+    let body = resp.bytes().await.map_err(|e| transport_error(&e, what))?;
+    Ok(IdpAnswer {
+        status,
+        retry_after,
+        body: body.to_vec(),
+    })
+}
+
+/// Adds the client's authentication to a request to one of the IdP's endpoints (token,
+/// introspection, revocation): a Basic header, or fields in `form`. `endpoint` is the assertion's
+/// audience for `private_key_jwt`.
+fn authenticate(
+    mut req: reqwest::RequestBuilder,
+    form: &mut Vec<(String, String)>,
+    auth: &ClientAuth,
+    endpoint: &Url,
+    now: UnixTime,
+) -> Result<reqwest::RequestBuilder, Error> {
     match auth {
         ClientAuth::Basic { client_id, secret } => {
             let enc =
@@ -155,7 +228,7 @@ pub async fn token_request(
             form.push(("client_secret".into(), secret.expose().to_owned()));
         }
         ClientAuth::PrivateKeyJwt { client_id, key } => {
-            let assertion = client_assertion(client_id, token_url.as_str(), key, now)?;
+            let assertion = client_assertion(client_id, endpoint.as_str(), key, now)?;
             form.push(("client_id".into(), client_id.clone()));
             form.push((
                 "client_assertion_type".into(),
@@ -165,19 +238,7 @@ pub async fn token_request(
         }
         ClientAuth::None { client_id } => form.push(("client_id".into(), client_id.clone())),
     }
-    let resp = req
-        .header(reqwest::header::ACCEPT, "application/json")
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, "token endpoint"))?;
-    let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(resp.headers(), now);
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(&e, "token endpoint"))?;
-    classify_token_response(status, &body, retry_after)
+    Ok(req)
 }
 
 /// Turns a token endpoint answer into a token or a classified error.

@@ -31,17 +31,23 @@ fn classify(op: &'static str, e: sqlx::Error) -> Error {
             "storage_conflict",
             format!("{op}: conflicts with an existing row"),
         ),
-        E::Database(d) if transient(d.code().as_deref()) => unavailable(op, &e),
+        E::Database(d) if transient(d.as_ref()) => unavailable(op, &e),
         _ => Error::internal("storage_error", format!("storage error ({op}): {e}")),
     }
     .with("operation", op)
 }
 
 /// SQLite busy/locked, PostgreSQL connection, resource, shutdown and serialisation failures.
-fn transient(code: Option<&str>) -> bool {
-    let Some(code) = code else { return false };
-    if let Ok(n) = code.parse::<i32>() {
-        return matches!(n & 0xff, 5 | 6); // SQLITE_BUSY, SQLITE_LOCKED (+ extended codes)
+/// PostgreSQL's SQLSTATEs are often all digits (`53100`, `40001`), so the backend is told by the
+/// error's type, not by the shape of its code.
+fn transient(d: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = d.code() else { return false };
+    let postgres = d
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some();
+    if postgres {
+        return ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c));
     }
-    ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c))
+    // SQLITE_BUSY, SQLITE_LOCKED (+ extended codes)
+    code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }

@@ -5,10 +5,9 @@ use crate::auth::Caller;
 use crate::query::{audit_query, clip};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tw_core::{Clock, Error, SystemClock};
@@ -235,19 +234,5 @@ pub(crate) async fn openapi(State(s): State<AdminState>) -> Response {
 /// document fetched from `v1/openapi.json` next to it.
 pub(crate) async fn docs(State(s): State<AdminState>) -> Response {
     let prefix = s.config.path_prefix.trim_end_matches('/');
-    // A JSON string literal inside a script: `<` escaped so it cannot close the script element.
-    let url = serde_json::Value::from(format!("{prefix}/v1/openapi.json"))
-        .to_string()
-        .replace('<', "\\u003c");
-    let page = include_str!("docs.html").replace("\"{{OPENAPI_URL}}\"", &url);
-    let mut response = Html(page).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
-        ),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    tw_http::openapi::docs_page(&format!("{prefix}/v1/openapi.json"))
 }

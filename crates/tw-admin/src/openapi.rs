@@ -2,58 +2,35 @@
 //! small, and the document must build offline).
 
 use serde_json::{Value, json};
-
-fn schema_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn json_body(schema: Value) -> Value {
-    json!({ "content": { "application/json": { "schema": schema } } })
-}
-
-fn ok(description: &str, schema: Value) -> Value {
-    let mut r = json_body(schema);
-    r["description"] = description.into();
-    r
-}
-
-fn err(description: &str) -> Value {
-    ok(description, schema_ref("Error"))
-}
-
-fn path_param(name: &str, description: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "description": description,
-            "schema": { "type": "string" } })
-}
-
-fn query_param(name: &str, description: &str, schema: Value) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "description": description,
-            "schema": schema })
-}
+use tw_http::openapi::{
+    bearer_operation, error_response as err, path_param, query_param, response as ok, schema_ref,
+};
 
 /// One operation with the common refusals (401, 403, 503) added.
 fn op(summary: &str, id: &str, params: Vec<Value>, body: Option<Value>, responses: Value) -> Value {
-    let mut responses = responses;
-    responses["401"] =
-        err("No or an invalid bearer token (RFC 6750 challenge in WWW-Authenticate)");
-    responses["403"] = err("The caller lacks tokenwarden:admin (insufficient_scope)");
-    responses["503"] = err("Storage or the issuer's keys unavailable; retry after Retry-After");
-    let mut o = json!({
-        "summary": summary,
-        "operationId": id,
-        "parameters": params,
-        "responses": responses,
-        "security": [{ "bearer": [] }],
-    });
-    if let Some(b) = body {
-        let mut b = json_body(b);
-        b["required"] = true.into();
-        o["requestBody"] = b;
-    }
-    o
+    bearer_operation(
+        summary,
+        id,
+        params,
+        body,
+        responses,
+        &[
+            (
+                "401",
+                "No or an invalid bearer token (RFC 6750 challenge in WWW-Authenticate)",
+            ),
+            (
+                "403",
+                "The caller lacks tokenwarden:admin (insufficient_scope)",
+            ),
+            (
+                "503",
+                "Storage or the issuer's keys unavailable; retry after Retry-After",
+            ),
+        ],
+    )
 }
 
-/// The document, with paths under `prefix` (`/admin`).
 pub fn document(prefix: &str) -> Value {
     let id = || path_param("id", "The account's id (a UUID)");
     let role = || path_param("role", "A role name");

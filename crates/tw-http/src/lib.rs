@@ -5,11 +5,13 @@
 //!   with graceful shutdown.
 //! - [`probes_router`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`trace_layer`]: request spans that never record headers or query strings.
+//! - [`openapi`]: builders for hand-written OpenAPI documents and the self-contained docs page.
 //! - [`forward`]: what every proxying server shares: the pooled upstream client, hop-by-hop and
 //!   `X-Forwarded-*` handling, route targets, classified send failures, streamed responses.
 
 mod error;
 pub mod forward;
+pub mod openapi;
 mod probes;
 mod serve;
 mod trace;

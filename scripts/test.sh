@@ -54,7 +54,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test (unit and integration tests; the IdP is started by the tests)"
 cargo test --workspace --locked --no-fail-fast
 
-log "the README's main-job command, non-interactively (scripts/demo.sh --once)"
-scripts/demo.sh --once
+log "the README's main-job command, non-interactively (tokenwarden demo --once)"
+demo_dir=$(mktemp -d)
+cargo run -q --locked -p tokenwarden -- demo --once --base-port 0 --dir "$demo_dir"
+rm -rf "$demo_dir"
 
 log "all tests passed"

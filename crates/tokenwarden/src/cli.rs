@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use crate::{gateway_cmd, logging, registry_cmd, token_cmd};
+use crate::{doctor_cmd, gateway_cmd, logging, registry_cmd, token_cmd};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -12,21 +12,50 @@ use std::sync::Arc;
 /// tokenwarden obtains OAuth2/OIDC tokens for service accounts (Keycloak or any compliant IdP),
 /// keeps them fresh without refresh storms, and hands them to any process: a local HTTP API,
 /// files, or a proxy that injects `Authorization` and retries once on a 401. On the API's side,
-/// its gateway verifies those tokens, as a reverse proxy or a forward-auth check.
+/// its gateway verifies those tokens (as a reverse proxy or a forward-auth check) and authorizes
+/// service accounts by permission. A local dev issuer, a demo and a doctor help along the way.
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenwarden",
     version,
     propagate_version = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Shown after the list of subcommands: where to start, and the conventions every command shares.
+const AFTER_HELP: &str = "\
+Start here:
+  tokenwarden demo                      the whole path on this machine in a minute
+  tokenwarden doctor --config agent.toml --url https://api.example/x
+                                        why a token is refused, step by step
+
+Every command that reads a file takes --config FILE (or TOKENWARDEN_CONFIG); any key can be
+overridden by TOKENWARDEN_<SECTION>__<KEY> variables. Secrets are given by reference
+({ env = \"VAR\" } or { file = \"/run/secrets/x\" }), never in clear text.
+Exit codes: 0 success, 1 failure (the reason on stderr), 2 bad input or configuration.
+`tokenwarden help <command>` shows a command's options and examples.";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// See tokenwarden work in a minute, with nothing else installed
+    ///
+    /// Starts a dev issuer, a sample API, the gateway (authorization, SQLite registry, audit
+    /// log) and the agent in one process, then walks through six checked steps. A service account gets a token, calls the API through the agent's proxy, is allowed one
+    /// permission and refused another with a clear 403, its token is refreshed, and the audit
+    /// log shows it all. The configuration files each service runs from are written to --dir,
+    /// so the same services can then be run on their own. Without --once the stack keeps
+    /// running until Ctrl-C, with curl commands to try by hand.
+    ///
+    /// Examples:
+    ///   tokenwarden demo
+    ///   tokenwarden demo --once --base-port 0 --dir /tmp/tw-demo   # CI: exit 0 only if all went right
+    #[command(verbatim_doc_comment)]
+    Demo(crate::demo_cmd::DemoArgs),
     /// Run the token agent: keep every profile's token fresh and serve it (HTTP API, file sinks,
     /// injecting proxy) until stopped.
     ///
@@ -72,6 +101,32 @@ pub enum Command {
     ///   tokenwarden audit query --since 1h --outcome deny -c gateway.toml
     #[command(verbatim_doc_comment)]
     Audit(registry_cmd::AuditArgsTop),
+    /// Diagnose, step by step, why a token is refused or cannot be had, with the fix
+    ///
+    /// Checks config, secrets, the issuer's discovery
+    /// (connection refused, DNS, TLS, timeout, wrong issuer), client authentication (unknown
+    /// client, wrong secret, disabled client, service account not enabled), the token's claims
+    /// against the [gateway] (aud, azp, expiry, clock skew, route permissions) and, with --url, a
+    /// real call (401 vs 403 with the deciding rule vs 429 vs 5xx). Each failure comes with its fix.
+    ///
+    /// Exit codes: 0 nothing failed (warnings allowed); 1 a check failed; 2 bad flags or a
+    /// missing file. --json prints one document with a stable `cause` code per failure.
+    ///
+    /// Examples:
+    ///   tokenwarden doctor --config agent.toml
+    ///   tokenwarden doctor --config agent.toml --profile smartem --url https://api.example/grids
+    ///   tokenwarden doctor --config agent.toml --gateway-config gateway.toml --path /api/events --json
+    ///   tokenwarden doctor --issuer https://kc.example/realms/dls --client-id SmartEM_Agent \
+    ///       --client-secret-env AGENT_SECRET
+    #[command(verbatim_doc_comment)]
+    Doctor(Box<doctor_cmd::DoctorArgs>),
+    /// Run a local issuer laid out like Keycloak, from realm export files (development only)
+    ///
+    /// For development and tests only, never production: client-credentials tokens with
+    /// Keycloak's claims, refresh tokens, introspection, revocation, key rotation, reload.
+    ///
+    /// Example: tokenwarden dev-issuer --realm-file examples/realms/demo-realm.json
+    DevIssuer(crate::dev_issuer_cmd::DevIssuerArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     ///
     /// Example: tokenwarden completions bash > /etc/bash_completion.d/tokenwarden
@@ -135,6 +190,7 @@ const ONCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => run_agent(args).await,
+        Command::Demo(args) => crate::demo_cmd::run(args).await,
         Command::Gateway(args) => gateway_cmd::run(args).await,
         Command::Token(cmd) => match *cmd {
             TokenCommand::Get(args) => token_cmd::get(args).await,
@@ -167,6 +223,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor(args) => doctor_cmd::run(*args).await,
+        Command::DevIssuer(args) => crate::dev_issuer_cmd::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "tokenwarden", &mut std::io::stdout());
@@ -179,18 +237,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let cfg = tw_config::load(&args.config)?;
     logging::init(&cfg.log);
     let metrics = install_metrics_recorder()?;
-    let broker = Arc::new(tw_broker::Broker::from_config(
-        &cfg,
-        Arc::new(tw_core::SystemClock),
-    )?);
-    let render: tw_http::MetricsRender = {
-        let broker = broker.clone();
-        Arc::new(move || {
-            broker.update_gauges();
-            metrics.render()
-        })
-    };
-    let agent = tw_agent::Agent::new(&cfg, broker.clone(), Some(render));
+    let (broker, agent) = build_agent(&cfg, metrics)?;
     if args.once {
         if cfg.agent.sinks.is_empty() {
             return Err(tw_core::Error::config(
@@ -212,6 +259,26 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     broker.start_background();
     agent.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The broker of `cfg`'s profiles and the agent serving them, with `/metrics` from `metrics`.
+pub(crate) fn build_agent(
+    cfg: &tw_config::Config,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<(Arc<tw_broker::Broker>, tw_agent::Agent), tw_core::Error> {
+    let broker = Arc::new(tw_broker::Broker::from_config(
+        cfg,
+        Arc::new(tw_core::SystemClock),
+    )?);
+    let render: tw_http::MetricsRender = {
+        let broker = broker.clone();
+        Arc::new(move || {
+            broker.update_gauges();
+            metrics.render()
+        })
+    };
+    let agent = tw_agent::Agent::new(cfg, broker.clone(), Some(render));
+    Ok((broker, agent))
 }
 
 /// The Prometheus recorder every metric of the process goes to; `/metrics` renders it.

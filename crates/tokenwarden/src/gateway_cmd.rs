@@ -43,17 +43,33 @@ pub fn gateway_section<'a>(
 /// Runs the gateway until SIGTERM / Ctrl-C.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let cfg = tw_config::load(&args.config)?;
-    let gw = gateway_section(&cfg, &args.config)?;
+    gateway_section(&cfg, &args.config)?;
     crate::logging::init(&cfg.log);
     let metrics = crate::cli::install_metrics_recorder()?;
+    serve(&cfg, &args.config, metrics, crate::cli::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the `[gateway]` of `cfg` (loaded from `path`) until `shutdown` completes: verifier,
+/// authorizer with the registry and audit log when configured, admin API, `/metrics`.
+pub async fn serve<F>(
+    cfg: &tw_config::Config,
+    path: &Path,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: F,
+) -> Result<(), Error>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let gw = gateway_section(cfg, path)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let verifier = Arc::new(Verifier::new(gw, clock.clone())?);
-    let registry = open_registry(&cfg, gw, clock.clone()).await?;
+    let registry = open_registry(cfg, gw, clock.clone()).await?;
     // The admin API manages the same store the authorizer reads (opened here if only it needs it).
     let admin_store = match (&registry, gw.admin.enabled) {
         (_, false) => None,
         (Some((store, _)), true) => Some(store.clone()),
-        (None, true) => Some(open_store(&cfg, clock).await?),
+        (None, true) => Some(open_store(cfg, clock).await?),
     };
     let mut gateway = match registry {
         Some((store, decision)) => {
@@ -67,12 +83,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         gateway = gateway.with_routes(tw_admin::router(store, verifier, (&gw.admin).into()));
     }
     gateway = gateway.with_metrics(Arc::new(move || metrics.render()));
-    gateway
-        .bind()
-        .await?
-        .run(crate::cli::shutdown_signal())
-        .await?;
-    Ok(ExitCode::SUCCESS)
+    gateway.bind().await?.run(shutdown).await
 }
 
 /// Whether the authorizer uses the store: `[gateway.authz]` names the registry as a permission
@@ -111,7 +122,7 @@ pub async fn open_registry(
 }
 
 /// Opens `[storage]` (default `sqlite://tokenwarden.db`, created and migrated on first start).
-async fn open_store(cfg: &tw_config::Config, clock: Arc<dyn Clock>) -> Result<Store, Error> {
+pub async fn open_store(cfg: &tw_config::Config, clock: Arc<dyn Clock>) -> Result<Store, Error> {
     let storage = cfg.storage.clone().unwrap_or_default();
     Store::open(&storage, clock)
         .await

@@ -2,6 +2,9 @@
 //! library crates; this file parses arguments, sets up logging and metrics, and reports errors.
 
 mod cli;
+mod demo_cmd;
+mod dev_issuer_cmd;
+mod doctor_cmd;
 mod gateway_cmd;
 mod logging;
 mod registry_cmd;

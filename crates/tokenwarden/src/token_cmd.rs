@@ -20,12 +20,23 @@ pub struct GetArgs {
     /// Configuration file (TOML).
     #[arg(short, long, env = "TOKENWARDEN_CONFIG")]
     pub config: Option<PathBuf>,
-    /// OIDC issuer URL (the token endpoint is found by discovery).
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// Print JSON (access_token, token_type, expires_in, expires_at) instead of the bare token.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A client given by flags alone (no config file): `token get` and `doctor` share these.
+#[derive(Debug, Args)]
+pub struct ClientFlags {
+    /// Without a config file: OIDC issuer URL (the token endpoint is found by discovery).
     #[arg(long)]
     pub issuer: Option<Url>,
     /// Token endpoint URL (instead of --issuer).
     #[arg(long)]
     pub token_url: Option<Url>,
+    /// Without a config file: the client id.
     #[arg(long)]
     pub client_id: Option<String>,
     /// Environment variable holding the client secret.
@@ -53,9 +64,6 @@ pub struct GetArgs {
     /// RFC 8707 resource indicator.
     #[arg(long)]
     pub resource: Option<String>,
-    /// Print JSON (access_token, token_type, expires_in, expires_at) instead of the bare token.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -93,7 +101,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        (None, _) => (config_from_flags(&args)?, "cli".to_owned()),
+        (None, _) => (config_from_flags(&args.client)?, "cli".to_owned()),
     };
     let clock = Arc::new(SystemClock);
     let broker = tw_broker::Broker::from_config_manual(&config, clock.clone())?;
@@ -120,7 +128,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn config_from_flags(args: &GetArgs) -> Result<Config, Error> {
+pub(crate) fn config_from_flags(args: &ClientFlags) -> Result<Config, Error> {
     let usage = |m: &str| Error::bad_request("usage", m.to_owned());
     if args.issuer.is_none() && args.token_url.is_none() {
         return Err(usage(

@@ -132,8 +132,6 @@ fn the_shipped_example_config_is_valid() {
     let out = check_example("agent.toml", true, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("profile smartem"));
-    let out = check_example("demo-agent.toml", false, &[("DEMO_AGENT_SECRET", "x")]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use crate::{doctor_cmd, gateway_cmd, logging, registry_cmd, token_cmd};
+use crate::{doctor_cmd, gateway_cmd, logging, registry_cmd, token_cmd, vault_cmd};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -13,7 +13,9 @@ use std::sync::Arc;
 /// keeps them fresh without refresh storms, and hands them to any process: a local HTTP API,
 /// files, or a proxy that injects `Authorization` and retries once on a 401. On the API's side,
 /// its gateway verifies those tokens (as a reverse proxy or a forward-auth check) and authorizes
-/// service accounts by permission. A local dev issuer, a demo and a doctor help along the way.
+/// service accounts by permission. Its vault keeps users' offline tokens encrypted and mints
+/// access tokens from them for unattended jobs. A local dev issuer, a demo and a doctor help
+/// along the way.
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenwarden",
@@ -120,6 +122,12 @@ pub enum Command {
     ///       --client-secret-env AGENT_SECRET
     #[command(verbatim_doc_comment)]
     Doctor(Box<doctor_cmd::DoctorArgs>),
+    /// The token vault: users' offline tokens kept encrypted, minted into access tokens on demand
+    ///
+    /// Users consent once in a browser; unattended jobs then ask for fresh access tokens.
+    /// Subcommands: serve, rekey, list, keygen.
+    #[command(subcommand)]
+    Vault(vault_cmd::VaultCommand),
     /// Run a local issuer laid out like Keycloak, from realm export files (development only)
     ///
     /// For development and tests only, never production: client-credentials tokens with
@@ -221,9 +229,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(gw) = &cfg.gateway {
                 check_gateway(gw, skip_secrets)?;
             }
+            if let Some(vault) = &cfg.vault {
+                vault_cmd::check(vault, skip_secrets)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => doctor_cmd::run(*args).await,
+        Command::Vault(cmd) => vault_cmd::run(cmd).await,
         Command::DevIssuer(args) => crate::dev_issuer_cmd::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -9,6 +9,7 @@ mod gateway_cmd;
 mod logging;
 mod registry_cmd;
 mod token_cmd;
+mod vault_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -69,6 +69,29 @@ pub struct AuthzConfig {
     pub audit: AuditConfig,
 }
 
+/// Every key at its default (what an empty `[gateway.authz]` means), for code that needs only
+/// parts of it, such as the role claims `tw_authz::PrincipalExtractor` reads.
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthzMode::default(),
+            permissions_header: default_permissions_header(),
+            roles_claims: default_roles_claims(),
+            client_role_format: default_client_role_format(),
+            service_accounts: ServiceAccountRules::default(),
+            sources: default_sources(),
+            issuer_sources: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            auto_provision: None,
+            rules: Vec::new(),
+            rate_limit: None,
+            rate_limits: BTreeMap::new(),
+            registry_cache: RegistryCacheConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthzMode {

@@ -12,6 +12,7 @@ mod load;
 mod model;
 mod secret_ref;
 mod storage;
+mod vault;
 
 pub use admin::AdminConfig;
 pub use authz::*;
@@ -22,3 +23,4 @@ pub use load::{
 pub use model::*;
 pub use secret_ref::SecretRef;
 pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
+pub use vault::*;

@@ -307,6 +307,9 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     if let Some(storage) = &config.storage {
         crate::storage::validate_storage(storage, &fail)?;
     }
+    if let Some(vault) = &config.vault {
+        crate::vault::validate_vault(vault, &fail)?;
+    }
     Ok(())
 }
 
@@ -321,51 +324,7 @@ fn validate_gateway(
     fail: &dyn Fn(String, String) -> Error,
 ) -> Result<(), Error> {
     ListenAddr::parse(&gw.listen).map_err(|m| fail("gateway.listen".into(), m))?;
-    if gw.issuers.is_empty() {
-        return Err(fail(
-            "gateway.issuers".into(),
-            "at least one trusted issuer is required".into(),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, iss) in gw.issuers.iter().enumerate() {
-        let k = |field: &str| format!("gateway.issuers[{i}].{field}");
-        if iss.issuer.is_empty() {
-            return Err(fail(k("issuer"), "must not be empty".into()));
-        }
-        if !seen.insert(iss.issuer.as_str()) {
-            return Err(fail(
-                k("issuer"),
-                format!("`{}` is listed twice", iss.issuer),
-            ));
-        }
-        if iss.jwks_url.is_none() && url::Url::parse(&iss.issuer).is_err() {
-            return Err(fail(
-                k("jwks_url"),
-                "required when `issuer` is not a URL (no discovery possible)".into(),
-            ));
-        }
-        if iss.algorithms.is_empty() {
-            return Err(fail(k("algorithms"), "list at least one algorithm".into()));
-        }
-        for alg in &iss.algorithms {
-            if !ACCEPTABLE_ALGORITHMS.contains(&alg.as_str()) {
-                return Err(fail(
-                    k("algorithms"),
-                    format!(
-                        "`{alg}` is not accepted; choose from {}",
-                        ACCEPTABLE_ALGORITHMS.join(", ")
-                    ),
-                ));
-            }
-        }
-        if iss.jwks_refetch_cooldown.is_zero() || iss.jwks_ttl.is_zero() {
-            return Err(fail(
-                k("jwks_ttl"),
-                "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
-            ));
-        }
-    }
+    validate_issuers(&gw.issuers, "gateway.issuers", fail)?;
     check_forward_auth_path(&gw.forward_auth_path)
         .map_err(|m| fail("gateway.forward_auth_path".into(), m))?;
     if gw.admin.enabled {
@@ -430,6 +389,61 @@ fn validate_gateway(
             "gateway.max_token_bytes".into(),
             "must be at least 256".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Checks a list of trusted issuers (`[[gateway.issuers]]`, `[[vault.callers.issuers]]`); `key`
+/// is the list's key in error messages.
+pub(crate) fn validate_issuers(
+    issuers: &[IssuerConfig],
+    key: &str,
+    fail: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    if issuers.is_empty() {
+        return Err(fail(
+            key.into(),
+            "at least one trusted issuer is required".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, iss) in issuers.iter().enumerate() {
+        let k = |field: &str| format!("{key}[{i}].{field}");
+        if iss.issuer.is_empty() {
+            return Err(fail(k("issuer"), "must not be empty".into()));
+        }
+        if !seen.insert(iss.issuer.as_str()) {
+            return Err(fail(
+                k("issuer"),
+                format!("`{}` is listed twice", iss.issuer),
+            ));
+        }
+        if iss.jwks_url.is_none() && url::Url::parse(&iss.issuer).is_err() {
+            return Err(fail(
+                k("jwks_url"),
+                "required when `issuer` is not a URL (no discovery possible)".into(),
+            ));
+        }
+        if iss.algorithms.is_empty() {
+            return Err(fail(k("algorithms"), "list at least one algorithm".into()));
+        }
+        for alg in &iss.algorithms {
+            if !ACCEPTABLE_ALGORITHMS.contains(&alg.as_str()) {
+                return Err(fail(
+                    k("algorithms"),
+                    format!(
+                        "`{alg}` is not accepted; choose from {}",
+                        ACCEPTABLE_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if iss.jwks_refetch_cooldown.is_zero() || iss.jwks_ttl.is_zero() {
+            return Err(fail(
+                k("jwks_ttl"),
+                "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct Config {
     /// Service-account registry and audit log (SQLite by default, or PostgreSQL).
     #[serde(default)]
     pub storage: Option<crate::storage::StorageConfig>,
+    /// `tokenwarden vault`: refresh and offline tokens kept encrypted, minted into access tokens.
+    pub vault: Option<crate::vault::VaultConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

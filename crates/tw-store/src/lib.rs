@@ -15,6 +15,11 @@
 //! [`authz`]: the store as the authorization core's ports — [`tw_authz::RegistrySource`] (the
 //! account registry, auto-provisioning) and [`tw_authz::AuditSink`] ([`StoreAuditSink`]).
 //!
+//! `vault`: the token vault's tables for `tw-vault` (`vault_*` methods): sealed tokens with
+//! typed CRUD and token updates guarded by a row version, pending consents taken exactly once
+//! (`DELETE ... RETURNING`), and per-lineage refresh leases (one refresh at a time across
+//! instances). This crate only stores sealed bytes; it never sees a token in clear.
+//!
 //! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
 //! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
 //! `invalid_role`, `invalid_permission` (400), `storage_unavailable` (503, retryable),
@@ -25,6 +30,7 @@ mod error;
 mod model;
 mod queries;
 mod store;
+mod vault;
 
 pub use authz::{AUTO_PROVISION_CREATED_BY, StoreAuditSink};
 pub use model::{
@@ -32,3 +38,6 @@ pub use model::{
     NewAccount, PrincipalKind, Role,
 };
 pub use store::Store;
+pub use vault::{
+    PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow, VaultStatus, VaultTokenType,
+};

@@ -30,7 +30,7 @@ const AUDIT_INSERT_CHUNK: usize = 200;
 const NOTIFY_CHANNEL: &str = "tw_registry";
 
 #[derive(Clone)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -45,6 +45,7 @@ macro_rules! with_pool {
         }
     };
 }
+pub(crate) use with_pool;
 
 /// Inside `with_pool!`: a registry-changing transaction. Bumps the version first, runs `$body`
 /// (with `$tx` the transaction), commits, and yields `(body result, new version)`.
@@ -298,6 +299,11 @@ impl Store {
 
     fn now(&self) -> i64 {
         self.inner.clock.now().as_millis()
+    }
+
+    /// The pool, for the other table modules of this crate (`vault`).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// Publishes `v` to watchers if it is newer than what they saw.

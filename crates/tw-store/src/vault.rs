@@ -1,0 +1,547 @@
+//! The token vault's tables: sealed refresh/offline tokens (`vault_entries`) and consents in
+//! progress (`vault_pending_consents`). This module stores bytes and metadata only: sealing and
+//! opening (AES-256-GCM) is `tw-vault`'s job, so nothing here ever sees a token in clear.
+//!
+//! Every change of an entry's token bumps its `version`; writers that read a row, talk to the IdP
+//! and write back guard their update on the version they read ([`TokenUpdate::expected_version`]),
+//! so a concurrent writer (another instance, a rekey) is noticed instead of overwritten.
+
+use crate::error::db;
+use crate::store::{Pool, Store, with_pool};
+use std::collections::BTreeMap;
+use std::fmt;
+use tw_core::{Error, Result, UnixTime};
+
+/// Largest page [`Store::vault_list_page`] returns.
+pub const VAULT_PAGE_MAX: u32 = 1000;
+
+/// The kind of long-lived token an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaultTokenType {
+    /// An ordinary refresh token (bound to the user's SSO session at the IdP).
+    Refresh,
+    /// An offline token (`offline_access`): outlives the SSO session.
+    Offline,
+}
+
+impl VaultTokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultTokenType::Refresh => "refresh",
+            VaultTokenType::Offline => "offline",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "refresh" => Ok(VaultTokenType::Refresh),
+            "offline" => Ok(VaultTokenType::Offline),
+            other => Err(corrupt("token_type", other)),
+        }
+    }
+}
+
+/// Whether an entry can still mint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaultStatus {
+    Active,
+    /// The IdP refused the stored token as spent, revoked or expired: the user must consent again.
+    ReconsentRequired,
+}
+
+impl VaultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultStatus::Active => "active",
+            VaultStatus::ReconsentRequired => "reconsent_required",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(VaultStatus::Active),
+            "reconsent_required" => Ok(VaultStatus::ReconsentRequired),
+            other => Err(corrupt("status", other)),
+        }
+    }
+}
+
+/// AEAD output as stored: which key, the nonce, the ciphertext with its tag.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .field("nonce_len", &self.nonce.len())
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// One row of `vault_entries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultRow {
+    pub id: String,
+    pub owner_issuer: String,
+    pub owner_subject: String,
+    pub token_type: VaultTokenType,
+    pub sealed: Sealed,
+    pub session_id: Option<String>,
+    pub status: VaultStatus,
+    /// Free attributes (stored as a JSON object).
+    pub attributes: BTreeMap<String, String>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    pub expires_at: Option<UnixTime>,
+    /// Bumped by every change of the token, key or status.
+    pub version: i64,
+}
+
+/// A new sealed token for one entry (a rotation, a rekey, a sibling sharing the session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUpdate {
+    pub id: String,
+    /// `Some(v)`: apply only while the row is still at version `v` (else the whole batch rolls
+    /// back). `None`: apply to the row whatever its version (a row deleted meanwhile is skipped).
+    pub expected_version: Option<i64>,
+    pub sealed: Sealed,
+    /// The token's new expiry (`None`: unknown or no expiry).
+    pub expires_at: Option<UnixTime>,
+    /// Set `last_used_at` too (a mint); `None` leaves it.
+    pub used_at: Option<UnixTime>,
+}
+
+/// One row of `vault_pending_consents`: a consent started and not yet completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingConsent {
+    /// The nonce the signed `state` carries (the key).
+    pub nonce: String,
+    pub owner_issuer: String,
+    pub owner_subject: String,
+    /// The PKCE verifier, sealed.
+    pub verifier: Sealed,
+    pub attributes: BTreeMap<String, String>,
+    pub redirect_after: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+type EntryTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
+
+type PendingTuple = (
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Option<String>,
+    i64,
+    i64,
+);
+
+mod sql {
+    macro_rules! entry_select {
+        ($tail:literal) => {
+            concat!(
+                "SELECT id, owner_issuer, owner_subject, token_type, key_id, nonce, ciphertext, session_id, status, attributes, created_at, last_used_at, expires_at, version FROM vault_entries ",
+                $tail
+            )
+        };
+    }
+
+    pub const INSERT: &str = "INSERT INTO vault_entries (id, owner_issuer, owner_subject, token_type, key_id, nonce, ciphertext, session_id, status, attributes, created_at, last_used_at, expires_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+    pub const GET: &str = entry_select!("WHERE id = $1");
+    pub const BY_OWNER: &str =
+        entry_select!("WHERE owner_issuer = $1 AND owner_subject = $2 ORDER BY created_at, id");
+    pub const BY_SESSION: &str = entry_select!("WHERE session_id = $1 ORDER BY created_at, id");
+    pub const PAGE: &str = entry_select!("WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
+    pub const COUNT_SESSION: &str = "SELECT COUNT(*) FROM vault_entries WHERE session_id = $1";
+    pub const UPDATE_TOKEN_GUARDED: &str = "UPDATE vault_entries SET key_id = $3, nonce = $4, ciphertext = $5, expires_at = $6, last_used_at = COALESCE($7, last_used_at), version = version + 1 WHERE id = $1 AND version = $2";
+    pub const UPDATE_TOKEN: &str = "UPDATE vault_entries SET key_id = $2, nonce = $3, ciphertext = $4, expires_at = $5, last_used_at = COALESCE($6, last_used_at), version = version + 1 WHERE id = $1";
+    pub const SET_STATUS: &str =
+        "UPDATE vault_entries SET status = $2, version = version + 1 WHERE id = $1";
+    pub const TOUCH: &str = "UPDATE vault_entries SET last_used_at = $2 WHERE id = $1";
+    pub const DELETE: &str = "DELETE FROM vault_entries WHERE id = $1 RETURNING id, owner_issuer, owner_subject, token_type, key_id, nonce, ciphertext, session_id, status, attributes, created_at, last_used_at, expires_at, version";
+
+    pub const PENDING_INSERT: &str = "INSERT INTO vault_pending_consents (nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    /// One statement, so two callbacks racing for one nonce cannot both get the row.
+    pub const PENDING_TAKE: &str = "DELETE FROM vault_pending_consents WHERE nonce = $1 RETURNING nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at";
+    pub const PENDING_PURGE: &str = "DELETE FROM vault_pending_consents WHERE expires_at <= $1";
+
+    /// One statement: a free lineage is inserted, an expired lease taken over, a live one left
+    /// alone (0 rows). Concurrent claimers serialise on the primary key.
+    pub const LEASE_CLAIM: &str = "INSERT INTO vault_refresh_leases (lineage, lease_id, lease_until) VALUES ($1, $2, $3) ON CONFLICT (lineage) DO UPDATE SET lease_id = excluded.lease_id, lease_until = excluded.lease_until WHERE vault_refresh_leases.lease_until <= $4";
+    pub const LEASE_RELEASE: &str =
+        "DELETE FROM vault_refresh_leases WHERE lineage = $1 AND lease_id = $2";
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn delete_returns_the_selected_columns() {
+            let select = super::GET.split(" FROM ").next().unwrap_or_default();
+            let returning = super::DELETE
+                .split(" RETURNING ")
+                .nth(1)
+                .unwrap_or_default();
+            assert_eq!(select.trim_start_matches("SELECT "), returning);
+        }
+    }
+}
+
+fn corrupt(column: &str, value: &str) -> Error {
+    Error::internal(
+        "storage_error",
+        format!("unexpected value `{value}` in vault_entries.{column}"),
+    )
+}
+
+fn attributes_to_text(attributes: &BTreeMap<String, String>) -> Result<String> {
+    serde_json::to_string(attributes)
+        .map_err(|e| Error::internal("storage_error", format!("cannot encode attributes: {e}")))
+}
+
+fn attributes_from_text(text: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(text).map_err(|_| {
+        Error::internal(
+            "storage_error",
+            "vault attributes are not a JSON object of strings",
+        )
+    })
+}
+
+fn row_from(t: EntryTuple) -> Result<VaultRow> {
+    let (
+        id,
+        owner_issuer,
+        owner_subject,
+        token_type,
+        key_id,
+        nonce,
+        ciphertext,
+        session_id,
+        status,
+        attributes,
+        created_at,
+        last_used_at,
+        expires_at,
+        version,
+    ) = t;
+    Ok(VaultRow {
+        id,
+        owner_issuer,
+        owner_subject,
+        token_type: VaultTokenType::parse(&token_type)?,
+        sealed: Sealed {
+            key_id,
+            nonce,
+            ciphertext,
+        },
+        session_id,
+        status: VaultStatus::parse(&status)?,
+        attributes: attributes_from_text(&attributes)?,
+        created_at: UnixTime::from_millis(created_at),
+        last_used_at: last_used_at.map(UnixTime::from_millis),
+        expires_at: expires_at.map(UnixTime::from_millis),
+        version,
+    })
+}
+
+fn pending_from(t: PendingTuple) -> Result<PendingConsent> {
+    let (
+        nonce,
+        owner_issuer,
+        owner_subject,
+        key_id,
+        verifier_nonce,
+        verifier_sealed,
+        attributes,
+        redirect_after,
+        created_at,
+        expires_at,
+    ) = t;
+    Ok(PendingConsent {
+        nonce,
+        owner_issuer,
+        owner_subject,
+        verifier: Sealed {
+            key_id,
+            nonce: verifier_nonce,
+            ciphertext: verifier_sealed,
+        },
+        attributes: attributes_from_text(&attributes)?,
+        redirect_after,
+        created_at: UnixTime::from_millis(created_at),
+        expires_at: UnixTime::from_millis(expires_at),
+    })
+}
+
+fn rows_from(rows: Vec<EntryTuple>) -> Result<Vec<VaultRow>> {
+    rows.into_iter().map(row_from).collect()
+}
+
+impl Store {
+    /// Inserts a new entry (409 `storage_conflict` if the id exists).
+    pub async fn vault_insert(&self, row: &VaultRow) -> Result<()> {
+        let op = "insert vault entry";
+        let attributes = attributes_to_text(&row.attributes)?;
+        with_pool!(self.pool(), |p| {
+            sqlx::query(sql::INSERT)
+                .bind(&row.id)
+                .bind(&row.owner_issuer)
+                .bind(&row.owner_subject)
+                .bind(row.token_type.as_str())
+                .bind(&row.sealed.key_id)
+                .bind(&row.sealed.nonce)
+                .bind(&row.sealed.ciphertext)
+                .bind(&row.session_id)
+                .bind(row.status.as_str())
+                .bind(&attributes)
+                .bind(row.created_at.as_millis())
+                .bind(row.last_used_at.map(UnixTime::as_millis))
+                .bind(row.expires_at.map(UnixTime::as_millis))
+                .bind(row.version)
+                .execute(p)
+                .await
+                .map_err(db(op))?;
+        });
+        Ok(())
+    }
+
+    pub async fn vault_get(&self, id: &str) -> Result<Option<VaultRow>> {
+        let row: Option<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::GET)
+            .bind(id)
+            .fetch_optional(p)
+            .await
+            .map_err(db("get vault entry"))?);
+        row.map(row_from).transpose()
+    }
+
+    /// An owner's entries, oldest first.
+    pub async fn vault_list_by_owner(&self, issuer: &str, subject: &str) -> Result<Vec<VaultRow>> {
+        let rows: Vec<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::BY_OWNER)
+            .bind(issuer)
+            .bind(subject)
+            .fetch_all(p)
+            .await
+            .map_err(db("list vault entries"))?);
+        rows_from(rows)
+    }
+
+    /// The entries that share an IdP session, oldest first.
+    pub async fn vault_list_by_session(&self, session_id: &str) -> Result<Vec<VaultRow>> {
+        let rows: Vec<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::BY_SESSION)
+            .bind(session_id)
+            .fetch_all(p)
+            .await
+            .map_err(db("list vault entries of a session"))?);
+        rows_from(rows)
+    }
+
+    /// How many entries share an IdP session.
+    pub async fn vault_count_by_session(&self, session_id: &str) -> Result<u64> {
+        let n: i64 = with_pool!(self.pool(), |p| sqlx::query_scalar(sql::COUNT_SESSION)
+            .bind(session_id)
+            .fetch_one(p)
+            .await
+            .map_err(db("count vault entries of a session"))?);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// All entries by id, `limit` (at most [`VAULT_PAGE_MAX`]) at a time after `after_id`
+    /// (keyset paging: rows inserted or deleted meanwhile never shift a page).
+    pub async fn vault_list_page(
+        &self,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<VaultRow>> {
+        let limit = i64::from(limit.clamp(1, VAULT_PAGE_MAX));
+        let rows: Vec<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::PAGE)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(db("page vault entries"))?);
+        rows_from(rows)
+    }
+
+    /// Applies the updates in one transaction. Returns `false`, changing nothing, when a guarded
+    /// update finds its row gone or at another version; unguarded updates of rows that are gone
+    /// are skipped.
+    pub async fn vault_update_tokens(&self, updates: &[TokenUpdate]) -> Result<bool> {
+        let op = "update vault token";
+        with_pool!(self.pool(), |p| {
+            let mut tx = p.begin().await.map_err(db(op))?;
+            for u in updates {
+                let done = match u.expected_version {
+                    Some(version) => sqlx::query(sql::UPDATE_TOKEN_GUARDED)
+                        .bind(&u.id)
+                        .bind(version)
+                        .bind(&u.sealed.key_id)
+                        .bind(&u.sealed.nonce)
+                        .bind(&u.sealed.ciphertext)
+                        .bind(u.expires_at.map(UnixTime::as_millis))
+                        .bind(u.used_at.map(UnixTime::as_millis))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db(op))?
+                        .rows_affected(),
+                    None => sqlx::query(sql::UPDATE_TOKEN)
+                        .bind(&u.id)
+                        .bind(&u.sealed.key_id)
+                        .bind(&u.sealed.nonce)
+                        .bind(&u.sealed.ciphertext)
+                        .bind(u.expires_at.map(UnixTime::as_millis))
+                        .bind(u.used_at.map(UnixTime::as_millis))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db(op))?
+                        .rows_affected(),
+                };
+                if u.expected_version.is_some() && done == 0 {
+                    tx.rollback().await.map_err(db(op))?;
+                    return Ok(false);
+                }
+            }
+            tx.commit().await.map_err(db(op))?;
+        });
+        Ok(true)
+    }
+
+    /// Sets the status (bumping the version). `false` if there is no such entry.
+    pub async fn vault_set_status(&self, id: &str, status: VaultStatus) -> Result<bool> {
+        let done = with_pool!(self.pool(), |p| sqlx::query(sql::SET_STATUS)
+            .bind(id)
+            .bind(status.as_str())
+            .execute(p)
+            .await
+            .map_err(db("set vault entry status"))?
+            .rows_affected());
+        Ok(done > 0)
+    }
+
+    /// Records a use without touching the token (the version stays).
+    pub async fn vault_touch(&self, id: &str, at: UnixTime) -> Result<()> {
+        with_pool!(self.pool(), |p| sqlx::query(sql::TOUCH)
+            .bind(id)
+            .bind(at.as_millis())
+            .execute(p)
+            .await
+            .map_err(db("touch vault entry"))?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Deletes the entry and returns what it held (`None`: there was none).
+    pub async fn vault_delete(&self, id: &str) -> Result<Option<VaultRow>> {
+        let row: Option<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::DELETE)
+            .bind(id)
+            .fetch_optional(p)
+            .await
+            .map_err(db("delete vault entry"))?);
+        row.map(row_from).transpose()
+    }
+
+    // ----- refresh leases -----
+
+    /// Takes the refresh lease of `lineage` for `lease_id` until `until`, unless another holder's
+    /// lease is still live at `now`. `true`: taken.
+    pub async fn vault_lease_claim(
+        &self,
+        lineage: &str,
+        lease_id: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<bool> {
+        let n = with_pool!(self.pool(), |p| sqlx::query(sql::LEASE_CLAIM)
+            .bind(lineage)
+            .bind(lease_id)
+            .bind(until.as_millis())
+            .bind(now.as_millis())
+            .execute(p)
+            .await
+            .map_err(db("claim refresh lease"))?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Gives the lease back (only if `lease_id` still holds it).
+    pub async fn vault_lease_release(&self, lineage: &str, lease_id: &str) -> Result<()> {
+        with_pool!(self.pool(), |p| sqlx::query(sql::LEASE_RELEASE)
+            .bind(lineage)
+            .bind(lease_id)
+            .execute(p)
+            .await
+            .map_err(db("release refresh lease"))?
+            .rows_affected());
+        Ok(())
+    }
+
+    // ----- pending consents -----
+
+    pub async fn vault_pending_insert(&self, pending: &PendingConsent) -> Result<()> {
+        let attributes = attributes_to_text(&pending.attributes)?;
+        with_pool!(self.pool(), |p| {
+            sqlx::query(sql::PENDING_INSERT)
+                .bind(&pending.nonce)
+                .bind(&pending.owner_issuer)
+                .bind(&pending.owner_subject)
+                .bind(&pending.verifier.key_id)
+                .bind(&pending.verifier.nonce)
+                .bind(&pending.verifier.ciphertext)
+                .bind(&attributes)
+                .bind(&pending.redirect_after)
+                .bind(pending.created_at.as_millis())
+                .bind(pending.expires_at.as_millis())
+                .execute(p)
+                .await
+                .map_err(db("insert pending consent"))?;
+        });
+        Ok(())
+    }
+
+    /// Removes and returns the pending consent: of concurrent callers (on any instance) at most
+    /// one gets `Some`. Expiry is the caller's check (the row is returned even when past it).
+    pub async fn vault_pending_take(&self, nonce: &str) -> Result<Option<PendingConsent>> {
+        let row: Option<PendingTuple> =
+            with_pool!(self.pool(), |p| sqlx::query_as(sql::PENDING_TAKE)
+                .bind(nonce)
+                .fetch_optional(p)
+                .await
+                .map_err(db("take pending consent"))?);
+        row.map(pending_from).transpose()
+    }
+
+    /// Deletes pending consents that expired at or before `now`; returns how many.
+    pub async fn vault_pending_purge(&self, now: UnixTime) -> Result<u64> {
+        let done = with_pool!(self.pool(), |p| sqlx::query(sql::PENDING_PURGE)
+            .bind(now.as_millis())
+            .execute(p)
+            .await
+            .map_err(db("purge pending consents"))?
+            .rows_affected());
+        Ok(done)
+    }
+}

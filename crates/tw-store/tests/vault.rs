@@ -1,0 +1,335 @@
+//! The vault tables, each scenario on SQLite and on a real PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{START, Target};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tw_core::UnixTime;
+use tw_store::{PendingConsent, Sealed, TokenUpdate, VaultRow, VaultStatus, VaultTokenType};
+
+const ISS: &str = "https://kc.example/realms/dls";
+
+fn sealed(key: &str, byte: u8) -> Sealed {
+    Sealed {
+        key_id: key.into(),
+        nonce: vec![byte; 12],
+        ciphertext: vec![byte; 48],
+    }
+}
+
+fn row(id: &str, subject: &str, session: Option<&str>) -> VaultRow {
+    VaultRow {
+        id: id.into(),
+        owner_issuer: ISS.into(),
+        owner_subject: subject.into(),
+        token_type: VaultTokenType::Offline,
+        sealed: sealed("k1", 1),
+        session_id: session.map(str::to_owned),
+        status: VaultStatus::Active,
+        attributes: BTreeMap::from([("job".to_owned(), "nightly \"sync\"".to_owned())]),
+        created_at: START,
+        last_used_at: None,
+        expires_at: Some(START.plus(Duration::from_secs(3600))),
+        version: 1,
+    }
+}
+
+fn update(id: &str, version: Option<i64>, byte: u8) -> TokenUpdate {
+    TokenUpdate {
+        id: id.into(),
+        expected_version: version,
+        sealed: sealed("k2", byte),
+        expires_at: None,
+        used_at: Some(START.plus(Duration::from_secs(5))),
+    }
+}
+
+async fn entries_crud(t: Target) {
+    let s = t.open().await;
+    let a = row("a", "alice", Some("s1"));
+    s.vault_insert(&a).await.unwrap();
+    assert_eq!(
+        s.vault_get("a").await.unwrap().as_ref(),
+        Some(&a),
+        "round trip"
+    );
+    assert_eq!(s.vault_get("nope").await.unwrap(), None);
+    let dup = s.vault_insert(&a).await.unwrap_err();
+    assert_eq!(dup.code(), "storage_conflict");
+
+    let mut b = row("b", "alice", Some("s1"));
+    b.token_type = VaultTokenType::Refresh;
+    b.created_at = START.plus(Duration::from_secs(1));
+    b.session_id = Some("s1".into());
+    s.vault_insert(&b).await.unwrap();
+    let c = row("c", "bob", None);
+    s.vault_insert(&c).await.unwrap();
+
+    let mine = s.vault_list_by_owner(ISS, "alice").await.unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(mine[1].token_type, VaultTokenType::Refresh);
+    assert!(
+        s.vault_list_by_owner("other", "alice")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.vault_count_by_session("s1").await.unwrap(), 2);
+    assert_eq!(s.vault_count_by_session("s2").await.unwrap(), 0);
+    assert_eq!(s.vault_list_by_session("s1").await.unwrap().len(), 2);
+
+    // Keyset pages by id.
+    let p1 = s.vault_list_page(None, 2).await.unwrap();
+    assert_eq!(
+        p1.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let p2 = s.vault_list_page(Some("b"), 2).await.unwrap();
+    assert_eq!(p2.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c"]);
+
+    // Touch keeps the version; status bumps it.
+    s.vault_touch("a", START.plus(Duration::from_secs(9)))
+        .await
+        .unwrap();
+    let a1 = s.vault_get("a").await.unwrap().unwrap();
+    assert_eq!(a1.last_used_at, Some(START.plus(Duration::from_secs(9))));
+    assert_eq!(a1.version, 1);
+    assert!(
+        s.vault_set_status("a", VaultStatus::ReconsentRequired)
+            .await
+            .unwrap()
+    );
+    let a2 = s.vault_get("a").await.unwrap().unwrap();
+    assert_eq!((a2.status, a2.version), (VaultStatus::ReconsentRequired, 2));
+    assert!(
+        !s.vault_set_status("nope", VaultStatus::Active)
+            .await
+            .unwrap()
+    );
+
+    // Delete returns the row once.
+    let gone = s.vault_delete("c").await.unwrap().unwrap();
+    assert_eq!(gone, c);
+    assert_eq!(s.vault_delete("c").await.unwrap(), None);
+}
+both!(entries, entries_crud);
+
+async fn guarded_token_updates(t: Target) {
+    let s = t.open().await;
+    s.vault_insert(&row("a", "alice", Some("s1")))
+        .await
+        .unwrap();
+    s.vault_insert(&row("b", "alice", Some("s1")))
+        .await
+        .unwrap();
+
+    // A stale version changes nothing, siblings included.
+    assert!(
+        !s.vault_update_tokens(&[update("a", Some(7), 2), update("b", None, 2)])
+            .await
+            .unwrap()
+    );
+    let a = s.vault_get("a").await.unwrap().unwrap();
+    let b = s.vault_get("b").await.unwrap().unwrap();
+    assert_eq!((a.version, a.sealed.clone()), (1, sealed("k1", 1)));
+    assert_eq!(b.sealed, sealed("k1", 1), "the sibling rolled back too");
+
+    // The right version applies, with the sibling, in one go.
+    assert!(
+        s.vault_update_tokens(&[
+            update("a", Some(1), 3),
+            update("b", None, 4),
+            update("gone", None, 5)
+        ])
+        .await
+        .unwrap()
+    );
+    let a = s.vault_get("a").await.unwrap().unwrap();
+    assert_eq!((a.version, a.sealed.clone()), (2, sealed("k2", 3)));
+    assert_eq!(a.last_used_at, Some(START.plus(Duration::from_secs(5))));
+    assert_eq!(a.expires_at, None);
+    let b = s.vault_get("b").await.unwrap().unwrap();
+    assert_eq!((b.version, b.sealed), (2, sealed("k2", 4)));
+
+    // The version just read no longer works once used: a second writer loses.
+    assert!(
+        !s.vault_update_tokens(&[update("a", Some(1), 6)])
+            .await
+            .unwrap()
+    );
+    let mut keep_use = update("a", Some(2), 6);
+    keep_use.used_at = None;
+    assert!(s.vault_update_tokens(&[keep_use]).await.unwrap());
+    let a = s.vault_get("a").await.unwrap().unwrap();
+    assert_eq!(
+        a.last_used_at,
+        Some(START.plus(Duration::from_secs(5))),
+        "COALESCE keeps it"
+    );
+
+    // Concurrent guarded writers on one version: exactly one applies.
+    let (first, second) = ([update("a", Some(3), 7)], [update("a", Some(3), 8)]);
+    let (x, y) = tokio::join!(
+        s.vault_update_tokens(&first),
+        s.vault_update_tokens(&second)
+    );
+    assert_eq!([x.unwrap(), y.unwrap()].iter().filter(|ok| **ok).count(), 1);
+}
+both!(updates, guarded_token_updates);
+
+fn pending(nonce: &str, expires_at: UnixTime) -> PendingConsent {
+    PendingConsent {
+        nonce: nonce.into(),
+        owner_issuer: ISS.into(),
+        owner_subject: "alice".into(),
+        verifier: sealed("k1", 9),
+        attributes: BTreeMap::from([("purpose".to_owned(), "batch".to_owned())]),
+        redirect_after: Some("https://app.example/done".into()),
+        created_at: START,
+        expires_at,
+    }
+}
+
+async fn pending_taken_once(t: Target) {
+    let s = t.open().await;
+    let p = pending("n1", START.plus(Duration::from_secs(600)));
+    s.vault_pending_insert(&p).await.unwrap();
+    assert_eq!(
+        s.vault_pending_insert(&p).await.unwrap_err().code(),
+        "storage_conflict"
+    );
+    assert_eq!(s.vault_pending_take("n1").await.unwrap(), Some(p));
+    assert_eq!(
+        s.vault_pending_take("n1").await.unwrap(),
+        None,
+        "single use"
+    );
+
+    // Two instances racing for one nonce: one wins.
+    s.vault_pending_insert(&pending("n2", START.plus(Duration::from_secs(600))))
+        .await
+        .unwrap();
+    let other = t.open().await;
+    let (x, y) = tokio::join!(s.vault_pending_take("n2"), other.vault_pending_take("n2"));
+    assert_eq!(
+        [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|r| r.is_some())
+            .count(),
+        1
+    );
+
+    // Purge removes what expired at or before `now`.
+    s.vault_pending_insert(&pending("old", START))
+        .await
+        .unwrap();
+    s.vault_pending_insert(&pending("new", START.plus(Duration::from_secs(1))))
+        .await
+        .unwrap();
+    assert_eq!(s.vault_pending_purge(START).await.unwrap(), 1);
+    assert!(s.vault_pending_take("old").await.unwrap().is_none());
+    assert!(s.vault_pending_take("new").await.unwrap().is_some());
+}
+both!(pending, pending_taken_once);
+
+async fn refresh_leases(t: Target) {
+    let s = t.open().await;
+    let other = t.open().await;
+    let at = |secs: u64| START.plus(Duration::from_secs(secs));
+    assert!(
+        s.vault_lease_claim("session-1", "me", at(0), at(10))
+            .await
+            .unwrap()
+    );
+    // Live: another instance cannot take it, nor can it release it.
+    assert!(
+        !other
+            .vault_lease_claim("session-1", "them", at(5), at(15))
+            .await
+            .unwrap()
+    );
+    other
+        .vault_lease_release("session-1", "them")
+        .await
+        .unwrap();
+    assert!(
+        !other
+            .vault_lease_claim("session-1", "them", at(9), at(19))
+            .await
+            .unwrap()
+    );
+    // Other lineages are independent.
+    assert!(
+        other
+            .vault_lease_claim("session-2", "them", at(5), at(15))
+            .await
+            .unwrap()
+    );
+    // Released: free at once.
+    s.vault_lease_release("session-1", "me").await.unwrap();
+    assert!(
+        other
+            .vault_lease_claim("session-1", "them", at(6), at(16))
+            .await
+            .unwrap()
+    );
+    // Expired (its holder died): taken over.
+    assert!(
+        s.vault_lease_claim("session-1", "me", at(16), at(26))
+            .await
+            .unwrap()
+    );
+    // Racing claimers on a free lineage: one wins.
+    let (x, y) = tokio::join!(
+        s.vault_lease_claim("session-3", "me", at(0), at(10)),
+        other.vault_lease_claim("session-3", "them", at(0), at(10))
+    );
+    assert_eq!(
+        [x.unwrap(), y.unwrap()].iter().filter(|won| **won).count(),
+        1
+    );
+}
+both!(leases, refresh_leases);
+
+/// PostgreSQL's SQLSTATEs are often all digits: a serialisation failure (40001) or a full disk
+/// (53100) is transient (503 `storage_unavailable`), not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_transient_sqlstates_are_retryable() {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    let t = common::postgres().await;
+    let s = t.open().await;
+    s.vault_insert(&row("a", "alice", None)).await.unwrap();
+    let pg = t.pg.as_ref().unwrap();
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&t.cfg.url)
+        .unwrap()
+        .password(pg.password());
+    let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+    for sqlstate in ["40001", "53100"] {
+        let sql = format!(
+            "CREATE OR REPLACE FUNCTION tw_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END; $$ LANGUAGE plpgsql; \
+             DROP TRIGGER IF EXISTS tw_test_refuse ON vault_entries; \
+             CREATE TRIGGER tw_test_refuse BEFORE UPDATE ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_refuse();"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let e = s
+            .vault_update_tokens(&[update("a", Some(1), 2)])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.http_status()),
+            ("storage_unavailable", 503),
+            "{sqlstate}: {e:?}"
+        );
+        assert!(e.is_retryable());
+    }
+}

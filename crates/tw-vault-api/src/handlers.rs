@@ -1,0 +1,474 @@
+//! The route handlers: thin translations between HTTP and [`tw_vault::Vault`].
+
+use crate::ApiState;
+use crate::metrics_names::{METRIC_VAULT_REQUEST_SECONDS, METRIC_VAULT_REQUESTS};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
+use http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use tw_core::{Error, ErrorKind, Secret};
+use tw_http::{ApiError, ErrorCode};
+use tw_vault::{Caller, ConsentCallback, EntryId, EntryView};
+use url::Url;
+
+type Answer = Result<Response, ApiError>;
+
+// ----- middleware -----
+
+/// Authenticates the caller (see [`crate::auth`]) and hands it to the handler.
+pub(crate) async fn authenticate(
+    State(s): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match s.auth.authenticate(req.headers()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(refusal) => *refusal,
+    }
+}
+
+/// Counts every answer by route pattern and outcome (the error code, never a value).
+pub(crate) async fn observe(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let outcome = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0)
+        .unwrap_or("ok");
+    metrics::counter!(METRIC_VAULT_REQUESTS, "route" => route.clone(), "method" => method.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(METRIC_VAULT_REQUEST_SECONDS, "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+// ----- input -----
+
+/// The caller set by [`authenticate`]; its absence is a wiring bug, answered 500 not panicked.
+fn caller_of(req_caller: Option<axum::Extension<Caller>>) -> Result<Caller, ApiError> {
+    req_caller.map(|axum::Extension(c)| c).ok_or_else(|| {
+        Error::internal("caller_missing", "the request was not authenticated").into()
+    })
+}
+
+/// Query parameters; a repeated one is refused (which one counts would be a guess).
+fn query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if out.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(Error::bad_request(
+                "invalid_query",
+                format!("the query parameter `{k}` is given more than once"),
+            )
+            .into());
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON body. The error names where the body went wrong but never echoes a value from it
+/// (bodies hold tokens).
+fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!(
+                    "the body is not valid JSON (line {}, column {})",
+                    inner.line(),
+                    inner.column()
+                )
+            }
+            _ if path == "." || path.is_empty() => {
+                "the body does not have the expected members (see /openapi.json)".to_owned()
+            }
+            _ => format!("`{path}` is missing, unknown or of the wrong type (see /openapi.json)"),
+        };
+        Error::bad_request("invalid_json", what).into()
+    })
+}
+
+/// The body, or a JSON error: too large (413 `body_too_large`) or unreadable (400).
+fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(
+                ErrorKind::PayloadTooLarge,
+                "body_too_large",
+                format!("the body is larger than {} bytes", crate::BODY_LIMIT),
+            )
+            .into()
+        } else {
+            Error::bad_request("invalid_body", "the request body could not be read").into()
+        }
+    })
+}
+
+fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+fn entry_id(text: &str) -> Result<EntryId, ApiError> {
+    text.parse::<EntryId>().map_err(ApiError::from)
+}
+
+// ----- output -----
+
+/// An entry as the API shows it (never the token).
+pub fn entry_json(e: &EntryView) -> Value {
+    json!({
+        "id": e.id.to_string(),
+        "owner": { "issuer": e.owner_issuer, "subject": e.owner_subject },
+        "token_type": e.token_type.as_str(),
+        "status": e.status.as_str(),
+        "session_id": e.session_id,
+        "created_at": e.created_at.as_secs(),
+        "last_used_at": e.last_used_at.map(|t| t.as_secs()),
+        "expires_at": e.expires_at.map(|t| t.as_secs()),
+        "key_id": e.key_id,
+        "attributes": e.attributes,
+    })
+}
+
+fn no_store(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+// ----- consent -----
+
+/// `GET /v1/offline-token?attributes={..}&redirect=URL`.
+pub(crate) async fn start_consent(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    RawQuery(raw): RawQuery,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let mut q = query(raw.as_deref())?;
+    let attributes: BTreeMap<String, String> = match q.remove("attributes") {
+        None => BTreeMap::new(),
+        Some(text) => serde_json::from_str(&text).map_err(|_| {
+            Error::bad_request(
+                "invalid_attributes",
+                "`attributes` must be a JSON object of strings, e.g. {\"job\":\"nightly\"}",
+            )
+        })?,
+    };
+    let redirect = match q.remove("redirect") {
+        None => s.config.consent.redirect_after.clone(),
+        Some(text) => {
+            let url = Url::parse(&text).map_err(|_| {
+                Error::bad_request("redirect_not_allowed", "`redirect` is not an absolute URL")
+            })?;
+            if !s.config.redirect_allowed(&url) {
+                return Err(Error::bad_request(
+                    "redirect_not_allowed",
+                    "`redirect` is not under vault.consent.allowed_redirects",
+                )
+                .into());
+            }
+            Some(url)
+        }
+    };
+    if let Some(unknown) = q.keys().next() {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("unknown query parameter `{unknown}` (known: attributes, redirect)"),
+        )
+        .into());
+    }
+    let start = s.vault.begin_consent(&caller, attributes, redirect).await?;
+    Ok(no_store(
+        StatusCode::OK,
+        json!({
+            "consent_url": start.consent_url.as_str(),
+            "expires_at": start.expires_at.as_secs(),
+        }),
+    ))
+}
+
+/// The IdP's redirect back: `?state=&code=` or `?state=&error=&error_description=`.
+pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): RawQuery) -> Answer {
+    let mut q = query(raw.as_deref())?;
+    let Some(state) = q.remove("state") else {
+        return Err(Error::bad_request(
+            "vault_state_invalid",
+            "the callback carries no `state`: start the consent again",
+        )
+        .into());
+    };
+    let done = s
+        .vault
+        .complete_consent(ConsentCallback {
+            state,
+            code: q.remove("code"),
+            error: q.remove("error"),
+            error_description: q.remove("error_description"),
+        })
+        .await?;
+    Ok(match done.redirect_to {
+        Some(url) => {
+            let mut r = Redirect::to(url.as_str()).into_response();
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        None => no_store(StatusCode::OK, entry_json(&done.entry)),
+    })
+}
+
+// ----- mint, store -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintBody {
+    id: Option<String>,
+}
+
+/// `POST /v1/access-token` with `{"id": ..}` or `?id=`.
+pub(crate) async fn mint(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let body = bytes(body)?;
+    let from_query = query(raw.as_deref())?.remove("id");
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        json_body::<MintBody>(&body)?.id
+    };
+    let id = match (from_query, from_body) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::bad_request(
+                "invalid_entry_id",
+                "the query and the body name different entries",
+            )
+            .into());
+        }
+        (Some(id), _) | (None, Some(id)) => entry_id(&id)?,
+        (None, None) => {
+            return Err(Error::bad_request(
+                "invalid_entry_id",
+                "name the entry: {\"id\": \"<entry id>\"} or ?id=<entry id>",
+            )
+            .into());
+        }
+    };
+    let minted = s.vault.mint(&caller, &id).await?;
+    let mut body = json!({
+        "access_token": minted.access_token.expose(),
+        "expires_in": minted.expires_in,
+        "token_type": minted.token_type,
+    });
+    if let Some(scope) = &minted.scope {
+        body["scope"] = scope.as_str().into();
+    }
+    let mut r = no_store(StatusCode::OK, body);
+    r.headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreBody {
+    #[serde(deserialize_with = "de_secret")]
+    refresh_token: Secret,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+/// `POST /v1/refresh-token`.
+pub(crate) async fn store_token(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let b: StoreBody = json_body(&bytes(body)?)?;
+    let entry = s
+        .vault
+        .store_token(&caller, b.refresh_token, b.attributes)
+        .await?;
+    Ok(no_store(StatusCode::CREATED, entry_json(&entry)))
+}
+
+// ----- entries -----
+
+/// `GET /v1/entries[?all=true]`: entries and the sessions they share.
+pub(crate) async fn list_entries(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    RawQuery(raw): RawQuery,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let mut q = query(raw.as_deref())?;
+    let all = match q.remove("all").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Error::bad_request("invalid_query", "`all` is true or false").into());
+        }
+    };
+    let entries = if all {
+        s.vault.list_all(&caller).await?
+    } else {
+        s.vault.list(&caller).await?
+    };
+    let mut sessions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &entries {
+        if let Some(sid) = &e.session_id {
+            sessions.entry(sid).or_default().push(e.id.to_string());
+        }
+    }
+    let sessions: Vec<Value> = sessions
+        .into_iter()
+        .map(|(sid, ids)| json!({ "session_id": sid, "entries": ids }))
+        .collect();
+    Ok(no_store(
+        StatusCode::OK,
+        json!({
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+            "sessions": sessions,
+        }),
+    ))
+}
+
+pub(crate) async fn get_entry(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let entry = s.vault.get(&caller, &entry_id(&id)?).await?;
+    Ok(no_store(StatusCode::OK, entry_json(&entry)))
+}
+
+pub(crate) async fn delete_entry(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let id = entry_id(&id)?;
+    let outcome = s.vault.delete(&caller, &id).await?;
+    Ok(no_store(
+        StatusCode::OK,
+        json!({
+            "id": id.to_string(),
+            "revoked_at_idp": outcome.revoked_at_idp,
+            "session_revoked": outcome.session_revoked,
+        }),
+    ))
+}
+
+pub(crate) async fn duplicate_entry(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let entry = s.vault.duplicate(&caller, &entry_id(&id)?).await?;
+    Ok(no_store(StatusCode::CREATED, entry_json(&entry)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateBody {
+    #[serde(deserialize_with = "de_secret")]
+    token: Secret,
+}
+
+/// `POST /v1/validate-token` `{"token": ..}`: the IdP's RFC 7662 answer.
+pub(crate) async fn validate_token(
+    State(s): State<ApiState>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let caller = caller_of(caller)?;
+    let b: ValidateBody = json_body(&bytes(body)?)?;
+    let answer = s.vault.introspect(&caller, b.token).await?;
+    Ok(no_store(StatusCode::OK, answer))
+}
+
+// ----- probes, documents -----
+
+pub(crate) async fn health() -> Response {
+    no_store(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// Ready when the storage answers (within [`crate::READY_TIMEOUT`]) and the callers' issuers'
+/// keys are loaded.
+pub(crate) async fn ready(State(s): State<ApiState>) -> Response {
+    let storage = match tokio::time::timeout(crate::READY_TIMEOUT, s.vault.ready()).await {
+        Ok(Ok(())) => json!({ "reachable": true }),
+        Ok(Err(e)) => json!({ "reachable": false, "error": e.code() }),
+        Err(_) => json!({ "reachable": false, "error": "timeout" }),
+    };
+    let keys = s.auth.verifier().is_ready();
+    let ready = storage["reachable"] == true && keys;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    no_store(
+        status,
+        json!({ "ready": ready, "storage": storage, "caller_keys_loaded": keys }),
+    )
+}
+
+pub(crate) async fn version() -> Response {
+    no_store(
+        StatusCode::OK,
+        json!({ "name": "tokenwarden-vault", "version": env!("CARGO_PKG_VERSION") }),
+    )
+}
+
+pub(crate) async fn metrics(State(s): State<ApiState>) -> Response {
+    let text = s
+        .metrics
+        .as_ref()
+        .map(|render| render())
+        .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    (headers, text).into_response()
+}
+
+pub(crate) async fn openapi(State(s): State<ApiState>) -> Response {
+    Json(s.openapi.as_ref().clone()).into_response()
+}
+
+pub(crate) async fn docs() -> Response {
+    // Relative, so the page works behind a path prefix too.
+    tw_http::openapi::docs_page("openapi.json")
+}

@@ -1,0 +1,41 @@
+//! The vault's error codes (see the crate docs for the list).
+
+use tw_core::{Error, ErrorKind};
+
+/// 404 for an unknown entry, and equally for someone else's: knowing an id is never enough.
+pub(crate) fn entry_not_found(id: &crate::EntryId) -> Error {
+    entry_not_found_text().with("entry", id.to_string())
+}
+
+pub(crate) fn entry_not_found_text() -> Error {
+    Error::not_found("vault_entry_not_found", "no such vault entry")
+}
+
+pub(crate) fn reconsent_required(id: &crate::EntryId) -> Error {
+    Error::conflict(
+        "vault_reconsent_required",
+        "the IdP no longer accepts this entry's token (spent, revoked or expired): the user must consent again",
+    )
+    .with("entry", id.to_string())
+}
+
+pub(crate) fn forbidden(what: &str, permission: &str) -> Error {
+    Error::new(
+        ErrorKind::Forbidden,
+        "vault_forbidden",
+        format!("{what} needs the permission `{permission}`"),
+    )
+    .with("permission", permission)
+}
+
+pub(crate) fn user_mismatch() -> Error {
+    Error::new(
+        ErrorKind::Forbidden,
+        "consent_user_mismatch",
+        "the user who signed in at the IdP is not the caller who asked for this token",
+    )
+}
+
+pub(crate) fn bad_attributes(why: &str) -> Error {
+    Error::bad_request("vault_attributes_invalid", format!("attributes: {why}"))
+}

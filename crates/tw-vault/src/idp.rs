@@ -1,0 +1,387 @@
+//! The vault's calls to its IdP, on `tw_broker::idp` (discovery, client authentication, response
+//! classification) and `tw_verify::Verifier` (id_token signatures through the IdP's JWKS).
+//! Nothing here logs a request or response body: they carry tokens.
+
+use crate::model::IdpClientSettings;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tw_broker::idp::{self as broker_idp, ClientAuth, Discovery, TokenResponse};
+use tw_core::{Error, ErrorKind, Secret, UnixTime};
+use tw_verify::{Verifier, VerifyOptions};
+use url::Url;
+
+/// Introspection answers are cut to these members (RFC 7662 and the usual Keycloak ones).
+const INTROSPECTION_FIELDS: &[&str] = &[
+    "active",
+    "scope",
+    "client_id",
+    "username",
+    "preferred_username",
+    "token_type",
+    "typ",
+    "exp",
+    "iat",
+    "nbf",
+    "sub",
+    "aud",
+    "iss",
+    "jti",
+    "azp",
+    "sid",
+];
+
+/// A token endpoint answer with the members beyond [`TokenResponse`] the vault uses.
+pub(crate) struct Grant {
+    pub(crate) token: TokenResponse,
+    pub(crate) id_token: Option<Secret>,
+    /// `refresh_expires_in` (Keycloak); `None` when absent or 0 (no expiry, e.g. offline tokens).
+    pub(crate) refresh_expires_in: Option<Duration>,
+    /// Keycloak's `session_state`.
+    pub(crate) session_state: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ExtraMembers {
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    refresh_expires_in: Option<Value>,
+    #[serde(default)]
+    session_state: Option<String>,
+}
+
+/// Who a grant is for, from a verified id_token or the IdP's introspection of the access token.
+pub(crate) struct GrantIdentity {
+    pub(crate) issuer: String,
+    pub(crate) subject: String,
+    pub(crate) nonce: Option<String>,
+    pub(crate) session_id: Option<String>,
+}
+
+struct Discovered {
+    doc: Discovery,
+    id_tokens: Arc<Verifier>,
+}
+
+pub(crate) struct IdpClient {
+    http: reqwest::Client,
+    issuer: Url,
+    client_id: String,
+    auth: ClientAuth,
+    timeout: Duration,
+    clock: Arc<dyn tw_core::Clock>,
+    discovered: OnceCell<Discovered>,
+}
+
+impl IdpClient {
+    pub(crate) fn new(
+        settings: &IdpClientSettings,
+        clock: Arc<dyn tw_core::Clock>,
+    ) -> Result<Self, Error> {
+        let client_id = settings.client_id.clone();
+        if client_id.is_empty() {
+            return Err(Error::config(
+                "config_invalid",
+                "the vault's IdP client needs a client id",
+            ));
+        }
+        let auth = match (&settings.client_secret, settings.auth_method.as_str()) {
+            (None, _) => ClientAuth::None { client_id },
+            (Some(secret), "client_secret_basic") => ClientAuth::Basic {
+                client_id,
+                secret: secret.clone(),
+            },
+            (Some(secret), "client_secret_post") => ClientAuth::Post {
+                client_id,
+                secret: secret.clone(),
+            },
+            (Some(_), other) => {
+                return Err(Error::config(
+                    "config_invalid",
+                    format!(
+                        "the vault's IdP client auth method `{other}` is not supported (client_secret_basic or client_secret_post)"
+                    ),
+                ));
+            }
+        };
+        if settings.request_timeout.is_zero() {
+            return Err(Error::config(
+                "config_invalid",
+                "the vault's IdP request timeout must be positive",
+            ));
+        }
+        Ok(Self {
+            http: broker_idp::http_client()?,
+            issuer: settings.issuer.clone(),
+            client_id: settings.client_id.clone(),
+            auth,
+            timeout: settings.request_timeout,
+            clock,
+            discovered: OnceCell::new(),
+        })
+    }
+
+    /// Discovery once (retried on the next call while it fails), and the id_token verifier for the
+    /// issuer it names.
+    async fn discovered(&self) -> Result<&Discovered, Error> {
+        self.discovered
+            .get_or_try_init(|| async {
+                let doc = broker_idp::discover(&self.http, &self.issuer, self.timeout).await?;
+                let cfg: tw_config::GatewayConfig = serde_json::from_value(serde_json::json!({
+                    "issuers": [{
+                        "issuer": doc.issuer,
+                        "jwks_url": doc.jwks_uri,
+                        "audiences": [self.client_id],
+                        "token_type": "off",
+                    }],
+                }))
+                .map_err(|e| {
+                    Error::internal(
+                        "vault_idp_setup",
+                        format!("cannot describe the IdP to the verifier: {e}"),
+                    )
+                })?;
+                let verifier = Arc::new(Verifier::new(&cfg, self.clock.clone())?);
+                verifier.start().await;
+                Ok(Discovered {
+                    doc,
+                    id_tokens: verifier,
+                })
+            })
+            .await
+    }
+
+    /// The authorization endpoint with `params` added.
+    pub(crate) async fn authorization_url(&self, params: &[(&str, &str)]) -> Result<Url, Error> {
+        let d = self.discovered().await?;
+        let mut url = d.doc.authorization_endpoint.clone().ok_or_else(|| {
+            missing_endpoint("authorization_endpoint", "the authorization code flow")
+        })?;
+        url.query_pairs_mut().extend_pairs(params);
+        Ok(url)
+    }
+
+    async fn token(&self, form: Vec<(String, String)>) -> Result<Grant, Error> {
+        let d = self.discovered().await?;
+        let (token, body) = broker_idp::token_request_with_body(
+            &self.http,
+            &d.doc.token_endpoint,
+            &self.auth,
+            form,
+            self.timeout,
+            self.clock.now(),
+        )
+        .await?;
+        // The body already parsed as a token response; members of the wrong type are ignored.
+        let extra: ExtraMembers = serde_json::from_slice(&body).unwrap_or_default();
+        Ok(Grant {
+            token,
+            id_token: extra.id_token.filter(|t| !t.is_empty()).map(Secret::new),
+            refresh_expires_in: extra
+                .refresh_expires_in
+                .as_ref()
+                .and_then(broker_idp::lifetime_from_json),
+            session_state: extra.session_state.filter(|s| !s.is_empty()),
+        })
+    }
+
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &Secret,
+        redirect_uri: &Url,
+    ) -> Result<Grant, Error> {
+        self.token(vec![
+            ("grant_type".into(), "authorization_code".into()),
+            ("code".into(), code.to_owned()),
+            ("redirect_uri".into(), redirect_uri.to_string()),
+            ("code_verifier".into(), verifier.expose().to_owned()),
+        ])
+        .await
+    }
+
+    pub(crate) async fn refresh(&self, refresh_token: &Secret) -> Result<Grant, Error> {
+        self.token(vec![
+            ("grant_type".into(), "refresh_token".into()),
+            ("refresh_token".into(), refresh_token.expose().to_owned()),
+        ])
+        .await
+    }
+
+    /// A POST with client authentication to another endpoint; the status and body.
+    async fn post_authenticated(
+        &self,
+        endpoint: &Url,
+        form: Vec<(String, String)>,
+        what: &str,
+    ) -> Result<(u16, Option<Duration>, Vec<u8>), Error> {
+        let answer = broker_idp::post_authenticated(
+            &self.http,
+            endpoint,
+            &self.auth,
+            form,
+            self.timeout,
+            self.clock.now(),
+            what,
+        )
+        .await?;
+        Ok((answer.status, answer.retry_after, answer.body))
+    }
+
+    /// RFC 7009. An unknown or already invalid token is a success (the RFC says so too).
+    pub(crate) async fn revoke(&self, token: &Secret, hint: &str) -> Result<(), Error> {
+        let d = self.discovered().await?;
+        let url = d
+            .doc
+            .revocation_endpoint
+            .clone()
+            .ok_or_else(|| missing_endpoint("revocation_endpoint", "deleting entries"))?;
+        let (status, retry_after, body) = self
+            .post_authenticated(
+                &url,
+                vec![
+                    ("token".into(), token.expose().to_owned()),
+                    ("token_type_hint".into(), hint.to_owned()),
+                ],
+                "revocation endpoint",
+            )
+            .await?;
+        if status == 200 {
+            return Ok(());
+        }
+        Err(rejection(status, &body, retry_after, "revocation"))
+    }
+
+    /// RFC 7662 with the vault's client. The answer is cut to [`INTROSPECTION_FIELDS`].
+    pub(crate) async fn introspect(&self, token: &Secret) -> Result<Map<String, Value>, Error> {
+        let d = self.discovered().await?;
+        let url = d
+            .doc
+            .introspection_endpoint
+            .clone()
+            .ok_or_else(|| missing_endpoint("introspection_endpoint", "introspection"))?;
+        let (status, retry_after, body) = self
+            .post_authenticated(
+                &url,
+                vec![("token".into(), token.expose().to_owned())],
+                "introspection endpoint",
+            )
+            .await?;
+        if status != 200 {
+            return Err(rejection(status, &body, retry_after, "introspection"));
+        }
+        let answer: Map<String, Value> = serde_json::from_slice(&body).map_err(|_| {
+            Error::new(
+                ErrorKind::IdpUnavailable,
+                "idp_malformed_response",
+                "the introspection endpoint answered 200 without a JSON object",
+            )
+        })?;
+        if !matches!(answer.get("active"), Some(Value::Bool(_))) {
+            return Err(Error::new(
+                ErrorKind::IdpUnavailable,
+                "idp_malformed_response",
+                "the introspection answer has no boolean `active`",
+            ));
+        }
+        Ok(answer
+            .into_iter()
+            .filter(|(k, _)| INTROSPECTION_FIELDS.contains(&k.as_str()))
+            .collect())
+    }
+
+    /// Who the grant is for: the id_token, verified (signature by the IdP's JWKS, issuer,
+    /// audience = our client id, expiry), else the IdP's introspection of the access token.
+    pub(crate) async fn identity(&self, grant: &Grant) -> Result<GrantIdentity, Error> {
+        let d = self.discovered().await?;
+        if let Some(id_token) = &grant.id_token {
+            let verified = d
+                .id_tokens
+                .verify(id_token.expose(), VerifyOptions::default())
+                .await
+                .map_err(|e| {
+                    if e.is_transient() {
+                        Error::new(
+                            ErrorKind::IdpUnavailable,
+                            "idp_unavailable",
+                            format!("cannot check the id_token now: {}", e.description()),
+                        )
+                    } else {
+                        Error::new(
+                            ErrorKind::IdpRejected,
+                            "idp_id_token_invalid",
+                            format!(
+                                "the IdP's id_token failed verification: {}",
+                                e.description()
+                            ),
+                        )
+                    }
+                })?;
+            let subject = verified.subject.clone().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::IdpRejected,
+                    "idp_id_token_invalid",
+                    "the IdP's id_token has no `sub`",
+                )
+            })?;
+            let claim = |name: &str| {
+                verified
+                    .claims
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            return Ok(GrantIdentity {
+                issuer: verified.issuer.clone(),
+                subject,
+                nonce: claim("nonce"),
+                session_id: grant.session_state.clone().or_else(|| claim("sid")),
+            });
+        }
+        let answer = self.introspect(&grant.token.access_token).await?;
+        let active = answer.get("active").and_then(Value::as_bool) == Some(true);
+        let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
+        match (active, text("sub")) {
+            (true, Some(subject)) => Ok(GrantIdentity {
+                issuer: d.doc.issuer.clone(),
+                subject,
+                nonce: None,
+                session_id: grant.session_state.clone().or_else(|| text("sid")),
+            }),
+            _ => Err(Error::new(
+                ErrorKind::IdpRejected,
+                "idp_token_unverifiable",
+                "the IdP sent no id_token and its introspection does not vouch for the access token's subject",
+            )),
+        }
+    }
+}
+
+fn missing_endpoint(member: &str, needed_for: &str) -> Error {
+    Error::config(
+        "idp_endpoint_missing",
+        format!("the IdP's discovery document has no `{member}`, needed for {needed_for}"),
+    )
+}
+
+/// A non-200 from introspection or revocation, classified like a token endpoint answer
+/// (5xx/429 transient with `Retry-After`, OAuth errors permanent).
+fn rejection(status: u16, body: &[u8], retry_after: Option<Duration>, what: &str) -> Error {
+    match broker_idp::classify_token_response(status, body, retry_after) {
+        Err(e) => e.with("endpoint", what),
+        // classify_token_response answers Ok only for 200, which callers handle first.
+        Ok(_) => Error::new(
+            ErrorKind::IdpUnavailable,
+            "idp_malformed_response",
+            format!("unexpected answer from the IdP's {what} endpoint (HTTP {status})"),
+        ),
+    }
+}
+
+/// `now + lifetime`.
+pub(crate) fn expiry(now: UnixTime, lifetime: Option<Duration>) -> Option<UnixTime> {
+    lifetime.map(|d| now.plus(d))
+}

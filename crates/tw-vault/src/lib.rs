@@ -1,0 +1,55 @@
+//! tokenwarden's token vault: refresh and offline tokens stored sealed, minted into access
+//! tokens on demand, revocable. No HTTP server types here (the API is `tw-vault-api`); the IdP is
+//! reached through `tw_broker::idp` and `tw_verify`.
+//!
+//! - [`KeyRing`]: AES-256-GCM keys by id, one active. A random 96-bit nonce per seal; associated
+//!   data binds a sealed token to its entry id, owner (issuer + subject) and token type, so a
+//!   ciphertext moved to another row does not open. Rows remember their key id; [`Vault::rekey`]
+//!   moves them to the active key.
+//! - Consent ([`Vault::begin_consent`] / [`Vault::complete_consent`]): authorization code with
+//!   PKCE S256; `state` is HMAC-SHA256-signed, expires by the injected [`tw_core::Clock`], and
+//!   carries a nonce naming a pending row that is deleted as it is read (single use, across
+//!   instances). The id_token is verified (the IdP's JWKS, audience = the vault's client) and its
+//!   `sub` must be the caller who asked.
+//! - [`Vault::mint`]: one IdP refresh per token lineage at a time (a session's entries share one
+//!   token): an async lock per lineage in this process, a lease row in the database across
+//!   instances, the refresh and its commit in a task no caller can cancel. Minted access tokens
+//!   are cached until `exp - margin`. A rotated refresh token is committed under the row's
+//!   version, together with the other entries of the same owner and session, before the access
+//!   token is returned; if the commit fails, no access token is returned. An IdP `invalid_grant`
+//!   marks the entry `ReconsentRequired` (409 from then on, without asking the IdP again); an
+//!   IdP that is down leaves the entry untouched (503, retryable).
+//! - Delete: RFC 7009 revocation, then the row is removed; when another entry shares the
+//!   session nothing is revoked (a revocation ends the IdP session for all of them: Keycloak's
+//!   offline-session rule). An unreachable IdP keeps the row (retryable).
+//! - Caller-supplied tokens ([`Vault::store_token`]) are validated by one refresh, which also
+//!   tells whose they are (the caller's, or 403); the rotated successor is what is stored.
+//!
+//! Error codes: `vault_entry_not_found` (404, also for someone else's entry),
+//! `vault_state_invalid` / `vault_state_expired` / `vault_state_used` / `vault_code_missing`
+//! (400), `consent_denied` (400, the IdP's `error` in context `idp_error`),
+//! `consent_user_mismatch` and `vault_forbidden` (403), `vault_reconsent_required` (409),
+//! `vault_attributes_invalid`, `vault_token_missing`, `vault_token_rejected`,
+//! `vault_duplicate_unsupported` (400), `vault_key_unknown` / `vault_decrypt_failed` (500),
+//! `vault_commit_conflict`, `vault_refresh_in_progress` and the store's `storage_unavailable`
+//! (503, retryable), the IdP's as
+//! `tw_broker::idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
+//! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
+
+mod errors;
+mod idp;
+mod keyring;
+mod metrics_names;
+mod model;
+mod state;
+mod vault;
+
+pub use keyring::KeyRing;
+pub use metrics_names::*;
+pub use model::{
+    Caller, ConsentCallback, ConsentDone, ConsentStart, DEFAULT_CONSENT_SCOPE,
+    DEFAULT_REUSE_MARGIN, DEFAULT_STATE_TTL, DeleteOutcome, EntryId, EntryStatus, EntryView,
+    IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY, PERM_READ_ANY, RekeyReport,
+    TokenType, VaultSettings,
+};
+pub use vault::Vault;

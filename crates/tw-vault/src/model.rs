@@ -1,0 +1,191 @@
+//! The vault's public values: settings, callers, entries, and what each operation answers.
+
+use crate::keyring::KeyRing;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+use tw_core::{Error, Secret, UnixTime};
+use url::Url;
+
+pub use tw_store::{VaultStatus as EntryStatus, VaultTokenType as TokenType};
+
+/// Mint for any entry, not only the caller's own.
+pub const PERM_MINT_ANY: &str = "vault:mint-any";
+/// List and read any entry.
+pub const PERM_READ_ANY: &str = "vault:read-any";
+/// Delete (and duplicate) any entry.
+pub const PERM_ADMIN: &str = "vault:admin";
+
+/// The confidential client the vault uses at the IdP.
+#[derive(Debug, Clone)]
+pub struct IdpClientSettings {
+    /// Discovery (`{issuer}/.well-known/openid-configuration`) finds every endpoint.
+    pub issuer: Url,
+    pub client_id: String,
+    /// `None`: a public client (`auth_method` is then ignored).
+    pub client_secret: Option<Secret>,
+    /// `client_secret_basic` or `client_secret_post`.
+    pub auth_method: String,
+    /// Per IdP request.
+    pub request_timeout: Duration,
+}
+
+/// Everything [`crate::Vault::new`] needs besides storage and a clock.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub idp: IdpClientSettings,
+    /// The callback URL the IdP redirects the browser to (registered at the IdP).
+    pub redirect_uri: Url,
+    /// Default [`DEFAULT_CONSENT_SCOPE`].
+    pub consent_scope: String,
+    /// How long a consent may take. Default [`DEFAULT_STATE_TTL`].
+    pub state_ttl: Duration,
+    /// Minted access tokens are served from memory until `exp - margin`. Default
+    /// [`DEFAULT_REUSE_MARGIN`]; zero turns the cache off.
+    pub access_token_reuse_margin: Duration,
+    pub keys: KeyRing,
+    /// HMAC-SHA256 key of the consent `state` (at least 32 characters).
+    pub state_signing_key: Secret,
+}
+
+pub const DEFAULT_CONSENT_SCOPE: &str = "openid offline_access";
+pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(600);
+pub const DEFAULT_REUSE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Who is asking, as the HTTP layer verified it (bearer token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub issuer: String,
+    pub subject: String,
+    /// Honoured: [`PERM_MINT_ANY`], [`PERM_READ_ANY`], [`PERM_ADMIN`].
+    pub permissions: BTreeSet<String>,
+}
+
+impl Caller {
+    pub fn new(issuer: impl Into<String>, subject: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            permissions: BTreeSet::new(),
+        }
+    }
+
+    pub fn with_permission(mut self, permission: &str) -> Self {
+        self.permissions.insert(permission.to_owned());
+        self
+    }
+
+    pub(crate) fn may(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub(crate) fn owns(&self, issuer: &str, subject: &str) -> bool {
+        same_issuer(&self.issuer, issuer) && self.subject == subject
+    }
+}
+
+/// Issuers compare equal up to a trailing slash.
+pub(crate) fn same_issuer(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// An entry's id (a UUID). Knowing one is never enough: every operation checks ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId(uuid::Uuid);
+
+impl EntryId {
+    pub(crate) fn random() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = Error;
+    /// Anything that is not a UUID is answered like an unknown entry (404 `vault_entry_not_found`).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        uuid::Uuid::parse_str(s)
+            .map(EntryId)
+            .map_err(|_| crate::errors::entry_not_found_text())
+    }
+}
+
+/// An entry as callers see it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryView {
+    pub id: EntryId,
+    pub owner_issuer: String,
+    pub owner_subject: String,
+    pub token_type: TokenType,
+    /// The IdP session the token belongs to (Keycloak's `session_state`/`sid`), or, when the IdP
+    /// names none, a vault-assigned id (`vault:<uuid>`) shared by duplicates of one consent.
+    pub session_id: Option<String>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    /// When the stored token expires, if the IdP said (`refresh_expires_in`).
+    pub expires_at: Option<UnixTime>,
+    pub attributes: BTreeMap<String, String>,
+    /// Which key seals it.
+    pub key_id: String,
+    pub status: EntryStatus,
+}
+
+/// The first step of a consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentStart {
+    /// Where to send the user's browser.
+    pub consent_url: Url,
+    /// The consent must be completed before this.
+    pub expires_at: UnixTime,
+}
+
+/// What the IdP's redirect to the callback carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentCallback {
+    pub state: String,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentDone {
+    pub entry: EntryView,
+    /// The `redirect_after` given when the consent began.
+    pub redirect_to: Option<Url>,
+}
+
+/// A fresh (or cached, still fresh) access token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MintedToken {
+    pub access_token: Secret,
+    /// Seconds left (0 when the IdP gave no lifetime).
+    pub expires_in: u64,
+    pub scope: Option<String>,
+    pub token_type: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The token was revoked at the IdP (RFC 7009).
+    pub revoked_at_idp: bool,
+    /// That revocation ended the IdP session it belonged to (no other entry shared it).
+    pub session_revoked: bool,
+}
+
+/// What [`crate::Vault::rekey`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// Re-sealed under the active key.
+    pub rewritten: u64,
+    /// Already under the active key.
+    pub unchanged: u64,
+    /// Could not be opened (key missing, or tampered): left as they were, logged by id.
+    pub failed: u64,
+}

@@ -1,0 +1,717 @@
+//! [`Vault`]: the service (consent, store, duplicate, list, delete, introspect, rekey; minting
+//! is in [`mint`]).
+
+use crate::errors::{bad_attributes, entry_not_found, forbidden, user_mismatch};
+use crate::idp::{Grant, IdpClient, expiry};
+use crate::keyring::{KeyRing, aad};
+use crate::metrics_names::*;
+use crate::model::*;
+use crate::state::{Pkce, StateSigner, random_token};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tw_core::{Clock, Error, ErrorKind, Secret, UnixTime};
+use tw_store::{PendingConsent, Store, TokenUpdate, VaultRow};
+use url::Url;
+
+mod mint;
+
+use mint::CachedMint;
+
+/// Attribute limits (they are stored per row and shown in listings).
+const MAX_ATTRIBUTES: usize = 32;
+const MAX_ATTRIBUTE_KEY: usize = 64;
+const MAX_ATTRIBUTE_VALUE: usize = 1024;
+/// Minted access tokens kept in memory at most (entries, not bytes).
+const MINT_CACHE_CAPACITY: u64 = 10_000;
+/// Rows per page when the vault walks every entry (rekey, list_all).
+const PAGE: u32 = 200;
+/// Attempts to commit one rotation or rekey when the row's version moved underneath.
+const COMMIT_ATTEMPTS: usize = 3;
+/// Prefix of the session ids the vault assigns when the IdP names none.
+const LOCAL_SESSION_PREFIX: &str = "vault:";
+
+struct Inner {
+    settings: VaultSettings,
+    state: StateSigner,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    idp: IdpClient,
+    minted: moka::sync::Cache<String, CachedMint>,
+    /// One lock per token lineage (`mint::lineage_of`): one IdP refresh at a time in this process
+    /// (the database lease does the same across instances).
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The token vault. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("issuer", &self.inner.settings.idp.issuer.as_str())
+            .field("client_id", &self.inner.settings.idp.client_id)
+            .field("keys", &self.inner.settings.keys)
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn entry_aad(id: &str, owner_issuer: &str, owner_subject: &str, token_type: TokenType) -> Vec<u8> {
+    aad(
+        "entry",
+        &[id, owner_issuer, owner_subject, token_type.as_str()],
+    )
+}
+
+fn row_aad(row: &VaultRow) -> Vec<u8> {
+    entry_aad(
+        &row.id,
+        &row.owner_issuer,
+        &row.owner_subject,
+        row.token_type,
+    )
+}
+
+fn pending_aad(nonce: &str, owner_issuer: &str, owner_subject: &str) -> Vec<u8> {
+    aad("pending", &[nonce, owner_issuer, owner_subject])
+}
+
+fn view(row: &VaultRow) -> Result<EntryView, Error> {
+    Ok(EntryView {
+        id: row.id.parse().map_err(|_| {
+            Error::internal("storage_error", "a vault entry id in storage is not a UUID")
+        })?,
+        owner_issuer: row.owner_issuer.clone(),
+        owner_subject: row.owner_subject.clone(),
+        token_type: row.token_type,
+        session_id: row.session_id.clone(),
+        created_at: row.created_at,
+        last_used_at: row.last_used_at,
+        expires_at: row.expires_at,
+        attributes: row.attributes.clone(),
+        key_id: row.sealed.key_id.clone(),
+        status: row.status,
+    })
+}
+
+fn check_attributes(attributes: &BTreeMap<String, String>) -> Result<(), Error> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(bad_attributes(&format!("at most {MAX_ATTRIBUTES}")));
+    }
+    for (k, v) in attributes {
+        if k.is_empty() || k.len() > MAX_ATTRIBUTE_KEY || k.chars().any(char::is_control) {
+            return Err(bad_attributes(&format!(
+                "names are 1 to {MAX_ATTRIBUTE_KEY} printable characters"
+            )));
+        }
+        if v.len() > MAX_ATTRIBUTE_VALUE {
+            return Err(bad_attributes(&format!(
+                "values are at most {MAX_ATTRIBUTE_VALUE} bytes (`{k}` is longer)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Offline when the IdP granted `offline_access` (or, with no `scope` in its answer, when it was
+/// asked for).
+fn token_type_of(granted: Option<&str>, requested: &str) -> TokenType {
+    let offline = |s: &str| s.split_whitespace().any(|x| x == "offline_access");
+    if granted.map_or_else(|| offline(requested), offline) {
+        TokenType::Offline
+    } else {
+        TokenType::Refresh
+    }
+}
+
+/// The IdP's `error` code as reported: OAuth error codes are `%x20-21 / %x23-5B / %x5D-7E`; we
+/// keep a short, plain subset.
+fn sanitize_error_code(code: &str) -> String {
+    let cleaned: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "unknown_error".into()
+    } else {
+        cleaned
+    }
+}
+
+fn sanitize_description(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+impl Vault {
+    /// Checks the settings and builds the vault. No I/O: the IdP is discovered at first use (so
+    /// the vault starts while the IdP is down), the database is the caller's `store`.
+    pub async fn new(
+        settings: VaultSettings,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault, Error> {
+        let state = StateSigner::new(settings.state_signing_key.clone())?;
+        if settings.state_ttl.is_zero() {
+            return Err(Error::config(
+                "config_invalid",
+                "the vault's state ttl must be positive",
+            ));
+        }
+        if settings.consent_scope.split_whitespace().next().is_none() {
+            return Err(Error::config(
+                "config_invalid",
+                "the vault's consent scope must not be empty",
+            ));
+        }
+        let idp = IdpClient::new(&settings.idp, clock.clone())?;
+        let minted = moka::sync::Cache::builder()
+            .max_capacity(MINT_CACHE_CAPACITY)
+            .time_to_live(Duration::from_secs(24 * 3600))
+            .build();
+        Ok(Vault {
+            inner: Arc::new(Inner {
+                settings,
+                state,
+                store,
+                clock,
+                idp,
+                minted,
+                flights: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn now(&self) -> UnixTime {
+        self.inner.clock.now()
+    }
+
+    fn keys(&self) -> &KeyRing {
+        &self.inner.settings.keys
+    }
+
+    /// The entry, if the caller owns it or holds `permission`; otherwise (and when missing)
+    /// `vault_entry_not_found`.
+    async fn visible_row(
+        &self,
+        caller: &Caller,
+        id: &EntryId,
+        permission: &str,
+    ) -> Result<VaultRow, Error> {
+        match self.inner.store.vault_get(&id.to_string()).await? {
+            Some(row)
+                if caller.owns(&row.owner_issuer, &row.owner_subject) || caller.may(permission) =>
+            {
+                Ok(row)
+            }
+            _ => Err(entry_not_found(id)),
+        }
+    }
+
+    // ----- consent -----
+
+    /// Starts a consent for the caller: a pending row (nonce, owner, sealed PKCE verifier,
+    /// attributes, `redirect_after`) and the IdP's authorization URL with a signed `state`.
+    pub async fn begin_consent(
+        &self,
+        caller: &Caller,
+        attributes: BTreeMap<String, String>,
+        redirect_after: Option<Url>,
+    ) -> Result<ConsentStart, Error> {
+        check_attributes(&attributes)?;
+        let now = self.now();
+        // Expired pending consents are cleared as new ones start (best effort).
+        if let Err(e) = self.inner.store.vault_pending_purge(now).await {
+            tracing::debug!(error = %e, "could not purge expired pending consents");
+        }
+        let nonce = random_token(32);
+        let pkce = Pkce::new();
+        let expires_at = now.plus(self.inner.settings.state_ttl);
+        let verifier = self.keys().seal(
+            &pending_aad(&nonce, &caller.issuer, &caller.subject),
+            pkce.verifier.expose(),
+        )?;
+        self.inner
+            .store
+            .vault_pending_insert(&PendingConsent {
+                nonce: nonce.clone(),
+                owner_issuer: caller.issuer.clone(),
+                owner_subject: caller.subject.clone(),
+                verifier,
+                attributes,
+                redirect_after: redirect_after.map(String::from),
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        let state = self.inner.state.sign(&nonce, expires_at);
+        let settings = &self.inner.settings;
+        let redirect_uri = settings.redirect_uri.to_string();
+        let mut params = vec![
+            ("response_type", "code"),
+            ("client_id", settings.idp.client_id.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", settings.consent_scope.as_str()),
+            ("state", state.as_str()),
+            ("nonce", nonce.as_str()),
+            ("code_challenge", pkce.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        // OIDC Core 11: an `offline_access` request must carry `prompt=consent` (IdPs that follow
+        // the letter, oidc-provider among them, drop the scope otherwise).
+        if token_type_of(None, &settings.consent_scope) == TokenType::Offline {
+            params.push(("prompt", "consent"));
+        }
+        let consent_url = self.inner.idp.authorization_url(&params).await?;
+        tracing::info!(owner = %caller.subject, "vault consent started");
+        Ok(ConsentStart {
+            consent_url,
+            expires_at,
+        })
+    }
+
+    /// The callback: checks `state` (signature, expiry, single use), reports an IdP error
+    /// redirect, exchanges the code with the PKCE verifier, checks that the user who signed in
+    /// is the caller who asked, and stores the token.
+    pub async fn complete_consent(&self, cb: ConsentCallback) -> Result<ConsentDone, Error> {
+        let result = self.complete_consent_inner(cb).await;
+        let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "stored");
+        metrics::counter!(METRIC_CONSENTS, "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn complete_consent_inner(&self, cb: ConsentCallback) -> Result<ConsentDone, Error> {
+        let now = self.now();
+        let nonce = self.inner.state.verify(&cb.state, now)?;
+        let pending = self
+            .inner
+            .store
+            .vault_pending_take(&nonce)
+            .await?
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "vault_state_used",
+                    "this consent `state` was already used (or its consent was cleared); start the consent again",
+                )
+            })?;
+        if pending.expires_at <= now {
+            return Err(Error::bad_request(
+                "vault_state_expired",
+                "the consent took too long: its `state` expired; start the consent again",
+            ));
+        }
+        if let Some(error) = cb.error.as_deref() {
+            let code = sanitize_error_code(error);
+            let mut message = format!("the IdP ended the consent with `{code}`");
+            if let Some(d) = cb.error_description.as_deref().filter(|d| !d.is_empty()) {
+                message.push_str(": ");
+                message.push_str(&sanitize_description(d));
+            }
+            return Err(Error::bad_request("consent_denied", message).with("idp_error", code));
+        }
+        let code = cb
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "vault_code_missing",
+                    "the callback carries neither `code` nor `error`",
+                )
+            })?;
+        let verifier = self.keys().open(
+            &pending.verifier,
+            &pending_aad(&nonce, &pending.owner_issuer, &pending.owner_subject),
+        )?;
+        let grant = self
+            .inner
+            .idp
+            .exchange_code(code, &verifier, &self.inner.settings.redirect_uri)
+            .await?;
+        let identity = self.inner.idp.identity(&grant).await?;
+        if identity.nonce.as_deref().is_some_and(|n| n != nonce) {
+            return Err(Error::new(
+                ErrorKind::IdpRejected,
+                "idp_id_token_invalid",
+                "the id_token's nonce is not this consent's",
+            ));
+        }
+        let owner_matches = same_issuer(&identity.issuer, &pending.owner_issuer)
+            && identity.subject == pending.owner_subject;
+        if !owner_matches {
+            // Leave no grant behind for a user who never asked the vault for one.
+            self.revoke_leftover(&grant).await;
+            tracing::warn!(owner = %pending.owner_subject, signed_in = %identity.subject, "vault consent refused: another user signed in");
+            return Err(user_mismatch());
+        }
+        let entry = self
+            .insert_grant(
+                &pending.owner_issuer,
+                &pending.owner_subject,
+                grant,
+                identity.session_id,
+                pending.attributes,
+                &self.inner.settings.consent_scope,
+            )
+            .await?;
+        tracing::info!(entry = %entry.id, owner = %entry.owner_subject, token_type = entry.token_type.as_str(), "vault consent completed");
+        Ok(ConsentDone {
+            entry,
+            redirect_to: pending.redirect_after.and_then(|u| Url::parse(&u).ok()),
+        })
+    }
+
+    /// Best-effort revocation of a grant the vault will not keep.
+    async fn revoke_leftover(&self, grant: &Grant) {
+        if let Some(rt) = &grant.token.refresh_token
+            && let Err(e) = self.inner.idp.revoke(rt, "refresh_token").await
+        {
+            tracing::warn!(error = %e, "could not revoke a grant the vault refused to keep");
+        }
+    }
+
+    /// Seals the grant's refresh token into a new entry.
+    async fn insert_grant(
+        &self,
+        owner_issuer: &str,
+        owner_subject: &str,
+        grant: Grant,
+        session_id: Option<String>,
+        attributes: BTreeMap<String, String>,
+        requested_scope: &str,
+    ) -> Result<EntryView, Error> {
+        let refresh_token = grant.token.refresh_token.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::IdpRejected,
+                "idp_no_refresh_token",
+                "the IdP issued no refresh token (is `offline_access` allowed for the vault's client?)",
+            )
+        })?;
+        let now = self.now();
+        let id = EntryId::random().to_string();
+        let token_type = token_type_of(grant.token.scope.as_deref(), requested_scope);
+        let sealed = self.keys().seal(
+            &entry_aad(&id, owner_issuer, owner_subject, token_type),
+            refresh_token.expose(),
+        )?;
+        let row = VaultRow {
+            id,
+            owner_issuer: owner_issuer.to_owned(),
+            owner_subject: owner_subject.to_owned(),
+            token_type,
+            sealed,
+            session_id: Some(
+                session_id
+                    .unwrap_or_else(|| format!("{LOCAL_SESSION_PREFIX}{}", EntryId::random())),
+            ),
+            status: EntryStatus::Active,
+            attributes,
+            created_at: now,
+            last_used_at: None,
+            expires_at: expiry(now, grant.refresh_expires_in),
+            version: 1,
+        };
+        self.inner.store.vault_insert(&row).await?;
+        view(&row)
+    }
+
+    // ----- store, duplicate -----
+
+    /// Stores a refresh or offline token the caller already holds. It is checked by one refresh
+    /// at the IdP (that proves the vault's client may use it and tells whose it is: it must be
+    /// the caller's); when the IdP rotates it, the new token is what gets stored.
+    pub async fn store_token(
+        &self,
+        caller: &Caller,
+        refresh_token: Secret,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<EntryView, Error> {
+        check_attributes(&attributes)?;
+        if refresh_token.is_empty() {
+            return Err(Error::bad_request(
+                "vault_token_missing",
+                "no refresh token given",
+            ));
+        }
+        let mut grant = match self.inner.idp.refresh(&refresh_token).await {
+            Ok(g) => g,
+            Err(e) if e.code() == "idp_invalid_grant" => {
+                return Err(Error::bad_request(
+                    "vault_token_rejected",
+                    "the IdP does not accept this refresh token from the vault's client (expired, revoked, spent, or issued to another client)",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let identity = self.inner.idp.identity(&grant).await?;
+        if !(same_issuer(&identity.issuer, &caller.issuer) && identity.subject == caller.subject) {
+            // Someone else's token in the caller's hands: end its grant rather than leave the
+            // rotated successor unaccounted for.
+            self.revoke_leftover(&grant).await;
+            tracing::warn!(caller = %caller.subject, token_subject = %identity.subject, "vault refused to store another user's token");
+            return Err(user_mismatch());
+        }
+        if grant.token.refresh_token.is_none() {
+            grant.token.refresh_token = Some(refresh_token);
+        }
+        let entry = self
+            .insert_grant(
+                &caller.issuer,
+                &caller.subject,
+                grant,
+                identity.session_id,
+                attributes,
+                "",
+            )
+            .await?;
+        tracing::info!(entry = %entry.id, owner = %entry.owner_subject, "vault stored a caller's token");
+        Ok(entry)
+    }
+
+    /// A new entry (new id) for the same owner holding the same offline token and session.
+    pub async fn duplicate(&self, caller: &Caller, id: &EntryId) -> Result<EntryView, Error> {
+        let row = self.visible_row(caller, id, PERM_ADMIN).await?;
+        if row.token_type != TokenType::Offline {
+            return Err(Error::bad_request(
+                "vault_duplicate_unsupported",
+                "only offline entries can be duplicated",
+            ));
+        }
+        let token = self.keys().open(&row.sealed, &row_aad(&row))?;
+        let new_id = EntryId::random().to_string();
+        let copy = VaultRow {
+            sealed: self.keys().seal(
+                &entry_aad(
+                    &new_id,
+                    &row.owner_issuer,
+                    &row.owner_subject,
+                    row.token_type,
+                ),
+                token.expose(),
+            )?,
+            id: new_id,
+            created_at: self.now(),
+            last_used_at: None,
+            version: 1,
+            ..row
+        };
+        self.inner.store.vault_insert(&copy).await?;
+        tracing::info!(entry = %copy.id, from = %id, "vault entry duplicated");
+        view(&copy)
+    }
+
+    // ----- read -----
+
+    /// The caller's own entries, oldest first.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
+        self.inner
+            .store
+            .vault_list_by_owner(&caller.issuer, &caller.subject)
+            .await?
+            .iter()
+            .map(view)
+            .collect()
+    }
+
+    /// Every entry (needs `vault:read-any`), by id.
+    pub async fn list_all(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
+        if !caller.may(PERM_READ_ANY) {
+            return Err(forbidden("listing every entry", PERM_READ_ANY));
+        }
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .vault_list_page(after.as_deref(), PAGE)
+                .await?;
+            for row in &page {
+                out.push(view(row)?);
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => after = Some(last.id.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn get(&self, caller: &Caller, id: &EntryId) -> Result<EntryView, Error> {
+        view(&self.visible_row(caller, id, PERM_READ_ANY).await?)
+    }
+
+    // ----- delete -----
+
+    /// Revokes the token at the IdP (RFC 7009) unless another entry shares its session (a
+    /// revocation would end that session for them too: Keycloak's offline-session rule), then
+    /// deletes the row. When the IdP cannot be reached the row is kept and the error is
+    /// retryable.
+    pub async fn delete(&self, caller: &Caller, id: &EntryId) -> Result<DeleteOutcome, Error> {
+        let row = self.visible_row(caller, id, PERM_ADMIN).await?;
+        let shared = match &row.session_id {
+            Some(session) => self.inner.store.vault_count_by_session(session).await? > 1,
+            None => false,
+        };
+        let mut outcome = DeleteOutcome {
+            revoked_at_idp: false,
+            session_revoked: false,
+        };
+        if !shared {
+            match self.keys().open(&row.sealed, &row_aad(&row)) {
+                Ok(token) => {
+                    self.inner.idp.revoke(&token, "refresh_token").await?;
+                    outcome = DeleteOutcome {
+                        revoked_at_idp: true,
+                        session_revoked: row.session_id.is_some(),
+                    };
+                }
+                // A row that cannot be opened holds nothing usable: deleting it is the fix.
+                Err(e) => {
+                    tracing::warn!(entry = %row.id, error = %e, "deleting an entry that cannot be opened; nothing revoked at the IdP")
+                }
+            }
+        }
+        self.inner.store.vault_delete(&row.id).await?;
+        self.inner.minted.invalidate(&row.id);
+        tracing::info!(entry = %row.id, revoked = outcome.revoked_at_idp, shared, "vault entry deleted");
+        Ok(outcome)
+    }
+
+    // ----- introspection, rekey, readiness -----
+
+    /// RFC 7662 at the IdP with the vault's client; the answer is cut to the standard members
+    /// (`active`, `sub`, `scope`, `exp`, ...).
+    pub async fn introspect(
+        &self,
+        caller: &Caller,
+        token: Secret,
+    ) -> Result<serde_json::Value, Error> {
+        if token.is_empty() {
+            return Err(Error::bad_request("vault_token_missing", "no token given"));
+        }
+        let answer = self.inner.idp.introspect(&token).await?;
+        tracing::debug!(caller = %caller.subject, token = %token.fingerprint().short(), active = ?answer.get("active"), "introspected");
+        Ok(serde_json::Value::Object(answer))
+    }
+
+    /// Re-seals every entry that is not under the active key, page by page, each guarded by
+    /// its version (a row that changed meanwhile is read again). Also purges expired pending
+    /// consents.
+    pub async fn rekey(&self) -> Result<RekeyReport, Error> {
+        let store = &self.inner.store;
+        let active = self.keys().active_key_id().to_owned();
+        let mut report = RekeyReport::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.vault_list_page(after.as_deref(), PAGE).await?;
+            for row in &page {
+                let mut row = row.clone();
+                let mut attempts = 0;
+                loop {
+                    if row.sealed.key_id == active {
+                        report.unchanged += 1;
+                        break;
+                    }
+                    let token = match self.keys().open(&row.sealed, &row_aad(&row)) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(entry = %row.id, error = %e, "rekey: entry cannot be opened; left as it is");
+                            report.failed += 1;
+                            break;
+                        }
+                    };
+                    let update = TokenUpdate {
+                        id: row.id.clone(),
+                        expected_version: Some(row.version),
+                        sealed: self.keys().seal(&row_aad(&row), token.expose())?,
+                        expires_at: row.expires_at,
+                        used_at: None,
+                    };
+                    if store.vault_update_tokens(&[update]).await? {
+                        report.rewritten += 1;
+                        break;
+                    }
+                    attempts += 1;
+                    match store.vault_get(&row.id).await? {
+                        Some(current) if attempts < COMMIT_ATTEMPTS => row = current,
+                        // Deleted meanwhile: nothing to rekey.
+                        None => break,
+                        Some(_) => {
+                            tracing::warn!(entry = %row.id, "rekey: entry keeps changing; left for the next run");
+                            report.failed += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        store.vault_pending_purge(self.now()).await?;
+        tracing::info!(
+            rewritten = report.rewritten,
+            unchanged = report.unchanged,
+            failed = report.failed,
+            active_key = %active,
+            "vault rekey done"
+        );
+        Ok(report)
+    }
+
+    /// Storage reachable (one round trip).
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.inner.store.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_is_what_the_idp_granted() {
+        assert_eq!(
+            token_type_of(Some("openid offline_access"), ""),
+            TokenType::Offline
+        );
+        assert_eq!(
+            token_type_of(Some("openid"), "openid offline_access"),
+            TokenType::Refresh
+        );
+        assert_eq!(
+            token_type_of(None, "openid offline_access"),
+            TokenType::Offline
+        );
+        assert_eq!(token_type_of(None, "openid"), TokenType::Refresh);
+    }
+
+    #[test]
+    fn idp_error_text_is_tamed() {
+        assert_eq!(sanitize_error_code("access_denied"), "access_denied");
+        assert_eq!(sanitize_error_code("<script>"), "script");
+        assert_eq!(sanitize_error_code(""), "unknown_error");
+        assert_eq!(sanitize_description("a\nb\u{7}c").as_str(), "abc");
+        assert_eq!(sanitize_description(&"x".repeat(500)).len(), 200);
+    }
+
+    #[test]
+    fn attribute_limits() {
+        let mut a = BTreeMap::new();
+        a.insert("job".to_owned(), "nightly".to_owned());
+        assert!(check_attributes(&a).is_ok());
+        a.insert(String::new(), "x".into());
+        assert_eq!(
+            check_attributes(&a).unwrap_err().code(),
+            "vault_attributes_invalid"
+        );
+        let big: BTreeMap<_, _> = (0..40).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert!(check_attributes(&big).is_err());
+    }
+}

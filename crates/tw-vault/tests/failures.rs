@@ -1,0 +1,245 @@
+//! Failures: the IdP down (retryable, entries untouched), the IdP refusing a spent token
+//! (reconsent, no retry storm), and a database that refuses the rotation's commit (no access
+//! token handed out); on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{CLIENT_ID, CLIENT_SECRET, Db, Harness};
+use sqlx::Connection;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tw_core::{ErrorKind, Secret};
+use tw_testkit::{Endpoint, Fault};
+use tw_vault::{EntryId, EntryStatus};
+
+async fn row_of(h: &Harness, id: &EntryId) -> tw_store::VaultRow {
+    h.store.vault_get(&id.to_string()).await.unwrap().unwrap()
+}
+
+async fn idp_down_leaves_entries_untouched(h: Harness) {
+    let entry = h.consent(&h.alice, "alice").await.unwrap().entry;
+    let before = row_of(&h, &entry.id).await;
+
+    h.idp.down().await;
+    let e = h.vault.mint(&h.alice, &entry.id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::IdpUnavailable, "{e:?}");
+    assert_eq!(e.http_status(), 503);
+    assert!(e.is_retryable());
+    assert_eq!(row_of(&h, &entry.id).await, before, "nothing written");
+    // Delete needs the revocation first: the row stays, the error is retryable.
+    let e = h.vault.delete(&h.alice, &entry.id).await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert_eq!(row_of(&h, &entry.id).await, before);
+    h.idp.up().await;
+
+    // An IdP answering 503 with Retry-After: same, and the hint is passed on.
+    h.idp
+        .fault(
+            Fault::status(Endpoint::Token, 503)
+                .retry_after("7")
+                .times(1),
+        )
+        .await;
+    let e = h.vault.mint(&h.alice, &entry.id).await.unwrap_err();
+    assert_eq!(
+        (e.http_status(), e.retry_after()),
+        (503, Some(Duration::from_secs(7)))
+    );
+    assert_eq!(row_of(&h, &entry.id).await, before);
+
+    // Back: the same entry mints and deletes.
+    h.vault.mint(&h.alice, &entry.id).await.unwrap();
+    assert!(
+        h.vault
+            .delete(&h.alice, &entry.id)
+            .await
+            .unwrap()
+            .revoked_at_idp
+    );
+}
+both!(idp_down, idp_down_leaves_entries_untouched);
+
+/// Presents a refresh token at the IdP's token endpoint as the vault's client would.
+async fn refresh_directly(h: &Harness, token: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(h.idp.token_url())
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn spent_tokens_need_a_new_consent(h: Harness) {
+    // The vault validates a given token by refreshing it, and keeps the successor...
+    let given = h
+        .idp
+        .mint_refresh_token(CLIENT_ID, "alice", "openid offline_access")
+        .await;
+    let entry = h
+        .vault
+        .store_token(&h.alice, Secret::new(given.clone()), BTreeMap::new())
+        .await
+        .unwrap();
+    // ...so someone replaying the old one trips the IdP's reuse detection, which revokes the
+    // whole grant, the vault's successor included.
+    assert_eq!(refresh_directly(&h, &given).await, 400);
+
+    h.idp.reset_stats().await;
+    let e = h.vault.mint(&h.alice, &entry.id).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.http_status()),
+        ("vault_reconsent_required", 409),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(
+        h.vault.get(&h.alice, &entry.id).await.unwrap().status,
+        EntryStatus::ReconsentRequired
+    );
+    // Asking again does not go back to the IdP.
+    for _ in 0..3 {
+        let e = h.vault.mint(&h.alice, &entry.id).await.unwrap_err();
+        assert_eq!(e.code(), "vault_reconsent_required");
+    }
+    assert_eq!(Harness::refresh_grants(&h.idp.stats().await), 1);
+    // The entry can still be deleted (its revocation at the IdP is a no-op success).
+    h.vault.delete(&h.alice, &entry.id).await.unwrap();
+}
+both!(reconsent, spent_tokens_need_a_new_consent);
+
+/// Makes the database refuse writes to the vault's entries, as a real failure would: SQLite
+/// locked by another writer (past the busy timeout), PostgreSQL answering `disk_full` to updates
+/// of `vault_entries`.
+enum StorageFault {
+    SqliteLock(sqlx::SqliteConnection),
+    PostgresTrigger(sqlx::PgConnection),
+}
+
+impl StorageFault {
+    async fn inject(h: &Harness) -> StorageFault {
+        match h.storage.db {
+            Db::Sqlite => {
+                let path = h.storage.sqlite_path.as_ref().unwrap();
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                StorageFault::SqliteLock(conn)
+            }
+            Db::Postgres => {
+                let pg = h.storage.pg.as_ref().unwrap();
+                let opts = sqlx::postgres::PgConnectOptions::new()
+                    .host("127.0.0.1")
+                    .port(pg.port())
+                    .username(tw_testkit::POSTGRES_USER)
+                    .password(pg.password())
+                    .database(h.storage.pg_database.as_ref().unwrap());
+                let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+                sqlx::raw_sql(
+                    "CREATE FUNCTION tw_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected: disk full' USING ERRCODE = '53100'; END; $$ LANGUAGE plpgsql; \
+                     CREATE TRIGGER tw_test_refuse BEFORE UPDATE ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_refuse();",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                StorageFault::PostgresTrigger(conn)
+            }
+        }
+    }
+
+    async fn lift(self) {
+        match self {
+            StorageFault::SqliteLock(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            StorageFault::PostgresTrigger(mut conn) => {
+                sqlx::raw_sql(
+                    "DROP TRIGGER tw_test_refuse ON vault_entries; DROP FUNCTION tw_test_refuse();",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+        }
+    }
+}
+
+async fn failed_commit_returns_no_token(h: Harness) {
+    let entry = h.consent(&h.alice, "alice").await.unwrap().entry;
+    h.vault.mint(&h.alice, &entry.id).await.unwrap();
+    let before = row_of(&h, &entry.id).await;
+    h.clock.advance(Duration::from_secs(31));
+
+    // The IdP holds its answer for a moment; meanwhile the database starts refusing writes.
+    h.idp
+        .fault(Fault::delay(Endpoint::Token, Duration::from_secs(2)).times(1))
+        .await;
+    h.idp.reset_stats().await;
+    let (vault, alice, id) = (h.vault.clone(), h.alice.clone(), entry.id);
+    let mint = tokio::spawn(async move { vault.mint(&alice, &id).await });
+    while Harness::refresh_grants(&h.idp.stats().await) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fault = StorageFault::inject(&h).await;
+    let e = mint.await.unwrap().unwrap_err();
+    assert_eq!(
+        (e.code(), e.http_status()),
+        ("storage_unavailable", 503),
+        "{e:?}"
+    );
+    assert!(e.is_retryable());
+    fault.lift().await;
+    assert_eq!(
+        row_of(&h, &entry.id).await,
+        before,
+        "the row was not changed"
+    );
+    assert_eq!(Harness::refresh_grants(&h.idp.stats().await), 1);
+
+    // The rotated token was never handed to anyone and is gone with the failed commit; the IdP
+    // holds the stored one as spent, so the entry asks for a new consent instead of failing in
+    // a loop. (The clock first passes the refresh lease the failed attempt may have kept.)
+    h.clock.advance(Duration::from_secs(20));
+    let e = h.vault.mint(&h.alice, &entry.id).await.unwrap_err();
+    assert_eq!(e.code(), "vault_reconsent_required", "{e:?}");
+}
+both!(commit_failure, failed_commit_returns_no_token);
+
+/// A caller that gives up while the IdP is answering does not cancel the refresh: the rotated
+/// token is still committed, so the entry never ends up holding a spent token.
+async fn a_caller_giving_up_cancels_nothing(h: Harness) {
+    let entry = h.consent(&h.alice, "alice").await.unwrap().entry;
+    let before = row_of(&h, &entry.id).await;
+    h.idp
+        .fault(Fault::delay(Endpoint::Token, Duration::from_millis(800)).times(1))
+        .await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        h.vault.mint(&h.alice, &entry.id),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller stopped waiting");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while row_of(&h, &entry.id).await.version == before.version {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotation was never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(row_of(&h, &entry.id).await.sealed, before.sealed);
+    // The committed token is the live one: later refreshes work.
+    h.clock.advance(Duration::from_secs(31));
+    h.vault.mint(&h.alice, &entry.id).await.unwrap();
+    h.clock.advance(Duration::from_secs(31));
+    h.vault.mint(&h.alice, &entry.id).await.unwrap();
+}
+both!(caller_gives_up, a_caller_giving_up_cancels_nothing);

@@ -1,6 +1,7 @@
 //! Logging to stderr, text or JSON. Secrets never reach here: they are `tw_core::Secret`s, whose
 //! Debug/Display print `[REDACTED]`, and no code logs request or response bodies.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tw_config::{LogConfig, LogFormat};
 
@@ -14,6 +15,8 @@ pub fn init(cfg: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in files or log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match cfg.format {
         LogFormat::Json => builder.json().try_init(),

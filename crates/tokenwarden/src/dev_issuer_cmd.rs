@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tw_config::ListenAddr;
 use tw_core::{Error, Secret};
 use tw_devissuer::{ClientSecretOverride, DevIssuer, DevIssuerSettings, LoadReport};
 
@@ -26,7 +27,13 @@ Examples:
 Endpoints per realm (Keycloak's paths): /realms/REALM/.well-known/openid-configuration,
 /realms/REALM/protocol/openid-connect/{token,certs,token/introspect,revoke}.
 Development controls: POST /dev/realms/REALM/rotate-keys[?keep_old=true], POST /dev/reload,
-GET /dev/report. `kill -HUP PID` reloads the files too.
+GET /dev/report. `kill -HUP PID` reloads the files too. They have no authentication, so they
+answer only callers on this machine (loopback), never a request with another site's Origin or
+a Host that names neither this machine nor --public-url.
+
+Other hosts: the issuer listens on loopback only unless given --allow-remote, e.g.
+  tokenwarden dev-issuer --realm-file demo-realm.json --allow-remote \
+      --listen 0.0.0.0:8780 --public-url http://devbox.lan:8780
 
 Exit codes: 0 stopped by Ctrl-C/SIGTERM; 2 bad arguments or a realm file that cannot be loaded;
 1 anything else.")]
@@ -35,10 +42,15 @@ pub struct DevIssuerArgs {
     /// file. Repeat for several realms.
     #[arg(long = "realm-file", value_name = "FILE", required = true)]
     pub realm_files: Vec<PathBuf>,
-    /// Address to listen on.
+    /// Address to listen on: a loopback address (or unix:/path) unless --allow-remote.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8780")]
     pub listen: String,
+    /// Allow a --listen address other hosts can reach. Still for development only: tokens are
+    /// served to anyone who has a client secret, while the /dev controls stay loopback-only.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// The URL clients reach this server at (issuers are URL/realms/REALM). Default: http://ADDR.
+    /// Required with an unspecified --listen address (0.0.0.0, [::]) or a Unix socket.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<url::Url>,
     /// Access-token lifetime for every client, e.g. 5m (default: the realm's accessTokenLifespan,
@@ -57,8 +69,9 @@ pub struct DevIssuerArgs {
 
 pub async fn run(args: DevIssuerArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(&tw_config::LogConfig::default());
-    let listen = tw_config::ListenAddr::parse(&args.listen)
+    let listen = ListenAddr::parse(&args.listen)
         .map_err(|e| Error::config("bad_listen", format!("--listen {}: {e}", args.listen)))?;
+    check_exposure(&listen, args.allow_remote, args.public_url.is_some())?;
     let overrides = secret_overrides(&args.client_secrets)?;
     let listener = tw_http::bind(&listen, "--listen").await?;
     let base_url = match &args.public_url {
@@ -70,6 +83,11 @@ pub async fn run(args: DevIssuerArgs) -> anyhow::Result<ExitCode> {
             url::Url::parse(&format!("http://{addr}")).context("listen address as URL")?
         }
     };
+    if args.allow_remote {
+        eprintln!(
+            "WARNING: --allow-remote: other hosts can get tokens from this dev issuer at {base_url}; the /dev controls answer loopback callers only."
+        );
+    }
     let settings = DevIssuerSettings {
         base_url,
         access_token_lifetime: args.access_token_lifetime,
@@ -98,6 +116,43 @@ pub async fn run(args: DevIssuerArgs) -> anyhow::Result<ExitCode> {
     let router = issuer.router().layer(tw_http::trace_layer());
     tw_http::serve(listener, router, crate::cli::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dev issuer is for one developer's machine: its `/dev` controls have no authentication,
+/// so another host may reach it only when asked for, and the issuer URL tokens carry must be one
+/// clients can reach (not `0.0.0.0`).
+fn check_exposure(
+    listen: &ListenAddr,
+    allow_remote: bool,
+    has_public_url: bool,
+) -> Result<(), Error> {
+    let usage =
+        |code: &'static str, message: String| Error::config(code, message).with("key", "--listen");
+    match listen {
+        ListenAddr::Tcp(addr) if !addr.ip().to_canonical().is_loopback() && !allow_remote => {
+            Err(usage(
+                "listen_not_loopback",
+                format!(
+                    "--listen {addr} is reachable from other hosts, and the dev issuer is for development only: it has no user logins, keys live in memory, and its /dev controls (key rotation, reload) have no authentication. Listen on 127.0.0.1, or pass --allow-remote if other hosts must get tokens (the /dev controls then still answer loopback callers only)"
+                ),
+            ))
+        }
+        ListenAddr::Tcp(addr) if addr.ip().is_unspecified() && !has_public_url => Err(usage(
+            "public_url_required",
+            format!(
+                "--listen {addr} names no host clients can reach, and tokens name the issuer by this URL; give --public-url http://HOST:{} with the name clients use",
+                addr.port()
+            ),
+        )),
+        ListenAddr::Unix(path) if !has_public_url => Err(usage(
+            "public_url_required",
+            format!(
+                "--listen unix:{} has no URL of its own; give --public-url with the URL clients use to reach the socket",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn print_report(issuer: &DevIssuer, report: &LoadReport) {

@@ -3,7 +3,7 @@
 
 use crate::token_cmd;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tw_config::Config;
@@ -45,13 +45,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (loaded, source) = match &args.config {
         Some(path) => {
-            if !path.is_file() {
-                return Err(usage(format!(
-                    "{}: the configuration file does not exist or is not a file",
-                    path.display()
-                ))
-                .into());
-            }
+            require_file(path, "the configuration file")?;
             (tw_config::load(path), path.display().to_string())
         }
         None => (config_from_flags(&args), "command-line flags".to_owned()),
@@ -76,23 +70,18 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let gateway = match &args.gateway_config {
         None => None,
         Some(path) => {
-            if !path.is_file() {
-                return Err(usage(format!(
-                    "{}: the gateway configuration file does not exist or is not a file",
-                    path.display()
-                ))
-                .into());
+            require_file(path, "the gateway configuration file")?;
+            let loaded = tw_config::load(path).and_then(|file| {
+                let gateway = crate::gateway_cmd::gateway_section(&file, path)?.clone();
+                Ok((file, gateway))
+            });
+            match loaded {
+                Ok((file, gateway)) => {
+                    gateway_file = Some(file);
+                    Some(gateway)
+                }
+                Err(e) => return Ok(finish(&Doctor::config_error(&e), args.json)),
             }
-            let gw_cfg = match tw_config::load(path) {
-                Ok(c) => c,
-                Err(e) => return Ok(finish(&Doctor::config_error(&e), args.json)),
-            };
-            let gw = match crate::gateway_cmd::gateway_section(&gw_cfg, path) {
-                Ok(gw) => gw.clone(),
-                Err(e) => return Ok(finish(&Doctor::config_error(&e), args.json)),
-            };
-            gateway_file = Some(gw_cfg);
-            Some(gw)
         }
     };
     let mut doctor = Doctor::new(clock.clone());
@@ -138,6 +127,18 @@ fn finish(report: &Report, json: bool) -> ExitCode {
 
 fn usage(m: String) -> Error {
     Error::bad_request("usage", m)
+}
+
+/// A usage error unless `path` is an existing file; `what` names the file in the message.
+fn require_file(path: &Path, what: &str) -> Result<(), Error> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{}: {what} does not exist or is not a file",
+            path.display()
+        )))
+    }
 }
 
 /// A one-profile configuration from the flags, built and validated exactly as `token get` does.

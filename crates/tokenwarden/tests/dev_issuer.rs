@@ -1,5 +1,6 @@
 //! `tokenwarden dev-issuer` as a user runs it: a child process serving discovery and tokens that
-//! `token get` accepts, reloading its realm file on SIGHUP, and refusing bad input with exit 2.
+//! `token get` accepts, reloading its realm file on SIGHUP, refusing bad input with exit 2, and
+//! exposed to other hosts only when asked to, with its `/dev` controls kept to loopback.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -15,8 +16,14 @@ struct DevIssuer {
 
 impl DevIssuer {
     fn start(realm_file: &std::path::Path) -> Self {
+        Self::start_with(realm_file, &["--listen", "127.0.0.1:0"])
+    }
+
+    fn start_with(realm_file: &std::path::Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
-            .args(["dev-issuer", "--listen", "127.0.0.1:0", "--realm-file"])
+            .arg("dev-issuer")
+            .args(args)
+            .arg("--realm-file")
             .arg(realm_file)
             .env_remove("TOKENWARDEN_LOG")
             .stdout(Stdio::piped())
@@ -198,4 +205,109 @@ fn unloadable_realm_file_exits_2_naming_file_and_path() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn demo_realm() -> std::path::PathBuf {
+    repo_root().join("examples/realms/demo-realm.json")
+}
+
+/// Runs a dev issuer expected to refuse its arguments; one that serves instead is stopped.
+fn run_dev_issuer(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .arg("dev-issuer")
+        .args(args)
+        .arg("--realm-file")
+        .arg(demo_realm())
+        .env_remove("TOKENWARDEN_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tokenwarden dev-issuer");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dev-issuer {args:?} is serving instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn a_listen_address_other_hosts_reach_needs_allow_remote_and_a_public_url() {
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = run_dev_issuer(&["--listen", listen]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{listen}: {stderr}");
+        assert!(stderr.contains("reachable from other hosts"), "{stderr}");
+        assert!(stderr.contains("no authentication"), "{stderr}");
+        assert!(stderr.contains("--allow-remote"), "{stderr}");
+
+        // Allowed, but 0.0.0.0 is no issuer a client can reach.
+        let out = run_dev_issuer(&["--listen", listen, "--allow-remote"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{listen}: {stderr}");
+        assert!(stderr.contains("--public-url"), "{stderr}");
+    }
+}
+
+/// This machine's address on its default route, if it has one (no packet is sent).
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn with_allow_remote_tokens_name_the_public_url_and_dev_controls_stay_loopback_only() {
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .expect("free port")
+        .local_addr()
+        .expect("port")
+        .port();
+    let public = format!("http://localhost:{port}");
+    let listen = format!("0.0.0.0:{port}");
+    let server = DevIssuer::start_with(
+        &demo_realm(),
+        &[
+            "--listen",
+            &listen,
+            "--allow-remote",
+            "--public-url",
+            &public,
+        ],
+    );
+    let start = server.read_until("token URL").join("\n");
+    assert!(
+        start.contains(&format!("issuer     {public}/realms/demo")),
+        "{start}"
+    );
+    let token_url = format!("http://127.0.0.1:{port}/realms/demo/protocol/openid-connect/token");
+    let claims = token(&token_url).await;
+    assert_eq!(claims["iss"], format!("{public}/realms/demo"));
+
+    let http = reqwest::Client::new();
+    let reload = |host: String| http.post(format!("http://{host}:{port}/dev/reload")).send();
+    let local = reload("127.0.0.1".into()).await.expect("reload");
+    assert_eq!(local.status(), 200);
+    match non_loopback_address() {
+        Some(ip) => {
+            let host = match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            let remote = reload(host)
+                .await
+                .expect("reload from a non-loopback address");
+            assert_eq!(remote.status(), 403);
+            let body: serde_json::Value = remote.json().await.expect("json");
+            assert_eq!(body["error"]["code"], "dev_control_refused", "{body}");
+        }
+        None => eprintln!(
+            "no non-loopback address here; the remote refusal is covered in tw-devissuer's tests"
+        ),
+    }
 }

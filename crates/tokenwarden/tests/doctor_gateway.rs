@@ -104,7 +104,7 @@ async fn claims_permissions_and_calls_through_a_real_gateway_are_explained() {
     assert_eq!(d.code, Some(0), "{}\n{}", d.stdout, d.stderr);
     assert_eq!(d.outcome("claims").0, "pass");
     assert_eq!(d.outcome("authz").0, "pass");
-    assert!(d.text_of("authz").contains("grids-read"));
+    d.assert_says("authz", "grids-read");
     assert_eq!(d.outcome("call").0, "pass");
     assert!(d.text_of("call").contains("HTTP 200") && d.text_of("call").contains("grids-read"));
 
@@ -123,21 +123,10 @@ async fn claims_permissions_and_calls_through_a_real_gateway_are_explained() {
     )
     .await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("authz"),
-        ("fail".into(), "missing_permission".into())
-    );
-    assert!(
-        d.text_of("authz").contains("grids:write"),
-        "{}",
-        d.text_of("authz")
-    );
-    assert_eq!(d.outcome("call"), ("fail".into(), "forbidden_403".into()));
-    assert!(
-        d.text_of("call").contains("deciding rule: grids-write"),
-        "{}",
-        d.text_of("call")
-    );
+    d.assert_fails("authz", "missing_permission");
+    d.assert_says("authz", "grids:write");
+    d.assert_fails("call", "forbidden_403");
+    d.assert_says("call", "deciding rule: grids-write");
 
     // The same without calling anything: --path.
     let d = doctor(
@@ -145,10 +134,7 @@ async fn claims_permissions_and_calls_through_a_real_gateway_are_explained() {
         &env,
     )
     .await;
-    assert_eq!(
-        d.outcome("authz"),
-        ("fail".into(), "missing_permission".into())
-    );
+    d.assert_fails("authz", "missing_permission");
     assert!(
         d.json["steps"]
             .as_array()
@@ -164,26 +150,20 @@ async fn claims_permissions_and_calls_through_a_real_gateway_are_explained() {
     )
     .await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(d.outcome("call"), ("fail".into(), "upstream_5xx".into()));
-    assert!(d.text_of("call").contains("502"), "{}", d.text_of("call"));
+    d.assert_fails("call", "upstream_5xx");
+    d.assert_says("call", "502");
 
     // Connection refused at the URL itself.
     let nothing = format!("http://127.0.0.1:{}/grids/1", tw_testkit::free_port());
     let d = doctor(&["--config", both, "--url", &nothing], &env).await;
-    assert_eq!(
-        d.outcome("call"),
-        ("fail".into(), "connection_refused".into())
-    );
+    d.assert_fails("call", "connection_refused");
 
     // Audience: the gateway the doctor checks against demands another one.
     let other_aud = gateway_toml(&issuer, "\"grids-api\"", "", &upstream.url());
     let aud_file = files.write("aud.toml", &format!("{profile}\n{other_aud}"));
     let d = doctor(&["--config", aud_file.to_str().unwrap()], &env).await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("claims"),
-        ("fail".into(), "audience_mismatch".into())
-    );
+    d.assert_fails("claims", "audience_mismatch");
     let t = d.text_of("claims");
     assert!(t.contains("api") && t.contains("grids-api"), "{t}");
 
@@ -203,13 +183,8 @@ async fn claims_permissions_and_calls_through_a_real_gateway_are_explained() {
         &env,
     )
     .await;
-    assert_eq!(
-        d.outcome("claims"),
-        ("fail".into(), "azp_not_allowed".into()),
-        "{}",
-        d.stdout
-    );
-    assert!(d.text_of("claims").contains("agent-basic"));
+    d.assert_fails("claims", "azp_not_allowed");
+    d.assert_says("claims", "agent-basic");
 
     // 401: a gateway that demands another audience, called without a local [gateway] (the doctor
     // reads the challenge).
@@ -225,15 +200,8 @@ async fn claims_permissions_and_calls_through_a_real_gateway_are_explained() {
     )
     .await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("call"),
-        ("fail".into(), "unauthorized_401".into())
-    );
-    assert!(
-        d.text_of("call").contains("invalid_token"),
-        "{}",
-        d.text_of("call")
-    );
+    d.assert_fails("call", "unauthorized_401");
+    d.assert_says("call", "invalid_token");
     assert!(!d.stdout.contains(SECRET));
 
     // A custom login endpoint whose answer holds the token elsewhere than configured.
@@ -251,13 +219,8 @@ custom = {{ url = "{}/getAuthToken", token_pointer = "/token", secret_fields = {
         ),
     );
     let d = doctor(&["--config", custom.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "custom_login_answer_shape".into()),
-        "{}",
-        d.stdout
-    );
-    assert!(d.text_of("token").contains("token_pointer"));
+    d.assert_fails("token", "custom_login_answer_shape");
+    d.assert_says("token", "token_pointer");
     assert!(!d.stdout.contains("opaque-login-token"));
 
     strict_running.stop().await;

@@ -4,11 +4,20 @@
 
 mod doctor_common;
 
-use doctor_common::{Files, doctor, profile_toml};
+use doctor_common::{Diagnosis, Files, doctor, profile_toml};
 use std::time::Duration;
 use tw_testkit::{ClientSpec, Endpoint, Fault, Idp, IdpConfig};
 
 const SECRET: &str = "agent-basic-secret";
+
+/// Runs doctor on a `main` profile of the client `agent-basic` at `issuer`, plus `extra` lines.
+async fn doctor_at(files: &Files, issuer: &str, extra: &str, env: &[(&str, &str)]) -> Diagnosis {
+    let config = files.write(
+        "main.toml",
+        &profile_toml("main", issuer, "agent-basic", extra),
+    );
+    doctor(&["--config", config.to_str().expect("UTF-8 path")], env).await
+}
 
 #[tokio::test]
 async fn config_and_reachability_failures_are_told_apart() {
@@ -53,10 +62,7 @@ async fn config_and_reachability_failures_are_told_apart() {
     );
     let d = doctor(&["--config", bad.to_str().unwrap()], &env).await;
     assert_eq!(d.code, Some(1), "{}", d.stdout);
-    assert_eq!(
-        d.outcome("config"),
-        ("fail".into(), "config_invalid".into())
-    );
+    d.assert_fails("config", "config_invalid");
     let t = d.text_of("config");
     assert!(t.contains("bad.toml") && t.contains("client_secert"), "{t}");
 
@@ -74,139 +80,88 @@ async fn config_and_reachability_failures_are_told_apart() {
     // An unset secret variable: named, never guessed.
     let d = doctor(&["--config", ok.to_str().unwrap()], &[]).await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("secrets"),
-        ("fail".into(), "secret_unavailable".into())
-    );
-    assert!(d.text_of("secrets").contains("TW_DOCTOR_SECRET"));
+    d.assert_fails("secrets", "secret_unavailable");
+    d.assert_says("secrets", "TW_DOCTOR_SECRET");
 
     // Connection refused: a port nothing listens on.
     let port = tw_testkit::free_port();
-    let refused = files.write(
-        "refused.toml",
-        &profile_toml(
-            "main",
-            &format!("http://127.0.0.1:{port}/realms/test"),
-            "agent-basic",
-            "",
-        ),
-    );
-    let d = doctor(&["--config", refused.to_str().unwrap()], &env).await;
+    let d = doctor_at(
+        &files,
+        &format!("http://127.0.0.1:{port}/realms/test"),
+        "",
+        &env,
+    )
+    .await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "connection_refused".into())
-    );
+    d.assert_fails("discovery", "connection_refused");
 
     // The IdP itself down: refused as well; up again: fine.
     idp.down().await;
     let d = doctor(&["--config", ok.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "connection_refused".into())
-    );
+    d.assert_fails("discovery", "connection_refused");
     idp.up().await;
 
     // DNS: a name that cannot resolve.
-    let dns = files.write(
-        "dns.toml",
-        &profile_toml(
-            "main",
-            "http://keycloak.doctor.invalid/realms/test",
-            "agent-basic",
-            "",
-        ),
-    );
-    let d = doctor(&["--config", dns.to_str().unwrap()], &env).await;
+    let d = doctor_at(
+        &files,
+        "http://keycloak.doctor.invalid/realms/test",
+        "",
+        &env,
+    )
+    .await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "dns".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("discovery", "dns");
 
     // TLS: https:// to the IdP's plain-HTTP port.
-    let tls = files.write(
-        "tls.toml",
-        &profile_toml(
-            "main",
-            &idp.issuer().replace("http://", "https://"),
-            "agent-basic",
-            "",
-        ),
-    );
-    let d = doctor(&["--config", tls.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "tls".into()),
-        "{}",
-        d.stdout
-    );
+    let d = doctor_at(
+        &files,
+        &idp.issuer().replace("http://", "https://"),
+        "",
+        &env,
+    )
+    .await;
+    d.assert_fails("discovery", "tls");
 
     // Timeout: the discovery document comes later than the configured request timeout.
     idp.fault(Fault::delay(Endpoint::Discovery, Duration::from_secs(3)))
         .await;
-    let slow = files.write(
-        "slow.toml",
-        &profile_toml(
-            "main",
-            &idp.issuer(),
-            "agent-basic",
-            "timing = { request_timeout = \"500ms\" }",
-        ),
-    );
-    let d = doctor(&["--config", slow.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "timeout".into()),
-        "{}",
-        d.stdout
-    );
+    let d = doctor_at(
+        &files,
+        &idp.issuer(),
+        "timing = { request_timeout = \"500ms\" }",
+        &env,
+    )
+    .await;
+    d.assert_fails("discovery", "timeout");
     idp.clear_faults().await;
 
     // A garbled discovery document.
     idp.fault(Fault::garbled(Endpoint::Discovery)).await;
     let d = doctor(&["--config", ok.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "discovery_invalid".into())
-    );
+    d.assert_fails("discovery", "discovery_invalid");
     idp.clear_faults().await;
 
     // A 404: a wrong realm.
-    let realm = files.write(
-        "realm.toml",
-        &profile_toml(
-            "main",
-            &idp.issuer().replace("/realms/test", "/realms/nope"),
-            "agent-basic",
-            "",
-        ),
-    );
-    let d = doctor(&["--config", realm.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "discovery_http_status".into())
-    );
-    assert!(d.text_of("discovery").contains("404"));
+    let d = doctor_at(
+        &files,
+        &idp.issuer().replace("/realms/test", "/realms/nope"),
+        "",
+        &env,
+    )
+    .await;
+    d.assert_fails("discovery", "discovery_http_status");
+    d.assert_says("discovery", "404");
 
     // Issuer mismatch: the same server under another name (localhost vs 127.0.0.1).
-    let other_name = files.write(
-        "mismatch.toml",
-        &profile_toml(
-            "main",
-            &idp.issuer().replace("127.0.0.1", "localhost"),
-            "agent-basic",
-            "",
-        ),
-    );
-    let d = doctor(&["--config", other_name.to_str().unwrap()], &env).await;
-    assert_eq!(
-        d.outcome("discovery"),
-        ("fail".into(), "issuer_mismatch".into())
-    );
-    assert!(d.text_of("discovery").contains(&idp.issuer()));
+    let d = doctor_at(
+        &files,
+        &idp.issuer().replace("127.0.0.1", "localhost"),
+        "",
+        &env,
+    )
+    .await;
+    d.assert_fails("discovery", "issuer_mismatch");
+    d.assert_says("discovery", &idp.issuer());
 }
 
 #[tokio::test]
@@ -238,43 +193,25 @@ async fn client_authentication_failures_are_told_apart() {
     // Wrong secret: the client exists and is enabled (the authorization endpoint knows it).
     let d = run(&basic, "not-the-secret").await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "wrong_secret".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "wrong_secret");
+    // What the IdP said, from the broker's error context.
+    d.assert_says("token", "refused the client `agent-basic`: invalid_client");
     assert!(!d.stdout.contains("not-the-secret"));
 
     // Unknown client.
     let d = run(&cfg("no-such-client"), SECRET).await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "unknown_client".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "unknown_client");
 
     // Disabled client: Keycloak's (and the test IdP's) token endpoint answers as for an unknown
     // client; the authorization endpoint tells.
     idp.disable_client("agent-basic").await;
     let d = run(&basic, SECRET).await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "client_disabled".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "client_disabled");
     idp.enable_client("agent-basic").await;
 
     // Service account not enabled: the client may not use client_credentials.
     let d = run(&cfg("browser-app"), "browser-app-secret").await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "service_account_disabled".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "service_account_disabled");
 
     // When the authorization endpoint cannot be asked (a token URL of no known layout, here
     // through its query), the doctor says it cannot tell, and lists every cause.
@@ -290,12 +227,7 @@ client_secret = {{ env = "TW_DOCTOR_SECRET" }}
         ),
     );
     let d = run(&unknown_layout, "not-the-secret").await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "wrong_secret_or_unknown_client".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "wrong_secret_or_unknown_client");
     let t = d.text_of("token");
     assert!(t.contains("Credentials") && t.contains("Clients"), "{t}");
 
@@ -303,39 +235,21 @@ client_secret = {{ env = "TW_DOCTOR_SECRET" }}
     idp.fault(Fault::status(Endpoint::Token, 429).retry_after("7"))
         .await;
     let d = run(&basic, SECRET).await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "rate_limited".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "rate_limited");
     idp.fault(Fault::status(Endpoint::Token, 503)).await;
     let d = run(&basic, SECRET).await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "idp_5xx".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "idp_5xx");
     idp.clear_faults().await;
 
     // invalid_scope.
-    let scoped = files.write(
-        "scope.toml",
-        &profile_toml(
-            "main",
-            &idp.issuer(),
-            "agent-basic",
-            "scope = \"no-such-scope\"",
-        ),
-    );
-    let d = run(&scoped, SECRET).await;
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "invalid_scope".into()),
-        "{}",
-        d.stdout
-    );
+    let d = doctor_at(
+        &files,
+        &idp.issuer(),
+        "scope = \"no-such-scope\"",
+        &[("TW_DOCTOR_SECRET", SECRET)],
+    )
+    .await;
+    d.assert_fails("token", "invalid_scope");
 
     // Back to healthy.
     let d = run(&basic, SECRET).await;
@@ -371,22 +285,12 @@ private_key = {{ file = "{}" }}
     )
     .await;
     assert_eq!(d.code, Some(1));
-    assert_eq!(
-        d.outcome("token"),
-        ("fail".into(), "invalid_client_assertion".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("token", "invalid_client_assertion");
     assert!(!d.stdout.contains("PRIVATE KEY"));
 
     // Not a key at all: caught before anything is sent.
     let d = doctor(&["--config", cfg("README.md").to_str().unwrap()], &[]).await;
-    assert_eq!(
-        d.outcome("secrets"),
-        ("fail".into(), "private_key_invalid".into()),
-        "{}",
-        d.stdout
-    );
+    d.assert_fails("secrets", "private_key_invalid");
 }
 
 #[tokio::test]
@@ -409,4 +313,96 @@ async fn doctor_runs_without_a_config_file_from_flags() {
 
     let d = doctor(&["--client-id", "agent-basic"], &[]).await;
     assert_eq!(d.code, Some(2), "{}", d.stderr);
+}
+
+/// `tokenwarden doctor` with its text report (what a terminal shows): (exit code, stdout).
+async fn doctor_text(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["doctor", "--config"])
+        .arg(config)
+        .env("TW_DOCTOR_SECRET", SECRET)
+        .env_remove("TOKENWARDEN_CONFIG")
+        .env_remove("TOKENWARDEN_LOG")
+        .output()
+        .await
+        .expect("run tokenwarden doctor");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn idp_supplied_text_cannot_drive_the_terminal() {
+    let idp = Idp::start_default().await;
+    let files = Files::new();
+    // A discovery document whose issuer clears the screen, turns red, rings, and forges a line.
+    let hostile =
+        "\u{1b}[2J\u{1b}[31mhttp://evil.example/realms/test\u{7}\r\nfix: trust me \u{202e}";
+    idp.fault(
+        Fault::status(Endpoint::Discovery, 200).body(serde_json::json!({
+            "issuer": hostile,
+            "token_endpoint": format!("{}/protocol/openid-connect/token", idp.issuer()),
+        })),
+    )
+    .await;
+    let config = files.write(
+        "main.toml",
+        &profile_toml("main", &idp.issuer(), "agent-basic", ""),
+    );
+
+    let (code, stdout) = doctor_text(&config).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        !stdout
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        "raw control characters reach the terminal: {stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"the IdP says: \u{1b}[2J\u{1b}[31mhttp://evil.example/realms/test\u{7}\r\nfix: trust me \u{202e}"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("fix: trust me")),
+        "{stdout}"
+    );
+
+    // The JSON report keeps the IdP's text as it came (JSON escapes it).
+    let d = doctor(
+        &["--config", config.to_str().unwrap()],
+        &[("TW_DOCTOR_SECRET", SECRET)],
+    )
+    .await;
+    d.assert_fails("discovery", "issuer_mismatch");
+    d.assert_says("discovery", hostile);
+    assert!(!d.stdout.contains('\u{1b}'), "{}", d.stdout);
+}
+
+#[tokio::test]
+async fn an_oversized_discovery_document_is_refused_without_reading_it_all() {
+    // The test IdP's control API takes no fault body this large, so a fake serves it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/realms/big", listener.local_addr().unwrap());
+    let document = serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/protocol/openid-connect/token"),
+        "padding": "x".repeat(2 * 1024 * 1024),
+    })
+    .to_string();
+    let app = axum::Router::new().route(
+        "/realms/big/.well-known/openid-configuration",
+        axum::routing::get(move || async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                document,
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let files = Files::new();
+    let d = doctor_at(&files, &issuer, "", &[("TW_DOCTOR_SECRET", SECRET)]).await;
+    d.assert_fails("discovery", "discovery_invalid");
+    d.assert_says("discovery", "larger than 1048576 bytes");
 }

@@ -241,7 +241,19 @@ fn authenticate(
     Ok(req)
 }
 
-/// Turns a token endpoint answer into a token or a classified error.
+/// Context key of the OAuth `error` code of an IdP's refusal (RFC 6749 §5.2), capped.
+pub const OAUTH_ERROR: &str = "oauth_error";
+/// Context key of the IdP's `error_description`, capped and without control characters.
+pub const OAUTH_ERROR_DESCRIPTION: &str = "oauth_error_description";
+/// Longest `error` kept: real codes are short; anything longer is not one.
+const MAX_OAUTH_ERROR_CHARS: usize = 64;
+/// Longest `error_description` kept (in messages and context alike).
+const MAX_OAUTH_DESCRIPTION_CHARS: usize = 200;
+
+/// Turns a token endpoint answer into a token or a classified error. An OAuth error body's
+/// `error` and `error_description` are also attached as context ([`OAUTH_ERROR`],
+/// [`OAUTH_ERROR_DESCRIPTION`]) so callers need not parse the message. Both are the IdP's words,
+/// capped; nothing of the request (secret, assertion, refresh token) is copied into them.
 pub fn classify_token_response(
     status: u16,
     body: &[u8],
@@ -250,29 +262,45 @@ pub fn classify_token_response(
     if status == 200 {
         return parse_token_body(body);
     }
-    let oauth = serde_json::from_slice::<OAuthError>(body).ok();
-    let described = |default: &str| match &oauth {
-        Some(e) => match e.error_description.as_deref() {
-            Some(d) if !d.is_empty() => format!("{}: {}", e.error, truncate(d, 200)),
-            _ => e.error.clone(),
+    let oauth = serde_json::from_slice::<OAuthError>(body)
+        .ok()
+        .map(OAuthError::capped);
+    let described = match &oauth {
+        Some(e) => match &e.error_description {
+            Some(d) => format!("{}: {d}", e.error),
+            None => e.error.clone(),
         },
-        None => default.to_owned(),
+        None => "no OAuth error body".to_owned(),
     };
-    if is_transient_status(status) {
+    let error = if is_transient_status(status) {
         let mut err = Error::new(
             ErrorKind::IdpUnavailable,
             "idp_unavailable",
             format!(
-                "the IdP's token endpoint answered HTTP {status} ({}); will retry with backoff",
-                described("no OAuth error body")
+                "the IdP's token endpoint answered HTTP {status} ({described}); will retry with backoff"
             ),
         );
         if let Some(ra) = retry_after {
             err = err.with_retry_after(ra);
         }
-        return Err(err);
-    }
-    let (code, hint) = match oauth.as_ref().map(|e| e.error.as_str()) {
+        err
+    } else {
+        let (code, hint) = rejection_code(oauth.as_ref().map(|e| e.error.as_str()), status);
+        Error::new(
+            ErrorKind::IdpRejected,
+            code,
+            format!("{hint} (HTTP {status}, {described})"),
+        )
+    };
+    Err(match oauth {
+        Some(e) => e.attach_to(error),
+        None => error,
+    })
+}
+
+/// The stable code and a hint for a permanent refusal, by the OAuth `error` code.
+fn rejection_code(oauth_error: Option<&str>, status: u16) -> (&'static str, &'static str) {
+    match oauth_error {
         Some("invalid_client") => (
             "idp_invalid_client",
             "the IdP does not accept this client's credentials: check client_id, the secret or key, and auth_method",
@@ -300,21 +328,40 @@ pub fn classify_token_response(
             "the token endpoint redirected; the token URL is probably wrong (http vs https, realm path?)",
         ),
         None => ("idp_rejected", "the IdP refused the request"),
-    };
-    Err(Error::new(
-        ErrorKind::IdpRejected,
-        code,
-        format!(
-            "{hint} (HTTP {status}, {})",
-            described("no OAuth error body")
-        ),
-    ))
+    }
 }
 
+/// An OAuth error body (RFC 6749 §5.2).
 #[derive(Deserialize)]
 struct OAuthError {
     error: String,
     error_description: Option<String>,
+}
+
+impl OAuthError {
+    /// Capped to fit a log line, control characters (line breaks) dropped, empty description
+    /// as none.
+    fn capped(self) -> Self {
+        let clean = |s: &str, max: usize| {
+            let printable: String = s.chars().filter(|c| !c.is_control()).collect();
+            truncate(printable.trim(), max)
+        };
+        Self {
+            error: clean(&self.error, MAX_OAUTH_ERROR_CHARS),
+            error_description: self
+                .error_description
+                .map(|d| clean(&d, MAX_OAUTH_DESCRIPTION_CHARS))
+                .filter(|d| !d.is_empty()),
+        }
+    }
+
+    fn attach_to(self, error: Error) -> Error {
+        let error = error.with(OAUTH_ERROR, self.error);
+        match self.error_description {
+            Some(d) => error.with(OAUTH_ERROR_DESCRIPTION, d),
+            None => error,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -457,6 +504,43 @@ mod tests {
             assert!(!e.is_retryable());
             assert!(e.message().contains("nope"));
         }
+    }
+
+    #[test]
+    fn oauth_error_and_description_are_context_capped_and_on_one_line() {
+        let long = "x".repeat(5000);
+        let body = format!(
+            r#"{{"error":"invalid_client","error_description":"Invalid client\nsecret {long}"}}"#
+        );
+        let e = classify_token_response(401, body.as_bytes(), None).unwrap_err();
+        assert_eq!(e.code(), "idp_invalid_client");
+        assert_eq!(e.context_value(OAUTH_ERROR), Some("invalid_client"));
+        let description = e.context_value(OAUTH_ERROR_DESCRIPTION).unwrap();
+        assert!(
+            description.starts_with("Invalid clientsecret xxx"),
+            "{description}"
+        );
+        assert_eq!(description.chars().count(), MAX_OAUTH_DESCRIPTION_CHARS + 1);
+        assert!(!e.message().contains('\n'));
+
+        // Transient answers carry them too; no body, no context; no description, no key.
+        let e = classify_token_response(503, br#"{"error":"temporarily_unavailable"}"#, None)
+            .unwrap_err();
+        assert_eq!(
+            e.context_value(OAUTH_ERROR),
+            Some("temporarily_unavailable")
+        );
+        assert_eq!(e.context_value(OAUTH_ERROR_DESCRIPTION), None);
+        let e = classify_token_response(400, b"<html>no</html>", None).unwrap_err();
+        assert!(e.context().is_empty());
+        let e = classify_token_response(
+            400,
+            br#"{"error":"invalid_scope","error_description":""}"#,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "idp_invalid_scope");
+        assert_eq!(e.context_value(OAUTH_ERROR_DESCRIPTION), None);
     }
 
     #[test]

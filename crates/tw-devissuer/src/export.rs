@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 pub(crate) struct RealmRep {
     pub realm: String,
     pub enabled: Option<bool>,
-    pub access_token_lifespan: Option<u64>,
-    pub sso_session_idle_timeout: Option<u64>,
-    pub sso_session_max_lifespan: Option<u64>,
+    /// Seconds. Keycloak keeps these as Java ints: a larger value is refused (naming its path)
+    /// as Keycloak's import refuses it, rather than issuing tokens that never expire.
+    pub access_token_lifespan: Option<i32>,
+    pub sso_session_idle_timeout: Option<i32>,
+    pub sso_session_max_lifespan: Option<i32>,
     #[serde(default)]
     pub revoke_refresh_token: bool,
     #[serde(default)]

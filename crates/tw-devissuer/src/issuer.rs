@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tw_core::{Clock, TokenFingerprint, UnixTime};
 
-pub(crate) const JWT_BEARER_ASSERTION: &str =
-    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-const INVALID_CLIENT: &str = "Invalid client or Invalid client credentials";
+const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const INVALID_CLIENT: &str = "Invalid client or Invalid client credentials";
 const EXPIRED_REFRESH_RETENTION: Duration = Duration::from_secs(3600);
 const JWT_AUTH_FAILED: &str = "Client authentication with signed JWT failed";
 
@@ -40,10 +39,10 @@ impl OAuthError {
             basic_challenge: false,
         }
     }
-    fn invalid_client(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_client(description: impl Into<String>) -> Self {
         Self::new(401, "invalid_client", description)
     }
-    fn invalid_request(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(400, "invalid_request", description)
     }
     fn invalid_grant(description: impl Into<String>) -> Self {
@@ -51,6 +50,14 @@ impl OAuthError {
     }
     fn unauthorized_client(description: impl Into<String>) -> Self {
         Self::new(400, "unauthorized_client", description)
+    }
+    /// Keycloak's answer to a client without a service account asking for a token.
+    fn no_service_account() -> Self {
+        Self::new(
+            401,
+            "unauthorized_client",
+            "Client not enabled to retrieve service account",
+        )
     }
     /// Keycloak answers every failed client assertion this way (400, `invalid_client`).
     fn jwt_failed(reason: &str) -> Self {
@@ -191,15 +198,15 @@ impl Issuing<'_> {
     pub fn authenticate(&self, req: &Request, endpoint: Endpoint) -> Result<&Client, OAuthError> {
         let form_secret = req.param("client_secret");
         let assertion = req.param("client_assertion");
-        let used = [
+        let methods_used = [
             req.basic.is_some(),
             form_secret.is_some(),
             assertion.is_some(),
         ]
         .iter()
-        .filter(|b| **b)
+        .filter(|used| **used)
         .count();
-        if used > 1 {
+        if methods_used > 1 {
             return Err(OAuthError::invalid_request(
                 "More than one client authentication method was used",
             ));
@@ -318,11 +325,7 @@ impl Issuing<'_> {
             .iter()
             .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
             .collect();
-        let mut validation = Validation::new(header.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
+        let validation = signature_only(header.alg);
         let claims = candidates
             .iter()
             .find_map(|k| jsonwebtoken::decode::<Value>(assertion, &k.key, &validation).ok())
@@ -392,11 +395,7 @@ impl Issuing<'_> {
             ));
         }
         if !client.service_accounts {
-            return Err(OAuthError::new(
-                401,
-                "unauthorized_client",
-                "Client not enabled to retrieve service account",
-            ));
+            return Err(OAuthError::no_service_account());
         }
         let (scopes, scope_claim) = self.scopes(client, req.param("scope"))?;
         let now = self.now();
@@ -463,7 +462,7 @@ impl Issuing<'_> {
                 }
                 chain.highest_used = record.generation;
             }
-            record.uses += 1;
+            record.uses = record.uses.saturating_add(1);
             (
                 record.scope.clone(),
                 record.scope_claim.clone(),
@@ -471,11 +470,7 @@ impl Issuing<'_> {
             )
         };
         if !client.service_accounts {
-            return Err(OAuthError::new(
-                401,
-                "unauthorized_client",
-                "Client not enabled to retrieve service account",
-            ));
+            return Err(OAuthError::no_service_account());
         }
         self.issue(client, scopes, scope_claim, Some(chain), req.peer)
     }
@@ -672,11 +667,7 @@ impl Issuing<'_> {
     fn active_access_claims(&self, token: &str, now: UnixTime) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let kid = header.kid?;
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
+        let validation = signature_only(Algorithm::RS256);
         let claims = {
             let keys = self.keys.lock();
             let key = keys.get(&self.realm.name)?.verifying_key(&kid)?;
@@ -739,6 +730,17 @@ impl Issuing<'_> {
         }
         Ok(())
     }
+}
+
+/// Checks the signature only: times are checked against the injected clock, and audiences by
+/// the caller, since jsonwebtoken would use the system clock and its own rules.
+fn signature_only(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    validation
 }
 
 fn random_token() -> String {

@@ -140,8 +140,11 @@ impl DevIssuer {
     ) -> Result<LoadReport, Error> {
         {
             let mut map = self.inner.secret_overrides.write();
-            for o in overrides {
-                map.insert((o.realm.unwrap_or_default(), o.client_id), o.secret);
+            for given in overrides {
+                map.insert(
+                    (given.realm.unwrap_or_default(), given.client_id),
+                    given.secret,
+                );
             }
         }
         self.reload()
@@ -239,7 +242,11 @@ impl DevIssuer {
         Ok(kid)
     }
 
-    /// The HTTP endpoints (Keycloak's paths, plus `/dev/...` controls).
+    /// The HTTP endpoints (Keycloak's paths, plus `/dev/...` controls). The controls have no
+    /// authentication: they answer only callers on loopback or a Unix socket, so serve the router
+    /// with connect info (`tw_http::serve` does; without it every control request is refused),
+    /// and refuse what a web page may have sent: an `Origin` other than `base_url`'s, or a `Host`
+    /// naming neither this machine nor `base_url`'s host (DNS rebinding).
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
     }
@@ -249,6 +256,23 @@ impl DevIssuer {
         format!(
             "{}/realms/{realm}",
             self.inner.settings.base_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The web origin of `base_url` (`http://127.0.0.1:8780`), the only `Origin` a `/dev`
+    /// control request may carry.
+    fn origin(&self) -> String {
+        self.inner.settings.base_url.origin().ascii_serialization()
+    }
+
+    /// The host of `base_url` (`devbox.lan`, `127.0.0.1`, `::1`), a `Host` a `/dev` control
+    /// request may name.
+    fn public_host(&self) -> Option<String> {
+        let host = self.inner.settings.base_url.host_str()?;
+        Some(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
         )
     }
 
@@ -267,6 +291,7 @@ impl DevIssuer {
             .cloned()
     }
 
+    /// Runs `f` with what one request to `realm` needs: its keys, the records, clock, lifetimes.
     fn with_realm<T>(&self, realm: &Realm, f: impl FnOnce(&Issuing<'_>) -> T) -> T {
         let issuer = self.issuer_url(&realm.name);
         let issuing = Issuing {
@@ -333,11 +358,13 @@ fn load_export(
     })?;
     realm::compile(source, &raw, rep, overrides).map_err(|e| {
         if e.context_value("file").is_some() {
-            e
-        } else {
-            let msg = format!("{source}: {}", e.message());
-            Error::config(e.code(), msg).with("file", source)
+            return e;
         }
+        let named = Error::config(e.code(), format!("{source}: {}", e.message()));
+        e.context()
+            .iter()
+            .fold(named, |named, (k, v)| named.with(k, v.clone()))
+            .with("file", source)
     })
 }
 

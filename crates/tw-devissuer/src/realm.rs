@@ -222,14 +222,10 @@ pub(crate) fn compile(
 
     let mut scopes: BTreeMap<String, Scope> = builtin_scopes();
     for (i, s) in rep.client_scopes.iter().enumerate() {
-        if s.protocol.as_deref().unwrap_or("openid-connect") != "openid-connect" {
+        if let Some(protocol) = other_protocol(s.protocol.as_deref()) {
             notes.push(
                 format!("$.clientScopes[{i}]"),
-                format!(
-                    "client scope \"{}\" with protocol {}",
-                    s.name,
-                    s.protocol.as_deref().unwrap_or("")
-                ),
+                format!("client scope \"{}\" with protocol {protocol}", s.name),
                 "not used: only OpenID Connect scopes are served",
             );
             continue;
@@ -257,14 +253,10 @@ pub(crate) fn compile(
     for (i, c) in rep.clients.iter().enumerate() {
         let path = format!("$.clients[{i}]");
         notes.client_level(raw.pointer(&format!("/clients/{i}")), &path, c);
-        if c.protocol.as_deref().unwrap_or("openid-connect") != "openid-connect" {
+        if let Some(protocol) = other_protocol(c.protocol.as_deref()) {
             notes.push(
                 path,
-                format!(
-                    "client \"{}\" with protocol {}",
-                    c.client_id,
-                    c.protocol.as_deref().unwrap_or("")
-                ),
+                format!("client \"{}\" with protocol {protocol}", c.client_id),
                 "not loaded: only OpenID Connect clients are served",
             );
             continue;
@@ -414,25 +406,28 @@ pub(crate) fn compile(
         client_scopes: rep.client_scopes.len(),
         unsupported: notes.items,
     };
+    let lifespan = |key: &str, seconds: Option<i32>, default: u64| {
+        realm_lifespan(source, key, seconds, default)
+    };
     Ok(Realm {
         name: realm_name,
         source: source.to_owned(),
         enabled: rep.enabled.unwrap_or(true),
-        access_token_lifespan: Duration::from_secs(
-            rep.access_token_lifespan
-                .filter(|s| *s > 0)
-                .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFESPAN),
-        ),
-        sso_idle: Duration::from_secs(
-            rep.sso_session_idle_timeout
-                .filter(|s| *s > 0)
-                .unwrap_or(DEFAULT_SSO_IDLE),
-        ),
-        sso_max: Duration::from_secs(
-            rep.sso_session_max_lifespan
-                .filter(|s| *s > 0)
-                .unwrap_or(DEFAULT_SSO_MAX),
-        ),
+        access_token_lifespan: lifespan(
+            "accessTokenLifespan",
+            rep.access_token_lifespan,
+            DEFAULT_ACCESS_TOKEN_LIFESPAN,
+        )?,
+        sso_idle: lifespan(
+            "ssoSessionIdleTimeout",
+            rep.sso_session_idle_timeout,
+            DEFAULT_SSO_IDLE,
+        )?,
+        sso_max: lifespan(
+            "ssoSessionMaxLifespan",
+            rep.sso_session_max_lifespan,
+            DEFAULT_SSO_MAX,
+        )?,
         revoke_refresh_token: rep.revoke_refresh_token,
         refresh_token_max_reuse: rep.refresh_token_max_reuse,
         clients,
@@ -440,6 +435,27 @@ pub(crate) fn compile(
         service_accounts,
         summary,
     })
+}
+
+/// A realm lifespan in seconds: unset or 0 means Keycloak's default; a negative one is refused
+/// (it would issue tokens that are expired on arrival).
+fn realm_lifespan(
+    source: &str,
+    key: &str,
+    seconds: Option<i32>,
+    default: u64,
+) -> Result<Duration, Error> {
+    match seconds {
+        None | Some(0) => Ok(Duration::from_secs(default)),
+        Some(s) => u64::try_from(s).map(Duration::from_secs).map_err(|_| {
+            Error::config(
+                "bad_realm_export",
+                format!("{source}: $.{key}: expected seconds (0 for the default), got {s}"),
+            )
+            .with("file", source)
+            .with("key", format!("$.{key}"))
+        }),
+    }
 }
 
 /// A user id that stays the same across reloads (so `sub` does not change) when the export has none.
@@ -513,18 +529,22 @@ fn compile_client(
             }
         },
     };
+    // Seconds, an int as in Keycloak; 0 means the realm's lifespan.
     let access_token_lifespan = match attr("access.token.lifespan") {
         None | Some("") => None,
-        Some(v) => match v.parse::<u64>() {
-            Ok(0) => None,
-            Ok(s) => Some(Duration::from_secs(s)),
-            Err(_) => {
+        Some(v) => match v.trim().parse::<i32>().map(u64::try_from) {
+            Ok(Ok(0)) => None,
+            Ok(Ok(s)) => Some(Duration::from_secs(s)),
+            Ok(Err(_)) | Err(_) => {
+                let key = format!("{path}.attributes[\"access.token.lifespan\"]");
                 return Err(Error::config(
                     "bad_realm_export",
                     format!(
-                        "{path}.attributes[\"access.token.lifespan\"]: expected seconds, got \"{v}\""
+                        "{key}: expected seconds from 0 to {}, got \"{v}\"",
+                        i32::MAX
                     ),
-                ));
+                )
+                .with("key", key));
             }
         },
     };
@@ -637,8 +657,9 @@ fn keep_supported_mappers(
 ) -> Vec<MapperRep> {
     let mut kept = Vec::new();
     for (i, m) in mappers.iter().enumerate() {
-        let protocol = m.protocol.as_deref().unwrap_or("openid-connect");
-        if protocol == "openid-connect" && SUPPORTED_MAPPERS.contains(&m.protocol_mapper.as_str()) {
+        if other_protocol(m.protocol.as_deref()).is_none()
+            && SUPPORTED_MAPPERS.contains(&m.protocol_mapper.as_str())
+        {
             kept.push(m.clone());
         } else {
             notes.push(
@@ -652,6 +673,11 @@ fn keep_supported_mappers(
         }
     }
     kept
+}
+
+/// A protocol other than OpenID Connect (Keycloak's default when none is named), e.g. `saml`.
+fn other_protocol(protocol: Option<&str>) -> Option<&str> {
+    protocol.filter(|p| *p != "openid-connect")
 }
 
 /// Scopes Keycloak creates in every realm; used when the export names them without defining them.

@@ -238,6 +238,52 @@ fn bad_files_are_named_with_the_json_path() {
     assert!(!err.message().contains("31415926"), "{err}");
 }
 
+#[tokio::test]
+async fn lifespans_beyond_keycloaks_int_or_below_zero_are_refused_naming_the_key() {
+    for (export, key) in [
+        (
+            r#"{"realm": "x", "accessTokenLifespan": 3000000000}"#,
+            "$.accessTokenLifespan",
+        ),
+        (
+            r#"{"realm": "x", "ssoSessionIdleTimeout": -5}"#,
+            "$.ssoSessionIdleTimeout",
+        ),
+        (
+            r#"{"realm": "x", "ssoSessionMaxLifespan": 18446744073709551615}"#,
+            "$.ssoSessionMaxLifespan",
+        ),
+        (
+            r#"{"realm": "x", "clients": [{"clientId": "a", "attributes": {"access.token.lifespan": "99999999999"}}]}"#,
+            "$.clients[0].attributes[\"access.token.lifespan\"]",
+        ),
+        (
+            r#"{"realm": "x", "clients": [{"clientId": "a", "attributes": {"access.token.lifespan": "-1"}}]}"#,
+            "$.clients[0].attributes[\"access.token.lifespan\"]",
+        ),
+    ] {
+        let err = load_err(export);
+        assert_eq!(err.context_value("key"), Some(key), "{err}");
+        assert!(err.message().contains(key), "{err}");
+    }
+
+    // The largest lifespan Keycloak can hold is issued as is.
+    let export = json!({
+        "realm": "long",
+        "accessTokenLifespan": i32::MAX,
+        "clients": [{"clientId": "job", "secret": "job-secret", "serviceAccountsEnabled": true}]
+    });
+    let clock = clock();
+    let issuer = issuer_from_json(&export, &clock);
+    let r = client_credentials(&issuer, "long", "job", "job-secret").await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["expires_in"], i32::MAX);
+    assert_eq!(
+        payload(&access_token(&r))["exp"],
+        now_secs(&clock) + i64::from(i32::MAX)
+    );
+}
+
 #[test]
 fn missing_file_and_duplicate_realm_are_errors() {
     let missing = std::path::PathBuf::from("/nonexistent/realm.json");

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use jsonwebtoken::Algorithm;
 use tw_core::Secret;
 use tw_devissuer::ClientSecretOverride;
 
@@ -29,55 +28,40 @@ async fn secrets_and_tokens_never_reach_the_logs() {
 
     let ok = client_credentials(&issuer, "lab", "lab-agent", "lab-agent-secret").await;
     let at = access_token(&ok);
-    let rt = ok.json["refresh_token"].as_str().unwrap().to_owned();
-    let refreshed = post_form(
-        &issuer,
-        &token_path("lab"),
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        Some(("lab-agent", "lab-agent-secret")),
-    )
-    .await;
+    let rt = refresh_token(&ok);
+    let refreshed = refresh(&issuer, "lab", LAB_AGENT, &rt).await;
     let at2 = access_token(&refreshed);
     let field = client_credentials(&issuer, "field", "field-agent", "field-override-secret").await;
     assert_eq!(field.status, 200);
     // Failures log too: they must not carry what was sent.
     let bad = client_credentials(&issuer, "lab", "lab-agent", "a-wrong-secret-value").await;
     assert_eq!(bad.status, 401);
-    let aud = format!("{BASE}/realms/lab/protocol/openid-connect/token");
-    let a = assertion(
-        "agent-rsa.pem",
-        Algorithm::RS256,
-        None,
-        "lab-jwt-agent",
-        &aud,
-        now_secs(&clock) + 60,
-        "log-jti",
-    );
+    let aud = token_url("lab");
+    let a = lab_jwt_assertion(&aud, now_secs(&clock) + 60, "log-jti");
     assert_eq!(
-        with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a)
+        client_credentials_by_assertion(&issuer, "lab", &a)
             .await
             .status,
         200
     );
     assert_eq!(
-        with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a)
+        client_credentials_by_assertion(&issuer, "lab", &a)
             .await
             .status,
         400
     );
-    let intro = "/realms/lab/protocol/openid-connect/token/introspect";
     post_form(
         &issuer,
-        intro,
+        &introspect_path("lab"),
         &[("token", &at)],
         Some(("lab-api", "lab-api-secret")),
     )
     .await;
     post_form(
         &issuer,
-        "/realms/lab/protocol/openid-connect/revoke",
+        &revoke_path("lab"),
         &[("token", &rt)],
-        Some(("lab-agent", "lab-agent-secret")),
+        Some(LAB_AGENT),
     )
     .await;
     issuer.rotate_keys("lab", true).unwrap();

@@ -5,42 +5,25 @@
 mod common;
 use common::*;
 
-const INTROSPECT: &str = "/realms/lab/protocol/openid-connect/token/introspect";
-const REVOKE: &str = "/realms/lab/protocol/openid-connect/revoke";
-
-async fn refresh(
-    issuer: &tw_devissuer::DevIssuer,
-    realm: &str,
-    client: (&str, &str),
-    rt: &str,
-) -> Reply {
+async fn revoke(issuer: &tw_devissuer::DevIssuer, token: &str) -> Reply {
     post_form(
         issuer,
-        &token_path(realm),
-        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-        Some(client),
+        &revoke_path("lab"),
+        &[("token", token)],
+        Some(LAB_AGENT),
     )
     .await
-}
-
-fn refresh_token(r: &Reply) -> String {
-    r.json["refresh_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no refresh token: {}", r.json))
-        .to_owned()
 }
 
 async fn introspect(issuer: &tw_devissuer::DevIssuer, token: &str) -> Reply {
     post_form(
         issuer,
-        INTROSPECT,
+        &introspect_path("lab"),
         &[("token", token)],
         Some(("lab-api", "lab-api-secret")),
     )
     .await
 }
-
-const LAB_AGENT: (&str, &str) = ("lab-agent", "lab-agent-secret");
 
 #[tokio::test]
 async fn revoke_refresh_token_realm_allows_max_reuse_then_refuses_and_stale_tokens_fail() {
@@ -179,7 +162,7 @@ async fn introspection_reports_active_tokens_and_inactive_expired_foreign_and_re
     // Public clients may not introspect; unauthenticated callers neither.
     let r = post_form(
         &issuer,
-        INTROSPECT,
+        &introspect_path("lab"),
         &[("token", &at), ("client_id", "lab-web")],
         None,
     )
@@ -190,7 +173,7 @@ async fn introspection_reports_active_tokens_and_inactive_expired_foreign_and_re
     );
     let r = post_form(
         &issuer,
-        INTROSPECT,
+        &introspect_path("lab"),
         &[("token", &at)],
         Some(("lab-api", "wrong")),
     )
@@ -219,7 +202,7 @@ async fn revocation_of_refresh_and_access_tokens() {
     // Another client may not revoke them.
     let r = post_form(
         &issuer,
-        REVOKE,
+        &revoke_path("lab"),
         &[("token", &rt)],
         Some(("lab-no-sa", "lab-no-sa-secret")),
     )
@@ -231,7 +214,7 @@ async fn revocation_of_refresh_and_access_tokens() {
     assert_eq!(introspect(&issuer, &rt).await.json["active"], true);
 
     // Revoking a refresh token ends its chain: the newer one is dead too.
-    let r = post_form(&issuer, REVOKE, &[("token", &rt)], Some(LAB_AGENT)).await;
+    let r = revoke(&issuer, &rt).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         introspect(&issuer, &rt).await.json,
@@ -249,23 +232,13 @@ async fn revocation_of_refresh_and_access_tokens() {
 
     // Access tokens by jti.
     assert_eq!(introspect(&issuer, &at).await.json["active"], true);
-    assert_eq!(
-        post_form(&issuer, REVOKE, &[("token", &at)], Some(LAB_AGENT))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(revoke(&issuer, &at).await.status, 200);
     assert_eq!(
         introspect(&issuer, &at).await.json,
         json!({"active": false})
     );
     // Unknown tokens: success, as RFC 7009 says.
-    assert_eq!(
-        post_form(&issuer, REVOKE, &[("token", "nothing")], Some(LAB_AGENT))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(revoke(&issuer, "nothing").await.status, 200);
 }
 
 #[tokio::test]

@@ -49,9 +49,9 @@ async fn demo_agent_gets_a_keycloak_shaped_token_by_basic_auth() {
 async fn lab_agent_token_by_client_secret_post_carries_composites_audience_and_mappers() {
     let clock = clock();
     let issuer = lab(&clock);
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "client_credentials"),
             ("client_id", "lab-agent"),
@@ -118,14 +118,14 @@ async fn settings_lifetime_overrides_realm_and_client() {
 async fn optional_scope_is_granted_on_request_and_unknown_scopes_are_refused() {
     let clock = clock();
     let issuer = lab(&clock);
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "client_credentials"),
             ("scope", "openid lab-extra"),
         ],
-        Some(("lab-agent", "lab-agent-secret")),
+        Some(LAB_AGENT),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.json);
@@ -133,11 +133,11 @@ async fn optional_scope_is_granted_on_request_and_unknown_scopes_are_refused() {
     assert_eq!(claims["lab_extra"], true);
     assert_eq!(claims["scope"], "openid profile email lab-extra");
 
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[("grant_type", "client_credentials"), ("scope", "admin")],
-        Some(("lab-agent", "lab-agent-secret")),
+        Some(LAB_AGENT),
     )
     .await;
     assert_eq!(
@@ -172,9 +172,9 @@ async fn wrong_secret_and_unknown_client_are_invalid_client_with_a_basic_challen
         );
     }
     // By form post: the same error, no Basic challenge.
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "client_credentials"),
             ("client_id", "lab-agent"),
@@ -189,9 +189,9 @@ async fn wrong_secret_and_unknown_client_are_invalid_client_with_a_basic_challen
     );
     assert!(r.headers.get("www-authenticate").is_none());
     // A confidential client without any credential.
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "client_credentials"),
             ("client_id", "lab-agent"),
@@ -211,9 +211,9 @@ async fn wrong_secret_and_unknown_client_are_invalid_client_with_a_basic_challen
 async fn clients_that_may_not_use_client_credentials_get_keycloaks_errors() {
     let clock = clock();
     let issuer = lab(&clock);
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "client_credentials"),
             ("client_id", "lab-web"),
@@ -246,28 +246,22 @@ async fn clients_that_may_not_use_client_credentials_get_keycloaks_errors() {
 async fn other_grants_missing_grant_and_unknown_realm() {
     let clock = clock();
     let issuer = lab(&clock);
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "password"),
             ("username", "alice"),
             ("password", "x"),
         ],
-        Some(("lab-agent", "lab-agent-secret")),
+        Some(LAB_AGENT),
     )
     .await;
     assert_eq!(
         (r.status, r.json["error"].as_str()),
         (400, Some("unsupported_grant_type"))
     );
-    let r = post_form(
-        &issuer,
-        &token_path("lab"),
-        &[],
-        Some(("lab-agent", "lab-agent-secret")),
-    )
-    .await;
+    let r = post_token(&issuer, "lab", &[], Some(LAB_AGENT)).await;
     assert_eq!(
         (r.status, r.json["error"].as_str()),
         (400, Some("invalid_request"))
@@ -276,14 +270,14 @@ async fn other_grants_missing_grant_and_unknown_realm() {
         r.json["error_description"],
         "Missing form parameter: grant_type"
     );
-    let r = post_form(
+    let r = post_token(
         &issuer,
-        &token_path("lab"),
+        "lab",
         &[
             ("grant_type", "client_credentials"),
             ("grant_type", "client_credentials"),
         ],
-        Some(("lab-agent", "lab-agent-secret")),
+        Some(LAB_AGENT),
     )
     .await;
     assert_eq!(
@@ -299,18 +293,10 @@ async fn other_grants_missing_grant_and_unknown_realm() {
 async fn private_key_jwt_with_the_clients_certificate() {
     let clock = clock();
     let issuer = lab(&clock);
-    let aud = format!("{LAB_ISS}/protocol/openid-connect/token");
+    let aud = token_url("lab");
     let exp = now_secs(&clock) + 60;
-    let a = assertion(
-        "agent-rsa.pem",
-        Algorithm::RS256,
-        None,
-        "lab-jwt-agent",
-        &aud,
-        exp,
-        "jti-1",
-    );
-    let r = with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a).await;
+    let a = lab_jwt_assertion(&aud, exp, "jti-1");
+    let r = client_credentials_by_assertion(&issuer, "lab", &a).await;
     assert_eq!(r.status, 200, "{}", r.json);
     let claims = payload(&access_token(&r));
     assert_eq!(claims["azp"], "lab-jwt-agent");
@@ -328,7 +314,7 @@ async fn private_key_jwt_with_the_clients_certificate() {
     );
 
     // The same assertion again: single use.
-    let r = with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a).await;
+    let r = client_credentials_by_assertion(&issuer, "lab", &a).await;
     assert_eq!(
         (r.status, r.json["error"].as_str()),
         (400, Some("invalid_client"))
@@ -339,37 +325,15 @@ async fn private_key_jwt_with_the_clients_certificate() {
     );
 
     // The issuer URL is an accepted audience too; a foreign one is not.
-    let ok = assertion(
-        "agent-rsa.pem",
-        Algorithm::RS256,
-        None,
-        "lab-jwt-agent",
-        LAB_ISS,
-        exp,
-        "jti-2",
-    );
+    let ok = lab_jwt_assertion(LAB_ISS, exp, "jti-2");
     assert_eq!(
-        with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &ok)
+        client_credentials_by_assertion(&issuer, "lab", &ok)
             .await
             .status,
         200
     );
-    let foreign = assertion(
-        "agent-rsa.pem",
-        Algorithm::RS256,
-        None,
-        "lab-jwt-agent",
-        "https://elsewhere/token",
-        exp,
-        "jti-3",
-    );
-    let r = with_assertion(
-        &issuer,
-        "lab",
-        &[("grant_type", "client_credentials")],
-        &foreign,
-    )
-    .await;
+    let foreign = lab_jwt_assertion("https://elsewhere/token", exp, "jti-3");
+    let r = client_credentials_by_assertion(&issuer, "lab", &foreign).await;
     assert_eq!(r.status, 400);
     assert!(
         r.json["error_description"]
@@ -385,19 +349,11 @@ async fn private_key_jwt_with_the_clients_certificate() {
 async fn expired_untrusted_and_mismatched_assertions_are_refused() {
     let clock = clock();
     let issuer = lab(&clock);
-    let aud = format!("{LAB_ISS}/protocol/openid-connect/token");
+    let aud = token_url("lab");
     let exp = now_secs(&clock) + 30;
-    let a = assertion(
-        "agent-rsa.pem",
-        Algorithm::RS256,
-        None,
-        "lab-jwt-agent",
-        &aud,
-        exp,
-        "late",
-    );
+    let a = lab_jwt_assertion(&aud, exp, "late");
     clock.advance(secs(31));
-    let r = with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a).await;
+    let r = client_credentials_by_assertion(&issuer, "lab", &a).await;
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json["error_description"],
@@ -414,13 +370,7 @@ async fn expired_untrusted_and_mismatched_assertions_are_refused() {
         exp,
         "u",
     );
-    let r = with_assertion(
-        &issuer,
-        "lab",
-        &[("grant_type", "client_credentials")],
-        &untrusted,
-    )
-    .await;
+    let r = client_credentials_by_assertion(&issuer, "lab", &untrusted).await;
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json["error_description"],
@@ -436,7 +386,7 @@ async fn expired_untrusted_and_mismatched_assertions_are_refused() {
         exp,
         "ps",
     );
-    let r = with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &ps).await;
+    let r = client_credentials_by_assertion(&issuer, "lab", &ps).await;
     assert_eq!(r.status, 400, "{}", r.json);
     // A secret client cannot use an assertion, a JWT client cannot use a secret.
     let r = client_credentials(&issuer, "lab", "lab-jwt-agent", "anything").await;
@@ -450,7 +400,7 @@ async fn expired_untrusted_and_mismatched_assertions_are_refused() {
 async fn private_key_jwt_with_an_inline_jwks_and_ec_key_and_composite_cycles() {
     let clock = clock();
     let issuer = lab(&clock);
-    let aud = format!("{LAB_ISS}/protocol/openid-connect/token");
+    let aud = token_url("lab");
     let exp = now_secs(&clock) + 60;
     let a = assertion(
         "agent-ec.pem",
@@ -461,7 +411,7 @@ async fn private_key_jwt_with_an_inline_jwks_and_ec_key_and_composite_cycles() {
         exp,
         "ec-1",
     );
-    let r = with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a).await;
+    let r = client_credentials_by_assertion(&issuer, "lab", &a).await;
     assert_eq!(r.status, 200, "{}", r.json);
     let claims = payload(&access_token(&r));
     // cycle-a ↔ cycle-b, and cycle-b → samples-reader: expanded once each.
@@ -479,7 +429,7 @@ async fn private_key_jwt_with_an_inline_jwks_and_ec_key_and_composite_cycles() {
         exp,
         "ec-2",
     );
-    let r = with_assertion(&issuer, "lab", &[("grant_type", "client_credentials")], &a).await;
+    let r = client_credentials_by_assertion(&issuer, "lab", &a).await;
     assert_eq!(r.status, 400);
 }
 
@@ -522,13 +472,8 @@ async fn private_key_jwt_with_a_public_key_attribute() {
         }]
     });
     let clock = clock();
-    let issuer = tw_devissuer::DevIssuer::from_exports(
-        vec![("inline".into(), export.to_string())],
-        settings(),
-        Arc::new(clock.clone()),
-    )
-    .unwrap();
-    let aud = format!("{BASE}/realms/pk/protocol/openid-connect/token");
+    let issuer = issuer_from_json(&export, &clock);
+    let aud = token_url("pk");
     let a = assertion(
         "agent-rsa.pem",
         Algorithm::PS256,
@@ -538,7 +483,7 @@ async fn private_key_jwt_with_a_public_key_attribute() {
         now_secs(&clock) + 60,
         "pk-1",
     );
-    let r = with_assertion(&issuer, "pk", &[("grant_type", "client_credentials")], &a).await;
+    let r = client_credentials_by_assertion(&issuer, "pk", &a).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(payload(&access_token(&r))["azp"], "pk-agent");
 }

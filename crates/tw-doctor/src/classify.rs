@@ -1,6 +1,7 @@
 //! Turning network errors and IdP answers into a stable cause with an explanation and a fix.
 
 use crate::report::Step;
+use tw_broker::idp;
 use tw_config::AuthMethod;
 use tw_core::{Error, ErrorKind};
 
@@ -16,6 +17,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The failures [`Transport::explain`] has more to say about than "check it is reachable".
+    pub(crate) const EXPLAINED: [Transport; 5] = [
+        Transport::ConnectionRefused,
+        Transport::Dns,
+        Transport::Tls,
+        Transport::Timeout,
+        Transport::Reset,
+    ];
+
     pub fn cause(self) -> &'static str {
         match self {
             Transport::ConnectionRefused => "connection_refused",
@@ -134,13 +144,17 @@ pub fn host_of(url: &url::Url) -> String {
     }
 }
 
-/// What the IdP said, from a broker error's message: the text after `HTTP <status>, `.
+/// What the IdP said (`error: error_description`), from the context the broker attaches; the
+/// whole message when the refusal came without an OAuth error body.
 pub fn oauth_description(e: &Error) -> String {
-    let m = e.message();
-    m.find("HTTP ")
-        .and_then(|i| m[i..].find(", ").map(|j| &m[i + j + 2..]))
-        .map(|s| s.trim_end_matches(')').to_owned())
-        .unwrap_or_default()
+    match (
+        e.context_value(idp::OAUTH_ERROR),
+        e.context_value(idp::OAUTH_ERROR_DESCRIPTION),
+    ) {
+        (Some(error), Some(description)) => format!("{error}: {description}"),
+        (Some(error), None) => error.to_owned(),
+        (None, _) => e.message().to_owned(),
+    }
 }
 
 /// What the answer to a client's token request tells about its credentials.
@@ -158,7 +172,10 @@ pub enum Credentials {
 /// Classifies a permanent client-authentication refusal from its code and description.
 /// `None` when the refusal is about something else (scope, grant...).
 pub fn credentials_of(e: &Error, method: AuthMethod) -> Option<Credentials> {
-    let d = oauth_description(e).to_ascii_lowercase();
+    let d = e
+        .context_value(idp::OAUTH_ERROR_DESCRIPTION)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let service_account = d.contains("service account")
         || d.contains("grant type is not allowed")
         || d.contains("not allowed to use this grant");
@@ -242,67 +259,73 @@ mod tests {
     #[test]
     fn keycloak_answers_are_told_apart() {
         let err = |code, desc: &str| {
-            Error::new(
-                ErrorKind::IdpRejected,
-                code,
-                format!("hint (HTTP 401, error: {desc})"),
-            )
+            Error::new(ErrorKind::IdpRejected, code, "hint (HTTP 401, …)")
+                .with(idp::OAUTH_ERROR, "invalid_client")
+                .with(idp::OAUTH_ERROR_DESCRIPTION, desc)
         };
         let basic = AuthMethod::ClientSecretBasic;
-        assert_eq!(
-            credentials_of(
-                &err(
-                    "idp_invalid_client",
-                    "Invalid client or Invalid client credentials"
-                ),
-                basic
+        for (code, description, method, want) in [
+            (
+                "idp_invalid_client",
+                "Invalid client or Invalid client credentials",
+                basic,
+                Some(Credentials::Ambiguous),
             ),
-            Some(Credentials::Ambiguous)
-        );
-        assert_eq!(
-            credentials_of(
-                &err("idp_unauthorized_client", "Invalid client secret"),
-                basic
+            (
+                "idp_unauthorized_client",
+                "Invalid client secret",
+                basic,
+                Some(Credentials::WrongSecret),
             ),
-            Some(Credentials::WrongSecret)
-        );
-        assert_eq!(
-            credentials_of(
-                &err(
-                    "idp_unauthorized_client",
-                    "Client not enabled to retrieve service account"
-                ),
-                basic
+            (
+                "idp_unauthorized_client",
+                "Client not enabled to retrieve service account",
+                basic,
+                Some(Credentials::ServiceAccountDisabled),
             ),
-            Some(Credentials::ServiceAccountDisabled)
-        );
-        assert_eq!(
-            credentials_of(
-                &err("idp_invalid_client", "Invalid client credentials"),
-                AuthMethod::PrivateKeyJwt
+            (
+                "idp_invalid_client",
+                "Invalid client credentials",
+                AuthMethod::PrivateKeyJwt,
+                Some(Credentials::InvalidAssertion),
             ),
-            Some(Credentials::InvalidAssertion)
-        );
-        assert_eq!(
-            credentials_of(&err("idp_invalid_client", "Client disabled"), basic),
-            Some(Credentials::Disabled)
-        );
-        assert_eq!(
-            credentials_of(&err("idp_invalid_scope", "Invalid scopes: x"), basic),
-            None
-        );
+            (
+                "idp_invalid_client",
+                "Client disabled",
+                basic,
+                Some(Credentials::Disabled),
+            ),
+            ("idp_invalid_scope", "Invalid scopes: x", basic, None),
+        ] {
+            assert_eq!(
+                credentials_of(&err(code, description), method),
+                want,
+                "{description}"
+            );
+        }
     }
 
     #[test]
-    fn the_description_is_cut_from_the_broker_message() {
-        let e = Error::new(
-            ErrorKind::IdpRejected,
-            "idp_invalid_client",
-            "the IdP does not accept this client's credentials: check client_id (HTTP 401, invalid_client: client authentication failed)",
-        );
+    fn the_description_comes_from_the_brokers_context() {
+        let e = tw_broker::idp::classify_token_response(
+            401,
+            br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             oauth_description(&e),
             "invalid_client: client authentication failed"
+        );
+        // A message that merely looks like the broker's is not read for the IdP's words.
+        let look_alike = Error::new(
+            ErrorKind::IdpRejected,
+            "idp_invalid_client",
+            "hint (HTTP 401, invalid_client: Client disabled)",
+        );
+        assert_eq!(
+            credentials_of(&look_alike, AuthMethod::ClientSecretBasic),
+            Some(Credentials::Ambiguous)
         );
     }
 }

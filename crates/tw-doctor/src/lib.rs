@@ -39,6 +39,8 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest answer body read from the authorization-endpoint probe or the called URL.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest discovery document read: the verifier's limit, so doctor refuses what the gateway would.
+const MAX_DISCOVERY_BYTES: usize = tw_verify::MAX_RESPONSE_BYTES;
 
 /// What to check beyond the configuration itself.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +97,7 @@ impl Doctor {
     /// The report for a configuration that did not load: the `config` step, failed, naming the
     /// file and the key.
     pub fn config_error(e: &tw_core::Error) -> Report {
-        let mut step = Step::fail("config", None, "config_invalid", e.message().to_owned());
+        let mut step = failed_on("config", None, "config_invalid", e);
         if let Some(file) = e.context_value("file") {
             step = step.detail(format!("file: {file}"));
         }
@@ -151,12 +153,7 @@ impl Doctor {
         let http = match idp::http_client() {
             Ok(h) => h,
             Err(e) => {
-                report.push(Step::fail(
-                    "config",
-                    None,
-                    "internal",
-                    e.message().to_owned(),
-                ));
+                report.push(failed_on("config", None, "internal", &e));
                 return report;
             }
         };
@@ -171,12 +168,7 @@ impl Doctor {
         let verifier = match Verifier::new(&cfg, self.clock.clone()) {
             Ok(v) => Arc::new(v),
             Err(e) => {
-                report.push(Step::fail(
-                    "gateway",
-                    None,
-                    "config_invalid",
-                    e.message().to_owned(),
-                ));
+                report.push(failed_on("gateway", None, "config_invalid", &e));
                 return None;
             }
         };
@@ -224,12 +216,7 @@ impl Doctor {
                 match builder.build() {
                     Ok(z) => Some(z),
                     Err(e) => {
-                        report.push(Step::fail(
-                            "gateway",
-                            None,
-                            "config_invalid",
-                            e.message().to_owned(),
-                        ));
+                        report.push(failed_on("gateway", None, "config_invalid", &e));
                         None
                     }
                 }
@@ -410,8 +397,23 @@ impl Doctor {
             report.push(step);
             return None;
         }
-        let body = match resp.bytes().await {
-            Ok(b) => b,
+        let body = match read_bounded(resp, MAX_DISCOVERY_BYTES).await {
+            Ok(Bounded {
+                too_large: true, ..
+            }) => {
+                report.push(
+                    Step::fail(
+                        "discovery",
+                        pn,
+                        "discovery_invalid",
+                        format!("the discovery document {url} is larger than {MAX_DISCOVERY_BYTES} bytes"),
+                    )
+                    .detail("a discovery document is a few kilobytes; the gateway's verifier reads no more than this from an IdP and would refuse it too")
+                    .fix("open the URL with curl; check the issuer URL and any proxy or file server answering in front of the IdP"),
+                );
+                return None;
+            }
+            Ok(b) => b.bytes,
             Err(e) => {
                 let t = transport_of(&e);
                 report.push(t.explain(
@@ -575,12 +577,7 @@ impl Doctor {
         let source = match tw_broker::source::from_config(name, p, http.clone()) {
             Ok(s) => s,
             Err(e) => {
-                report.push(Step::fail(
-                    "token",
-                    pn,
-                    "config_invalid",
-                    e.message().to_owned(),
-                ));
+                report.push(failed_on("token", pn, "config_invalid", &e));
                 return None;
             }
         };
@@ -618,7 +615,7 @@ impl Doctor {
             Some(c) => credentials_step(name, p, &e, c, doc, http).await,
             None => {
                 let cause = token_failure_cause(&e);
-                let step = Step::fail("token", pn, cause, e.message().to_owned());
+                let step = failed_on("token", pn, cause, &e);
                 explain_token_failure(step, cause, p)
             }
         };
@@ -715,7 +712,7 @@ fn secrets_step(report: &mut Report, name: &str, p: &ProfileConfig) -> bool {
                     )
                 {
                     report.push(
-                        Step::fail("secrets", pn, "private_key_invalid", e.message().to_owned())
+                        failed_on("secrets", pn, "private_key_invalid", &e)
                             .fix("give a PEM private key (PKCS#8 or traditional) matching `signing_alg` (RS256/PS256: RSA, ES256: P-256)"),
                     );
                     return false;
@@ -724,7 +721,7 @@ fn secrets_step(report: &mut Report, name: &str, p: &ProfileConfig) -> bool {
             }
             Err(e) => {
                 report.push(
-                    Step::fail("secrets", pn, "secret_unavailable", e.message().to_owned())
+                    failed_on("secrets", pn, "secret_unavailable", &e)
                         .detail(format!("`{k}` is read from {}", r.describe()))
                         .fix(match r {
                             tw_config::SecretRef::Env(v) => format!("export {v} in the environment of the process (systemd: Environment=/EnvironmentFile=; compose: environment:)"),
@@ -745,6 +742,16 @@ fn secrets_step(report: &mut Report, name: &str, p: &ProfileConfig) -> bool {
     };
     report.push(Step::pass("secrets", pn, summary));
     true
+}
+
+/// A failed step whose summary is the error's own (secret-free) message.
+fn failed_on(
+    id: &'static str,
+    profile: Option<&str>,
+    cause: &'static str,
+    e: &tw_core::Error,
+) -> Step {
+    Step::fail(id, profile, cause, e.message().to_owned())
 }
 
 /// When the IdP issued `token`, if it is a JWT with `iat`.
@@ -888,17 +895,39 @@ fn keycloak_auth_endpoint(token_url: Option<&Url>) -> Option<Url> {
     Url::parse(&format!("{base}/protocol/openid-connect/auth")).ok()
 }
 
-/// Reads at most [`MAX_BODY`] bytes.
-async fn read_limited(mut resp: reqwest::Response) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        out.extend_from_slice(&chunk);
-        if out.len() >= MAX_BODY {
-            out.truncate(MAX_BODY);
-            break;
+/// The first [`MAX_BODY`] bytes of an answer; `None` when the connection broke while reading.
+async fn read_limited(resp: reqwest::Response) -> Option<Vec<u8>> {
+    read_bounded(resp, MAX_BODY).await.ok().map(|b| b.bytes)
+}
+
+/// An answer body read up to a limit.
+struct Bounded {
+    /// At most the limit.
+    bytes: Vec<u8>,
+    /// The answer was longer than the limit (and `bytes` is its beginning).
+    too_large: bool,
+}
+
+/// Reads at most `limit` bytes of `resp`, never more, whatever the IdP sends.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Bounded, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            bytes.truncate(limit);
+            return Ok(Bounded {
+                bytes,
+                too_large: true,
+            });
         }
     }
-    Some(out)
+    Ok(Bounded {
+        bytes,
+        too_large: false,
+    })
 }
 
 fn explain_token_failure(step: Step, cause: &'static str, p: &ProfileConfig) -> Step {
@@ -909,12 +938,13 @@ fn explain_token_failure(step: Step, cause: &'static str, p: &ProfileConfig) -> 
         .or(p.custom.as_ref().map(|c| &c.url))
         .map(host_of)
         .unwrap_or_default();
+    if let Some(transport) = Transport::EXPLAINED
+        .into_iter()
+        .find(|t| t.cause() == cause)
+    {
+        return transport.explain(step, &host);
+    }
     match cause {
-        "connection_refused" => Transport::ConnectionRefused.explain(step, &host),
-        "dns" => Transport::Dns.explain(step, &host),
-        "tls" => Transport::Tls.explain(step, &host),
-        "timeout" => Transport::Timeout.explain(step, &host),
-        "connection_reset" => Transport::Reset.explain(step, &host),
         "invalid_scope" => step
             .detail("a requested scope does not exist in the realm or is not assigned to this client")
             .fix(format!("check `scope` (now {:?}); in Keycloak add the client scope to the client (Clients → CLIENT → Client scopes)", p.scope.as_deref().unwrap_or(""))),
@@ -1264,7 +1294,7 @@ async fn call_step(
             retry_after.as_deref().unwrap_or("(none)")
         ))
         .fix("slow down, or raise the caller's limit (gateway.authz.rate_limits)"),
-        502..=504 | 500 => {
+        500 | 502..=504 => {
             let (what, fix) = match status {
                 502 => (
                     "the gateway or proxy could not reach the API behind it (down, refused, or a wrong upstream address)",
@@ -1398,9 +1428,10 @@ mod tests {
         fn answers_of_any_shape_never_panic(header in ".*", body in ".*") {
             let _ = challenge_params(&header);
             let _ = transport_of_text(&body);
-            let e = tw_core::Error::new(tw_core::ErrorKind::IdpRejected, "idp_invalid_client", body.clone());
-            let _ = classify::oauth_description(&e);
-            let _ = credentials_of(&e, AuthMethod::ClientSecretBasic);
+            if let Err(e) = idp::classify_token_response(401, body.as_bytes(), None) {
+                let _ = classify::oauth_description(&e);
+                let _ = credentials_of(&e, AuthMethod::ClientSecretBasic);
+            }
         }
     }
 

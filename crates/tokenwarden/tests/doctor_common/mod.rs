@@ -32,6 +32,25 @@ impl Diagnosis {
         )
     }
 
+    /// Asserts that the step failed with `cause`.
+    pub fn assert_fails(&self, id: &str, cause: &str) {
+        assert_eq!(
+            self.outcome(id),
+            ("fail".to_owned(), cause.to_owned()),
+            "step {id}:\n{}",
+            self.stdout
+        );
+    }
+
+    /// Asserts that the step's texts mention `needle`.
+    pub fn assert_says(&self, id: &str, needle: &str) {
+        let text = self.text_of(id);
+        assert!(
+            text.contains(needle),
+            "step {id} does not mention {needle:?}:\n{text}"
+        );
+    }
+
     /// Every text of the step (summary, details, fixes), joined.
     pub fn text_of(&self, id: &str) -> String {
         let s = self.step(id);

@@ -17,6 +17,8 @@ use tw_core::{ManualClock, UnixTime};
 use tw_devissuer::{DevIssuer, DevIssuerSettings};
 
 pub const BASE: &str = "http://127.0.0.1:8780";
+/// The lab realm's client-secret service account (`testing/fixtures/keycloak/lab-realm.json`).
+pub const LAB_AGENT: (&str, &str) = ("lab-agent", "lab-agent-secret");
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -46,13 +48,40 @@ pub fn issuer_with(files: &[PathBuf], clock: &ManualClock) -> DevIssuer {
     DevIssuer::from_files(files, settings(), Arc::new(clock.clone())).expect("load")
 }
 
+/// An issuer of one realm given as JSON (source name "inline").
+pub fn issuer_from_json(export: &Value, clock: &ManualClock) -> DevIssuer {
+    DevIssuer::from_exports(
+        vec![("inline".into(), export.to_string())],
+        settings(),
+        Arc::new(clock.clone()),
+    )
+    .expect("load the inline export")
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: axum::http::HeaderMap,
     pub json: Value,
 }
 
+/// Where requests come from unless a test says otherwise: a client on this machine.
+pub const LOCAL_PEER: &str = "127.0.0.1:50000";
+
+/// Sends `req` as a connection from [`LOCAL_PEER`] would arrive (the server's connect info).
 pub async fn send(issuer: &DevIssuer, req: Request<Body>) -> Reply {
+    send_from(issuer, req, Some(LOCAL_PEER.parse().expect("peer address"))).await
+}
+
+/// Sends `req` from `peer`; `None` = served without connect info (the caller is unknown).
+pub async fn send_from(
+    issuer: &DevIssuer,
+    mut req: Request<Body>,
+    peer: Option<std::net::SocketAddr>,
+) -> Reply {
+    if let Some(peer) = peer {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+    }
     let resp = issuer.router().oneshot(req).await.expect("router");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -60,7 +89,12 @@ pub async fn send(issuer: &DevIssuer, req: Request<Body>) -> Reply {
     let json = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).expect("json body")
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "HTTP {status}: the body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
     };
     Reply {
         status,
@@ -100,14 +134,55 @@ pub fn token_path(realm: &str) -> String {
     format!("/realms/{realm}/protocol/openid-connect/token")
 }
 
+pub fn introspect_path(realm: &str) -> String {
+    format!("{}/introspect", token_path(realm))
+}
+
+pub fn revoke_path(realm: &str) -> String {
+    format!("/realms/{realm}/protocol/openid-connect/revoke")
+}
+
+/// The absolute token endpoint URL (an accepted client-assertion audience).
+pub fn token_url(realm: &str) -> String {
+    format!("{BASE}{}", token_path(realm))
+}
+
+/// POST a form to the realm's token endpoint.
+pub async fn post_token(
+    issuer: &DevIssuer,
+    realm: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> Reply {
+    post_form(issuer, &token_path(realm), form, basic).await
+}
+
 pub async fn client_credentials(issuer: &DevIssuer, realm: &str, id: &str, secret: &str) -> Reply {
-    post_form(
+    post_token(
         issuer,
-        &token_path(realm),
+        realm,
         &[("grant_type", "client_credentials")],
         Some((id, secret)),
     )
     .await
+}
+
+/// A refresh-token grant by a client with a secret.
+pub async fn refresh(issuer: &DevIssuer, realm: &str, client: (&str, &str), rt: &str) -> Reply {
+    post_token(
+        issuer,
+        realm,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        Some(client),
+    )
+    .await
+}
+
+pub fn refresh_token(r: &Reply) -> String {
+    r.json["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token: {}", r.json))
+        .to_owned()
 }
 
 /// The payload of a JWT, unverified (the tests that need verification use the real verifier).
@@ -157,16 +232,36 @@ pub fn assertion(
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-pub async fn with_assertion(
+/// An RS256 assertion of the lab realm's `lab-jwt-agent`, whose certificate is `agent-rsa.pem`'s.
+pub fn lab_jwt_assertion(aud: &str, exp: i64, jti: &str) -> String {
+    assertion(
+        "agent-rsa.pem",
+        jsonwebtoken::Algorithm::RS256,
+        None,
+        "lab-jwt-agent",
+        aud,
+        exp,
+        jti,
+    )
+}
+
+/// A client-credentials request authenticated by a client assertion alone.
+pub async fn client_credentials_by_assertion(
     issuer: &DevIssuer,
     realm: &str,
-    grant: &[(&str, &str)],
     assertion: &str,
 ) -> Reply {
-    let mut form: Vec<(&str, &str)> = grant.to_vec();
-    form.push(("client_assertion_type", JWT_BEARER));
-    form.push(("client_assertion", assertion));
-    post_form(issuer, &token_path(realm), &form, None).await
+    post_token(
+        issuer,
+        realm,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ],
+        None,
+    )
+    .await
 }
 
 pub fn access_token(r: &Reply) -> String {

@@ -6,11 +6,11 @@ use serde_json::{Map, Value, json};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tw_config::{GatewayConfig, PermissionSourceKind};
 use tw_core::{Clock, Error, SystemClock, UnixTime};
+use tw_store::health::StoreHealth;
 use tw_store::{Store, StoreAuditSink};
 use tw_verify::{InspectReport, StepStatus, Verifier};
 use url::Url;
@@ -74,8 +74,15 @@ where
     let mut gateway = match registry {
         Some((store, decision)) => {
             let health = StoreHealth::start(store);
+            let readiness = move || {
+                let storage = health.readiness();
+                tw_http::Readiness {
+                    ready: storage.reachable,
+                    detail: storage.detail(),
+                }
+            };
             tw_gateway::Gateway::new_with_decision(gw, verifier.clone(), decision)?
-                .with_readiness_check("storage", Arc::new(move || health.readiness()))
+                .with_readiness_check("storage", Arc::new(readiness))
         }
         None => tw_gateway::Gateway::new(gw, verifier.clone())?,
     };
@@ -153,59 +160,6 @@ fn instance_name(gw: &GatewayConfig) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{host}/{}", gw.listen)
-}
-
-/// The store's reachability for `/readyz`, kept by a task that pings it every second (so the
-/// probe never waits on the database).
-#[derive(Clone)]
-struct StoreHealth {
-    state: Arc<StoreState>,
-    backend: &'static str,
-}
-
-#[derive(Default)]
-struct StoreState {
-    reachable: AtomicBool,
-    error: Mutex<Option<String>>,
-}
-
-/// How often, and how long at most, the store is pinged for readiness.
-const STORE_PING_EVERY: Duration = Duration::from_secs(1);
-
-impl StoreHealth {
-    fn start(store: Store) -> Self {
-        let state = Arc::new(StoreState::default());
-        // Opened just now: reachable.
-        state.reachable.store(true, Ordering::Relaxed);
-        let weak = Arc::downgrade(&state);
-        let backend = store.backend().as_str();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(STORE_PING_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let result = match tokio::time::timeout(STORE_PING_EVERY, store.ping()).await {
-                    Ok(r) => r.map_err(|e| e.message().to_owned()),
-                    Err(_) => Err("no answer within 1s".to_owned()),
-                };
-                let Some(state) = weak.upgrade() else { return };
-                state.reachable.store(result.is_ok(), Ordering::Relaxed);
-                if let Ok(mut error) = state.error.lock() {
-                    *error = result.err();
-                }
-            }
-        });
-        Self { state, backend }
-    }
-
-    fn readiness(&self) -> tw_http::Readiness {
-        let reachable = self.state.reachable.load(Ordering::Relaxed);
-        let error = self.state.error.lock().ok().and_then(|e| e.clone());
-        tw_http::Readiness {
-            ready: reachable,
-            detail: json!({ "backend": self.backend, "reachable": reachable, "error": error }),
-        }
-    }
 }
 
 #[derive(Debug, Args)]

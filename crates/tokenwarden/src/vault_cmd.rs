@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tw_config::VaultConfig;
 use tw_core::{Clock, Error, SystemClock};
+use tw_store::Store;
+use tw_store::health::StoreHealth;
 use tw_vault::{Caller, PERM_READ_ANY, Vault};
 use tw_vault_api::CallerAuth;
 use tw_verify::Verifier;
@@ -122,8 +124,8 @@ fn vault_section<'a>(cfg: &'a tw_config::Config, path: &Path) -> Result<&'a Vaul
     })
 }
 
-/// The configuration, its `[vault]` and the vault over `[storage]`.
-async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vault)> {
+/// The configuration, its `[vault]`, the vault over `[storage]` and that store.
+async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vault, Store)> {
     let cfg = tw_config::load(path)?;
     let section = vault_section(&cfg, path)?;
     if log {
@@ -132,37 +134,33 @@ async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vaul
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = tw_vault_api::vault_settings(section)?;
     let store = crate::gateway_cmd::open_store(&cfg, clock.clone()).await?;
-    let vault = Vault::new(settings, store, clock).await?;
-    Ok((cfg, vault))
+    let vault = Vault::new(settings, store.clone(), clock).await?;
+    Ok((cfg, vault, store))
 }
 
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    let (cfg, vault) = open(path, true).await?;
+    let (cfg, vault, store) = open(path, true).await?;
     let section = vault_section(&cfg, path)?;
     let metrics = crate::cli::install_metrics_recorder()?;
     let verifier = Arc::new(Verifier::new(
         &section.callers.verifier_config(),
         Arc::new(SystemClock),
     )?);
-    let auth = Arc::new(CallerAuth::new(&section.callers, verifier));
+    let auth = Arc::new(CallerAuth::new(section, verifier, Arc::new(SystemClock)));
     let router = tw_vault_api::router(
         vault,
         auth.clone(),
+        StoreHealth::start(store),
         section,
         Some(Arc::new(move || metrics.render())),
     );
-    tw_vault_api::serve(
-        &section.listen,
-        router,
-        &auth,
-        crate::cli::shutdown_signal(),
-    )
-    .await?;
+    let listener = tw_vault_api::bind(&section.listen).await?;
+    tw_vault_api::run(listener, router, &auth, crate::cli::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn rekey(path: &Path) -> anyhow::Result<ExitCode> {
-    let (_, vault) = open(path, true).await?;
+    let (_, vault, _) = open(path, true).await?;
     let report = vault.rekey().await?;
     println!(
         "rekey: {} re-sealed, {} already under the active key, {} could not be opened",
@@ -176,7 +174,7 @@ async fn rekey(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn list(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let (_, vault) = open(path, false).await?;
+    let (_, vault, _) = open(path, false).await?;
     let operator = Caller::new("tokenwarden-cli", "operator").with_permission(PERM_READ_ANY);
     let entries = vault.list_all(&operator).await?;
     if json {

@@ -9,6 +9,7 @@
 //!   token.
 //!
 //! Also: `tokenwarden vault rekey` moves every entry to a new key, after which the old key can go.
+//! Every scenario runs on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod vault_support;
@@ -17,6 +18,37 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tw_testkit::{Endpoint, Fault, Idp, free_port};
 use vault_support::*;
+
+/// The test IdP, a vault configuration on `storage`, alice's caller token and one entry of hers
+/// (stored through the first vault process, which is returned running).
+struct Scene {
+    idp: Idp,
+    setup: VaultSetup,
+    alice: String,
+    id: String,
+}
+
+impl Scene {
+    /// `reuse_grace`: the IdP accepts a rotated refresh token once more (Keycloak's default).
+    async fn start(storage: Storage, reuse_grace: bool) -> (Scene, VaultProcess) {
+        let port = free_port();
+        let idp = start_idp(port).await;
+        if reuse_grace {
+            idp.set_refresh_token_reuse_grace(true).await;
+        }
+        let setup = VaultSetup::new(&idp, port, storage).await;
+        let vault = setup.start().await;
+        let alice = user_token(&idp, "alice").await;
+        let id = alice_entry(&idp, &vault, &alice).await;
+        let scene = Scene {
+            idp,
+            setup,
+            alice,
+            id,
+        };
+        (scene, vault)
+    }
+}
 
 /// An entry of alice's holding a refresh token issued to the vault's client.
 async fn alice_entry(idp: &Idp, vault: &VaultProcess, alice: &str) -> String {
@@ -68,132 +100,128 @@ async fn kill_while_the_idp_holds_the_answer(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_before_the_commit_with_reuse_grace_loses_nothing() {
-    let port = free_port();
-    let idp = start_idp(port).await;
-    idp.set_refresh_token_reuse_grace(true).await;
-    let setup = VaultSetup::new(&idp, port, Storage::Sqlite).await;
-    let vault = setup.start().await;
-    let alice = user_token(&idp, "alice").await;
-    let id = alice_entry(&idp, &vault, &alice).await;
-    let (status, body) = vault.mint(&alice, &id).await;
+on_both_backends!(
+    killed_before_the_commit_with_reuse_grace,
+    killed_before_the_commit_with_reuse_grace_loses_nothing
+);
+
+async fn killed_before_the_commit_with_reuse_grace_loses_nothing(storage: Storage) {
+    let (scene, vault) = Scene::start(storage, true).await;
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 200, "{body}");
     let first = body["access_token"].as_str().unwrap().to_owned();
 
     // The cache would answer without the IdP: restart to empty it, then crash mid-refresh.
     vault.stop().await;
-    let vault = setup.start().await;
-    kill_while_the_idp_holds_the_answer(&idp, vault, &alice, &id).await;
-    assert_eq!(idp.stats().await.refresh_token_reuse, 0);
+    let vault = scene.setup.start().await;
+    kill_while_the_idp_holds_the_answer(&scene.idp, vault, &scene.alice, &scene.id).await;
+    assert_eq!(scene.idp.stats().await.refresh_token_reuse, 0);
 
     // Restarted on the same database: the stored token was rotated at the IdP but is still
     // valid under reuse grace, so the mint succeeds...
-    let vault = setup.start().await;
-    let (status, body) = vault.mint(&alice, &id).await;
+    let vault = scene.setup.start().await;
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(body["access_token"], first.as_str());
     assert_eq!(
-        idp.stats().await.refresh_token_reuse,
+        scene.idp.stats().await.refresh_token_reuse,
         1,
         "the stored token was the one rotated during the crash"
     );
     // ...and stores the newest token: the next refresh presents a token never rotated before.
     vault.stop().await;
-    let vault = setup.start().await;
-    let (status, body) = vault.mint(&alice, &id).await;
+    let vault = scene.setup.start().await;
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(idp.stats().await.refresh_token_reuse, 1);
-    let (_, entry) = vault.get(&alice, &format!("/v1/entries/{id}")).await;
+    assert_eq!(scene.idp.stats().await.refresh_token_reuse, 1);
+    let (_, entry) = vault
+        .get(&scene.alice, &format!("/v1/entries/{}", scene.id))
+        .await;
     assert_eq!(entry["status"], "active");
     vault.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_before_the_commit_with_strict_rotation_asks_for_reconsent() {
-    let port = free_port();
-    let idp = start_idp(port).await;
-    let setup = VaultSetup::new(&idp, port, Storage::Sqlite).await;
-    let vault = setup.start().await;
-    let alice = user_token(&idp, "alice").await;
-    let id = alice_entry(&idp, &vault, &alice).await;
-    let out_1 = kill_while_the_idp_holds_the_answer(&idp, vault, &alice, &id).await;
+on_both_backends!(
+    killed_before_the_commit_with_strict_rotation,
+    killed_before_the_commit_with_strict_rotation_asks_for_reconsent
+);
 
-    let vault = setup.start().await;
-    let refreshes = idp.stats().await.token_requests_for(VAULT_CLIENT);
-    let (status, body) = vault.mint(&alice, &id).await;
+async fn killed_before_the_commit_with_strict_rotation_asks_for_reconsent(storage: Storage) {
+    let (scene, vault) = Scene::start(storage, false).await;
+    let out_1 =
+        kill_while_the_idp_holds_the_answer(&scene.idp, vault, &scene.alice, &scene.id).await;
+
+    let vault = scene.setup.start().await;
+    let refreshes = scene.idp.stats().await.token_requests_for(VAULT_CLIENT);
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "vault_reconsent_required");
     assert_eq!(body["error"]["retryable"], false);
     assert_eq!(
-        idp.stats().await.refresh_token_reuse,
+        scene.idp.stats().await.refresh_token_reuse,
         1,
         "the spent token was presented once"
     );
-    let (_, list) = vault.get(&alice, "/v1/entries").await;
+    let (_, list) = vault.get(&scene.alice, "/v1/entries").await;
     let listed: Vec<&Value> = list["entries"].as_array().unwrap().iter().collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["status"], "reconsent_required", "{list}");
     // Asked again: the same clear answer, and no new request to the IdP (no retry storm).
-    let (status, body) = vault.mint(&alice, &id).await;
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
-        idp.stats().await.token_requests_for(VAULT_CLIENT),
+        scene.idp.stats().await.token_requests_for(VAULT_CLIENT),
         refreshes + 1
     );
     let out_2 = vault.stop().await;
     assert!(!out_1.is_empty() && !out_2.is_empty());
-    assert_no_secret(&format!("{out_1}{out_2}"), &[&alice, VAULT_SECRET]);
+    assert_no_secret(&format!("{out_1}{out_2}"), &[&scene.alice, VAULT_SECRET]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_the_commit_mints_with_the_new_token() {
-    let port = free_port();
-    let idp = start_idp(port).await;
-    let setup = VaultSetup::new(&idp, port, Storage::Sqlite).await;
-    let vault = setup.start().await;
-    let alice = user_token(&idp, "alice").await;
-    let id = alice_entry(&idp, &vault, &alice).await;
+on_both_backends!(
+    killed_after_the_commit,
+    killed_after_the_commit_mints_with_the_new_token
+);
+
+async fn killed_after_the_commit_mints_with_the_new_token(storage: Storage) {
+    let (scene, vault) = Scene::start(storage, false).await;
     // A mint that answered has committed the rotated token; kill -9 right after it.
-    let (status, body) = vault.mint(&alice, &id).await;
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 200, "{body}");
     vault.kill9().await;
 
-    let vault = setup.start().await;
-    let (status, body) = vault.mint(&alice, &id).await;
+    let vault = scene.setup.start().await;
+    let (status, body) = vault.mint(&scene.alice, &scene.id).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        idp.stats().await.refresh_token_reuse,
+        scene.idp.stats().await.refresh_token_reuse,
         0,
         "strict rotation: only never-used tokens were presented"
     );
     vault.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rekey_moves_every_entry_to_the_new_key() {
-    let port = free_port();
-    let idp = start_idp(port).await;
-    let mut setup = VaultSetup::new(&idp, port, Storage::Sqlite).await;
-    let vault = setup.start().await;
-    let alice = user_token(&idp, "alice").await;
+on_both_backends!(rekey, rekey_moves_every_entry_to_the_new_key);
+
+async fn rekey_moves_every_entry_to_the_new_key(storage: Storage) {
+    let (mut scene, vault) = Scene::start(storage, false).await;
     let ids = [
-        alice_entry(&idp, &vault, &alice).await,
-        alice_entry(&idp, &vault, &alice).await,
+        scene.id.clone(),
+        alice_entry(&scene.idp, &vault, &scene.alice).await,
     ];
     vault.stop().await;
 
     // A new active key: old entries stay readable, rekey moves them.
-    setup.keys.push(("k2".into(), new_key()));
-    setup.active = "k2".into();
-    setup.write();
-    let (code, out, err) = setup.run_cli(&["rekey"]).await;
+    scene.setup.keys.push(("k2".into(), new_key()));
+    scene.setup.active = "k2".into();
+    scene.setup.write();
+    let (code, out, err) = scene.setup.run_cli(&["rekey"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("2 re-sealed, 0 already under the active key, 0 could not be opened"),
         "{out}"
     );
-    let (code, out, err) = setup.run_cli(&["list", "--json"]).await;
+    let (code, out, err) = scene.setup.run_cli(&["list", "--json"]).await;
     assert_eq!(code, 0, "{err}");
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
@@ -205,24 +233,24 @@ async fn rekey_moves_every_entry_to_the_new_key() {
             .all(|e| e["key_id"] == "k2"),
         "{listed}"
     );
-    let (code, out, _) = setup.run_cli(&["rekey"]).await;
+    let (code, out, _) = scene.setup.run_cli(&["rekey"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("0 re-sealed, 2 already"), "{out}");
 
     // The old key removed: every entry still mints.
-    let old = setup.keys.remove(0);
-    setup.write();
-    let vault = setup.start().await;
+    let old = scene.setup.keys.remove(0);
+    scene.setup.write();
+    let vault = scene.setup.start().await;
     for id in &ids {
-        let (status, body) = vault.mint(&alice, id).await;
+        let (status, body) = vault.mint(&scene.alice, id).await;
         assert_eq!(status, 200, "{body}");
     }
     let out = vault.stop().await;
-    assert_no_secret(&out, &[&old.1, &setup.keys[0].1]);
+    assert_no_secret(&out, &[&old.1, &scene.setup.keys[0].1]);
 
     // keygen prints a fresh 32-byte key each time.
-    let (code, a, _) = setup.run_cli_plain(&["keygen"]).await;
-    let (_, b, _) = setup.run_cli_plain(&["keygen"]).await;
+    let (code, a, _) = scene.setup.run_cli_plain(&["keygen"]).await;
+    let (_, b, _) = scene.setup.run_cli_plain(&["keygen"]).await;
     assert_eq!(code, 0);
     assert_ne!(a, b);
     use base64::Engine as _;

@@ -8,18 +8,10 @@
 mod vault_support;
 
 use serde_json::{Value, json};
-use tw_testkit::{Postgres, free_port};
+use tw_testkit::free_port;
 use vault_support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consent_mint_revoke_on_sqlite() {
-    main_path(Storage::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consent_mint_revoke_on_postgres() {
-    main_path(Storage::Postgres(Box::new(Postgres::start().await))).await;
-}
+on_both_backends!(consent_mint_revoke, main_path);
 
 async fn main_path(storage: Storage) {
     let port = free_port();

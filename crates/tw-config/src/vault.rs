@@ -21,7 +21,7 @@
 //!
 //! Storage is the top-level `[storage]` (SQLite by default, or PostgreSQL).
 
-use crate::authz::{AuthzConfig, check_permission_code};
+use crate::authz::{AuthzConfig, PrincipalRateLimit, check_permission_code};
 use crate::load::{ListenAddr, validate_issuers};
 use crate::model::{AuthMethod, GatewayConfig, IdentityHeaders, IssuerConfig};
 use crate::secret_ref::SecretRef;
@@ -63,6 +63,9 @@ pub struct VaultConfig {
     pub callers: CallersConfig,
     #[serde(default)]
     pub mint: MintConfig,
+    /// What one caller may ask of the vault.
+    #[serde(default)]
+    pub limits: VaultLimitsConfig,
 }
 
 fn default_listen() -> String {
@@ -207,6 +210,45 @@ fn default_reuse_margin() -> Duration {
     Duration::from_secs(30)
 }
 
+/// `[vault.limits]`: every authenticated request may cost the vault IdP requests (under its own
+/// client's credentials) or a stored row, so each caller gets a budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultLimitsConfig {
+    /// Requests per caller (issuer + subject) on the authenticated routes; over it: 429 with
+    /// `Retry-After`. Default 10 per second, bursts of 50.
+    #[serde(default = "default_vault_rate_limit")]
+    pub rate_limit: PrincipalRateLimit,
+    /// A specific limit by the caller's client id (`azp`) or subject, e.g. a scheduler that
+    /// mints for many users.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, PrincipalRateLimit>,
+    /// Consents started and neither completed nor expired, per owner; one more: 429
+    /// `vault_too_many_pending_consents`. Default 10.
+    #[serde(default = "default_max_pending_consents")]
+    pub max_pending_consents: u32,
+}
+
+impl Default for VaultLimitsConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit: default_vault_rate_limit(),
+            rate_limits: BTreeMap::new(),
+            max_pending_consents: default_max_pending_consents(),
+        }
+    }
+}
+
+fn default_vault_rate_limit() -> PrincipalRateLimit {
+    PrincipalRateLimit {
+        per_second: 10,
+        burst: Some(50),
+    }
+}
+fn default_max_pending_consents() -> u32 {
+    10
+}
+
 impl VaultConfig {
     /// The redirect URI registered at the IdP: `public_url` (with its path, if any) followed by
     /// `consent.callback_path`.
@@ -272,6 +314,27 @@ fn plain_path(p: &str) -> bool {
         && !p.contains("//")
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c))
+}
+
+/// The vault's own routes (tw-vault-api), which the consent callback must not shadow.
+const RESERVED_PATHS: &[&str] = &[
+    "/v1/offline-token",
+    "/v1/access-token",
+    "/v1/refresh-token",
+    "/v1/entries",
+    "/v1/validate-token",
+    "/health",
+    "/healthz",
+    "/health/ready",
+    "/readyz",
+    "/version",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+];
+
+fn is_reserved_path(p: &str) -> bool {
+    RESERVED_PATHS.contains(&p) || p.starts_with("/v1/entries/")
 }
 
 fn http_url(u: &Url) -> bool {
@@ -351,6 +414,15 @@ pub(crate) fn validate_vault(
             ),
         ));
     }
+    if is_reserved_path(&c.callback_path) {
+        return Err(fail(
+            k("consent.callback_path"),
+            format!(
+                "`{}` is one of the vault's own routes; choose another, e.g. \"{DEFAULT_CALLBACK_PATH}\"",
+                c.callback_path
+            ),
+        ));
+    }
     if let Some(u) = &c.redirect_after
         && !http_url(u)
     {
@@ -372,6 +444,28 @@ pub(crate) fn validate_vault(
         return Err(fail(
             k("mint.reuse_margin"),
             "must be positive while the cache is on (cache = false turns it off)".into(),
+        ));
+    }
+
+    let bad_limit = |l: &PrincipalRateLimit| l.per_second == 0 || l.burst == Some(0);
+    if bad_limit(&v.limits.rate_limit) {
+        return Err(fail(
+            k("limits.rate_limit"),
+            "per_second and burst must be positive, e.g. { per_second = 10, burst = 50 }".into(),
+        ));
+    }
+    for (who, l) in &v.limits.rate_limits {
+        if bad_limit(l) {
+            return Err(fail(
+                format!("vault.limits.rate_limits.\"{who}\""),
+                "per_second and burst must be positive".into(),
+            ));
+        }
+    }
+    if v.limits.max_pending_consents == 0 || v.limits.max_pending_consents > 1000 {
+        return Err(fail(
+            k("limits.max_pending_consents"),
+            "must be between 1 and 1000".into(),
         ));
     }
 
@@ -399,6 +493,16 @@ pub(crate) fn validate_vault(
 
     let callers = &v.callers;
     validate_issuers(&callers.issuers, "vault.callers.issuers", fail)?;
+    // Without an audience, a token meant for any API of the realm (even one the vault minted)
+    // would let whoever holds it act here as its user.
+    for (i, issuer) in callers.issuers.iter().enumerate() {
+        if issuer.audiences.is_empty() {
+            return Err(fail(
+                format!("vault.callers.issuers[{i}].audiences"),
+                "list the audience of tokens meant for the vault, e.g. [\"token-vault\"] (a Keycloak audience mapper adds it); without it any token of this issuer, issued for any API, could act for its user here".into(),
+            ));
+        }
+    }
     if callers.max_token_bytes < 256 {
         return Err(fail(
             k("callers.max_token_bytes"),
@@ -469,6 +573,7 @@ keys = { k1 = { env = "K1" }, k2 = { file = "/run/secrets/k2" } }
 
 [[vault.callers.issuers]]
 issuer = "https://kc.example/realms/dls"
+audiences = ["token-vault"]
 
 [vault.callers.roles]
 "vault-operator" = ["vault:mint-any", "vault:read-any"]
@@ -495,6 +600,14 @@ issuer = "https://kc.example/realms/dls"
         assert!(v.mint.cache);
         assert_eq!(v.mint.reuse_margin, Duration::from_secs(30));
         assert_eq!(
+            v.limits.rate_limit,
+            PrincipalRateLimit {
+                per_second: 10,
+                burst: Some(50)
+            }
+        );
+        assert_eq!(v.limits.max_pending_consents, 10);
+        assert_eq!(
             v.redirect_uri().as_str(),
             "https://vault.example.org/tw/v1/offline-token/callback"
         );
@@ -517,6 +630,69 @@ issuer = "https://kc.example/realms/dls"
         assert!(!ok("https://app.example.org/jobsx"));
         assert!(!ok("https://evil.example.org/jobs/42"));
         assert!(!ok("http://app.example.org/jobs/42"));
+    }
+
+    #[test]
+    fn callers_must_name_the_vaults_audience() {
+        let toml = BASE.replace("audiences = [\"token-vault\"]\n", "");
+        assert_eq!(key_of(&toml), "vault.callers.issuers[0].audiences");
+    }
+
+    #[test]
+    fn the_callback_cannot_shadow_a_vault_route() {
+        for path in [
+            "/health",
+            "/v1/entries",
+            "/v1/entries/x",
+            "/metrics",
+            "/docs",
+        ] {
+            let toml = BASE.replace(
+                "[vault.encryption]",
+                &format!("[vault.consent]\ncallback_path = \"{path}\"\n\n[vault.encryption]"),
+            );
+            assert_eq!(key_of(&toml), "vault.consent.callback_path", "{path}");
+        }
+        let toml = BASE.replace(
+            "[vault.encryption]",
+            "[vault.consent]\ncallback_path = \"/consent/done\"\n\n[vault.encryption]",
+        );
+        assert!(load(&toml).is_ok());
+    }
+
+    #[test]
+    fn limits_are_checked_and_name_their_key() {
+        let with = |limits: &str| {
+            BASE.replace(
+                "[vault.encryption]",
+                &format!("[vault.limits]\n{limits}\n\n[vault.encryption]"),
+            )
+        };
+        let v = load(&with(
+            "rate_limit = { per_second = 2, burst = 5 }\nrate_limits = { scheduler = { per_second = 100 } }\nmax_pending_consents = 3",
+        ))
+        .expect("valid")
+        .vault
+        .expect("vault");
+        assert_eq!(v.limits.rate_limit.burst, Some(5));
+        assert_eq!(v.limits.rate_limits["scheduler"].per_second, 100);
+        assert_eq!(v.limits.max_pending_consents, 3);
+        assert_eq!(
+            key_of(&with("rate_limit = { per_second = 0 }")),
+            "vault.limits.rate_limit"
+        );
+        assert_eq!(
+            key_of(&with(
+                "rate_limits = { scheduler = { per_second = 5, burst = 0 } }"
+            )),
+            "vault.limits.rate_limits.\"scheduler\""
+        );
+        assert_eq!(
+            key_of(&with("max_pending_consents = 0")),
+            "vault.limits.max_pending_consents"
+        );
+        let e = load(&with("max_pending = 3")).expect_err("unknown key");
+        assert!(e.message().contains("max_pending"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,9 @@
 //! (`DELETE ... RETURNING`), and per-lineage refresh leases (one refresh at a time across
 //! instances). This crate only stores sealed bytes; it never sees a token in clear.
 //!
+//! [`health`]: [`health::StoreHealth`], a background pinger whose last answer readiness probes
+//! read, so a probe never waits on the database.
+//!
 //! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
 //! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
 //! `invalid_role`, `invalid_permission` (400), `storage_unavailable` (503, retryable),
@@ -27,6 +30,7 @@
 
 pub mod authz;
 mod error;
+pub mod health;
 mod model;
 mod queries;
 mod store;
@@ -39,5 +43,6 @@ pub use model::{
 };
 pub use store::Store;
 pub use vault::{
-    PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow, VaultStatus, VaultTokenType,
+    FencedWrite, PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow, VaultStatus,
+    VaultTokenType,
 };

@@ -5,6 +5,12 @@
 //! Every change of an entry's token bumps its `version`; writers that read a row, talk to the IdP
 //! and write back guard their update on the version they read ([`TokenUpdate::expected_version`]),
 //! so a concurrent writer (another instance, a rekey) is noticed instead of overwritten.
+//!
+//! Refreshes hold a lease per token lineage (`vault_refresh_leases`). Their writes are fenced
+//! ([`Store::vault_update_tokens_fenced`], [`Store::vault_set_status_fenced`]): the transaction
+//! first checks, with a write on the lease row (which also locks it), that the lease is still held
+//! by the writer's `lease_id`. A holder whose lease ran out and was taken over by another instance
+//! therefore cannot write what it learnt from a token the new holder may already have spent.
 
 use crate::error::db;
 use crate::store::{Pool, Store, with_pool};
@@ -117,6 +123,18 @@ pub struct TokenUpdate {
     pub used_at: Option<UnixTime>,
 }
 
+/// What a fenced write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FencedWrite {
+    /// Written.
+    Applied,
+    /// Nothing written: the lease is no longer this holder's (it expired and another took it, or
+    /// it was released).
+    LeaseLost,
+    /// Nothing written: a guarded row is gone or at another version.
+    Conflict,
+}
+
 /// One row of `vault_pending_consents`: a consent started and not yet completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingConsent {
@@ -179,14 +197,22 @@ mod sql {
     pub const BY_SESSION: &str = entry_select!("WHERE session_id = $1 ORDER BY created_at, id");
     pub const PAGE: &str = entry_select!("WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
     pub const COUNT_SESSION: &str = "SELECT COUNT(*) FROM vault_entries WHERE session_id = $1";
-    pub const UPDATE_TOKEN_GUARDED: &str = "UPDATE vault_entries SET key_id = $3, nonce = $4, ciphertext = $5, expires_at = $6, last_used_at = COALESCE($7, last_used_at), version = version + 1 WHERE id = $1 AND version = $2";
-    pub const UPDATE_TOKEN: &str = "UPDATE vault_entries SET key_id = $2, nonce = $3, ciphertext = $4, expires_at = $5, last_used_at = COALESCE($6, last_used_at), version = version + 1 WHERE id = $1";
+    /// `$2`: the version the row must still be at, or NULL for any.
+    pub const UPDATE_TOKEN: &str = "UPDATE vault_entries SET key_id = $3, nonce = $4, ciphertext = $5, expires_at = $6, last_used_at = COALESCE($7, last_used_at), version = version + 1 WHERE id = $1 AND ($2 IS NULL OR version = $2)";
     pub const SET_STATUS: &str =
         "UPDATE vault_entries SET status = $2, version = version + 1 WHERE id = $1";
+    /// `$3`: the version the row must still be at.
+    pub const SET_STATUS_GUARDED: &str = "UPDATE vault_entries SET status = $2, version = version + 1 WHERE id = $1 AND version = $3";
     pub const TOUCH: &str = "UPDATE vault_entries SET last_used_at = $2 WHERE id = $1";
     pub const DELETE: &str = "DELETE FROM vault_entries WHERE id = $1 RETURNING id, owner_issuer, owner_subject, token_type, key_id, nonce, ciphertext, session_id, status, attributes, created_at, last_used_at, expires_at, version";
 
     pub const PENDING_INSERT: &str = "INSERT INTO vault_pending_consents (nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    /// [`PENDING_INSERT`] only while the owner has fewer than `$11` pending consents live at `$9`
+    /// (one statement: SQLite's writers serialise on it; on PostgreSQL concurrent requests of one
+    /// owner may pass the count together, so the cap can be exceeded by that many).
+    pub const PENDING_INSERT_CAPPED: &str = "INSERT INTO vault_pending_consents (nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE (SELECT COUNT(*) FROM vault_pending_consents WHERE owner_issuer = $2 AND owner_subject = $3 AND expires_at > $9) < $11";
+    /// The live pending consents of an owner: how many, and when the first of them expires.
+    pub const PENDING_OF_OWNER: &str = "SELECT COUNT(*), MIN(expires_at) FROM vault_pending_consents WHERE owner_issuer = $1 AND owner_subject = $2 AND expires_at > $3";
     /// One statement, so two callbacks racing for one nonce cannot both get the row.
     pub const PENDING_TAKE: &str = "DELETE FROM vault_pending_consents WHERE nonce = $1 RETURNING nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at";
     pub const PENDING_PURGE: &str = "DELETE FROM vault_pending_consents WHERE expires_at <= $1";
@@ -196,6 +222,12 @@ mod sql {
     pub const LEASE_CLAIM: &str = "INSERT INTO vault_refresh_leases (lineage, lease_id, lease_until) VALUES ($1, $2, $3) ON CONFLICT (lineage) DO UPDATE SET lease_id = excluded.lease_id, lease_until = excluded.lease_until WHERE vault_refresh_leases.lease_until <= $4";
     pub const LEASE_RELEASE: &str =
         "DELETE FROM vault_refresh_leases WHERE lineage = $1 AND lease_id = $2";
+    pub const LEASE_RENEW: &str =
+        "UPDATE vault_refresh_leases SET lease_until = $3 WHERE lineage = $1 AND lease_id = $2";
+    /// The fence: a write (so SQLite takes its write lock and PostgreSQL locks the row until the
+    /// transaction ends) that matches only while `$2` holds the lease.
+    pub const LEASE_FENCE: &str =
+        "UPDATE vault_refresh_leases SET lease_id = lease_id WHERE lineage = $1 AND lease_id = $2";
 
     #[cfg(test)]
     mod tests {
@@ -298,66 +330,87 @@ fn pending_from(t: PendingTuple) -> Result<PendingConsent> {
     })
 }
 
-fn rows_from(rows: Vec<EntryTuple>) -> Result<Vec<VaultRow>> {
-    rows.into_iter().map(row_from).collect()
+/// One statement with `binds` on either backend: the rows it changed.
+macro_rules! execute {
+    ($store:expr, $sql:expr, $op:literal, [$($bind:expr),* $(,)?]) => {
+        with_pool!($store.pool(), |p| sqlx::query($sql)
+            $(.bind($bind))*
+            .execute(p)
+            .await
+            .map_err(db($op))?
+            .rows_affected())
+    };
+}
+
+/// One statement with `binds` that returns entry rows: all of them, decoded.
+macro_rules! fetch_entries {
+    ($store:expr, $sql:expr, $op:literal, [$($bind:expr),* $(,)?]) => {{
+        let rows: Vec<EntryTuple> = with_pool!($store.pool(), |p| sqlx::query_as($sql)
+            $(.bind($bind))*
+            .fetch_all(p)
+            .await
+            .map_err(db($op))?);
+        rows.into_iter().map(row_from).collect::<Result<Vec<_>>>()
+    }};
+}
+
+/// One statement with `binds` that returns at most one entry row, decoded.
+macro_rules! fetch_entry {
+    ($store:expr, $sql:expr, $op:literal, [$($bind:expr),* $(,)?]) => {{
+        let row: Option<EntryTuple> = with_pool!($store.pool(), |p| sqlx::query_as($sql)
+            $(.bind($bind))*
+            .fetch_optional(p)
+            .await
+            .map_err(db($op))?);
+        row.map(row_from).transpose()
+    }};
 }
 
 impl Store {
     /// Inserts a new entry (409 `storage_conflict` if the id exists).
     pub async fn vault_insert(&self, row: &VaultRow) -> Result<()> {
-        let op = "insert vault entry";
         let attributes = attributes_to_text(&row.attributes)?;
-        with_pool!(self.pool(), |p| {
-            sqlx::query(sql::INSERT)
-                .bind(&row.id)
-                .bind(&row.owner_issuer)
-                .bind(&row.owner_subject)
-                .bind(row.token_type.as_str())
-                .bind(&row.sealed.key_id)
-                .bind(&row.sealed.nonce)
-                .bind(&row.sealed.ciphertext)
-                .bind(&row.session_id)
-                .bind(row.status.as_str())
-                .bind(&attributes)
-                .bind(row.created_at.as_millis())
-                .bind(row.last_used_at.map(UnixTime::as_millis))
-                .bind(row.expires_at.map(UnixTime::as_millis))
-                .bind(row.version)
-                .execute(p)
-                .await
-                .map_err(db(op))?;
-        });
+        execute!(
+            self,
+            sql::INSERT,
+            "insert vault entry",
+            [
+                &row.id,
+                &row.owner_issuer,
+                &row.owner_subject,
+                row.token_type.as_str(),
+                &row.sealed.key_id,
+                &row.sealed.nonce,
+                &row.sealed.ciphertext,
+                &row.session_id,
+                row.status.as_str(),
+                &attributes,
+                row.created_at.as_millis(),
+                row.last_used_at.map(UnixTime::as_millis),
+                row.expires_at.map(UnixTime::as_millis),
+                row.version,
+            ]
+        );
         Ok(())
     }
 
     pub async fn vault_get(&self, id: &str) -> Result<Option<VaultRow>> {
-        let row: Option<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::GET)
-            .bind(id)
-            .fetch_optional(p)
-            .await
-            .map_err(db("get vault entry"))?);
-        row.map(row_from).transpose()
+        fetch_entry!(self, sql::GET, "get vault entry", [id])
     }
 
     /// An owner's entries, oldest first.
     pub async fn vault_list_by_owner(&self, issuer: &str, subject: &str) -> Result<Vec<VaultRow>> {
-        let rows: Vec<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::BY_OWNER)
-            .bind(issuer)
-            .bind(subject)
-            .fetch_all(p)
-            .await
-            .map_err(db("list vault entries"))?);
-        rows_from(rows)
+        fetch_entries!(self, sql::BY_OWNER, "list vault entries", [issuer, subject])
     }
 
     /// The entries that share an IdP session, oldest first.
     pub async fn vault_list_by_session(&self, session_id: &str) -> Result<Vec<VaultRow>> {
-        let rows: Vec<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::BY_SESSION)
-            .bind(session_id)
-            .fetch_all(p)
-            .await
-            .map_err(db("list vault entries of a session"))?);
-        rows_from(rows)
+        fetch_entries!(
+            self,
+            sql::BY_SESSION,
+            "list vault entries of a session",
+            [session_id]
+        )
     }
 
     /// How many entries share an IdP session.
@@ -367,6 +420,7 @@ impl Store {
             .fetch_one(p)
             .await
             .map_err(db("count vault entries of a session"))?);
+        // COUNT(*) is never negative.
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -378,90 +432,132 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<VaultRow>> {
         let limit = i64::from(limit.clamp(1, VAULT_PAGE_MAX));
-        let rows: Vec<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::PAGE)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(p)
-            .await
-            .map_err(db("page vault entries"))?);
-        rows_from(rows)
+        fetch_entries!(self, sql::PAGE, "page vault entries", [after_id, limit])
     }
 
     /// Applies the updates in one transaction. Returns `false`, changing nothing, when a guarded
     /// update finds its row gone or at another version; unguarded updates of rows that are gone
     /// are skipped.
     pub async fn vault_update_tokens(&self, updates: &[TokenUpdate]) -> Result<bool> {
+        Ok(self.update_tokens(None, updates).await? == FencedWrite::Applied)
+    }
+
+    /// [`Store::vault_update_tokens`] in a transaction that first checks that `lease_id` still
+    /// holds the lease of `lineage` ([`FencedWrite::LeaseLost`] otherwise, nothing written).
+    pub async fn vault_update_tokens_fenced(
+        &self,
+        lineage: &str,
+        lease_id: &str,
+        updates: &[TokenUpdate],
+    ) -> Result<FencedWrite> {
+        self.update_tokens(Some((lineage, lease_id)), updates).await
+    }
+
+    async fn update_tokens(
+        &self,
+        fence: Option<(&str, &str)>,
+        updates: &[TokenUpdate],
+    ) -> Result<FencedWrite> {
         let op = "update vault token";
         with_pool!(self.pool(), |p| {
             let mut tx = p.begin().await.map_err(db(op))?;
+            if let Some((lineage, lease_id)) = fence {
+                let held = sqlx::query(sql::LEASE_FENCE)
+                    .bind(lineage)
+                    .bind(lease_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?
+                    .rows_affected();
+                if held == 0 {
+                    tx.rollback().await.map_err(db(op))?;
+                    return Ok(FencedWrite::LeaseLost);
+                }
+            }
             for u in updates {
-                let done = match u.expected_version {
-                    Some(version) => sqlx::query(sql::UPDATE_TOKEN_GUARDED)
-                        .bind(&u.id)
-                        .bind(version)
-                        .bind(&u.sealed.key_id)
-                        .bind(&u.sealed.nonce)
-                        .bind(&u.sealed.ciphertext)
-                        .bind(u.expires_at.map(UnixTime::as_millis))
-                        .bind(u.used_at.map(UnixTime::as_millis))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db(op))?
-                        .rows_affected(),
-                    None => sqlx::query(sql::UPDATE_TOKEN)
-                        .bind(&u.id)
-                        .bind(&u.sealed.key_id)
-                        .bind(&u.sealed.nonce)
-                        .bind(&u.sealed.ciphertext)
-                        .bind(u.expires_at.map(UnixTime::as_millis))
-                        .bind(u.used_at.map(UnixTime::as_millis))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db(op))?
-                        .rows_affected(),
-                };
+                let done = sqlx::query(sql::UPDATE_TOKEN)
+                    .bind(&u.id)
+                    .bind(u.expected_version)
+                    .bind(&u.sealed.key_id)
+                    .bind(&u.sealed.nonce)
+                    .bind(&u.sealed.ciphertext)
+                    .bind(u.expires_at.map(UnixTime::as_millis))
+                    .bind(u.used_at.map(UnixTime::as_millis))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(op))?
+                    .rows_affected();
                 if u.expected_version.is_some() && done == 0 {
                     tx.rollback().await.map_err(db(op))?;
-                    return Ok(false);
+                    return Ok(FencedWrite::Conflict);
                 }
             }
             tx.commit().await.map_err(db(op))?;
         });
-        Ok(true)
+        Ok(FencedWrite::Applied)
+    }
+
+    /// Sets the status of entry `id` while it is still at `expected_version` (bumping it), in a
+    /// transaction that first checks that `lease_id` still holds the lease of `lineage`.
+    pub async fn vault_set_status_fenced(
+        &self,
+        lineage: &str,
+        lease_id: &str,
+        id: &str,
+        expected_version: i64,
+        status: VaultStatus,
+    ) -> Result<FencedWrite> {
+        let op = "set vault entry status";
+        with_pool!(self.pool(), |p| {
+            let mut tx = p.begin().await.map_err(db(op))?;
+            let held = sqlx::query(sql::LEASE_FENCE)
+                .bind(lineage)
+                .bind(lease_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(op))?
+                .rows_affected();
+            if held == 0 {
+                tx.rollback().await.map_err(db(op))?;
+                return Ok(FencedWrite::LeaseLost);
+            }
+            let done = sqlx::query(sql::SET_STATUS_GUARDED)
+                .bind(id)
+                .bind(status.as_str())
+                .bind(expected_version)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(op))?
+                .rows_affected();
+            if done == 0 {
+                tx.rollback().await.map_err(db(op))?;
+                return Ok(FencedWrite::Conflict);
+            }
+            tx.commit().await.map_err(db(op))?;
+        });
+        Ok(FencedWrite::Applied)
     }
 
     /// Sets the status (bumping the version). `false` if there is no such entry.
     pub async fn vault_set_status(&self, id: &str, status: VaultStatus) -> Result<bool> {
-        let done = with_pool!(self.pool(), |p| sqlx::query(sql::SET_STATUS)
-            .bind(id)
-            .bind(status.as_str())
-            .execute(p)
-            .await
-            .map_err(db("set vault entry status"))?
-            .rows_affected());
+        let done = execute!(
+            self,
+            sql::SET_STATUS,
+            "set vault entry status",
+            [id, status.as_str()]
+        );
         Ok(done > 0)
     }
 
     /// Records a use without touching the token (the version stays).
     pub async fn vault_touch(&self, id: &str, at: UnixTime) -> Result<()> {
-        with_pool!(self.pool(), |p| sqlx::query(sql::TOUCH)
-            .bind(id)
-            .bind(at.as_millis())
-            .execute(p)
-            .await
-            .map_err(db("touch vault entry"))?
-            .rows_affected());
+        execute!(self, sql::TOUCH, "touch vault entry", [id, at.as_millis()]);
         Ok(())
     }
 
     /// Deletes the entry and returns what it held (`None`: there was none).
     pub async fn vault_delete(&self, id: &str) -> Result<Option<VaultRow>> {
-        let row: Option<EntryTuple> = with_pool!(self.pool(), |p| sqlx::query_as(sql::DELETE)
-            .bind(id)
-            .fetch_optional(p)
-            .await
-            .map_err(db("delete vault entry"))?);
-        row.map(row_from).transpose()
+        fetch_entry!(self, sql::DELETE, "delete vault entry", [id])
     }
 
     // ----- refresh leases -----
@@ -475,27 +571,40 @@ impl Store {
         now: UnixTime,
         until: UnixTime,
     ) -> Result<bool> {
-        let n = with_pool!(self.pool(), |p| sqlx::query(sql::LEASE_CLAIM)
-            .bind(lineage)
-            .bind(lease_id)
-            .bind(until.as_millis())
-            .bind(now.as_millis())
-            .execute(p)
-            .await
-            .map_err(db("claim refresh lease"))?
-            .rows_affected());
-        Ok(n > 0)
+        let taken = execute!(
+            self,
+            sql::LEASE_CLAIM,
+            "claim refresh lease",
+            [lineage, lease_id, until.as_millis(), now.as_millis()]
+        );
+        Ok(taken > 0)
+    }
+
+    /// Extends the lease to `until` while `lease_id` still holds it. `false`: it does not (it
+    /// expired and another holder took it, or it was released).
+    pub async fn vault_lease_renew(
+        &self,
+        lineage: &str,
+        lease_id: &str,
+        until: UnixTime,
+    ) -> Result<bool> {
+        let renewed = execute!(
+            self,
+            sql::LEASE_RENEW,
+            "renew refresh lease",
+            [lineage, lease_id, until.as_millis()]
+        );
+        Ok(renewed > 0)
     }
 
     /// Gives the lease back (only if `lease_id` still holds it).
     pub async fn vault_lease_release(&self, lineage: &str, lease_id: &str) -> Result<()> {
-        with_pool!(self.pool(), |p| sqlx::query(sql::LEASE_RELEASE)
-            .bind(lineage)
-            .bind(lease_id)
-            .execute(p)
-            .await
-            .map_err(db("release refresh lease"))?
-            .rows_affected());
+        execute!(
+            self,
+            sql::LEASE_RELEASE,
+            "release refresh lease",
+            [lineage, lease_id]
+        );
         Ok(())
     }
 
@@ -503,23 +612,76 @@ impl Store {
 
     pub async fn vault_pending_insert(&self, pending: &PendingConsent) -> Result<()> {
         let attributes = attributes_to_text(&pending.attributes)?;
-        with_pool!(self.pool(), |p| {
-            sqlx::query(sql::PENDING_INSERT)
-                .bind(&pending.nonce)
-                .bind(&pending.owner_issuer)
-                .bind(&pending.owner_subject)
-                .bind(&pending.verifier.key_id)
-                .bind(&pending.verifier.nonce)
-                .bind(&pending.verifier.ciphertext)
-                .bind(&attributes)
-                .bind(&pending.redirect_after)
-                .bind(pending.created_at.as_millis())
-                .bind(pending.expires_at.as_millis())
-                .execute(p)
-                .await
-                .map_err(db("insert pending consent"))?;
-        });
+        execute!(
+            self,
+            sql::PENDING_INSERT,
+            "insert pending consent",
+            [
+                &pending.nonce,
+                &pending.owner_issuer,
+                &pending.owner_subject,
+                &pending.verifier.key_id,
+                &pending.verifier.nonce,
+                &pending.verifier.ciphertext,
+                &attributes,
+                &pending.redirect_after,
+                pending.created_at.as_millis(),
+                pending.expires_at.as_millis(),
+            ]
+        );
         Ok(())
+    }
+
+    /// Inserts the pending consent unless its owner already has `max` pending consents that have
+    /// not expired at `pending.created_at`. `false`: refused, nothing inserted.
+    pub async fn vault_pending_insert_capped(
+        &self,
+        pending: &PendingConsent,
+        max: u32,
+    ) -> Result<bool> {
+        let attributes = attributes_to_text(&pending.attributes)?;
+        let inserted = execute!(
+            self,
+            sql::PENDING_INSERT_CAPPED,
+            "insert pending consent",
+            [
+                &pending.nonce,
+                &pending.owner_issuer,
+                &pending.owner_subject,
+                &pending.verifier.key_id,
+                &pending.verifier.nonce,
+                &pending.verifier.ciphertext,
+                &attributes,
+                &pending.redirect_after,
+                pending.created_at.as_millis(),
+                pending.expires_at.as_millis(),
+                i64::from(max),
+            ]
+        );
+        Ok(inserted > 0)
+    }
+
+    /// How many consents the owner has pending (not expired at `now`), and when the first of
+    /// them expires.
+    pub async fn vault_pending_of_owner(
+        &self,
+        issuer: &str,
+        subject: &str,
+        now: UnixTime,
+    ) -> Result<(u64, Option<UnixTime>)> {
+        let (count, first): (i64, Option<i64>) =
+            with_pool!(self.pool(), |p| sqlx::query_as(sql::PENDING_OF_OWNER)
+                .bind(issuer)
+                .bind(subject)
+                .bind(now.as_millis())
+                .fetch_one(p)
+                .await
+                .map_err(db("count pending consents"))?);
+        // COUNT(*) is never negative.
+        Ok((
+            u64::try_from(count).unwrap_or(0),
+            first.map(UnixTime::from_millis),
+        ))
     }
 
     /// Removes and returns the pending consent: of concurrent callers (on any instance) at most
@@ -536,12 +698,11 @@ impl Store {
 
     /// Deletes pending consents that expired at or before `now`; returns how many.
     pub async fn vault_pending_purge(&self, now: UnixTime) -> Result<u64> {
-        let done = with_pool!(self.pool(), |p| sqlx::query(sql::PENDING_PURGE)
-            .bind(now.as_millis())
-            .execute(p)
-            .await
-            .map_err(db("purge pending consents"))?
-            .rows_affected());
-        Ok(done)
+        Ok(execute!(
+            self,
+            sql::PENDING_PURGE,
+            "purge pending consents",
+            [now.as_millis()]
+        ))
     }
 }

@@ -8,7 +8,9 @@ use common::{START, Target};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::UnixTime;
-use tw_store::{PendingConsent, Sealed, TokenUpdate, VaultRow, VaultStatus, VaultTokenType};
+use tw_store::{
+    FencedWrite, PendingConsent, Sealed, TokenUpdate, VaultRow, VaultStatus, VaultTokenType,
+};
 
 const ISS: &str = "https://kc.example/realms/dls";
 
@@ -238,6 +240,53 @@ async fn pending_taken_once(t: Target) {
 }
 both!(pending, pending_taken_once);
 
+/// At most `max` live pending consents per owner; expired ones and other owners' do not count.
+async fn pending_capped_per_owner(t: Target) {
+    let s = t.open().await;
+    let at = |secs: u64| START.plus(Duration::from_secs(secs));
+    let mut expired = pending("expired", START);
+    expired.created_at = at(0).minus(Duration::from_secs(600));
+    s.vault_pending_insert(&expired).await.unwrap();
+    assert!(
+        s.vault_pending_insert_capped(&pending("a", at(600)), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.vault_pending_insert_capped(&pending("b", at(300)), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.vault_pending_insert_capped(&pending("c", at(600)), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.vault_pending_take("c").await.unwrap().is_none(),
+        "not inserted"
+    );
+    assert_eq!(
+        s.vault_pending_of_owner(ISS, "alice", START).await.unwrap(),
+        (2, Some(at(300)))
+    );
+    let mut bobs = pending("bob-1", at(600));
+    bobs.owner_subject = "bob".into();
+    assert!(s.vault_pending_insert_capped(&bobs, 2).await.unwrap());
+    // One completed: room again.
+    s.vault_pending_take("a").await.unwrap().unwrap();
+    assert!(
+        s.vault_pending_insert_capped(&pending("d", at(600)), 2)
+            .await
+            .unwrap()
+    );
+    // Later, when "b" has expired, it no longer counts.
+    let mut later = pending("e", at(900));
+    later.created_at = at(300);
+    assert!(s.vault_pending_insert_capped(&later, 2).await.unwrap());
+}
+both!(pending_cap, pending_capped_per_owner);
+
 async fn refresh_leases(t: Target) {
     let s = t.open().await;
     let other = t.open().await;
@@ -296,6 +345,108 @@ async fn refresh_leases(t: Target) {
     );
 }
 both!(leases, refresh_leases);
+
+/// A holder whose lease ran out and was taken over can no longer write: neither the tokens it
+/// got from the IdP nor a status; the new holder can, and a status change is guarded by the
+/// version read. Renewing keeps a lease out of reach of others.
+async fn fenced_writes(t: Target) {
+    let s = t.open().await;
+    let other = t.open().await;
+    let at = |secs: u64| START.plus(Duration::from_secs(secs));
+    s.vault_insert(&row("a", "alice", Some("s1")))
+        .await
+        .unwrap();
+    assert!(
+        s.vault_lease_claim("session:s1", "slow", at(0), at(7))
+            .await
+            .unwrap()
+    );
+    // Renewed while working: still the holder's at 8 s.
+    assert!(
+        s.vault_lease_renew("session:s1", "slow", at(14))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .vault_lease_claim("session:s1", "fast", at(8), at(15))
+            .await
+            .unwrap()
+    );
+    // Not renewed in time: taken over at 15 s.
+    assert!(
+        other
+            .vault_lease_claim("session:s1", "fast", at(15), at(22))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.vault_lease_renew("session:s1", "slow", at(30))
+            .await
+            .unwrap()
+    );
+    let before = s.vault_get("a").await.unwrap().unwrap();
+    assert_eq!(
+        s.vault_update_tokens_fenced("session:s1", "slow", &[update("a", Some(1), 7)])
+            .await
+            .unwrap(),
+        FencedWrite::LeaseLost
+    );
+    assert_eq!(
+        s.vault_set_status_fenced("session:s1", "slow", "a", 1, VaultStatus::ReconsentRequired)
+            .await
+            .unwrap(),
+        FencedWrite::LeaseLost
+    );
+    assert_eq!(
+        s.vault_get("a").await.unwrap().unwrap(),
+        before,
+        "nothing written"
+    );
+
+    // The new holder's commit goes through, and moves the version on...
+    assert_eq!(
+        other
+            .vault_update_tokens_fenced("session:s1", "fast", &[update("a", Some(1), 8)])
+            .await
+            .unwrap(),
+        FencedWrite::Applied
+    );
+    // ...so a status change decided on the version read before is refused as a conflict.
+    assert_eq!(
+        other
+            .vault_set_status_fenced("session:s1", "fast", "a", 1, VaultStatus::ReconsentRequired)
+            .await
+            .unwrap(),
+        FencedWrite::Conflict
+    );
+    let now = s.vault_get("a").await.unwrap().unwrap();
+    assert_eq!((now.status, now.version), (VaultStatus::Active, 2));
+    assert_eq!(
+        other
+            .vault_set_status_fenced("session:s1", "fast", "a", 2, VaultStatus::ReconsentRequired)
+            .await
+            .unwrap(),
+        FencedWrite::Applied
+    );
+    assert_eq!(
+        s.vault_get("a").await.unwrap().unwrap().status,
+        VaultStatus::ReconsentRequired
+    );
+    // Released: fenced writes are refused too.
+    other
+        .vault_lease_release("session:s1", "fast")
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .vault_update_tokens_fenced("session:s1", "fast", &[update("a", None, 9)])
+            .await
+            .unwrap(),
+        FencedWrite::LeaseLost
+    );
+}
+both!(fenced, fenced_writes);
 
 /// PostgreSQL's SQLSTATEs are often all digits: a serialisation failure (40001) or a full disk
 /// (53100) is transient (503 `storage_unavailable`), not a 500.

@@ -4,15 +4,21 @@
 //! Refusals are the gateway's ([`tw_gateway::Refusal`], RFC 6750): no token → 401 with a bare
 //! challenge; a malformed `Authorization` → 400 `invalid_request`; a refused token → 401
 //! `invalid_token` naming the failed check; keys unavailable → 503 with `Retry-After`. A verified
-//! token without `sub` cannot own entries: 401 `invalid_token`.
+//! token without `sub` cannot own entries: 401 `invalid_token`. Neither can a token the vault
+//! minted itself (its `azp`, else `client_id`, is `vault.idp.client_id`): 401 `invalid_token`,
+//! so a leaked minted access token never becomes the power to mint more.
+//!
+//! Then each caller's budget (`[vault.limits]`, governor through tw-authz's
+//! [`PrincipalLimiter`], keyed by issuer + subject, specific limits by client id or subject):
+//! over it, 429 `rate_limited` with `Retry-After`, before any IdP request or stored row.
 
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use tw_authz::{PermissionSet, PrincipalExtractor};
-use tw_config::{CallersConfig, VAULT_PERMISSIONS};
-use tw_core::{Error, ErrorKind};
+use tw_authz::{PermissionSet, PrincipalExtractor, PrincipalLimiter};
+use tw_config::{VAULT_PERMISSIONS, VaultConfig};
+use tw_core::{Clock, Error, ErrorKind};
 use tw_gateway::Refusal;
 use tw_gateway::credentials::{Credentials, bearer_token};
 use tw_gateway::refusal::challenge;
@@ -25,6 +31,9 @@ pub struct CallerAuth {
     verifier: Arc<Verifier>,
     principals: PrincipalExtractor,
     roles: BTreeMap<String, PermissionSet>,
+    /// `vault.idp.client_id`: tokens issued to it are the vault's own minted tokens.
+    own_client_id: String,
+    limiter: PrincipalLimiter,
 }
 
 impl std::fmt::Debug for CallerAuth {
@@ -37,8 +46,10 @@ impl std::fmt::Debug for CallerAuth {
 }
 
 impl CallerAuth {
-    /// `verifier` is built from [`CallersConfig::verifier_config`] (see [`crate::verifier`]).
-    pub fn new(cfg: &CallersConfig, verifier: Arc<Verifier>) -> Self {
+    /// `verifier` is built from [`tw_config::CallersConfig::verifier_config`] of
+    /// `vault.callers` (the callers' issuers); `clock` times the rate limits.
+    pub fn new(vault: &VaultConfig, verifier: Arc<Verifier>, clock: Arc<dyn Clock>) -> Self {
+        let cfg = &vault.callers;
         let roles = cfg
             .roles
             .iter()
@@ -52,6 +63,12 @@ impl CallerAuth {
             verifier,
             principals: PrincipalExtractor::new(&cfg.authz_config()),
             roles,
+            own_client_id: vault.idp.client_id.clone(),
+            limiter: PrincipalLimiter::new(
+                Some(&vault.limits.rate_limit),
+                &vault.limits.rate_limits,
+                clock,
+            ),
         }
     }
 
@@ -72,14 +89,35 @@ impl CallerAuth {
             .verify(token, VerifyOptions::default())
             .await
             .map_err(|e| refuse(Refusal::Verify(e)))?;
-        let Some(subject) = verified.subject.clone().filter(|s| !s.is_empty()) else {
-            let d = "the token has no subject (sub), so it cannot own vault entries";
-            let api = ApiError::new(
-                Error::new(ErrorKind::Unauthenticated, INVALID_TOKEN, d).with("check", "sub"),
-            )
-            .with_challenge(challenge(Some(INVALID_TOKEN), Some(d), None));
-            return Err(Box::new(api.into_response()));
+        let claim = |name: &str| {
+            verified
+                .claims
+                .get(name)
+                .and_then(serde_json::Value::as_str)
         };
+        // Keycloak names the client a token was issued to in `azp` (RFC 9068 / RFC 8693 use
+        // `client_id`).
+        let client_id = claim("azp").or_else(|| claim("client_id"));
+        if client_id == Some(self.own_client_id.as_str()) {
+            return Err(invalid_token(
+                "the vault itself minted this token (it was issued to the vault's own client); present the caller's own token",
+                "azp",
+            ));
+        }
+        let Some(subject) = verified.subject.clone().filter(|s| !s.is_empty()) else {
+            return Err(invalid_token(
+                "the token has no subject (sub), so it cannot own vault entries",
+                "sub",
+            ));
+        };
+        let key = format!("{}\n{subject}", verified.issuer);
+        if let Err(wait) = self
+            .limiter
+            .check(&key, &[client_id, Some(subject.as_str())])
+        {
+            tracing::info!(caller = %subject, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "vault caller rate limited");
+            return Err(refuse(Refusal::RateLimited(wait)));
+        }
         let principal = self.principals.principal(&verified);
         let mut granted = PermissionSet::new();
         for role in &principal.roles {
@@ -98,4 +136,13 @@ impl CallerAuth {
             permissions,
         })
     }
+}
+
+/// 401 `invalid_token` for a verified token the vault will not take as a caller.
+fn invalid_token(description: &str, check: &str) -> Box<Response> {
+    let api = ApiError::new(
+        Error::new(ErrorKind::Unauthenticated, INVALID_TOKEN, description).with("check", check),
+    )
+    .with_challenge(challenge(Some(INVALID_TOKEN), Some(description), None));
+    Box::new(api.into_response())
 }

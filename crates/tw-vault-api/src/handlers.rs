@@ -5,10 +5,11 @@ use crate::metrics_names::{METRIC_VAULT_REQUEST_SECONDS, METRIC_VAULT_REQUESTS};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
+use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -62,11 +63,37 @@ pub(crate) async fn observe(req: Request, next: Next) -> Response {
 
 // ----- input -----
 
-/// The caller set by [`authenticate`]; its absence is a wiring bug, answered 500 not panicked.
-fn caller_of(req_caller: Option<axum::Extension<Caller>>) -> Result<Caller, ApiError> {
-    req_caller.map(|axum::Extension(c)| c).ok_or_else(|| {
-        Error::internal("caller_missing", "the request was not authenticated").into()
-    })
+/// The caller set by [`authenticate`]. Its absence is a wiring bug (a route outside the
+/// authenticated router), answered 500 rather than panicked.
+pub(crate) struct Authenticated(Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(Authenticated)
+            .ok_or_else(|| {
+                Error::internal("caller_missing", "the request was not authenticated").into()
+            })
+    }
+}
+
+/// The `{id}` of an `/v1/entries/{id}` route, parsed (400 `invalid_entry_id` when it is not one).
+pub(crate) struct EntryPath(EntryId);
+
+impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::bad_request("invalid_entry_id", "the path names no entry id"))?;
+        entry_id(&text).map(EntryPath)
+    }
 }
 
 /// Query parameters; a repeated one is refused (which one counts would be a guess).
@@ -150,8 +177,12 @@ pub fn entry_json(e: &EntryView) -> Value {
     })
 }
 
+/// A JSON answer that no cache may keep (answers name entries, sessions and tokens).
 fn no_store(status: StatusCode, body: Value) -> Response {
-    let mut r = (status, Json(body)).into_response();
+    uncached((status, Json(body)).into_response())
+}
+
+fn uncached(mut r: Response) -> Response {
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -162,10 +193,9 @@ fn no_store(status: StatusCode, body: Value) -> Response {
 /// `GET /v1/offline-token?attributes={..}&redirect=URL`.
 pub(crate) async fn start_consent(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
+    Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Answer {
-    let caller = caller_of(caller)?;
     let mut q = query(raw.as_deref())?;
     let attributes: BTreeMap<String, String> = match q.remove("attributes") {
         None => BTreeMap::new(),
@@ -229,12 +259,7 @@ pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): R
         })
         .await?;
     Ok(match done.redirect_to {
-        Some(url) => {
-            let mut r = Redirect::to(url.as_str()).into_response();
-            r.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
+        Some(url) => uncached(Redirect::to(url.as_str()).into_response()),
         None => no_store(StatusCode::OK, entry_json(&done.entry)),
     })
 }
@@ -250,11 +275,10 @@ struct MintBody {
 /// `POST /v1/access-token` with `{"id": ..}` or `?id=`.
 pub(crate) async fn mint(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
+    Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let caller = caller_of(caller)?;
     let body = bytes(body)?;
     let from_query = query(raw.as_deref())?.remove("id");
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
@@ -306,10 +330,9 @@ struct StoreBody {
 /// `POST /v1/refresh-token`.
 pub(crate) async fn store_token(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let caller = caller_of(caller)?;
     let b: StoreBody = json_body(&bytes(body)?)?;
     let entry = s
         .vault
@@ -323,10 +346,9 @@ pub(crate) async fn store_token(
 /// `GET /v1/entries[?all=true]`: entries and the sessions they share.
 pub(crate) async fn list_entries(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
+    Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
 ) -> Answer {
-    let caller = caller_of(caller)?;
     let mut q = query(raw.as_deref())?;
     let all = match q.remove("all").as_deref() {
         None | Some("false") => false,
@@ -361,21 +383,18 @@ pub(crate) async fn list_entries(
 
 pub(crate) async fn get_entry(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    Authenticated(caller): Authenticated,
+    EntryPath(id): EntryPath,
 ) -> Answer {
-    let caller = caller_of(caller)?;
-    let entry = s.vault.get(&caller, &entry_id(&id)?).await?;
+    let entry = s.vault.get(&caller, &id).await?;
     Ok(no_store(StatusCode::OK, entry_json(&entry)))
 }
 
 pub(crate) async fn delete_entry(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    Authenticated(caller): Authenticated,
+    EntryPath(id): EntryPath,
 ) -> Answer {
-    let caller = caller_of(caller)?;
-    let id = entry_id(&id)?;
     let outcome = s.vault.delete(&caller, &id).await?;
     Ok(no_store(
         StatusCode::OK,
@@ -389,11 +408,10 @@ pub(crate) async fn delete_entry(
 
 pub(crate) async fn duplicate_entry(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    Authenticated(caller): Authenticated,
+    EntryPath(id): EntryPath,
 ) -> Answer {
-    let caller = caller_of(caller)?;
-    let entry = s.vault.duplicate(&caller, &entry_id(&id)?).await?;
+    let entry = s.vault.duplicate(&caller, &id).await?;
     Ok(no_store(StatusCode::CREATED, entry_json(&entry)))
 }
 
@@ -407,10 +425,9 @@ struct ValidateBody {
 /// `POST /v1/validate-token` `{"token": ..}`: the IdP's RFC 7662 answer.
 pub(crate) async fn validate_token(
     State(s): State<ApiState>,
-    caller: Option<axum::Extension<Caller>>,
+    Authenticated(caller): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let caller = caller_of(caller)?;
     let b: ValidateBody = json_body(&bytes(body)?)?;
     let answer = s.vault.introspect(&caller, b.token).await?;
     Ok(no_store(StatusCode::OK, answer))
@@ -422,16 +439,12 @@ pub(crate) async fn health() -> Response {
     no_store(StatusCode::OK, json!({ "status": "ok" }))
 }
 
-/// Ready when the storage answers (within [`crate::READY_TIMEOUT`]) and the callers' issuers'
-/// keys are loaded.
+/// Ready when the storage answered its last background ping (see [`tw_store::health`]: the
+/// probe itself never waits on the database) and the callers' issuers' keys are loaded.
 pub(crate) async fn ready(State(s): State<ApiState>) -> Response {
-    let storage = match tokio::time::timeout(crate::READY_TIMEOUT, s.vault.ready()).await {
-        Ok(Ok(())) => json!({ "reachable": true }),
-        Ok(Err(e)) => json!({ "reachable": false, "error": e.code() }),
-        Err(_) => json!({ "reachable": false, "error": "timeout" }),
-    };
+    let storage = s.storage.readiness();
     let keys = s.auth.verifier().is_ready();
-    let ready = storage["reachable"] == true && keys;
+    let ready = storage.reachable && keys;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -439,7 +452,7 @@ pub(crate) async fn ready(State(s): State<ApiState>) -> Response {
     };
     no_store(
         status,
-        json!({ "ready": ready, "storage": storage, "caller_keys_loaded": keys }),
+        json!({ "ready": ready, "storage": storage.detail(), "caller_keys_loaded": keys }),
     )
 }
 

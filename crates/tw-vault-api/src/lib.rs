@@ -8,7 +8,7 @@
 //! | `POST /v1/refresh-token` | store a caller-supplied refresh token |
 //! | `GET /v1/entries[?all=true]`, `GET/DELETE /v1/entries/{id}`, `POST /v1/entries/{id}/duplicate` | entries |
 //! | `POST /v1/validate-token` | RFC 7662 introspection at the IdP |
-//! | `GET /health`, `/health/ready`, `/healthz`, `/readyz`, `/version`, `/metrics` | probes |
+//! | `GET /health`, `/health/ready`, `/healthz`, `/readyz`, `/version`, `/metrics` | probes (ready: the storage as its background ping last saw it, and the callers' keys loaded) |
 //! | `GET /openapi.json`, `/docs` | the OpenAPI 3.1 document and a page rendering it |
 //!
 //! Callers authenticate with bearer tokens verified by the gateway's [`tw_verify::Verifier`]
@@ -29,10 +29,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use std::sync::Arc;
-use std::time::Duration;
 use tw_config::{ListenAddr, VaultConfig};
 use tw_core::Error;
 use tw_http::MetricsRender;
+use tw_store::health::StoreHealth;
 use tw_vault::Vault;
 
 pub use auth::CallerAuth;
@@ -44,29 +44,31 @@ pub use settings::{key_ring, vault_settings};
 /// Largest accepted request body (the largest is a refresh token with attributes).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// How long a readiness check may wait for the storage.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) vault: Vault,
     pub(crate) auth: Arc<CallerAuth>,
+    /// The storage's reachability as a background pinger last saw it (`/health/ready`).
+    pub(crate) storage: StoreHealth,
     pub(crate) config: Arc<VaultConfig>,
     pub(crate) openapi: Arc<serde_json::Value>,
     pub(crate) metrics: Option<MetricsRender>,
 }
 
-/// The vault API. `config` gives the callback path and the redirects callers may ask for;
-/// `metrics` renders `/metrics` (absent: no such route).
+/// The vault API. `storage` pings the vault's store for `/health/ready`; `config` gives the
+/// callback path and the redirects callers may ask for; `metrics` renders `/metrics` (absent: no
+/// such route).
 pub fn router(
     vault: Vault,
     auth: Arc<CallerAuth>,
+    storage: StoreHealth,
     config: &VaultConfig,
     metrics: Option<MetricsRender>,
 ) -> Router {
     let state = ApiState {
         vault,
         auth,
+        storage,
         openapi: Arc::new(openapi::document(&config.consent.callback_path)),
         config: Arc::new(config.clone()),
         metrics,
@@ -106,22 +108,8 @@ pub fn router(
         .with_state(state)
 }
 
-/// Binds `[vault].listen` and serves `router` until `shutdown`; the verifier's keys are loaded in
-/// the background (callers get 503 until they are).
-pub async fn serve<F>(
-    listen: &str,
-    router: Router,
-    auth: &CallerAuth,
-    shutdown: F,
-) -> Result<(), Error>
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let bound = bind(listen).await?;
-    run(bound, router, auth, shutdown).await
-}
-
-/// Binds the listener (`vault.listen`), so a caller can learn the port before serving.
+/// Binds the listener (`vault.listen`); [`run`] serves on it (two steps, so a caller can learn
+/// the port before serving).
 pub async fn bind(listen: &str) -> Result<tw_http::Listener, Error> {
     let addr = ListenAddr::parse(listen).map_err(|m| {
         Error::config("config_invalid", format!("key `vault.listen`: {m}"))
@@ -130,7 +118,8 @@ pub async fn bind(listen: &str) -> Result<tw_http::Listener, Error> {
     tw_http::bind(&addr, "vault.listen").await
 }
 
-/// Serves `router` on a bound listener until `shutdown`.
+/// Serves `router` on a bound listener until `shutdown`; the verifier's keys are loaded in the
+/// background (callers get 503 until they are).
 pub async fn run<F>(
     listener: tw_http::Listener,
     router: Router,

@@ -18,7 +18,11 @@ fn op(summary: &str, id: &str, params: Vec<Value>, body: Option<Value>, response
         &[
             (
                 "401",
-                "No or an invalid bearer token (RFC 6750 challenge in WWW-Authenticate); codes missing_token, invalid_token",
+                "No or an invalid bearer token (RFC 6750 challenge in WWW-Authenticate); codes missing_token, invalid_token (also for a token the vault minted itself)",
+            ),
+            (
+                "429",
+                "Over the caller's rate limit (rate_limited; vault.limits), or, starting a consent, too many of the user's consents waiting to be completed (vault_too_many_pending_consents); retry after Retry-After",
             ),
             (
                 "503",

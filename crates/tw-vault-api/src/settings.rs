@@ -38,10 +38,13 @@ pub fn vault_settings(cfg: &VaultConfig) -> Result<VaultSettings, Error> {
             .map(|r| r.resolve("vault.idp.client_secret"))
             .transpose()?,
     };
+    // Named as they are, so the IdP client refuses a method it does not speak (configuration
+    // validation refuses `private_key_jwt` already) instead of quietly using another.
     let auth_method = match cfg.idp.auth_method {
+        AuthMethod::ClientSecretBasic => "client_secret_basic",
         AuthMethod::ClientSecretPost => "client_secret_post",
+        AuthMethod::PrivateKeyJwt => "private_key_jwt",
         AuthMethod::None => "none",
-        _ => "client_secret_basic",
     };
     let state_signing_key = match &cfg.consent.state_signing_key {
         Some(r) => r.resolve("vault.consent.state_signing_key")?,
@@ -61,7 +64,7 @@ pub fn vault_settings(cfg: &VaultConfig) -> Result<VaultSettings, Error> {
                     "vault.encryption.keys.\"{}\"",
                     cfg.encryption.active_key
                 ))?;
-            derive_state_key(&active)
+            derive_state_key(&active)?
         }
     };
     Ok(VaultSettings {
@@ -82,17 +85,17 @@ pub fn vault_settings(cfg: &VaultConfig) -> Result<VaultSettings, Error> {
         },
         keys,
         state_signing_key,
+        max_pending_consents: cfg.limits.max_pending_consents,
     })
 }
 
 /// HMAC-SHA256(active encryption key, fixed context), base64: a key of its own for `state`, so
 /// the encryption key itself never signs anything.
-fn derive_state_key(active: &Secret) -> Secret {
-    // HMAC takes keys of any length, so this cannot fail.
+fn derive_state_key(active: &Secret) -> Result<Secret, Error> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(active.expose().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        .map_err(|_| Error::config("vault_key_invalid", "unusable active vault key"))?;
     mac.update(STATE_KEY_CONTEXT);
-    Secret::new(STANDARD.encode(mac.finalize().into_bytes()))
+    Ok(Secret::new(STANDARD.encode(mac.finalize().into_bytes())))
 }
 
 #[cfg(test)]
@@ -102,10 +105,10 @@ mod tests {
     #[test]
     fn derived_state_key_is_stable_long_and_not_the_key() {
         let k = Secret::new("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy4uLi4=");
-        let a = derive_state_key(&k);
-        assert_eq!(a, derive_state_key(&k));
+        let a = derive_state_key(&k).unwrap();
+        assert_eq!(a, derive_state_key(&k).unwrap());
         assert!(a.expose().len() >= 32);
         assert_ne!(a.expose(), k.expose());
-        assert_ne!(a, derive_state_key(&Secret::new("another")));
+        assert_ne!(a, derive_state_key(&Secret::new("another")).unwrap());
     }
 }

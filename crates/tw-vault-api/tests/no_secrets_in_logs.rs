@@ -10,21 +10,13 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn trace_logs_hold_no_token_code_or_key() {
     let (_guard, logs) = tw_testkit::logcapture::capture();
-    let idp = start_idp().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = vault_config(dir.path(), &idp.issuer(), false);
-    let base = serve_vault(&cfg, sqlite_store(dir.path()).await).await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let caller = user_token(&http, &idp, "alice").await;
+    let scene = Scene::start(false).await;
+    let (idp, http, base, caller) = (&scene.idp, &scene.http, &scene.base, &scene.caller);
 
     // Consent; the IdP redirects to the configured public URL, which is this vault.
     let start: Value = http
         .get(format!("{base}/v1/offline-token"))
-        .bearer_auth(&caller)
+        .bearer_auth(caller)
         .send()
         .await
         .expect("consent URL")
@@ -38,7 +30,7 @@ async fn trace_logs_hold_no_token_code_or_key() {
         back.query_pairs().into_owned().collect();
     let code = query["code"].clone();
     let state = query["state"].clone();
-    let callback = back.as_str().replacen(PUBLIC_URL, &base, 1);
+    let callback = back.as_str().replacen(PUBLIC_URL, base, 1);
     let entry: Value = http
         .get(&callback)
         .send()
@@ -50,27 +42,16 @@ async fn trace_logs_hold_no_token_code_or_key() {
     let consented = entry["id"].as_str().expect("entry id").to_owned();
 
     // A caller-supplied token; two mints, each a refresh that rotates it.
-    let supplied = idp
-        .mint_refresh_token(VAULT_CLIENT, "alice", "openid offline_access")
-        .await;
-    let stored = store_entry(&http, &base, &caller, &supplied).await;
+    let supplied = scene.alice_refresh_token().await;
+    let stored = store_entry(http, base, caller, &supplied).await;
     let mut minted = Vec::new();
     for id in [&stored, &stored, &consented] {
-        let v: Value = http
-            .post(format!("{base}/v1/access-token"))
-            .bearer_auth(&caller)
-            .json(&json!({ "id": id }))
-            .send()
-            .await
-            .expect("mint")
-            .json()
-            .await
-            .expect("JSON");
+        let v = scene.mint(id).await;
         minted.push(v["access_token"].as_str().expect("access_token").to_owned());
     }
     let v: Value = http
         .post(format!("{base}/v1/validate-token"))
-        .bearer_auth(&caller)
+        .bearer_auth(caller)
         .json(&json!({ "token": minted[0] }))
         .send()
         .await
@@ -90,7 +71,7 @@ async fn trace_logs_hold_no_token_code_or_key() {
     assert_eq!(refused.status(), 401);
     let bad = http
         .post(format!("{base}/v1/refresh-token"))
-        .bearer_auth(&caller)
+        .bearer_auth(caller)
         .body(format!(
             "{{\"refresh_token\": \"{supplied}\", \"oops\": 1}}"
         ))
@@ -104,14 +85,14 @@ async fn trace_logs_hold_no_token_code_or_key() {
     for id in [&stored, &consented] {
         let r = http
             .delete(format!("{base}/v1/entries/{id}"))
-            .bearer_auth(&caller)
+            .bearer_auth(caller)
             .send()
             .await
             .expect("delete");
         assert_eq!(r.status(), 200);
     }
 
-    let key = std::fs::read_to_string(dir.path().join("key")).expect("key");
+    let key = std::fs::read_to_string(scene.dir.path().join("key")).expect("key");
     let text = logs.contents();
     assert!(text.contains("vault"), "the vault logged: {text}");
     for secret in [

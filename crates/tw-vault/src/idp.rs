@@ -13,8 +13,9 @@ use tw_core::{Error, ErrorKind, Secret, UnixTime};
 use tw_verify::{Verifier, VerifyOptions};
 use url::Url;
 
-/// Introspection answers are cut to these members (RFC 7662 and the usual Keycloak ones).
-const INTROSPECTION_FIELDS: &[&str] = &[
+/// Introspection answers are cut to these members (RFC 7662 and the usual Keycloak ones): what
+/// else an IdP adds (e.g. Keycloak's session state, realm roles) is not the vault's to pass on.
+pub const INTROSPECTION_FIELDS: &[&str] = &[
     "active",
     "scope",
     "client_id",
@@ -61,11 +62,6 @@ pub(crate) struct GrantIdentity {
     pub(crate) session_id: Option<String>,
 }
 
-struct Discovered {
-    doc: Discovery,
-    id_tokens: Arc<Verifier>,
-}
-
 pub(crate) struct IdpClient {
     http: reqwest::Client,
     issuer: Url,
@@ -73,7 +69,10 @@ pub(crate) struct IdpClient {
     auth: ClientAuth,
     timeout: Duration,
     clock: Arc<dyn tw_core::Clock>,
-    discovered: OnceCell<Discovered>,
+    discovered: OnceCell<Discovery>,
+    /// Built (and its keys loaded) at the first id_token to check: the refresh grant never
+    /// needs it, so a mint never waits on the IdP's JWKS.
+    id_tokens: OnceCell<Arc<Verifier>>,
 }
 
 impl IdpClient {
@@ -88,21 +87,32 @@ impl IdpClient {
                 "the vault's IdP client needs a client id",
             ));
         }
-        let auth = match (&settings.client_secret, settings.auth_method.as_str()) {
-            (None, _) => ClientAuth::None { client_id },
-            (Some(secret), "client_secret_basic") => ClientAuth::Basic {
+        // By the method named: a missing secret is an error, never a quiet switch to a public
+        // client.
+        let auth = match (settings.auth_method.as_str(), &settings.client_secret) {
+            ("none", _) => ClientAuth::None { client_id },
+            ("client_secret_basic", Some(secret)) => ClientAuth::Basic {
                 client_id,
                 secret: secret.clone(),
             },
-            (Some(secret), "client_secret_post") => ClientAuth::Post {
+            ("client_secret_post", Some(secret)) => ClientAuth::Post {
                 client_id,
                 secret: secret.clone(),
             },
-            (Some(_), other) => {
+            ("client_secret_basic" | "client_secret_post", None) => {
                 return Err(Error::config(
                     "config_invalid",
                     format!(
-                        "the vault's IdP client auth method `{other}` is not supported (client_secret_basic or client_secret_post)"
+                        "the vault's IdP client auth method `{}` needs a client secret",
+                        settings.auth_method
+                    ),
+                ));
+            }
+            (other, _) => {
+                return Err(Error::config(
+                    "config_invalid",
+                    format!(
+                        "the vault's IdP client auth method `{other}` is not supported (client_secret_basic, client_secret_post or none)"
                     ),
                 ));
             }
@@ -121,15 +131,23 @@ impl IdpClient {
             timeout: settings.request_timeout,
             clock,
             discovered: OnceCell::new(),
+            id_tokens: OnceCell::new(),
         })
     }
 
-    /// Discovery once (retried on the next call while it fails), and the id_token verifier for the
-    /// issuer it names.
-    async fn discovered(&self) -> Result<&Discovered, Error> {
+    /// Discovery once (retried on the next call while it fails). Bounded by the request timeout;
+    /// [`crate::Vault`] calls it before taking a refresh lease, so the lease never waits on it.
+    pub(crate) async fn discovered(&self) -> Result<&Discovery, Error> {
         self.discovered
+            .get_or_try_init(|| broker_idp::discover(&self.http, &self.issuer, self.timeout))
+            .await
+    }
+
+    /// The id_token verifier for the issuer discovery names, its keys loaded (once).
+    async fn id_tokens(&self) -> Result<&Arc<Verifier>, Error> {
+        let doc = self.discovered().await?;
+        self.id_tokens
             .get_or_try_init(|| async {
-                let doc = broker_idp::discover(&self.http, &self.issuer, self.timeout).await?;
                 let cfg: tw_config::GatewayConfig = serde_json::from_value(serde_json::json!({
                     "issuers": [{
                         "issuer": doc.issuer,
@@ -146,10 +164,7 @@ impl IdpClient {
                 })?;
                 let verifier = Arc::new(Verifier::new(&cfg, self.clock.clone())?);
                 verifier.start().await;
-                Ok(Discovered {
-                    doc,
-                    id_tokens: verifier,
-                })
+                Ok(verifier)
             })
             .await
     }
@@ -157,7 +172,7 @@ impl IdpClient {
     /// The authorization endpoint with `params` added.
     pub(crate) async fn authorization_url(&self, params: &[(&str, &str)]) -> Result<Url, Error> {
         let d = self.discovered().await?;
-        let mut url = d.doc.authorization_endpoint.clone().ok_or_else(|| {
+        let mut url = d.authorization_endpoint.clone().ok_or_else(|| {
             missing_endpoint("authorization_endpoint", "the authorization code flow")
         })?;
         url.query_pairs_mut().extend_pairs(params);
@@ -168,7 +183,7 @@ impl IdpClient {
         let d = self.discovered().await?;
         let (token, body) = broker_idp::token_request_with_body(
             &self.http,
-            &d.doc.token_endpoint,
+            &d.token_endpoint,
             &self.auth,
             form,
             self.timeout,
@@ -235,7 +250,6 @@ impl IdpClient {
     pub(crate) async fn revoke(&self, token: &Secret, hint: &str) -> Result<(), Error> {
         let d = self.discovered().await?;
         let url = d
-            .doc
             .revocation_endpoint
             .clone()
             .ok_or_else(|| missing_endpoint("revocation_endpoint", "deleting entries"))?;
@@ -259,7 +273,6 @@ impl IdpClient {
     pub(crate) async fn introspect(&self, token: &Secret) -> Result<Map<String, Value>, Error> {
         let d = self.discovered().await?;
         let url = d
-            .doc
             .introspection_endpoint
             .clone()
             .ok_or_else(|| missing_endpoint("introspection_endpoint", "introspection"))?;
@@ -296,10 +309,10 @@ impl IdpClient {
     /// Who the grant is for: the id_token, verified (signature by the IdP's JWKS, issuer,
     /// audience = our client id, expiry), else the IdP's introspection of the access token.
     pub(crate) async fn identity(&self, grant: &Grant) -> Result<GrantIdentity, Error> {
-        let d = self.discovered().await?;
         if let Some(id_token) = &grant.id_token {
-            let verified = d
-                .id_tokens
+            let verified = self
+                .id_tokens()
+                .await?
                 .verify(id_token.expose(), VerifyOptions::default())
                 .await
                 .map_err(|e| {
@@ -346,7 +359,7 @@ impl IdpClient {
         let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
         match (active, text("sub")) {
             (true, Some(subject)) => Ok(GrantIdentity {
-                issuer: d.doc.issuer.clone(),
+                issuer: self.discovered().await?.issuer.clone(),
                 subject,
                 nonce: None,
                 session_id: grant.session_state.clone().or_else(|| text("sid")),
@@ -384,4 +397,50 @@ fn rejection(status: u16, body: &[u8], retry_after: Option<Duration>, what: &str
 /// `now + lifetime`.
 pub(crate) fn expiry(now: UnixTime, lifetime: Option<Duration>) -> Option<UnixTime> {
     lifetime.map(|d| now.plus(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(auth_method: &str, secret: Option<&str>) -> IdpClientSettings {
+        IdpClientSettings {
+            issuer: Url::parse("https://idp.example/realms/r").unwrap(),
+            client_id: "vault".into(),
+            client_secret: secret.map(Secret::new),
+            auth_method: auth_method.into(),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn build(auth_method: &str, secret: Option<&str>) -> Result<IdpClient, Error> {
+        IdpClient::new(
+            &settings(auth_method, secret),
+            Arc::new(tw_core::ManualClock::new(UnixTime::from_secs(0))),
+        )
+    }
+
+    #[test]
+    fn the_auth_method_is_taken_as_named() {
+        assert!(matches!(
+            build("client_secret_basic", Some("s")).unwrap().auth,
+            ClientAuth::Basic { .. }
+        ));
+        assert!(matches!(
+            build("client_secret_post", Some("s")).unwrap().auth,
+            ClientAuth::Post { .. }
+        ));
+        assert!(matches!(
+            build("none", None).unwrap().auth,
+            ClientAuth::None { .. }
+        ));
+        // A secret-based method without its secret is refused, not turned into a public client.
+        for method in ["client_secret_basic", "client_secret_post"] {
+            let e = build(method, None).err().unwrap();
+            assert_eq!(e.code(), "config_invalid");
+            assert!(e.message().contains("needs a client secret"), "{e}");
+        }
+        let e = build("private_key_jwt", None).err().unwrap();
+        assert!(e.message().contains("not supported"), "{e}");
+    }
 }

@@ -94,11 +94,6 @@ impl KeyRing {
         &self.active
     }
 
-    /// The configured key ids, sorted.
-    pub fn key_ids(&self) -> Vec<String> {
-        self.keys.keys().cloned().collect()
-    }
-
     /// Encrypts under the active key with a fresh random nonce.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &str) -> Result<Sealed, Error> {
         let cipher = self

@@ -13,15 +13,22 @@
 //!   `sub` must be the caller who asked.
 //! - [`Vault::mint`]: one IdP refresh per token lineage at a time (a session's entries share one
 //!   token): an async lock per lineage in this process, a lease row in the database across
-//!   instances, the refresh and its commit in a task no caller can cancel. Minted access tokens
+//!   instances (taken after the IdP's discovery, renewed while its holder works, fencing every
+//!   token or status write of its holder), the refresh and its commit in a task no caller can
+//!   cancel. Minted access tokens
 //!   are cached until `exp - margin`. A rotated refresh token is committed under the row's
 //!   version, together with the other entries of the same owner and session, before the access
 //!   token is returned; if the commit fails, no access token is returned. An IdP `invalid_grant`
-//!   marks the entry `ReconsentRequired` (409 from then on, without asking the IdP again); an
-//!   IdP that is down leaves the entry untouched (503, retryable).
-//! - Delete: RFC 7009 revocation, then the row is removed; when another entry shares the
-//!   session nothing is revoked (a revocation ends the IdP session for all of them: Keycloak's
-//!   offline-session rule). An unreachable IdP keeps the row (retryable).
+//!   marks the entry `ReconsentRequired` (409 from then on, without asking the IdP again) only
+//!   while the row still holds the refused token (else the new one is refreshed); an IdP that is
+//!   down leaves the entry untouched (503, retryable).
+//! - Delete (and duplicate) under the same lock and lease: RFC 7009 revocation, then the row is
+//!   removed; when another active entry of the same owner shares the session nothing is revoked
+//!   (a revocation ends the IdP session for all of them: Keycloak's offline-session rule). An
+//!   unreachable IdP keeps the row (retryable).
+//! - A failure after the IdP issued a grant (consent callback, caller-supplied token) revokes
+//!   the grant, so nothing is left live at the IdP without an entry.
+//! - Pending consents are capped per owner ([`VaultSettings::max_pending_consents`]).
 //! - Caller-supplied tokens ([`Vault::store_token`]) are validated by one refresh, which also
 //!   tells whose they are (the caller's, or 403); the rotated successor is what is stored.
 //!
@@ -31,7 +38,9 @@
 //! `consent_user_mismatch` and `vault_forbidden` (403), `vault_reconsent_required` (409),
 //! `vault_attributes_invalid`, `vault_token_missing`, `vault_token_rejected`,
 //! `vault_duplicate_unsupported` (400), `vault_key_unknown` / `vault_decrypt_failed` (500),
-//! `vault_commit_conflict`, `vault_refresh_in_progress` and the store's `storage_unavailable`
+//! `vault_too_many_pending_consents` (429, retry when the owner's oldest pending consent
+//! expires), `vault_commit_conflict`, `vault_refresh_in_progress`, `vault_lease_lost` and the
+//! store's `storage_unavailable`
 //! (503, retryable), the IdP's as
 //! `tw_broker::idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
 //! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
@@ -44,12 +53,13 @@ mod model;
 mod state;
 mod vault;
 
+pub use idp::INTROSPECTION_FIELDS;
 pub use keyring::KeyRing;
 pub use metrics_names::*;
 pub use model::{
     Caller, ConsentCallback, ConsentDone, ConsentStart, DEFAULT_CONSENT_SCOPE,
-    DEFAULT_REUSE_MARGIN, DEFAULT_STATE_TTL, DeleteOutcome, EntryId, EntryStatus, EntryView,
-    IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY, PERM_READ_ANY, RekeyReport,
-    TokenType, VaultSettings,
+    DEFAULT_MAX_PENDING_CONSENTS, DEFAULT_REUSE_MARGIN, DEFAULT_STATE_TTL, DeleteOutcome, EntryId,
+    EntryStatus, EntryView, IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY,
+    PERM_READ_ANY, RekeyReport, TokenType, VaultSettings,
 };
 pub use vault::Vault;

@@ -23,9 +23,9 @@ pub struct IdpClientSettings {
     /// Discovery (`{issuer}/.well-known/openid-configuration`) finds every endpoint.
     pub issuer: Url,
     pub client_id: String,
-    /// `None`: a public client (`auth_method` is then ignored).
+    /// Required by the `client_secret_*` methods; ignored by `none`.
     pub client_secret: Option<Secret>,
-    /// `client_secret_basic` or `client_secret_post`.
+    /// `client_secret_basic`, `client_secret_post` or `none` (a public client).
     pub auth_method: String,
     /// Per IdP request.
     pub request_timeout: Duration,
@@ -47,11 +47,15 @@ pub struct VaultSettings {
     pub keys: KeyRing,
     /// HMAC-SHA256 key of the consent `state` (at least 32 characters).
     pub state_signing_key: Secret,
+    /// Consents one owner may have started and not completed (nor let expire). Default
+    /// [`DEFAULT_MAX_PENDING_CONSENTS`].
+    pub max_pending_consents: u32,
 }
 
 pub const DEFAULT_CONSENT_SCOPE: &str = "openid offline_access";
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(600);
 pub const DEFAULT_REUSE_MARGIN: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_PENDING_CONSENTS: u32 = 10;
 
 /// Who is asking, as the HTTP layer verified it (bearer token).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,13 +149,26 @@ pub struct ConsentStart {
     pub expires_at: UnixTime,
 }
 
-/// What the IdP's redirect to the callback carried.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the IdP's redirect to the callback carried. `Debug` never shows the authorization code
+/// (with the PKCE verifier it is a token) nor the `state`: only whether they are there.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConsentCallback {
     pub state: String,
     pub code: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+}
+
+impl fmt::Debug for ConsentCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |present: bool| if present { "<redacted>" } else { "<none>" };
+        f.debug_struct("ConsentCallback")
+            .field("state", &shown(!self.state.is_empty()))
+            .field("code", &shown(self.code.is_some()))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,9 +190,14 @@ pub struct MintedToken {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteOutcome {
-    /// The token was revoked at the IdP (RFC 7009).
+    /// The token was revoked at the IdP (RFC 7009). `false` when another active entry of the
+    /// same owner shares its session (revoking would end it for that entry too), or when the row
+    /// could not be opened.
     pub revoked_at_idp: bool,
-    /// That revocation ended the IdP session it belonged to (no other entry shared it).
+    /// The revocation ended a session the IdP itself named (Keycloak's `session_state`/`sid`:
+    /// revoking an offline token ends its offline session). `false` when nothing was revoked,
+    /// and for entries whose session id the vault assigned (`vault:<uuid>`, the IdP named none):
+    /// then only the token is known to be revoked.
     pub session_revoked: bool,
 }
 
@@ -188,4 +210,28 @@ pub struct RekeyReport {
     pub unchanged: u64,
     /// Could not be opened (key missing, or tampered): left as they were, logged by id.
     pub failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_callback_debug_hides_code_and_state() {
+        let cb = ConsentCallback {
+            state: "v1.c3RhdGU.c2ln".into(),
+            code: Some("auth-code-4f1e9b".into()),
+            error: None,
+            error_description: None,
+        };
+        let shown = format!("{cb:?}");
+        assert!(!shown.contains("auth-code-4f1e9b"), "{shown}");
+        assert!(!shown.contains("c3RhdGU"), "{shown}");
+        assert!(shown.contains("code: \"<redacted>\""), "{shown}");
+        let refused = ConsentCallback {
+            error: Some("access_denied".into()),
+            ..ConsentCallback::default()
+        };
+        assert!(format!("{refused:?}").contains("access_denied"));
+    }
 }

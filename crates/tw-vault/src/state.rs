@@ -29,7 +29,8 @@ struct Payload {
 
 /// Signs and checks `state` values.
 pub(crate) struct StateSigner {
-    key: Secret,
+    /// HMAC keyed once; each signature starts from a clone (the key itself is not kept).
+    keyed: HmacSha256,
 }
 
 pub(crate) fn state_invalid() -> Error {
@@ -49,13 +50,13 @@ impl StateSigner {
                 ),
             ));
         }
-        Ok(Self { key })
+        let keyed = <HmacSha256 as Mac>::new_from_slice(key.expose().as_bytes())
+            .map_err(|_| Error::config("vault_state_key_invalid", "unusable state signing key"))?;
+        Ok(Self { keyed })
     }
 
     fn mac(&self) -> HmacSha256 {
-        // HMAC takes keys of any length: this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(self.key.expose().as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
+        self.keyed.clone()
     }
 
     pub(crate) fn sign(&self, nonce: &str, expires_at: UnixTime) -> String {

@@ -25,6 +25,9 @@ const MAX_ATTRIBUTE_KEY: usize = 64;
 const MAX_ATTRIBUTE_VALUE: usize = 1024;
 /// Minted access tokens kept in memory at most (entries, not bytes).
 const MINT_CACHE_CAPACITY: u64 = 10_000;
+/// Outer bound on a cached mint's life: each is served only until its own `exp - margin`, and
+/// this evicts the ones nobody asks for again (an access token living a day is not expected).
+const MINT_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Rows per page when the vault walks every entry (rekey, list_all).
 const PAGE: u32 = 200;
 /// Attempts to commit one rotation or rekey when the row's version moved underneath.
@@ -144,6 +147,24 @@ fn sanitize_error_code(code: &str) -> String {
     }
 }
 
+/// OIDC Core 3.1.3.7: the consent sent a `nonce`, so the id_token must carry that very value; a
+/// missing one is refused too (an id_token minted for another request would pass otherwise).
+fn check_id_token_nonce(claimed: Option<&str>, sent: &str) -> Result<(), Error> {
+    if claimed == Some(sent) {
+        return Ok(());
+    }
+    let why = if claimed.is_some() {
+        "the id_token's nonce is not this consent's"
+    } else {
+        "the id_token carries no nonce, though the consent sent one"
+    };
+    Err(Error::new(
+        ErrorKind::IdpRejected,
+        "idp_id_token_invalid",
+        why,
+    ))
+}
+
 fn sanitize_description(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
@@ -172,7 +193,7 @@ impl Vault {
         let idp = IdpClient::new(&settings.idp, clock.clone())?;
         let minted = moka::sync::Cache::builder()
             .max_capacity(MINT_CACHE_CAPACITY)
-            .time_to_live(Duration::from_secs(24 * 3600))
+            .time_to_live(MINT_CACHE_TTL)
             .build();
         Ok(Vault {
             inner: Arc::new(Inner {
@@ -236,19 +257,42 @@ impl Vault {
             &pending_aad(&nonce, &caller.issuer, &caller.subject),
             pkce.verifier.expose(),
         )?;
-        self.inner
+        let max = self.inner.settings.max_pending_consents;
+        let inserted = self
+            .inner
             .store
-            .vault_pending_insert(&PendingConsent {
-                nonce: nonce.clone(),
-                owner_issuer: caller.issuer.clone(),
-                owner_subject: caller.subject.clone(),
-                verifier,
-                attributes,
-                redirect_after: redirect_after.map(String::from),
-                created_at: now,
-                expires_at,
-            })
+            .vault_pending_insert_capped(
+                &PendingConsent {
+                    nonce: nonce.clone(),
+                    owner_issuer: caller.issuer.clone(),
+                    owner_subject: caller.subject.clone(),
+                    verifier,
+                    attributes,
+                    redirect_after: redirect_after.map(String::from),
+                    created_at: now,
+                    expires_at,
+                },
+                max,
+            )
             .await?;
+        if !inserted {
+            let (_, first_expiry) = self
+                .inner
+                .store
+                .vault_pending_of_owner(&caller.issuer, &caller.subject, now)
+                .await?;
+            let wait = first_expiry.map_or(Duration::from_secs(1), |t| now.until(t));
+            tracing::info!(owner = %caller.subject, max, "vault consent refused: too many pending");
+            return Err(Error::new(
+                ErrorKind::RateLimited,
+                "vault_too_many_pending_consents",
+                format!(
+                    "{max} consents of this user are already waiting to be completed (vault.limits.max_pending_consents); complete one, or retry once the oldest expires"
+                ),
+            )
+            .with("max_pending_consents", max.to_string())
+            .with_retry_after(wait.max(Duration::from_secs(1))));
+        }
         let state = self.inner.state.sign(&nonce, expires_at);
         let settings = &self.inner.settings;
         let redirect_uri = settings.redirect_uri.to_string();
@@ -333,32 +377,16 @@ impl Vault {
             .idp
             .exchange_code(code, &verifier, &self.inner.settings.redirect_uri)
             .await?;
-        let identity = self.inner.idp.identity(&grant).await?;
-        if identity.nonce.as_deref().is_some_and(|n| n != nonce) {
-            return Err(Error::new(
-                ErrorKind::IdpRejected,
-                "idp_id_token_invalid",
-                "the id_token's nonce is not this consent's",
-            ));
-        }
-        let owner_matches = same_issuer(&identity.issuer, &pending.owner_issuer)
-            && identity.subject == pending.owner_subject;
-        if !owner_matches {
-            // Leave no grant behind for a user who never asked the vault for one.
-            self.revoke_leftover(&grant).await;
-            tracing::warn!(owner = %pending.owner_subject, signed_in = %identity.subject, "vault consent refused: another user signed in");
-            return Err(user_mismatch());
-        }
-        let entry = self
-            .insert_grant(
-                &pending.owner_issuer,
-                &pending.owner_subject,
-                grant,
-                identity.session_id,
-                pending.attributes,
-                &self.inner.settings.consent_scope,
-            )
-            .await?;
+        // From here on the IdP holds a grant (an offline session): any failure must end it,
+        // or it would outlive the consent with no entry to find or delete it by.
+        let kept = self.keep_consent_grant(&pending, &nonce, &grant).await;
+        let entry = match kept {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.revoke_leftover(&grant).await;
+                return Err(e);
+            }
+        };
         tracing::info!(entry = %entry.id, owner = %entry.owner_subject, token_type = entry.token_type.as_str(), "vault consent completed");
         Ok(ConsentDone {
             entry,
@@ -366,7 +394,38 @@ impl Vault {
         })
     }
 
-    /// Best-effort revocation of a grant the vault will not keep.
+    /// Checks who signed in (verified id_token with this consent's nonce, the owner who asked)
+    /// and stores the grant as a new entry.
+    async fn keep_consent_grant(
+        &self,
+        pending: &PendingConsent,
+        nonce: &str,
+        grant: &Grant,
+    ) -> Result<EntryView, Error> {
+        let identity = self.inner.idp.identity(grant).await?;
+        if grant.id_token.is_some() {
+            check_id_token_nonce(identity.nonce.as_deref(), nonce)?;
+        }
+        let owner_matches = same_issuer(&identity.issuer, &pending.owner_issuer)
+            && identity.subject == pending.owner_subject;
+        if !owner_matches {
+            tracing::warn!(owner = %pending.owner_subject, signed_in = %identity.subject, "vault consent refused: another user signed in");
+            return Err(user_mismatch());
+        }
+        self.insert_grant(
+            &pending.owner_issuer,
+            &pending.owner_subject,
+            grant,
+            None,
+            identity.session_id,
+            pending.attributes.clone(),
+            &self.inner.settings.consent_scope,
+        )
+        .await
+    }
+
+    /// Best-effort revocation of a grant the vault will not keep (the refresh token the IdP
+    /// issued with it; none issued, nothing to end).
     async fn revoke_leftover(&self, grant: &Grant) {
         if let Some(rt) = &grant.token.refresh_token
             && let Err(e) = self.inner.idp.revoke(rt, "refresh_token").await
@@ -375,17 +434,20 @@ impl Vault {
         }
     }
 
-    /// Seals the grant's refresh token into a new entry.
+    /// Seals the grant's refresh token (else `fallback`, the token the grant was obtained with)
+    /// into a new entry.
+    #[allow(clippy::too_many_arguments)]
     async fn insert_grant(
         &self,
         owner_issuer: &str,
         owner_subject: &str,
-        grant: Grant,
+        grant: &Grant,
+        fallback: Option<&Secret>,
         session_id: Option<String>,
         attributes: BTreeMap<String, String>,
         requested_scope: &str,
     ) -> Result<EntryView, Error> {
-        let refresh_token = grant.token.refresh_token.clone().ok_or_else(|| {
+        let refresh_token = grant.token.refresh_token.as_ref().or(fallback).ok_or_else(|| {
             Error::new(
                 ErrorKind::IdpRejected,
                 "idp_no_refresh_token",
@@ -438,7 +500,7 @@ impl Vault {
                 "no refresh token given",
             ));
         }
-        let mut grant = match self.inner.idp.refresh(&refresh_token).await {
+        let grant = match self.inner.idp.refresh(&refresh_token).await {
             Ok(g) => g,
             Err(e) if e.code() == "idp_invalid_grant" => {
                 return Err(Error::bad_request(
@@ -448,32 +510,51 @@ impl Vault {
             }
             Err(e) => return Err(e),
         };
-        let identity = self.inner.idp.identity(&grant).await?;
+        // The refresh spent the caller's token when the IdP rotated it: from here on a failure
+        // must end the successor, or it would stay live with no entry holding it.
+        let kept = self
+            .keep_supplied_grant(caller, &grant, &refresh_token, attributes)
+            .await;
+        match kept {
+            Ok(entry) => {
+                tracing::info!(entry = %entry.id, owner = %entry.owner_subject, "vault stored a caller's token");
+                Ok(entry)
+            }
+            Err(e) => {
+                self.revoke_leftover(&grant).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks the grant is the caller's and stores it (the rotated token, else the one given).
+    async fn keep_supplied_grant(
+        &self,
+        caller: &Caller,
+        grant: &Grant,
+        given: &Secret,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<EntryView, Error> {
+        let identity = self.inner.idp.identity(grant).await?;
         if !(same_issuer(&identity.issuer, &caller.issuer) && identity.subject == caller.subject) {
-            // Someone else's token in the caller's hands: end its grant rather than leave the
-            // rotated successor unaccounted for.
-            self.revoke_leftover(&grant).await;
             tracing::warn!(caller = %caller.subject, token_subject = %identity.subject, "vault refused to store another user's token");
             return Err(user_mismatch());
         }
-        if grant.token.refresh_token.is_none() {
-            grant.token.refresh_token = Some(refresh_token);
-        }
-        let entry = self
-            .insert_grant(
-                &caller.issuer,
-                &caller.subject,
-                grant,
-                identity.session_id,
-                attributes,
-                "",
-            )
-            .await?;
-        tracing::info!(entry = %entry.id, owner = %entry.owner_subject, "vault stored a caller's token");
-        Ok(entry)
+        self.insert_grant(
+            &caller.issuer,
+            &caller.subject,
+            grant,
+            Some(given),
+            identity.session_id,
+            attributes,
+            "",
+        )
+        .await
     }
 
     /// A new entry (new id) for the same owner holding the same offline token and session.
+    /// Copied under the session's lock and lease, so a rotation committing meanwhile cannot leave
+    /// the copy holding the spent token.
     pub async fn duplicate(&self, caller: &Caller, id: &EntryId) -> Result<EntryView, Error> {
         let row = self.visible_row(caller, id, PERM_ADMIN).await?;
         if row.token_type != TokenType::Offline {
@@ -482,6 +563,20 @@ impl Vault {
                 "only offline entries can be duplicated",
             ));
         }
+        let entry = *id;
+        self.under_lineage(mint::lineage_of(&row), move |vault| async move {
+            vault.duplicate_entry(&entry).await
+        })
+        .await
+    }
+
+    async fn duplicate_entry(&self, id: &EntryId) -> Result<EntryView, Error> {
+        let row = self
+            .inner
+            .store
+            .vault_get(&id.to_string())
+            .await?
+            .ok_or_else(|| entry_not_found(id))?;
         let token = self.keys().open(&row.sealed, &row_aad(&row))?;
         let new_id = EntryId::random().to_string();
         let copy = VaultRow {
@@ -547,14 +642,70 @@ impl Vault {
 
     // ----- delete -----
 
-    /// Revokes the token at the IdP (RFC 7009) unless another entry shares its session (a
-    /// revocation would end that session for them too: Keycloak's offline-session rule), then
-    /// deletes the row. When the IdP cannot be reached the row is kept and the error is
-    /// retryable.
+    /// Revokes the token at the IdP (RFC 7009) unless another active entry of the same owner
+    /// shares its session (a revocation would end that session for them too: Keycloak's
+    /// offline-session rule), then deletes the row. Deletes of one session's entries take turns
+    /// (the lineage's lock and lease, as mints do), so of two siblings deleted at once the second
+    /// sees no sibling left and revokes. When the IdP cannot be reached the row is kept and the
+    /// error is retryable. Runs in its own task: a caller that gives up cancels nothing between
+    /// the revocation and the row's removal.
     pub async fn delete(&self, caller: &Caller, id: &EntryId) -> Result<DeleteOutcome, Error> {
         let row = self.visible_row(caller, id, PERM_ADMIN).await?;
+        let entry = *id;
+        self.under_lineage(mint::lineage_of(&row), move |vault| async move {
+            vault.delete_entry(&entry).await
+        })
+        .await
+    }
+
+    /// Runs `work` under the lineage's in-process lock and database lease (as a mint's refresh),
+    /// in a task of its own so that a caller giving up cancels nothing half-way.
+    async fn under_lineage<T, F, Fut>(&self, lineage: String, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(Vault) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, Error>> + Send,
+    {
+        let flight = self.flight(&lineage);
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let guard = flight.lock_owned().await;
+            let result = match this.take_lease(&lineage).await {
+                Ok(lease) => {
+                    let result = work(this.clone()).await;
+                    lease.release().await;
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            drop(guard);
+            this.release_flight(&lineage);
+            result
+        });
+        task.await.map_err(|e| {
+            Error::internal("vault_task_failed", format!("a vault task failed: {e}"))
+        })?
+    }
+
+    /// Under the lineage's lock and lease: re-read the row and its siblings, revoke unless one is
+    /// left, delete.
+    async fn delete_entry(&self, id: &EntryId) -> Result<DeleteOutcome, Error> {
+        let store = &self.inner.store;
+        let row = store
+            .vault_get(&id.to_string())
+            .await?
+            .ok_or_else(|| entry_not_found(id))?;
         let shared = match &row.session_id {
-            Some(session) => self.inner.store.vault_count_by_session(session).await? > 1,
+            Some(session) => store
+                .vault_list_by_session(session)
+                .await?
+                .iter()
+                .any(|other| {
+                    other.id != row.id
+                        && other.owner_issuer == row.owner_issuer
+                        && other.owner_subject == row.owner_subject
+                        && other.status == EntryStatus::Active
+                }),
             None => false,
         };
         let mut outcome = DeleteOutcome {
@@ -565,9 +716,13 @@ impl Vault {
             match self.keys().open(&row.sealed, &row_aad(&row)) {
                 Ok(token) => {
                     self.inner.idp.revoke(&token, "refresh_token").await?;
+                    let idp_session = row
+                        .session_id
+                        .as_deref()
+                        .is_some_and(|s| !s.starts_with(LOCAL_SESSION_PREFIX));
                     outcome = DeleteOutcome {
                         revoked_at_idp: true,
-                        session_revoked: row.session_id.is_some(),
+                        session_revoked: idp_session,
                     };
                 }
                 // A row that cannot be opened holds nothing usable: deleting it is the fix.
@@ -576,13 +731,13 @@ impl Vault {
                 }
             }
         }
-        self.inner.store.vault_delete(&row.id).await?;
+        store.vault_delete(&row.id).await?;
         self.inner.minted.invalidate(&row.id);
         tracing::info!(entry = %row.id, revoked = outcome.revoked_at_idp, shared, "vault entry deleted");
         Ok(outcome)
     }
 
-    // ----- introspection, rekey, readiness -----
+    // ----- introspection, rekey -----
 
     /// RFC 7662 at the IdP with the vault's client; the answer is cut to the standard members
     /// (`active`, `sub`, `scope`, `exp`, ...).
@@ -664,11 +819,6 @@ impl Vault {
         );
         Ok(report)
     }
-
-    /// Storage reachable (one round trip).
-    pub async fn ready(&self) -> Result<(), Error> {
-        self.inner.store.ping().await
-    }
 }
 
 #[cfg(test)]
@@ -699,6 +849,16 @@ mod tests {
         assert_eq!(sanitize_error_code(""), "unknown_error");
         assert_eq!(sanitize_description("a\nb\u{7}c").as_str(), "abc");
         assert_eq!(sanitize_description(&"x".repeat(500)).len(), 200);
+    }
+
+    #[test]
+    fn the_id_token_must_echo_the_consent_nonce() {
+        assert!(check_id_token_nonce(Some("n-1"), "n-1").is_ok());
+        for claimed in [Some("n-2"), Some(""), None] {
+            let e = check_id_token_nonce(claimed, "n-1").unwrap_err();
+            assert_eq!(e.code(), "idp_id_token_invalid", "{claimed:?}");
+            assert_eq!(e.kind(), ErrorKind::IdpRejected);
+        }
     }
 
     #[test]

@@ -75,10 +75,7 @@ async fn refresh_directly(h: &Harness, token: &str) -> reqwest::StatusCode {
 
 async fn spent_tokens_need_a_new_consent(h: Harness) {
     // The vault validates a given token by refreshing it, and keeps the successor...
-    let given = h
-        .idp
-        .mint_refresh_token(CLIENT_ID, "alice", "openid offline_access")
-        .await;
+    let given = h.offline_token_of("alice").await;
     let entry = h
         .vault
         .store_token(&h.alice, Secret::new(given.clone()), BTreeMap::new())
@@ -243,3 +240,93 @@ async fn a_caller_giving_up_cancels_nothing(h: Harness) {
     h.vault.mint(&h.alice, &entry.id).await.unwrap();
 }
 both!(caller_gives_up, a_caller_giving_up_cancels_nothing);
+
+/// Makes the database refuse new entries (a trigger raising an error on insert), on either
+/// backend; dropped by [`refuse_inserts_lift`].
+async fn refuse_inserts(h: &Harness) {
+    let sql = match h.storage.db {
+        Db::Sqlite => {
+            "CREATE TRIGGER tw_test_refuse_insert BEFORE INSERT ON vault_entries BEGIN SELECT RAISE(ABORT, 'injected: disk full'); END;"
+        }
+        Db::Postgres => {
+            "CREATE FUNCTION tw_test_refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected: disk full' USING ERRCODE = '53100'; END; $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER tw_test_refuse_insert BEFORE INSERT ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_refuse_insert();"
+        }
+    };
+    sqlx_exec(h, sql).await;
+}
+
+async fn refuse_inserts_lift(h: &Harness) {
+    let sql = match h.storage.db {
+        Db::Sqlite => "DROP TRIGGER tw_test_refuse_insert;",
+        Db::Postgres => {
+            "DROP TRIGGER tw_test_refuse_insert ON vault_entries; DROP FUNCTION tw_test_refuse_insert();"
+        }
+    };
+    sqlx_exec(h, sql).await;
+}
+
+async fn sqlx_exec(h: &Harness, sql: &'static str) {
+    match h.storage.db {
+        Db::Sqlite => {
+            let path = h.storage.sqlite_path.as_ref().unwrap();
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        Db::Postgres => {
+            let pg = h.storage.pg.as_ref().unwrap();
+            let opts = sqlx::postgres::PgConnectOptions::new()
+                .host("127.0.0.1")
+                .port(pg.port())
+                .username(tw_testkit::POSTGRES_USER)
+                .password(pg.password())
+                .database(h.storage.pg_database.as_ref().unwrap());
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// A failure after the IdP answered (here: the entry cannot be inserted) ends the grant the IdP
+/// just issued instead of leaving it live with no entry holding it: the rotated successor of a
+/// supplied token, and the offline session of a consent.
+async fn grants_are_not_left_behind(h: Harness) {
+    // Keycloak's default: the presented token stays valid after a rotation, so only the end of
+    // the whole grant makes it inactive.
+    h.idp.set_refresh_token_reuse_grace(true).await;
+    let given = h.offline_token_of("alice").await;
+    refuse_inserts(&h).await;
+    h.idp.reset_stats().await;
+    let e = h
+        .vault
+        .store_token(&h.alice, Secret::new(given.clone()), BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert!(e.code().starts_with("storage"), "{e:?}");
+    assert_eq!(h.idp.stats().await.revocation_requests, 1);
+    let answer = h
+        .vault
+        .introspect(&h.alice, Secret::new(given.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["active"],
+        serde_json::json!(false),
+        "the grant was ended: {answer}"
+    );
+    assert_eq!(refresh_directly(&h, &given).await, 400);
+
+    // A consent whose entry cannot be stored: its grant is revoked at the IdP too.
+    let cb = h.browser_consent(&h.alice, "alice", &[]).await;
+    h.idp.reset_stats().await;
+    let e = h.vault.complete_consent(cb).await.unwrap_err();
+    assert!(e.code().starts_with("storage"), "{e:?}");
+    assert_eq!(h.idp.stats().await.revocation_requests, 1);
+    refuse_inserts_lift(&h).await;
+    assert!(h.vault.list(&h.alice).await.unwrap().is_empty());
+    // And the vault works again once the database does.
+    h.consent(&h.alice, "alice").await.unwrap();
+}
+both!(grant_left_behind, grants_are_not_left_behind);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{CLIENT_ID, CLIENT_SECRET, Db, Harness, STATE_KEY, key_material, ring};
+use common::{CLIENT_SECRET, Db, Harness, STATE_KEY, key_material, ring};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::Secret;
@@ -43,10 +43,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         h.clock.advance(Duration::from_secs(31));
     }
     // A caller-supplied token, and a refused one.
-    let given = h
-        .idp
-        .mint_refresh_token(CLIENT_ID, "alice", "openid offline_access")
-        .await;
+    let given = h.offline_token_of("alice").await;
     secrets.push(given.clone());
     let stored = h
         .vault
@@ -61,10 +58,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         .await
         .unwrap_err();
     shown.push(format!("{refused:?} {refused}"));
-    let other = h
-        .idp
-        .mint_refresh_token(CLIENT_ID, "alice", "openid offline_access")
-        .await;
+    let other = h.offline_token_of("alice").await;
     secrets.push(other.clone());
     shown.push(format!(
         "{:?}",

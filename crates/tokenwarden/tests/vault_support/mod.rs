@@ -24,6 +24,31 @@ pub enum Storage {
     Postgres(Box<Postgres>),
 }
 
+impl Storage {
+    /// A PostgreSQL server of the test's own.
+    pub async fn postgres() -> Storage {
+        Storage::Postgres(Box::new(Postgres::start().await))
+    }
+}
+
+/// `on_both_backends!(name, scenario)`: a module `name` with the tests `sqlite` and `postgres`,
+/// each running `scenario(storage).await` (the issue asks for the same tests on both).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::vault_support::Storage::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::vault_support::Storage::postgres().await).await
+            }
+        }
+    };
+}
+
 /// A random 32-byte key, base64 (what `tokenwarden vault keygen` prints).
 pub fn new_key() -> String {
     let key: [u8; 32] = rand::random();

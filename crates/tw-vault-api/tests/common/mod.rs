@@ -42,6 +42,11 @@ pub async fn start_idp() -> Idp {
 
 /// The `[vault]` section for `issuer`, secrets in files under `dir` (the key made once).
 pub fn vault_config(dir: &Path, issuer: &str, cache: bool) -> VaultConfig {
+    vault_config_with(dir, issuer, cache, "")
+}
+
+/// [`vault_config`] with `extra` TOML appended (more `[vault.*]` tables).
+pub fn vault_config_with(dir: &Path, issuer: &str, cache: bool, extra: &str) -> VaultConfig {
     let secret = dir.join("client-secret");
     let key = dir.join("key");
     std::fs::write(&secret, VAULT_SECRET).expect("write secret");
@@ -73,6 +78,7 @@ audiences = ["api"]
 
 [vault.mint]
 cache = {cache}
+{extra}
 "#,
         secret = secret.display(),
         key = key.display(),
@@ -85,10 +91,26 @@ cache = {cache}
 
 /// A SQLite store in `dir`.
 pub async fn sqlite_store(dir: &Path) -> tw_store::Store {
-    let storage = StorageConfig {
+    open_store(StorageConfig {
         url: format!("sqlite://{}", dir.join("vault.db").display()),
         ..StorageConfig::default()
-    };
+    })
+    .await
+}
+
+/// A store on a new database of `pg` (its password in a file under `dir`).
+pub async fn postgres_store(dir: &Path, pg: &tw_testkit::Postgres) -> tw_store::Store {
+    let password = dir.join("db-password");
+    std::fs::write(&password, pg.password()).expect("write password file");
+    open_store(StorageConfig {
+        url: pg.url(&pg.create_database().await),
+        password: Some(tw_config::SecretRef::File(password)),
+        ..StorageConfig::default()
+    })
+    .await
+}
+
+async fn open_store(storage: StorageConfig) -> tw_store::Store {
     tw_store::Store::open(&storage, Arc::new(SystemClock))
         .await
         .expect("store")
@@ -96,16 +118,25 @@ pub async fn sqlite_store(dir: &Path) -> tw_store::Store {
 
 /// Serves a vault over `store` on a free port until the process ends; returns its base URL.
 pub async fn serve_vault(cfg: &VaultConfig, store: tw_store::Store) -> String {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    serve_vault_with_clock(cfg, store, Arc::new(SystemClock)).await
+}
+
+/// [`serve_vault`] with the vault's, the verifier's and the rate limits' time from `clock`.
+pub async fn serve_vault_with_clock(
+    cfg: &VaultConfig,
+    store: tw_store::Store,
+    clock: Arc<dyn Clock>,
+) -> String {
     let settings = tw_vault_api::vault_settings(cfg).expect("settings");
-    let vault = Vault::new(settings, store, clock.clone())
+    let vault = Vault::new(settings, store.clone(), clock.clone())
         .await
         .expect("vault");
     let verifier =
-        Arc::new(Verifier::new(&cfg.callers.verifier_config(), clock).expect("verifier"));
+        Arc::new(Verifier::new(&cfg.callers.verifier_config(), clock.clone()).expect("verifier"));
     verifier.start().await;
-    let auth = Arc::new(CallerAuth::new(&cfg.callers, verifier));
-    let router = tw_vault_api::router(vault, auth.clone(), cfg, None);
+    let auth = Arc::new(CallerAuth::new(cfg, verifier, clock));
+    let storage = tw_store::health::StoreHealth::start(store.clone());
+    let router = tw_vault_api::router(vault, auth.clone(), storage, cfg, None);
     let listener = tw_vault_api::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.tcp_addr().expect("tcp");
     tokio::spawn(async move {
@@ -156,4 +187,74 @@ pub async fn store_entry(
         .as_str()
         .unwrap_or_else(|| panic!("entry id: {v}"))
         .to_owned()
+}
+
+/// An HTTP client for tests: no proxy, redirects returned rather than followed.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A vault over SQLite on the real test IdP, and alice signed in to the caller app.
+pub struct Scene {
+    pub idp: Idp,
+    /// Holds the database, the key (`key`) and the client secret.
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Alice's access token (what she presents to the vault).
+    pub caller: String,
+}
+
+impl Scene {
+    /// `cache`: whether minted access tokens are cached (`[vault.mint] cache`).
+    pub async fn start(cache: bool) -> Scene {
+        let idp = start_idp().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = vault_config(dir.path(), &idp.issuer(), cache);
+        let base = serve_vault(&cfg, sqlite_store(dir.path()).await).await;
+        let http = http_client();
+        let caller = user_token(&http, &idp, "alice").await;
+        Scene {
+            idp,
+            dir,
+            base,
+            http,
+            caller,
+        }
+    }
+
+    /// A refresh token of alice's issued to the vault's client (what a caller may store).
+    pub async fn alice_refresh_token(&self) -> String {
+        self.idp
+            .mint_refresh_token(VAULT_CLIENT, "alice", "openid offline_access")
+            .await
+    }
+
+    /// A new entry of alice's holding a fresh refresh token: its id.
+    pub async fn alice_entry(&self) -> String {
+        let rt = self.alice_refresh_token().await;
+        store_entry(&self.http, &self.base, &self.caller, &rt).await
+    }
+
+    /// `POST /v1/access-token` for entry `id` as alice: the JSON answer.
+    pub async fn mint(&self, id: &str) -> Value {
+        mint(&self.http, &self.base, &self.caller, id).await
+    }
+}
+
+/// `POST /v1/access-token` for entry `id`: the JSON answer.
+pub async fn mint(http: &reqwest::Client, base: &str, caller: &str, id: &str) -> Value {
+    http.post(format!("{base}/v1/access-token"))
+        .bearer_auth(caller)
+        .json(&json!({ "id": id }))
+        .send()
+        .await
+        .expect("mint")
+        .json()
+        .await
+        .expect("JSON")
 }

@@ -1,5 +1,11 @@
 //! Minting: the cache, single flight per token lineage (in process and across instances), the
 //! refresh at the IdP and the commit of a rotated refresh token.
+//!
+//! Across instances a lineage is guarded by a lease row ([`Lease`]): taken only after the IdP's
+//! discovery is done (so no lease waits on it), renewed in the background while its holder works,
+//! and fencing every write its holder makes (tokens, status), so a holder that lost it — stalled
+//! past its expiry while another instance took over — writes nothing it learnt from a token the
+//! new holder may have spent already.
 
 use super::{COMMIT_ATTEMPTS, Vault, row_aad};
 use crate::errors::{entry_not_found, entry_not_found_text, reconsent_required};
@@ -10,7 +16,7 @@ use crate::state::random_token;
 use std::sync::Arc;
 use std::time::Duration;
 use tw_core::{Error, ErrorKind, Secret, UnixTime};
-use tw_store::{TokenUpdate, VaultRow};
+use tw_store::{FencedWrite, Store, TokenUpdate, VaultRow};
 
 /// How often a mint waiting for another instance's refresh lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(50);
@@ -19,7 +25,7 @@ const LEASE_SLACK: Duration = Duration::from_secs(5);
 
 /// Entries sharing a session share one refresh token (after a rotation all hold the newest), so
 /// refreshes are serialised per session; an entry without a session is its own lineage.
-fn lineage_of(row: &VaultRow) -> String {
+pub(super) fn lineage_of(row: &VaultRow) -> String {
     match &row.session_id {
         Some(session) => format!("session:{session}"),
         None => format!("entry:{}", row.id),
@@ -64,10 +70,7 @@ impl Vault {
             return Ok((hit, "cached"));
         }
         let lineage = lineage_of(&row);
-        let flight = {
-            let mut flights = self.inner.flights.lock();
-            flights.entry(lineage.clone()).or_default().clone()
-        };
+        let flight = self.flight(&lineage);
         // The refresh and its commit run in their own task: a caller that gives up must not
         // cancel them between the IdP's answer and the commit.
         let this = self.clone();
@@ -90,7 +93,13 @@ impl Vault {
         })?
     }
 
-    fn release_flight(&self, lineage: &str) {
+    /// The in-process lock of a lineage (give it back with [`Vault::release_flight`]).
+    pub(super) fn flight(&self, lineage: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.inner.flights.lock();
+        flights.entry(lineage.to_owned()).or_default().clone()
+    }
+
+    pub(super) fn release_flight(&self, lineage: &str) {
         let mut flights = self.inner.flights.lock();
         if let Some(lock) = flights.get(lineage)
             && Arc::strong_count(lock) == 1
@@ -113,21 +122,29 @@ impl Vault {
         Some(token)
     }
 
-    /// Under the lineage's in-process lock: takes the lineage's lease in the database (other
-    /// instances), refreshes, gives the lease back.
+    /// Under the lineage's in-process lock: discovery first (outside any lease), then the
+    /// lineage's lease in the database (other instances), the refresh, the lease given back. A
+    /// refresh that lost its lease before it spent anything starts over under a new one.
     async fn refresh_leased(&self, id: &EntryId, lineage: &str) -> Result<MintedToken, Error> {
-        let lease = self.take_lease(lineage).await?;
-        let result = self.refresh_entry(id).await;
-        if let Err(e) = self.inner.store.vault_lease_release(lineage, &lease).await {
-            // It expires by itself; until then other instances wait for it.
-            tracing::warn!(error = %e, "could not release a refresh lease");
+        self.inner.idp.discovered().await?;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let lease = self.take_lease(lineage).await?;
+            let result = self.refresh_entry(id, &lease).await;
+            lease.release().await;
+            match result? {
+                Some(token) => return Ok(token),
+                None => {
+                    tracing::info!(entry = %id, "refresh lease lost before anything was spent; starting over")
+                }
+            }
         }
-        result
+        Err(lease_lost().with("entry", id.to_string()))
     }
 
     /// Waits (polling) while another instance holds the lineage's lease, at most one lease
-    /// duration, then answers 503 `vault_refresh_in_progress`.
-    async fn take_lease(&self, lineage: &str) -> Result<String, Error> {
+    /// duration, then answers 503 `vault_refresh_in_progress`. The lease is renewed in the
+    /// background until released.
+    pub(super) async fn take_lease(&self, lineage: &str) -> Result<Lease, Error> {
         let lease_id = random_token(12);
         let ttl = self.lease_ttl();
         // A lease left by a dead holder frees itself within `ttl`: wait a little longer.
@@ -140,7 +157,7 @@ impl Vault {
                 .vault_lease_claim(lineage, &lease_id, now, now.plus(ttl))
                 .await?
             {
-                return Ok(lease_id);
+                return Ok(Lease::hold(self, lineage.to_owned(), lease_id, ttl));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::new(
@@ -154,47 +171,77 @@ impl Vault {
         }
     }
 
-    /// Long enough for discovery, one refresh and the commit.
+    /// Long enough for one refresh and the commit (discovery happens before the lease, and the
+    /// holder renews it every third of this while it works).
     fn lease_ttl(&self) -> Duration {
         self.inner.settings.idp.request_timeout * 2 + LEASE_SLACK
     }
 
     /// Under the lineage's lock and lease: re-read the row, refresh at the IdP, commit a rotation.
-    async fn refresh_entry(&self, id: &EntryId) -> Result<MintedToken, Error> {
+    /// `None`: the lease was lost before anything was spent or written (start over).
+    async fn refresh_entry(
+        &self,
+        id: &EntryId,
+        lease: &Lease,
+    ) -> Result<Option<MintedToken>, Error> {
         let key = id.to_string();
         let store = &self.inner.store;
-        let row = store
-            .vault_get(&key)
-            .await?
-            .ok_or_else(|| entry_not_found(id))?;
-        if row.status == EntryStatus::ReconsentRequired {
-            return Err(reconsent_required(id));
-        }
-        let refresh_token = self.keys().open(&row.sealed, &row_aad(&row))?;
-        let started = std::time::Instant::now();
-        let refreshed = self.inner.idp.refresh(&refresh_token).await;
-        metrics::histogram!(
-            METRIC_IDP_REFRESH_SECONDS,
-            "outcome" => refreshed.as_ref().map_or_else(|e| e.code(), |_| "ok")
-        )
-        .record(started.elapsed().as_secs_f64());
-        let grant = match refreshed {
-            Ok(g) => g,
-            Err(e) if e.code() == "idp_invalid_grant" => {
-                store
-                    .vault_set_status(&key, EntryStatus::ReconsentRequired)
-                    .await?;
-                self.inner.minted.invalidate(&key);
-                tracing::warn!(entry = %key, "the IdP refused the stored token: entry needs a new consent");
+        let mut attempts = 0;
+        let (row, refresh_token, grant) = loop {
+            let row = store
+                .vault_get(&key)
+                .await?
+                .ok_or_else(|| entry_not_found(id))?;
+            if row.status == EntryStatus::ReconsentRequired {
                 return Err(reconsent_required(id));
             }
-            // IdP down or refusing the client: the entry is untouched.
-            Err(e) => return Err(e.with("entry", key)),
+            let refresh_token = self.keys().open(&row.sealed, &row_aad(&row))?;
+            let started = std::time::Instant::now();
+            let refreshed = self.inner.idp.refresh(&refresh_token).await;
+            metrics::histogram!(
+                METRIC_IDP_REFRESH_SECONDS,
+                "outcome" => refreshed.as_ref().map_or_else(|e| e.code(), |_| "ok")
+            )
+            .record(started.elapsed().as_secs_f64());
+            match refreshed {
+                Ok(grant) => break (row, refresh_token, grant),
+                Err(e) if e.code() == "idp_invalid_grant" => {
+                    // Marked only if the row still holds the token the IdP refused and this
+                    // instance still holds the lease: a refused token that was replaced meanwhile
+                    // says nothing about the entry.
+                    let marked = store
+                        .vault_set_status_fenced(
+                            &lease.lineage,
+                            &lease.id,
+                            &key,
+                            row.version,
+                            EntryStatus::ReconsentRequired,
+                        )
+                        .await?;
+                    match marked {
+                        FencedWrite::Applied => {
+                            self.inner.minted.invalidate(&key);
+                            tracing::warn!(entry = %key, "the IdP refused the stored token: entry needs a new consent");
+                            return Err(reconsent_required(id));
+                        }
+                        FencedWrite::LeaseLost => return Ok(None),
+                        FencedWrite::Conflict => {
+                            attempts += 1;
+                            if attempts >= COMMIT_ATTEMPTS {
+                                return Err(commit_conflict(&key));
+                            }
+                            tracing::info!(entry = %key, "the IdP refused a token the entry no longer holds; refreshing with the current one");
+                        }
+                    }
+                }
+                // IdP down or refusing the client: the entry is untouched.
+                Err(e) => return Err(e.with("entry", key)),
+            }
         };
         let now = self.now();
         match &grant.token.refresh_token {
             Some(rotated) if rotated != &refresh_token => {
-                self.commit_rotation(row, &refresh_token, rotated, &grant, now)
+                self.commit_rotation(lease, row, &refresh_token, rotated, &grant, now)
                     .await?;
             }
             _ => {
@@ -227,15 +274,17 @@ impl Vault {
             }
         }
         tracing::debug!(entry = %key, access_token = %token.access_token.fingerprint().short(), "vault minted an access token");
-        Ok(token)
+        Ok(Some(token))
     }
 
     /// Seals the rotated token for the entry (guarded by the version read) and for every other
     /// active entry of the owner in the same session (they shared the spent token), in one
-    /// transaction. When the row moved on meanwhile but still holds the token we refreshed with
-    /// (a rekey, a status read), the commit is retried on the new version.
+    /// transaction fenced by the lease. When the row moved on meanwhile but still holds the token
+    /// we refreshed with (a rekey, a status read), the commit is retried on the new version. A
+    /// lost lease is a retryable 503: the token was spent, its successor is not written.
     async fn commit_rotation(
         &self,
+        lease: &Lease,
         mut row: VaultRow,
         used: &Secret,
         rotated: &Secret,
@@ -270,10 +319,20 @@ impl Vault {
                     });
                 }
             }
-            if store.vault_update_tokens(&updates).await? {
-                metrics::counter!(METRIC_ROTATIONS).increment(1);
-                tracing::debug!(entry = %row.id, siblings = updates.len() - 1, "rotated refresh token committed");
-                return Ok(());
+            match store
+                .vault_update_tokens_fenced(&lease.lineage, &lease.id, &updates)
+                .await?
+            {
+                FencedWrite::Applied => {
+                    metrics::counter!(METRIC_ROTATIONS).increment(1);
+                    tracing::debug!(entry = %row.id, siblings = updates.len() - 1, "rotated refresh token committed");
+                    return Ok(());
+                }
+                FencedWrite::LeaseLost => {
+                    tracing::error!(entry = %row.id, "a rotated refresh token was not committed: this instance lost the entry's refresh lease");
+                    return Err(lease_lost().with("entry", row.id.clone()));
+                }
+                FencedWrite::Conflict => {}
             }
             let current = store.vault_get(&row.id).await?;
             let Some(current) = current else {
@@ -289,12 +348,89 @@ impl Vault {
             row = current;
         }
         tracing::error!(entry = %row.id, "a rotated refresh token could not be committed: the entry changed concurrently");
-        Err(Error::new(
-            ErrorKind::StorageUnavailable,
-            "vault_commit_conflict",
-            "the entry was changed concurrently while its token rotated; try again",
-        )
-        .with("entry", row.id.clone())
-        .with_retry_after(Duration::from_secs(1)))
+        Err(commit_conflict(&row.id))
+    }
+}
+
+fn commit_conflict(entry: &str) -> Error {
+    Error::new(
+        ErrorKind::StorageUnavailable,
+        "vault_commit_conflict",
+        "the entry was changed concurrently while its token rotated; try again",
+    )
+    .with("entry", entry.to_owned())
+    .with_retry_after(Duration::from_secs(1))
+}
+
+fn lease_lost() -> Error {
+    Error::new(
+        ErrorKind::StorageUnavailable,
+        "vault_lease_lost",
+        "this instance lost the entry's refresh lease to another one; try again",
+    )
+    .with_retry_after(Duration::from_secs(1))
+}
+
+/// A lineage's refresh lease, held by this instance: renewed in the background (every third of
+/// its time) until [`Lease::release`]; the id fences the holder's writes.
+pub(super) struct Lease {
+    pub(super) lineage: String,
+    pub(super) id: String,
+    store: Store,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    fn hold(vault: &Vault, lineage: String, id: String, ttl: Duration) -> Lease {
+        let store = vault.inner.store.clone();
+        let clock = vault.inner.clock.clone();
+        let (renew_store, renew_lineage, renew_id) = (store.clone(), lineage.clone(), id.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let until = clock.now().plus(ttl);
+                match renew_store
+                    .vault_lease_renew(&renew_lineage, &renew_id, until)
+                    .await
+                {
+                    Ok(true) => {}
+                    // Taken over: the fence refuses this holder's writes from now on.
+                    Ok(false) => {
+                        tracing::warn!(lineage = %renew_lineage, "refresh lease lost while working");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew a refresh lease");
+                    }
+                }
+            }
+        });
+        Lease {
+            lineage,
+            id,
+            store,
+            renewer,
+        }
+    }
+
+    /// Stops renewing and gives the lease back (if still held).
+    pub(super) async fn release(self) {
+        self.renewer.abort();
+        if let Err(e) = self
+            .store
+            .vault_lease_release(&self.lineage, &self.id)
+            .await
+        {
+            // It expires by itself; until then other instances wait for it.
+            tracing::warn!(error = %e, "could not release a refresh lease");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // A holder that never released (an error path, a cancelled task) stops renewing: the
+        // lease then frees itself within its time.
+        self.renewer.abort();
     }
 }

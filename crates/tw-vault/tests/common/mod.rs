@@ -168,6 +168,13 @@ impl Harness {
         follow_consent(start.consent_url, username, extra).await
     }
 
+    /// An offline token of `username`'s issued to the vault's client, as a caller could hold one.
+    pub async fn offline_token_of(&self, username: &str) -> String {
+        self.idp
+            .mint_refresh_token(CLIENT_ID, username, "openid offline_access")
+            .await
+    }
+
     pub fn refresh_grants(stats: &tw_testkit::IdpStats) -> u64 {
         stats
             .token_requests_by_grant
@@ -193,6 +200,7 @@ pub async fn vault_with(idp: &Idp, store: &Store, clock: &ManualClock, keys: Key
             access_token_reuse_margin: Duration::from_secs(30),
             keys,
             state_signing_key: Secret::new(STATE_KEY),
+            max_pending_consents: tw_vault::DEFAULT_MAX_PENDING_CONSENTS,
         },
         store.clone(),
         Arc::new(clock.clone()),

@@ -5,6 +5,8 @@
 # anything missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A one-off build (CI) gains nothing from incremental compilation and its caches take gigabytes.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 
 log() { printf '\n==> %s\n' "$*"; }
 

@@ -366,10 +366,7 @@ async fn start_services(
     let router = issuer.router();
     let stop = services.shutdown_signal();
     services.spawn("dev issuer", async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(|e| Error::internal("demo_issuer", e.to_string()))
+        tw_http::serve(listener, router, stop).await
     });
     wait_ready(
         &http,
@@ -382,10 +379,7 @@ async fn start_services(
     let listener = bind(ports.api, "the sample API").await?;
     let stop = services.shutdown_signal();
     services.spawn("sample API", async move {
-        axum::serve(listener, sample_api())
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(|e| Error::internal("demo_api", e.to_string()))
+        tw_http::serve(listener, sample_api(), stop).await
     });
     println!(
         "  ✔ http://127.0.0.1:{} (reachable only through the gateway in this story)",
@@ -444,18 +438,18 @@ async fn register_demo_account(store: &Store, issuer: &str) -> Result<(), Error>
     Ok(())
 }
 
-async fn bind(port: u16, what: &str) -> Result<tokio::net::TcpListener, Error> {
-    tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| {
-            Error::config(
-                "port_in_use",
-                format!(
-                    "cannot listen on 127.0.0.1:{port} for {what}: {e} (is another demo running? \
-                     choose other ports with --base-port, or 0 for free ones)"
-                ),
-            )
-        })
+async fn bind(port: u16, what: &str) -> Result<tw_http::Listener, Error> {
+    let addr = tw_config::ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    tw_http::bind(&addr, "--base-port").await.map_err(|e| {
+        Error::config(
+            "port_in_use",
+            format!(
+                "cannot listen on 127.0.0.1:{port} for {what}: {} (is another demo running? \
+                 choose other ports with --base-port, or 0 for free ones)",
+                e.message()
+            ),
+        )
+    })
 }
 
 /// An HTTP client that never goes through a proxy from the environment.

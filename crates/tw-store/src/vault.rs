@@ -206,11 +206,10 @@ mod sql {
     pub const TOUCH: &str = "UPDATE vault_entries SET last_used_at = $2 WHERE id = $1";
     pub const DELETE: &str = "DELETE FROM vault_entries WHERE id = $1 RETURNING id, owner_issuer, owner_subject, token_type, key_id, nonce, ciphertext, session_id, status, attributes, created_at, last_used_at, expires_at, version";
 
-    pub const PENDING_INSERT: &str = "INSERT INTO vault_pending_consents (nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    /// [`PENDING_INSERT`] only while the owner has fewer than `$11` pending consents live at `$9`
+    /// A pending consent, inserted only while its owner has fewer than `$11` pending consents live at `$9`
     /// (one statement: SQLite's writers serialise on it; on PostgreSQL concurrent requests of one
     /// owner may pass the count together, so the cap can be exceeded by that many).
-    pub const PENDING_INSERT_CAPPED: &str = "INSERT INTO vault_pending_consents (nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE (SELECT COUNT(*) FROM vault_pending_consents WHERE owner_issuer = $2 AND owner_subject = $3 AND expires_at > $9) < $11";
+    pub const PENDING_INSERT: &str = "INSERT INTO vault_pending_consents (nonce, owner_issuer, owner_subject, key_id, verifier_nonce, verifier_sealed, attributes, redirect_after, created_at, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE (SELECT COUNT(*) FROM vault_pending_consents WHERE owner_issuer = $2 AND owner_subject = $3 AND expires_at > $9) < $11";
     /// The live pending consents of an owner: how many, and when the first of them expires.
     pub const PENDING_OF_OWNER: &str = "SELECT COUNT(*), MIN(expires_at) FROM vault_pending_consents WHERE owner_issuer = $1 AND owner_subject = $2 AND expires_at > $3";
     /// One statement, so two callbacks racing for one nonce cannot both get the row.
@@ -610,39 +609,13 @@ impl Store {
 
     // ----- pending consents -----
 
-    pub async fn vault_pending_insert(&self, pending: &PendingConsent) -> Result<()> {
-        let attributes = attributes_to_text(&pending.attributes)?;
-        execute!(
-            self,
-            sql::PENDING_INSERT,
-            "insert pending consent",
-            [
-                &pending.nonce,
-                &pending.owner_issuer,
-                &pending.owner_subject,
-                &pending.verifier.key_id,
-                &pending.verifier.nonce,
-                &pending.verifier.ciphertext,
-                &attributes,
-                &pending.redirect_after,
-                pending.created_at.as_millis(),
-                pending.expires_at.as_millis(),
-            ]
-        );
-        Ok(())
-    }
-
     /// Inserts the pending consent unless its owner already has `max` pending consents that have
     /// not expired at `pending.created_at`. `false`: refused, nothing inserted.
-    pub async fn vault_pending_insert_capped(
-        &self,
-        pending: &PendingConsent,
-        max: u32,
-    ) -> Result<bool> {
+    pub async fn vault_pending_insert(&self, pending: &PendingConsent, max: u32) -> Result<bool> {
         let attributes = attributes_to_text(&pending.attributes)?;
         let inserted = execute!(
             self,
-            sql::PENDING_INSERT_CAPPED,
+            sql::PENDING_INSERT,
             "insert pending consent",
             [
                 &pending.nonce,

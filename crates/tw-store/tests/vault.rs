@@ -198,12 +198,15 @@ fn pending(nonce: &str, expires_at: UnixTime) -> PendingConsent {
     }
 }
 
+/// No cap on pending consents, for tests about other things.
+const NO_CAP: u32 = u32::MAX;
+
 async fn pending_taken_once(t: Target) {
     let s = t.open().await;
     let p = pending("n1", START.plus(Duration::from_secs(600)));
-    s.vault_pending_insert(&p).await.unwrap();
+    s.vault_pending_insert(&p, NO_CAP).await.unwrap();
     assert_eq!(
-        s.vault_pending_insert(&p).await.unwrap_err().code(),
+        s.vault_pending_insert(&p, NO_CAP).await.unwrap_err().code(),
         "storage_conflict"
     );
     assert_eq!(s.vault_pending_take("n1").await.unwrap(), Some(p));
@@ -214,7 +217,7 @@ async fn pending_taken_once(t: Target) {
     );
 
     // Two instances racing for one nonce: one wins.
-    s.vault_pending_insert(&pending("n2", START.plus(Duration::from_secs(600))))
+    s.vault_pending_insert(&pending("n2", START.plus(Duration::from_secs(600))), NO_CAP)
         .await
         .unwrap();
     let other = t.open().await;
@@ -228,10 +231,10 @@ async fn pending_taken_once(t: Target) {
     );
 
     // Purge removes what expired at or before `now`.
-    s.vault_pending_insert(&pending("old", START))
+    s.vault_pending_insert(&pending("old", START), NO_CAP)
         .await
         .unwrap();
-    s.vault_pending_insert(&pending("new", START.plus(Duration::from_secs(1))))
+    s.vault_pending_insert(&pending("new", START.plus(Duration::from_secs(1))), NO_CAP)
         .await
         .unwrap();
     assert_eq!(s.vault_pending_purge(START).await.unwrap(), 1);
@@ -246,19 +249,19 @@ async fn pending_capped_per_owner(t: Target) {
     let at = |secs: u64| START.plus(Duration::from_secs(secs));
     let mut expired = pending("expired", START);
     expired.created_at = at(0).minus(Duration::from_secs(600));
-    s.vault_pending_insert(&expired).await.unwrap();
+    s.vault_pending_insert(&expired, NO_CAP).await.unwrap();
     assert!(
-        s.vault_pending_insert_capped(&pending("a", at(600)), 2)
+        s.vault_pending_insert(&pending("a", at(600)), 2)
             .await
             .unwrap()
     );
     assert!(
-        s.vault_pending_insert_capped(&pending("b", at(300)), 2)
+        s.vault_pending_insert(&pending("b", at(300)), 2)
             .await
             .unwrap()
     );
     assert!(
-        !s.vault_pending_insert_capped(&pending("c", at(600)), 2)
+        !s.vault_pending_insert(&pending("c", at(600)), 2)
             .await
             .unwrap()
     );
@@ -272,18 +275,18 @@ async fn pending_capped_per_owner(t: Target) {
     );
     let mut bobs = pending("bob-1", at(600));
     bobs.owner_subject = "bob".into();
-    assert!(s.vault_pending_insert_capped(&bobs, 2).await.unwrap());
+    assert!(s.vault_pending_insert(&bobs, 2).await.unwrap());
     // One completed: room again.
     s.vault_pending_take("a").await.unwrap().unwrap();
     assert!(
-        s.vault_pending_insert_capped(&pending("d", at(600)), 2)
+        s.vault_pending_insert(&pending("d", at(600)), 2)
             .await
             .unwrap()
     );
     // Later, when "b" has expired, it no longer counts.
     let mut later = pending("e", at(900));
     later.created_at = at(300);
-    assert!(s.vault_pending_insert_capped(&later, 2).await.unwrap());
+    assert!(s.vault_pending_insert(&later, 2).await.unwrap());
 }
 both!(pending_cap, pending_capped_per_owner);
 

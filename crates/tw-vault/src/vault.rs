@@ -261,7 +261,7 @@ impl Vault {
         let inserted = self
             .inner
             .store
-            .vault_pending_insert_capped(
+            .vault_pending_insert(
                 &PendingConsent {
                     nonce: nonce.clone(),
                     owner_issuer: caller.issuer.clone(),

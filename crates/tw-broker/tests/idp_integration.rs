@@ -7,8 +7,9 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use std::time::Duration;
-use tw_broker::TokenRequest;
-use tw_core::{ErrorKind, ManualClock};
+use tokio::task::JoinHandle;
+use tw_broker::{Broker, Served, TokenRequest};
+use tw_core::{Error, ErrorKind, ManualClock};
 use tw_testkit::{Endpoint, Fault, Idp, fixture_path};
 
 #[tokio::test]
@@ -18,12 +19,7 @@ async fn every_client_authentication_method_is_accepted() {
     let toml = format!(
         r#"
 {basic}
-[profiles.post]
-token_url = "{token_url}"
-client_id = "agent-post"
-auth_method = "client_secret_post"
-client_secret = {{ file = "{post}" }}
-
+{post}
 [profiles.jwt_rs256]
 token_url = "{token_url}"
 client_id = "agent-jwt"
@@ -45,9 +41,9 @@ signing_alg = "ES256"
 private_key = {{ file = "{ec}" }}
 "#,
         basic = basic_profile(&idp, &s, "basic"),
+        post = post_profile(&idp, &s, "post", "agent-post-secret"),
         issuer = idp.issuer(),
         token_url = idp.token_url(),
-        post = s.file("post", "agent-post-secret"),
         rsa = fixture_path("keys/agent-rsa.pem").display(),
         ec = fixture_path("keys/agent-ec.pem").display(),
     );
@@ -92,6 +88,20 @@ impl NowForTest for ManualClock {
     }
 }
 
+/// `callers` concurrent tasks, each asking profile `name` for a token once.
+fn spawn_token_callers(
+    b: &Arc<Broker>,
+    name: &'static str,
+    callers: usize,
+) -> Vec<JoinHandle<Result<Served, Error>>> {
+    (0..callers)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { profile(&b, name).token(TokenRequest::default()).await })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn five_hundred_callers_at_expiry_make_one_token_request() {
     let idp = Idp::start_default().await;
@@ -106,12 +116,7 @@ async fn five_hundred_callers_at_expiry_make_one_token_request() {
     idp.reset_stats().await;
     clock.advance(first.expires_in(clock.now_for_test()) + Duration::from_millis(1));
 
-    let tasks: Vec<_> = (0..500)
-        .map(|_| {
-            let b = b.clone();
-            tokio::spawn(async move { profile(&b, "p").token(TokenRequest::default()).await })
-        })
-        .collect();
+    let tasks = spawn_token_callers(&b, "p", 500);
     let mut tokens = std::collections::HashSet::new();
     for t in tasks {
         tokens.insert(t.await.unwrap().unwrap().token.fingerprint);
@@ -176,12 +181,7 @@ async fn invalid_client_causes_no_storm() {
     );
     let clock = ManualClock::starting_now();
     let b = Arc::new(broker(&toml, &clock));
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let b = b.clone();
-            tokio::spawn(async move { profile(&b, "p").token(TokenRequest::default()).await })
-        })
-        .collect();
+    let tasks = spawn_token_callers(&b, "p", 200);
     for t in tasks {
         let e = t.await.unwrap().unwrap_err();
         assert_eq!(e.code(), "idp_invalid_client", "{e}");
@@ -326,12 +326,7 @@ async fn spent_refresh_token_is_a_clear_permanent_error() {
     let rt = idp
         .mint_refresh_token("refresh-client", "alice", "openid offline_access")
         .await;
-    let toml = format!(
-        "[profiles.user]\ntoken_url = \"{}\"\nclient_id = \"refresh-client\"\nclient_secret = {{ file = \"{}\" }}\ngrant = \"refresh_token\"\nrefresh_token = {{ file = \"{}\" }}\n",
-        idp.token_url(),
-        s.file("secret", "refresh-client-secret"),
-        s.file("rt", &rt),
-    );
+    let toml = refresh_profile(&idp, &s, "user", &rt);
     let clock = ManualClock::starting_now();
     broker(&toml, &clock)
         .profile("user")

@@ -17,35 +17,13 @@ async fn no_secret_or_token_reaches_the_logs() {
     let rt = idp
         .mint_refresh_token("refresh-client", "alice", "openid offline_access")
         .await;
-    let toml = format!(
-        r#"
-{basic}
-[profiles.post]
-token_url = "{token_url}"
-client_id = "agent-post"
-auth_method = "client_secret_post"
-client_secret = {{ file = "{post}" }}
-
-[profiles.user]
-token_url = "{token_url}"
-client_id = "refresh-client"
-client_secret = {{ file = "{rsecret}" }}
-grant = "refresh_token"
-refresh_token = {{ file = "{rt}" }}
-
-[profiles.wrong]
-token_url = "{token_url}"
-client_id = "agent-post"
-auth_method = "client_secret_post"
-client_secret = {{ file = "{wrong}" }}
-"#,
-        basic = basic_profile(&idp, &s, "basic"),
-        token_url = idp.token_url(),
-        post = s.file("post", "agent-post-secret"),
-        rsecret = s.file("rsecret", "refresh-client-secret"),
-        rt = s.file("rt", &rt),
-        wrong = s.file("wrong", "wrong-secret-value-xyz"),
-    );
+    let toml = [
+        basic_profile(&idp, &s, "basic"),
+        post_profile(&idp, &s, "post", "agent-post-secret"),
+        refresh_profile(&idp, &s, "user", &rt),
+        post_profile(&idp, &s, "wrong", "wrong-secret-value-xyz"),
+    ]
+    .join("\n");
     let clock = ManualClock::starting_now();
     let b = broker(&toml, &clock);
     let mut tokens = vec![];

@@ -23,18 +23,30 @@ struct Scripted {
 
 impl Scripted {
     fn new(script: Vec<Result<TokenResponse, Error>>) -> Arc<Self> {
-        Arc::new(Self {
-            calls: AtomicUsize::new(0),
-            script: Mutex::new(script.into()),
-            gate: None,
-        })
+        Self::with_gate(script, None)
     }
     fn gated(script: Vec<Result<TokenResponse, Error>>, gate: Arc<Semaphore>) -> Arc<Self> {
+        Self::with_gate(script, Some(gate))
+    }
+    fn with_gate(
+        script: Vec<Result<TokenResponse, Error>>,
+        gate: Option<Arc<Semaphore>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             calls: AtomicUsize::new(0),
             script: Mutex::new(script.into()),
-            gate: Some(gate),
+            gate,
         })
+    }
+    /// `t1` then `t2` (300 s each), every answer held until the returned gate gets a permit
+    /// (it starts with one: the first answer goes through).
+    fn gated_t1_then_t2() -> (Arc<Semaphore>, Arc<Self>) {
+        let gate = Arc::new(Semaphore::new(1));
+        let src = Self::gated(
+            vec![Ok(token("t1", Some(300))), Ok(token("t2", Some(300)))],
+            gate.clone(),
+        );
+        (gate, src)
     }
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
@@ -179,11 +191,7 @@ async fn expired_token_is_never_handed_out() {
 #[tokio::test]
 async fn concurrent_callers_at_expiry_cause_one_fetch() {
     let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
-    let gate = Arc::new(Semaphore::new(1));
-    let src = Scripted::gated(
-        vec![Ok(token("t1", Some(300))), Ok(token("t2", Some(300)))],
-        gate.clone(),
-    );
+    let (gate, src) = Scripted::gated_t1_then_t2();
     let p = profile(&src, &clock);
     get(&p).await.unwrap();
     clock.advance(Duration::from_secs(301));
@@ -302,11 +310,7 @@ async fn missing_expires_in_uses_the_default_lifetime_never_forever() {
 #[tokio::test]
 async fn forced_refresh_for_a_rejected_token_is_coalesced() {
     let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
-    let gate = Arc::new(Semaphore::new(1));
-    let src = Scripted::gated(
-        vec![Ok(token("t1", Some(300))), Ok(token("t2", Some(300)))],
-        gate.clone(),
-    );
+    let (gate, src) = Scripted::gated_t1_then_t2();
     let p = profile(&src, &clock);
     let t1 = get(&p).await.unwrap().token;
     let tasks: Vec<_> = (0..50)

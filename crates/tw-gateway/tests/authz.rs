@@ -81,15 +81,7 @@ async fn setup(mode: &str) -> Setup {
     let audit = Arc::new(MemoryAuditSink::new());
     let registry = Arc::new(MemoryRegistry::new());
     let version = registry.version();
-    registry.put_client(
-        "registered",
-        RegistryAccount {
-            id: "acct-1".into(),
-            enabled: true,
-            permissions: vec!["attributes:read".into()],
-            roles: vec![],
-        },
-    );
+    registry.put_client("registered", registered_account(true));
     let clock = Arc::new(ManualClock::starting_now());
     let authz = Authz::builder(cfg.authz.as_ref().expect("authz"))
         .clock(clock.clone())
@@ -106,6 +98,16 @@ async fn setup(mode: &str) -> Setup {
         audit,
         registry,
         clock,
+    }
+}
+
+/// The registry row of the `registered` client: `attributes:read`, which its token lacks.
+fn registered_account(enabled: bool) -> RegistryAccount {
+    RegistryAccount {
+        id: "acct-1".into(),
+        enabled,
+        permissions: vec!["attributes:read".into()],
+        roles: vec![],
     }
 }
 
@@ -135,125 +137,75 @@ async fn service_accounts_get_exactly_their_permissions() {
     let manager = token(&s.idp, "events-manager").await;
 
     // Allowed: the permissions go upstream; a caller's own header is replaced.
-    let resp = c
-        .get(s.gw.url("/api/events/42"))
-        .bearer_auth(&manager)
-        .header("X-Auth-Permissions", "*")
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        c.get(s.gw.url("/api/events/42"))
+            .bearer_auth(&manager)
+            .header("X-Auth-Permissions", "*"),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let echo = json_of(resp).await;
     assert_eq!(
         echoed(&echo, "x-auth-permissions"),
         ["events:read events:search events:update"]
     );
-    let resp = c
-        .put(s.gw.url("/api/events/42"))
-        .bearer_auth(&manager)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.put(s.gw.url("/api/events/42")).bearer_auth(&manager)).await;
     assert_eq!(resp.status(), 200);
 
     // Another permission: 403 insufficient_scope naming the rule and the permission.
     let before = s.up.count();
-    let resp = c
-        .get(s.gw.url("/api/attributes"))
-        .bearer_auth(&manager)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
-    let challenge = resp.headers()["www-authenticate"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert!(
-        challenge.contains("error=\"insufficient_scope\""),
-        "{challenge}"
-    );
-    assert!(
-        challenge.contains("scope=\"attributes:read\""),
-        "{challenge}"
-    );
-    let body = json_of(resp).await;
-    assert_eq!(body["error"]["code"], "insufficient_scope", "{body}");
+    let resp = send(c.get(s.gw.url("/api/attributes")).bearer_auth(&manager)).await;
+    let ch = challenge(&resp);
+    assert!(ch.contains("error=\"insufficient_scope\""), "{ch}");
+    assert!(ch.contains("scope=\"attributes:read\""), "{ch}");
+    let body = assert_refused(resp, 403, "insufficient_scope").await;
     let text = body.to_string();
     assert!(text.contains("attributes-read"), "names the rule: {text}");
     assert_eq!(s.up.count(), before, "never forwarded");
 
     // No rule: denied by default.
-    let resp = c
-        .delete(s.gw.url("/api/events/42"))
-        .bearer_auth(&manager)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
-    assert_eq!(json_of(resp).await["error"]["code"], "no_matching_rule");
+    let resp = send(c.delete(s.gw.url("/api/events/42")).bearer_auth(&manager)).await;
+    assert_refused(resp, 403, "no_matching_rule").await;
 
     // Unknown principal: no role mapping, no registry row.
     let stranger = token(&s.idp, "stranger").await;
-    let resp = c
-        .get(s.gw.url("/api/events"))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
-    assert_eq!(json_of(resp).await["error"]["code"], "unknown_principal");
+    let resp = send(c.get(s.gw.url("/api/events")).bearer_auth(&stranger)).await;
+    assert_refused(resp, 403, "unknown_principal").await;
     // ... but any authenticated caller may use an `allow_any_authenticated` rule.
-    let resp = c
-        .get(s.gw.url("/api/me"))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(s.gw.url("/api/me")).bearer_auth(&stranger)).await;
     assert_eq!(resp.status(), 200);
     assert!(echoed(&json_of(resp).await, "x-auth-permissions").is_empty());
 
     // The registry grants what the token's roles do not.
     let registered = token(&s.idp, "registered").await;
-    let resp = c
-        .get(s.gw.url("/api/attributes/7"))
-        .bearer_auth(&registered)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        c.get(s.gw.url("/api/attributes/7"))
+            .bearer_auth(&registered),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         echoed(&json_of(resp).await, "x-auth-permissions"),
         ["attributes:read"]
     );
     // Disabled in the registry (the version bump drops the cache): denied.
-    s.registry.put_client(
-        "registered",
-        RegistryAccount {
-            id: "acct-1".into(),
-            enabled: false,
-            permissions: vec!["attributes:read".into()],
-            roles: vec![],
-        },
-    );
-    let resp = c
-        .get(s.gw.url("/api/attributes/7"))
-        .bearer_auth(&registered)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
-    assert_eq!(json_of(resp).await["error"]["code"], "account_disabled");
+    s.registry
+        .put_client("registered", registered_account(false));
+    let resp = send(
+        c.get(s.gw.url("/api/attributes/7"))
+            .bearer_auth(&registered),
+    )
+    .await;
+    assert_refused(resp, 403, "account_disabled").await;
 
     // Forward auth: 200 with the permissions header.
-    let resp = c
-        .get(s.gw.url("/auth"))
-        .bearer_auth(&manager)
-        .header("x-original-uri", "/api/events?page=2")
-        .header("x-original-method", "GET")
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        c.get(s.gw.url("/auth"))
+            .bearer_auth(&manager)
+            .header("x-original-uri", "/api/events?page=2")
+            .header("x-original-method", "GET"),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["x-auth-permissions"],
@@ -300,19 +252,9 @@ async fn dry_run_allows_and_audits_and_rate_limits_answer_429() {
     let s = setup("dry_run").await;
     let c = client();
     let stranger = token(&s.idp, "stranger").await;
-    let resp = c
-        .get(s.gw.url("/api/events"))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(s.gw.url("/api/events")).bearer_auth(&stranger)).await;
     assert_eq!(resp.status(), 200, "dry run lets it through");
-    let resp = c
-        .delete(s.gw.url("/api/anything"))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.delete(s.gw.url("/api/anything")).bearer_auth(&stranger)).await;
     assert_eq!(resp.status(), 200);
     let events = audited(&s.audit, 2).await;
     assert_eq!(events[0].outcome, AuditOutcome::DryRunDeny);
@@ -323,14 +265,13 @@ async fn dry_run_allows_and_audits_and_rate_limits_answer_429() {
 
     // `limited`: 1 per second, burst 1, on the authorizer's (manual) clock.
     let limited = token(&s.idp, "limited").await;
-    let get = || c.get(s.gw.url("/api/events")).bearer_auth(&limited).send();
-    assert_eq!(get().await.expect("send").status(), 200);
-    let resp = get().await.expect("send");
-    assert_eq!(resp.status(), 429);
+    let get = || send(c.get(s.gw.url("/api/events")).bearer_auth(&limited));
+    assert_eq!(get().await.status(), 200);
+    let resp = get().await;
     assert_eq!(resp.headers()["retry-after"], "1");
-    assert_eq!(json_of(resp).await["error"]["code"], "rate_limited");
+    assert_refused(resp, 429, "rate_limited").await;
     s.clock.advance(Duration::from_secs(1));
-    assert_eq!(get().await.expect("send").status(), 200);
+    assert_eq!(get().await.status(), 200);
     let events = audited(&s.audit, 5).await;
     assert_eq!(events[3].outcome, AuditOutcome::RateLimited);
     s.gw.stop().await;

@@ -5,69 +5,35 @@
 mod common;
 
 use common::*;
-use http::header::WWW_AUTHENTICATE;
 use serde_json::json;
 use std::sync::Arc;
 use tw_core::SystemClock;
 use tw_gateway::{Decision, DecisionRequest, Denied, Mode, Verdict};
 use tw_testkit::Idp;
 
-const BARE: &str = "Bearer realm=\"tokenwarden\"";
-
-fn challenge(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get(WWW_AUTHENTICATE)
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn agent_feeds_the_gateway_identity_headers_are_set_and_spoofs_removed() {
-    let idp = Idp::start_default().await;
-    let up = Upstream::start().await;
-    let cfg = gateway_config(&idp_gateway_toml(
-        &idp,
-        "",
-        &format!(
-            "exempt_paths = [\"/health\"]\n\n[[gateway.routes]]\nprefix = \"/\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
-    ));
+    let (idp, _up, cfg) = idp_and_routed_upstream("exempt_paths = [\"/health\"]", "/").await;
     let gw = RunningGateway::start(&cfg).await;
     let agent = FeedingAgent::start(&idp, &gw.url("/")).await;
     let token = agent.token().await;
     let info = idp.client_info(CLIENT_ID).await;
 
-    let resp = client()
-        .get(agent.url("/api/items?page=2"))
-        .header("X-Auth-Subject", "admin")
-        .header("x-auth-subject", "root")
-        .header("X-Auth-Service-Account", "false")
-        .header("X-Auth-Scopes", "admin")
-        .header("X-Auth-Issuer", "https://evil.example")
-        .header("X-Auth-Client-Id", "evil")
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        client()
+            .get(agent.url("/api/items?page=2"))
+            .header("X-Auth-Subject", "admin")
+            .header("x-auth-subject", "root")
+            .header("X-Auth-Service-Account", "false")
+            .header("X-Auth-Scopes", "admin")
+            .header("X-Auth-Issuer", "https://evil.example")
+            .header("X-Auth-Client-Id", "evil"),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let echo = json_of(resp).await;
     assert_eq!(echo["path"], "/api/items?page=2");
-    assert_eq!(
-        echoed_one(&echo, "x-auth-subject").as_deref(),
-        Some(info.service_account_id.as_str())
-    );
-    assert_eq!(
-        echoed_one(&echo, "x-auth-client-id").as_deref(),
-        Some(CLIENT_ID)
-    );
-    assert_eq!(
-        echoed_one(&echo, "x-auth-service-account").as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        echoed_one(&echo, "x-auth-issuer").as_deref(),
-        Some(idp.issuer().as_str())
-    );
+    assert_agent_basic_identity(&echo, &idp, &info);
     let scopes = echoed_one(&echo, "x-auth-scopes").expect("scopes");
     assert!(scopes.split(' ').any(|s| s == "profile"), "{scopes}");
     assert!(!scopes.contains("admin"), "{scopes}");
@@ -78,13 +44,13 @@ async fn agent_feeds_the_gateway_identity_headers_are_set_and_spoofs_removed() {
     );
 
     // Exempt: no token needed, and still no spoofed identity reaches the API.
-    let resp = client()
-        .get(gw.url("/health"))
-        .header("X-Auth-Subject", "admin")
-        .header("X-Auth-Service-Account", "true")
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        client()
+            .get(gw.url("/health"))
+            .header("X-Auth-Subject", "admin")
+            .header("X-Auth-Service-Account", "true"),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let echo = json_of(resp).await;
     for h in ["x-auth-subject", "x-auth-service-account", "x-auth-issuer"] {
@@ -97,16 +63,8 @@ async fn agent_feeds_the_gateway_identity_headers_are_set_and_spoofs_removed() {
 
 #[tokio::test]
 async fn refusals_follow_rfc_6750_with_json_bodies() {
-    let idp = Idp::start_default().await;
-    let up = Upstream::start().await;
-    let cfg = gateway_config(&idp_gateway_toml(
-        &idp,
-        "",
-        &format!(
-            "exempt_paths = [\"/health\", \"/docs/*\"]\n\n[[gateway.routes]]\nprefix = \"/\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
-    ));
+    let (idp, _up, cfg) =
+        idp_and_routed_upstream("exempt_paths = [\"/health\", \"/docs/*\"]", "/").await;
     let gw = RunningGateway::start(&cfg).await;
     let c = client();
 
@@ -116,22 +74,15 @@ async fn refusals_follow_rfc_6750_with_json_bodies() {
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
-        let resp = req.send().await.expect("send");
-        assert_eq!(resp.status(), 401);
-        assert_eq!(challenge(&resp), BARE);
+        let resp = send(req).await;
+        assert_eq!(challenge(&resp), BARE_CHALLENGE);
         assert_eq!(resp.headers()["cache-control"], "no-store");
-        let body = json_of(resp).await;
-        assert_eq!(body["error"]["code"], "missing_token");
+        assert_refused(resp, 401, "missing_token").await;
     }
 
     // Malformed Authorization: 400 invalid_request.
     for auth in ["Bearer", "Bearer a b", "Bearer a,b", "Bearer \"quoted\""] {
-        let resp = c
-            .get(gw.url("/api"))
-            .header("authorization", auth)
-            .send()
-            .await
-            .expect("send");
+        let resp = send(c.get(gw.url("/api")).header("authorization", auth)).await;
         assert_eq!(resp.status(), 400, "{auth}");
         let ch = challenge(&resp);
         assert!(
@@ -142,13 +93,12 @@ async fn refusals_follow_rfc_6750_with_json_bodies() {
         );
         assert_eq!(json_of(resp).await["error"]["code"], "invalid_request");
     }
-    let resp = c
-        .get(gw.url("/api"))
-        .header("authorization", "Bearer a")
-        .header("authorization", "Bearer b")
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        c.get(gw.url("/api"))
+            .header("authorization", "Bearer a")
+            .header("authorization", "Bearer b"),
+    )
+    .await;
     assert_eq!(resp.status(), 400);
 
     // A bad token: 401 invalid_token naming the check, never echoing the token.
@@ -157,12 +107,7 @@ async fn refusals_follow_rfc_6750_with_json_bodies() {
     let forged_sig = "A".repeat(parts[2].len());
     parts[2] = &forged_sig;
     let forged = parts.join(".");
-    let resp = c
-        .get(gw.url("/api"))
-        .bearer_auth(&forged)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(gw.url("/api")).bearer_auth(&forged)).await;
     assert_eq!(resp.status(), 401);
     let ch = challenge(&resp);
     assert_eq!(
@@ -187,12 +132,7 @@ async fn refusals_follow_rfc_6750_with_json_bodies() {
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     // A huge token: refused by size (401), a huge header block by the server (431).
     let huge = "a".repeat(64 * 1024);
-    let resp = c
-        .get(gw.url("/api"))
-        .bearer_auth(&huge)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(gw.url("/api")).bearer_auth(&huge)).await;
     assert_eq!(resp.status(), 401);
     assert!(
         challenge(&resp).contains("larger than"),
@@ -212,11 +152,11 @@ async fn refusals_follow_rfc_6750_with_json_bodies() {
 
     // Exempt paths: exact and prefix; a path that could escape the prefix is not exempt.
     for path in ["/health", "/docs/", "/docs/index.html"] {
-        let resp = c.get(gw.url(path)).send().await.expect("send");
+        let resp = send(c.get(gw.url(path))).await;
         assert_eq!(resp.status(), 200, "{path}");
     }
     for path in ["/health/x", "/docs%2f..%2fadmin", "/docs/..;/admin"] {
-        let resp = c.get(gw.url(path)).send().await.expect("send");
+        let resp = send(c.get(gw.url(path))).await;
         assert_eq!(resp.status(), 401, "{path}");
     }
     let raw = raw_request(
@@ -305,8 +245,7 @@ timeout = "300ms"
 
     // No route: 404 JSON (after no token check: the path is simply not served).
     let resp = get("/elsewhere", None).await.expect("send");
-    assert_eq!(resp.status(), 404);
-    assert_eq!(json_of(resp).await["error"]["code"], "route_not_found");
+    assert_refused(resp, 404, "route_not_found").await;
 
     // Upstream down: 502; too slow: 504. JSON, never the token.
     let resp = get("/down/x", None).await.expect("send");
@@ -329,33 +268,24 @@ timeout = "300ms"
 
 #[tokio::test]
 async fn bodies_stream_both_ways_and_hop_by_hop_headers_are_dropped() {
-    let idp = Idp::start_default().await;
-    let up = Upstream::start().await;
-    let cfg = gateway_config(&idp_gateway_toml(
-        &idp,
-        "",
-        &format!(
-            "[[gateway.routes]]\nprefix = \"/\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
-    ));
+    let (idp, _up, cfg) = idp_and_routed_upstream("", "/").await;
     let gw = RunningGateway::start(&cfg).await;
     let token = idp_token(&idp, CLIENT_ID, CLIENT_SECRET).await;
 
     // 8 MiB in chunks of unknown total length.
     let chunks = (0..128).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let resp = client()
-        .post(gw.url("/upload"))
-        .bearer_auth(&token)
-        .header("connection", "x-hop")
-        .header("x-hop", "1")
-        .header("keep-alive", "timeout=5")
-        .header("x-kept", "1")
-        .body(body)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(
+        client()
+            .post(gw.url("/upload"))
+            .bearer_auth(&token)
+            .header("connection", "x-hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("x-kept", "1")
+            .body(body),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let echo = json_of(resp).await;
     assert_eq!(echo["method"], "POST");
@@ -372,16 +302,7 @@ async fn probes_metrics_and_the_decision_hook() {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("the only recorder in this test binary");
-    let idp = Idp::start_default().await;
-    let up = Upstream::start().await;
-    let cfg = gateway_config(&idp_gateway_toml(
-        &idp,
-        "",
-        &format!(
-            "[[gateway.routes]]\nprefix = \"/api\"\nupstream = \"{}\"\n",
-            up.url()
-        ),
-    ));
+    let (idp, up, cfg) = idp_and_routed_upstream("", "/api").await;
     // The next issue's route rules plug in here: this one refuses DELETE.
     let no_delete: Arc<dyn Decision> = Arc::new(|r: &DecisionRequest<'_>| {
         assert_eq!(r.mode, Mode::Proxy);
@@ -408,33 +329,22 @@ async fn probes_metrics_and_the_decision_hook() {
     let token = idp_token(&idp, CLIENT_ID, CLIENT_SECRET).await;
     let c = client();
 
-    let resp = c
-        .delete(gw.url("/api/x"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 403);
+    let resp = send(c.delete(gw.url("/api/x")).bearer_auth(&token)).await;
     assert_eq!(
         challenge(&resp),
         "Bearer realm=\"tokenwarden\", error=\"insufficient_scope\", error_description=\"agent-basic may not delete\", scope=\"api:delete\""
     );
-    assert_eq!(json_of(resp).await["error"]["code"], "insufficient_scope");
+    assert_refused(resp, 403, "insufficient_scope").await;
     assert_eq!(up.count(), 0);
-    let resp = c
-        .get(gw.url("/api/x"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(gw.url("/api/x")).bearer_auth(&token)).await;
     assert_eq!(resp.status(), 200);
-    let resp = c.get(gw.url("/api/x")).send().await.expect("send");
+    let resp = send(c.get(gw.url("/api/x"))).await;
     assert_eq!(resp.status(), 401);
 
     // Probes are not routed (no route serves /healthz) and need no token.
-    let resp = c.get(gw.url("/healthz")).send().await.expect("send");
+    let resp = send(c.get(gw.url("/healthz"))).await;
     assert_eq!(resp.status(), 200);
-    let resp = c.get(gw.url("/readyz")).send().await.expect("send");
+    let resp = send(c.get(gw.url("/readyz"))).await;
     assert_eq!(resp.status(), 200);
     let ready = json_of(resp).await;
     assert_eq!(ready["ready"], true);
@@ -442,11 +352,8 @@ async fn probes_metrics_and_the_decision_hook() {
     assert_eq!(detail["keys_loaded"], true);
     assert_eq!(detail["key_ids"], json!(idp.key_ids().await));
 
-    let text = c
-        .get(gw.url("/metrics"))
-        .send()
+    let text = send(c.get(gw.url("/metrics")))
         .await
-        .expect("send")
         .text()
         .await
         .expect("body");
@@ -478,8 +385,9 @@ async fn introspecting_routes_see_revocation() {
         secret.display()
     );
     let routes = format!(
-        "[[gateway.routes]]\nprefix = \"/strict\"\nupstream = \"{u}\"\nintrospect = true\n\n[[gateway.routes]]\nprefix = \"/\"\nupstream = \"{u}\"\n",
-        u = up.url()
+        "{}introspect = true\n{}",
+        route_toml("/strict", &up.url()),
+        route_toml("/", &up.url())
     );
     // Routes come first in the document; the issuer (with its introspection) after.
     let cfg = gateway_config(&idp_gateway_toml(&idp, &issuer_extra, &routes));
@@ -487,43 +395,27 @@ async fn introspecting_routes_see_revocation() {
     let token = idp_token(&idp, CLIENT_ID, CLIENT_SECRET).await;
     let c = client();
     for path in ["/strict/x", "/plain"] {
-        let resp = c
-            .get(gw.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("send");
+        let resp = send(c.get(gw.url(path)).bearer_auth(&token)).await;
         assert_eq!(resp.status(), 200, "{path}");
     }
-    let resp = c
-        .post(idp.revocation_url())
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .expect("revoke");
+    let resp = send(
+        c.post(idp.revocation_url())
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("token", token.as_str())]),
+    )
+    .await;
     assert!(resp.status().is_success(), "revocation: {}", resp.status());
     // Past the positive introspection cache: the introspecting route refuses, the other (JWT
     // checked locally) still accepts until exp.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let resp = c
-        .get(gw.url("/strict/x"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(gw.url("/strict/x")).bearer_auth(&token)).await;
     assert_eq!(resp.status(), 401);
     assert!(
         challenge(&resp).contains("not active"),
         "{}",
         challenge(&resp)
     );
-    let resp = c
-        .get(gw.url("/plain"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let resp = send(c.get(gw.url("/plain")).bearer_auth(&token)).await;
     assert_eq!(resp.status(), 200);
     gw.stop().await;
 }

@@ -48,3 +48,24 @@ pub fn basic_profile(idp: &Idp, s: &Secrets, name: &str) -> String {
         s.file("basic", "agent-basic-secret")
     )
 }
+
+/// Profile `name` for the `agent-post` client with `client_secret_post`, sending `secret` (kept
+/// in the secret file `name`).
+pub fn post_profile(idp: &Idp, s: &Secrets, name: &str, secret: &str) -> String {
+    format!(
+        "[profiles.{name}]\ntoken_url = \"{}\"\nclient_id = \"agent-post\"\nauth_method = \"client_secret_post\"\nclient_secret = {{ file = \"{}\" }}\n",
+        idp.token_url(),
+        s.file(name, secret)
+    )
+}
+
+/// Profile `name` for the `refresh-client` client with the refresh-token grant, starting from
+/// `refresh_token` (secret files `{name}-secret` and `{name}-rt`).
+pub fn refresh_profile(idp: &Idp, s: &Secrets, name: &str, refresh_token: &str) -> String {
+    format!(
+        "[profiles.{name}]\ntoken_url = \"{}\"\nclient_id = \"refresh-client\"\nclient_secret = {{ file = \"{}\" }}\ngrant = \"refresh_token\"\nrefresh_token = {{ file = \"{}\" }}\n",
+        idp.token_url(),
+        s.file(&format!("{name}-secret"), "refresh-client-secret"),
+        s.file(&format!("{name}-rt"), refresh_token),
+    )
+}

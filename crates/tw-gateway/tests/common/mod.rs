@@ -115,6 +115,66 @@ pub async fn json_of(resp: reqwest::Response) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// One `[[gateway.routes]]` entry sending `prefix` to `upstream`.
+pub fn route_toml(prefix: &str, upstream: &str) -> String {
+    format!("\n[[gateway.routes]]\nprefix = \"{prefix}\"\nupstream = \"{upstream}\"\n")
+}
+
+/// The default test IdP, an echo upstream, and a gateway config for the IdP's issuer: `top`
+/// (exempt paths, ...) in `[gateway]`, and one route sending `prefix` to the upstream.
+pub async fn idp_and_routed_upstream(top: &str, prefix: &str) -> (Idp, Upstream, GatewayConfig) {
+    let idp = Idp::start_default().await;
+    let up = Upstream::start().await;
+    let extra = format!("{top}\n{}", route_toml(prefix, &up.url()));
+    let cfg = gateway_config(&idp_gateway_toml(&idp, "", &extra));
+    (idp, up, cfg)
+}
+
+/// Sends `req`; a transport error fails the test (the client bounds the wait by [`LIMIT`]).
+pub async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    req.send().await.expect("send")
+}
+
+/// The bare RFC 6750 challenge: no credentials were offered.
+pub const BARE_CHALLENGE: &str = "Bearer realm=\"tokenwarden\"";
+
+/// The `WWW-Authenticate` value of an answer (empty when there is none).
+pub fn challenge(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default()
+}
+
+/// Checks a JSON refusal: its status and its stable error code. Returns the body for more checks.
+pub async fn assert_refused(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status(), status, "expected {status} {code}");
+    let body = json_of(resp).await;
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body
+}
+
+/// Checks the identity headers an upstream saw for the IdP's `agent-basic` service account
+/// (`info`): subject, client id, service-account flag and issuer, each exactly once.
+pub fn assert_agent_basic_identity(echo: &Value, idp: &Idp, info: &tw_testkit::ClientInfo) {
+    assert_eq!(
+        echoed_one(echo, "x-auth-subject").as_deref(),
+        Some(info.service_account_id.as_str())
+    );
+    assert_eq!(
+        echoed_one(echo, "x-auth-client-id").as_deref(),
+        Some(CLIENT_ID)
+    );
+    assert_eq!(
+        echoed_one(echo, "x-auth-service-account").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        echoed_one(echo, "x-auth-issuer").as_deref(),
+        Some(idp.issuer().as_str())
+    );
+}
+
 /// A real HTTP upstream answering every request with what it saw:
 /// `{"method","path","headers":[[name,value],...],"body_len"}`; `/slow` waits 2 s first.
 pub struct Upstream {

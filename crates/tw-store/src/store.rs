@@ -3,9 +3,9 @@
 use crate::error::{db, unavailable};
 use crate::model::*;
 use crate::queries as q;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -50,15 +50,46 @@ pub(crate) use with_pool;
 /// Inside `with_pool!`: a registry-changing transaction. Bumps the version first, runs `$body`
 /// (with `$tx` the transaction), commits, and yields `(body result, new version)`.
 macro_rules! registry_tx {
-    ($p:ident, $op:literal, |$tx:ident| $body:expr) => {{
+    ($p:ident, $op:expr, |$tx:ident| $body:expr) => {{
         let mut $tx = $p.begin().await.map_err(db($op))?;
-        let version: i64 = sqlx::query_scalar(q::BUMP_VERSION)
-            .fetch_one(&mut *$tx)
-            .await
-            .map_err(db($op))?;
+        let version: i64 = tx_scalar!($tx, q::BUMP_VERSION, $op, [])?;
         let out = $body;
         $tx.commit().await.map_err(db($op))?;
         (out, version)
+    }};
+}
+
+/// Inside `registry_tx!`: one statement with `binds` in the transaction; the rows it changed.
+/// Yields a `Result` so that callers can refine the error before `?`.
+macro_rules! tx_execute {
+    ($tx:ident, $sql:expr, $op:expr, [$($bind:expr),* $(,)?]) => {
+        sqlx::query($sql)
+            $(.bind($bind))*
+            .execute(&mut *$tx)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db($op))
+    };
+}
+
+/// Inside `registry_tx!`: the single value of a one-row, one-column query with `binds`.
+macro_rules! tx_scalar {
+    ($tx:ident, $sql:expr, $op:expr, [$($bind:expr),* $(,)?]) => {
+        sqlx::query_scalar($sql)
+            $(.bind($bind))*
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(db($op))
+    };
+}
+
+/// Inside `registry_tx!`: returns `role_not_found` unless role `$role` exists.
+macro_rules! tx_require_role {
+    ($tx:ident, $role:expr, $op:expr) => {{
+        let n: i64 = tx_scalar!($tx, q::ROLE_EXISTS, $op, [$role])?;
+        if n == 0 {
+            return Err(role_not_found($role));
+        }
     }};
 }
 
@@ -219,16 +250,7 @@ impl Store {
                 if let Some(password) = &cfg.password {
                     opts = opts.password(password.resolve("storage.password")?.expose());
                 }
-                let pool = PgPoolOptions::new()
-                    .max_connections(cfg.max_connections)
-                    .acquire_timeout(cfg.connect_timeout)
-                    .connect_with(opts)
-                    .await
-                    .map_err(|e| connect_error(cfg, e))?;
-                POSTGRES_MIGRATOR
-                    .run(&pool)
-                    .await
-                    .map_err(|e| migrate_error(cfg, e))?;
+                let pool = connect_migrated(cfg, opts, &POSTGRES_MIGRATOR).await?;
                 (Pool::Postgres(pool), Backend::Postgres, cfg.redacted_url())
             }
             _ => {
@@ -251,16 +273,7 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5));
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(cfg.max_connections)
-                    .acquire_timeout(cfg.connect_timeout)
-                    .connect_with(opts)
-                    .await
-                    .map_err(|e| connect_error(cfg, e))?;
-                SQLITE_MIGRATOR
-                    .run(&pool)
-                    .await
-                    .map_err(|e| migrate_error(cfg, e))?;
+                let pool = connect_migrated(cfg, opts, &SQLITE_MIGRATOR).await?;
                 (
                     Pool::Sqlite(pool),
                     Backend::Sqlite,
@@ -306,6 +319,31 @@ impl Store {
         &self.inner.pool
     }
 
+    /// All rows of `rows_sql`, and the `(key, value)` rows of the join table `pairs_sql` grouped
+    /// by key (`list_accounts`: roles by account, `list_roles`: permissions by role).
+    async fn rows_with_groups<R>(
+        &self,
+        rows_sql: &'static str,
+        pairs_sql: &'static str,
+        op: &'static str,
+    ) -> Result<(Vec<R>, BTreeMap<String, Vec<String>>)>
+    where
+        R: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let (rows, pairs): (Vec<R>, Vec<(String, String)>) = with_pool!(&self.inner.pool, |p| {
+            let rows = sqlx::query_as(rows_sql)
+                .fetch_all(p)
+                .await
+                .map_err(db(op))?;
+            let pairs = sqlx::query_as(pairs_sql)
+                .fetch_all(p)
+                .await
+                .map_err(db(op))?;
+            (rows, pairs)
+        });
+        Ok((rows, group_pairs(pairs)))
+    }
+
     /// Publishes `v` to watchers if it is newer than what they saw.
     fn seen(&self, v: i64) {
         publish(&self.inner.version, v);
@@ -339,62 +377,54 @@ impl Store {
                 e
             }
         };
-        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
-            p,
-            "create account",
-            |tx| {
-                sqlx::query(q::INSERT_ACCOUNT)
-                    .bind(&id)
-                    .bind(&new.issuer)
-                    .bind(&subject)
-                    .bind(&client_id)
-                    .bind(&new.display_name)
-                    .bind(i64::from(new.enabled))
-                    .bind(now)
-                    .bind(now)
-                    .bind(&new.created_by)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("create account"))
-                    .map_err(conflict)?;
-                for role in &roles {
-                    let n: i64 = sqlx::query_scalar(q::ROLE_EXISTS)
-                        .bind(*role)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db("create account"))?;
-                    if n == 0 {
-                        return Err(role_not_found(role));
-                    }
-                    sqlx::query(q::GRANT)
-                        .bind(&id)
-                        .bind(*role)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("create account"))?;
-                }
+        let op = "create account";
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
+            tx_execute!(
+                tx,
+                q::INSERT_ACCOUNT,
+                op,
+                [
+                    &id,
+                    &new.issuer,
+                    &subject,
+                    &client_id,
+                    &new.display_name,
+                    i64::from(new.enabled),
+                    now,
+                    now,
+                    &new.created_by,
+                ]
+            )
+            .map_err(conflict)?;
+            for role in &roles {
+                tx_require_role!(tx, *role, op);
+                tx_execute!(tx, q::GRANT, op, [&id, *role])?;
             }
-        ));
+        }));
         self.seen(version);
         self.get_account(&id).await
     }
 
     pub async fn get_account(&self, id: &str) -> Result<Account> {
         let op = "get account";
-        with_pool!(&self.inner.pool, |p| {
-            let row: Option<AccountRow> = sqlx::query_as(q::GET_ACCOUNT)
+        let row: Option<AccountRow> =
+            with_pool!(&self.inner.pool, |p| sqlx::query_as(q::GET_ACCOUNT)
                 .bind(id)
                 .fetch_optional(p)
                 .await
-                .map_err(db(op))?;
-            let row = row.ok_or_else(|| account_not_found(id))?;
-            let roles: Vec<String> = sqlx::query_scalar(q::ROLES_OF)
-                .bind(id)
-                .fetch_all(p)
-                .await
-                .map_err(db(op))?;
-            Ok(account_from(row, roles))
-        })
+                .map_err(db(op))?);
+        let row = row.ok_or_else(|| account_not_found(id))?;
+        self.with_roles(row, op).await
+    }
+
+    /// The account of `row`, with the roles it holds.
+    async fn with_roles(&self, row: AccountRow, op: &'static str) -> Result<Account> {
+        let roles: Vec<String> = with_pool!(&self.inner.pool, |p| sqlx::query_scalar(q::ROLES_OF)
+            .bind(&row.0)
+            .fetch_all(p)
+            .await
+            .map_err(db(op))?);
+        Ok(account_from(row, roles))
     }
 
     /// The account for a token: by `issuer` + `subject` first, then by `issuer` + `client_id`.
@@ -413,47 +443,23 @@ impl Store {
             let Some(value) = value.filter(|v| !v.is_empty()) else {
                 continue;
             };
-            let found = with_pool!(&self.inner.pool, |p| {
-                let row: Option<AccountRow> = sqlx::query_as(query)
-                    .bind(issuer)
-                    .bind(value)
-                    .fetch_optional(p)
-                    .await
-                    .map_err(db(op))?;
-                match row {
-                    Some(row) => {
-                        let roles: Vec<String> = sqlx::query_scalar(q::ROLES_OF)
-                            .bind(&row.0)
-                            .fetch_all(p)
-                            .await
-                            .map_err(db(op))?;
-                        Some(account_from(row, roles))
-                    }
-                    None => None,
-                }
-            });
-            if found.is_some() {
-                return Ok(found);
+            let row: Option<AccountRow> = with_pool!(&self.inner.pool, |p| sqlx::query_as(query)
+                .bind(issuer)
+                .bind(value)
+                .fetch_optional(p)
+                .await
+                .map_err(db(op))?);
+            if let Some(row) = row {
+                return self.with_roles(row, op).await.map(Some);
             }
         }
         Ok(None)
     }
 
     pub async fn list_accounts(&self) -> Result<Vec<Account>> {
-        let op = "list accounts";
-        let (rows, holdings): (Vec<AccountRow>, Vec<(String, String)>) =
-            with_pool!(&self.inner.pool, |p| {
-                let rows = sqlx::query_as(q::LIST_ACCOUNTS)
-                    .fetch_all(p)
-                    .await
-                    .map_err(db(op))?;
-                let holdings = sqlx::query_as(q::ALL_ACCOUNT_ROLES)
-                    .fetch_all(p)
-                    .await
-                    .map_err(db(op))?;
-                (rows, holdings)
-            });
-        let mut roles = group_pairs(holdings);
+        let (rows, mut roles) = self
+            .rows_with_groups::<AccountRow>(q::LIST_ACCOUNTS, q::ALL_ACCOUNT_ROLES, "list accounts")
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -465,22 +471,13 @@ impl Store {
 
     pub async fn set_account_enabled(&self, id: &str, enabled: bool) -> Result<Account> {
         let now = self.now();
-        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
-            p,
-            "set account enabled",
-            |tx| {
-                let done = sqlx::query(q::SET_ENABLED)
-                    .bind(id)
-                    .bind(i64::from(enabled))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("set account enabled"))?;
-                if done.rows_affected() == 0 {
-                    return Err(account_not_found(id));
-                }
+        let op = "set account enabled";
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
+            let changed = tx_execute!(tx, q::SET_ENABLED, op, [id, i64::from(enabled), now])?;
+            if changed == 0 {
+                return Err(account_not_found(id));
             }
-        ));
+        }));
         self.seen(version);
         self.get_account(id).await
     }
@@ -498,61 +495,28 @@ impl Store {
     async fn change_role(&self, id: &str, role: &str, grant: bool) -> Result<Account> {
         let now = self.now();
         let query = if grant { q::GRANT } else { q::REVOKE };
-        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
-            p,
-            "change account roles",
-            |tx| {
-                let op = "change account roles";
-                let touched = sqlx::query(q::TOUCH_ACCOUNT)
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                if touched.rows_affected() == 0 {
-                    return Err(account_not_found(id));
-                }
-                let n: i64 = sqlx::query_scalar(q::ROLE_EXISTS)
-                    .bind(role)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                if n == 0 {
-                    return Err(role_not_found(role));
-                }
-                sqlx::query(query)
-                    .bind(id)
-                    .bind(role)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
+        let op = "change account roles";
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
+            let touched = tx_execute!(tx, q::TOUCH_ACCOUNT, op, [id, now])?;
+            if touched == 0 {
+                return Err(account_not_found(id));
             }
-        ));
+            tx_require_role!(tx, role, op);
+            tx_execute!(tx, query, op, [id, role])?;
+        }));
         self.seen(version);
         self.get_account(id).await
     }
 
     pub async fn delete_account(&self, id: &str) -> Result<()> {
         let op = "delete account";
-        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(
-            p,
-            "delete account",
-            |tx| {
-                sqlx::query(q::DELETE_ACCOUNT_ROLES)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                let done = sqlx::query(q::DELETE_ACCOUNT)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                if done.rows_affected() == 0 {
-                    return Err(account_not_found(id));
-                }
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
+            tx_execute!(tx, q::DELETE_ACCOUNT_ROLES, op, [id])?;
+            let deleted = tx_execute!(tx, q::DELETE_ACCOUNT, op, [id])?;
+            if deleted == 0 {
+                return Err(account_not_found(id));
             }
-        ));
+        }));
         self.seen(version);
         Ok(())
     }
@@ -572,29 +536,13 @@ impl Store {
         let codes: BTreeSet<&str> = permissions.iter().map(String::as_str).collect();
         let now = self.now();
         let op = "upsert role";
-        let ((), version) =
-            with_pool!(&self.inner.pool, |p| registry_tx!(p, "upsert role", |tx| {
-                sqlx::query(q::UPSERT_ROLE)
-                    .bind(name)
-                    .bind(description)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                sqlx::query(q::CLEAR_ROLE_PERMISSIONS)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                for code in &codes {
-                    sqlx::query(q::INSERT_ROLE_PERMISSION)
-                        .bind(name)
-                        .bind(*code)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db(op))?;
-                }
-            }));
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
+            tx_execute!(tx, q::UPSERT_ROLE, op, [name, description, now])?;
+            tx_execute!(tx, q::CLEAR_ROLE_PERMISSIONS, op, [name])?;
+            for code in &codes {
+                tx_execute!(tx, q::INSERT_ROLE_PERMISSION, op, [name, *code])?;
+            }
+        }));
         self.seen(version);
         self.get_role(name).await
     }
@@ -622,20 +570,9 @@ impl Store {
     }
 
     pub async fn list_roles(&self) -> Result<Vec<Role>> {
-        let op = "list roles";
-        let (rows, perms): (Vec<RoleRow>, Vec<(String, String)>) =
-            with_pool!(&self.inner.pool, |p| {
-                let rows = sqlx::query_as(q::LIST_ROLES)
-                    .fetch_all(p)
-                    .await
-                    .map_err(db(op))?;
-                let perms = sqlx::query_as(q::ALL_ROLE_PERMISSIONS)
-                    .fetch_all(p)
-                    .await
-                    .map_err(db(op))?;
-                (rows, perms)
-            });
-        let mut by_role = group_pairs(perms);
+        let (rows, mut by_role) = self
+            .rows_with_groups::<RoleRow>(q::LIST_ROLES, q::ALL_ROLE_PERMISSIONS, "list roles")
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(name, description)| Role {
@@ -650,35 +587,18 @@ impl Store {
     /// `force`, which also takes it from those accounts.
     pub async fn delete_role(&self, name: &str, force: bool) -> Result<()> {
         let op = "delete role";
-        let ((), version) =
-            with_pool!(&self.inner.pool, |p| registry_tx!(p, "delete role", |tx| {
-                let holders: i64 = sqlx::query_scalar(q::ROLE_HOLDERS)
-                    .bind(name)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                if holders > 0 && !force {
-                    return Err(role_in_use(name, holders));
-                }
-                sqlx::query(q::DELETE_ROLE_HOLDINGS)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                sqlx::query(q::CLEAR_ROLE_PERMISSIONS)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                let done = sqlx::query(q::DELETE_ROLE)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?;
-                if done.rows_affected() == 0 {
-                    return Err(role_not_found(name));
-                }
-            }));
+        let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
+            let holders: i64 = tx_scalar!(tx, q::ROLE_HOLDERS, op, [name])?;
+            if holders > 0 && !force {
+                return Err(role_in_use(name, holders));
+            }
+            tx_execute!(tx, q::DELETE_ROLE_HOLDINGS, op, [name])?;
+            tx_execute!(tx, q::CLEAR_ROLE_PERMISSIONS, op, [name])?;
+            let deleted = tx_execute!(tx, q::DELETE_ROLE, op, [name])?;
+            if deleted == 0 {
+                return Err(role_not_found(name));
+            }
+        }));
         self.seen(version);
         Ok(())
     }
@@ -881,6 +801,29 @@ async fn listen_postgres(weak: Weak<Inner>, pool: Pool, mut listener: PgListener
             return;
         }
     }
+}
+
+/// A pool of `cfg`'s size and acquire timeout over `opts`, with `migrator` run on it.
+async fn connect_migrated<DB>(
+    cfg: &StorageConfig,
+    opts: <DB::Connection as sqlx::Connection>::Options,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<sqlx::Pool<DB>>
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    let pool = sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(cfg.connect_timeout)
+        .connect_with(opts)
+        .await
+        .map_err(|e| connect_error(cfg, e))?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|e| migrate_error(cfg, e))?;
+    Ok(pool)
 }
 
 fn connect_error(cfg: &StorageConfig, e: sqlx::Error) -> Error {

@@ -72,6 +72,8 @@ macro_rules! tx_execute {
     };
 }
 
+pub(crate) use tx_execute;
+
 /// Inside `registry_tx!`: the single value of a one-row, one-column query with `binds`.
 macro_rules! tx_scalar {
     ($tx:ident, $sql:expr, $op:expr, [$($bind:expr),* $(,)?]) => {

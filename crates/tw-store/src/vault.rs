@@ -13,7 +13,7 @@
 //! therefore cannot write what it learnt from a token the new holder may already have spent.
 
 use crate::error::db;
-use crate::store::{Pool, Store, with_pool};
+use crate::store::{Pool, Store, tx_execute, with_pool};
 use std::collections::BTreeMap;
 use std::fmt;
 use tw_core::{Error, Result, UnixTime};
@@ -341,6 +341,17 @@ macro_rules! execute {
     };
 }
 
+/// Inside a fenced write's transaction `$tx`: rolls back and returns [`FencedWrite::LeaseLost`]
+/// unless `$lease_id` still holds the lease of `$lineage` (the write also locks the lease row).
+macro_rules! require_lease {
+    ($tx:ident, $lineage:expr, $lease_id:expr, $op:expr) => {
+        if tx_execute!($tx, sql::LEASE_FENCE, $op, [$lineage, $lease_id])? == 0 {
+            $tx.rollback().await.map_err(db($op))?;
+            return Ok(FencedWrite::LeaseLost);
+        }
+    };
+}
+
 /// One statement with `binds` that returns entry rows: all of them, decoded.
 macro_rules! fetch_entries {
     ($store:expr, $sql:expr, $op:literal, [$($bind:expr),* $(,)?]) => {{
@@ -461,31 +472,23 @@ impl Store {
         with_pool!(self.pool(), |p| {
             let mut tx = p.begin().await.map_err(db(op))?;
             if let Some((lineage, lease_id)) = fence {
-                let held = sqlx::query(sql::LEASE_FENCE)
-                    .bind(lineage)
-                    .bind(lease_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?
-                    .rows_affected();
-                if held == 0 {
-                    tx.rollback().await.map_err(db(op))?;
-                    return Ok(FencedWrite::LeaseLost);
-                }
+                require_lease!(tx, lineage, lease_id, op);
             }
             for u in updates {
-                let done = sqlx::query(sql::UPDATE_TOKEN)
-                    .bind(&u.id)
-                    .bind(u.expected_version)
-                    .bind(&u.sealed.key_id)
-                    .bind(&u.sealed.nonce)
-                    .bind(&u.sealed.ciphertext)
-                    .bind(u.expires_at.map(UnixTime::as_millis))
-                    .bind(u.used_at.map(UnixTime::as_millis))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(op))?
-                    .rows_affected();
+                let done = tx_execute!(
+                    tx,
+                    sql::UPDATE_TOKEN,
+                    op,
+                    [
+                        &u.id,
+                        u.expected_version,
+                        &u.sealed.key_id,
+                        &u.sealed.nonce,
+                        &u.sealed.ciphertext,
+                        u.expires_at.map(UnixTime::as_millis),
+                        u.used_at.map(UnixTime::as_millis),
+                    ]
+                )?;
                 if u.expected_version.is_some() && done == 0 {
                     tx.rollback().await.map_err(db(op))?;
                     return Ok(FencedWrite::Conflict);
@@ -509,25 +512,13 @@ impl Store {
         let op = "set vault entry status";
         with_pool!(self.pool(), |p| {
             let mut tx = p.begin().await.map_err(db(op))?;
-            let held = sqlx::query(sql::LEASE_FENCE)
-                .bind(lineage)
-                .bind(lease_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db(op))?
-                .rows_affected();
-            if held == 0 {
-                tx.rollback().await.map_err(db(op))?;
-                return Ok(FencedWrite::LeaseLost);
-            }
-            let done = sqlx::query(sql::SET_STATUS_GUARDED)
-                .bind(id)
-                .bind(status.as_str())
-                .bind(expected_version)
-                .execute(&mut *tx)
-                .await
-                .map_err(db(op))?
-                .rows_affected();
+            require_lease!(tx, lineage, lease_id, op);
+            let done = tx_execute!(
+                tx,
+                sql::SET_STATUS_GUARDED,
+                op,
+                [id, status.as_str(), expected_version]
+            )?;
             if done == 0 {
                 tx.rollback().await.map_err(db(op))?;
                 return Ok(FencedWrite::Conflict);

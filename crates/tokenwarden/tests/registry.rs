@@ -35,6 +35,14 @@ impl Env {
         run_in(&self.config, args)
     }
 
+    /// Runs, asserts exit 1 (a failure other than bad input) with `reason` on stderr.
+    fn fails(&self, args: &[&str], reason: &str) {
+        let out = self.run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+
     /// Runs, asserts exit 0, returns stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -202,12 +210,9 @@ fn accounts_and_roles_lifecycle() {
     );
 
     // A held role is not deleted without --force.
-    let out = env.run(&["roles", "delete", "mcp-agent-attributes-readonly"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("held by 1 account"),
-        "{}",
-        text(&out.stderr)
+    env.fails(
+        &["roles", "delete", "mcp-agent-attributes-readonly"],
+        "held by 1 account",
     );
     env.ok(&[
         "roles",
@@ -221,30 +226,21 @@ fn accounts_and_roles_lifecycle() {
     );
 
     // Duplicate account: exit 1 with the reason.
-    let out = env.run(&[
-        "accounts",
-        "create",
-        "--issuer",
-        ISSUER,
-        "--client-id",
-        "evently-confidential-client",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("already exists"),
-        "{}",
-        text(&out.stderr)
+    env.fails(
+        &[
+            "accounts",
+            "create",
+            "--issuer",
+            ISSUER,
+            "--client-id",
+            "evently-confidential-client",
+        ],
+        "already exists",
     );
 
     // Delete.
     assert!(env.ok(&["accounts", "delete", &id]).contains(&id));
-    let out = env.run(&["accounts", "show", &id]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("no account"),
-        "{}",
-        text(&out.stderr)
-    );
+    env.fails(&["accounts", "show", &id], "no account");
     assert_eq!(env.json(&["accounts", "list"]), serde_json::json!([]));
 }
 
@@ -255,18 +251,19 @@ fn bad_input_exits_2_or_1_with_a_clear_message() {
     let out = env.run(&["accounts", "create", "--issuer", ISSUER]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     // A role that does not exist: not found, exit 1.
-    let out = env.run(&[
-        "accounts",
-        "create",
-        "--issuer",
-        ISSUER,
-        "--subject",
-        "0b3f6bd0-5a3e-4a5e-9f0e-7d6d1d1a8b11",
-        "--role",
+    env.fails(
+        &[
+            "accounts",
+            "create",
+            "--issuer",
+            ISSUER,
+            "--subject",
+            "0b3f6bd0-5a3e-4a5e-9f0e-7d6d1d1a8b11",
+            "--role",
+            "ghost",
+        ],
         "ghost",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("ghost"), "{}", text(&out.stderr));
+    );
     // An invalid permission code (store validation): exit 2.
     let out = env.run(&["roles", "create", "r", "--permission", "has space"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -288,19 +285,16 @@ fn bad_input_exits_2_or_1_with_a_clear_message() {
     let out = env.run(&["audit", "query", "--limit", "0"]);
     assert_eq!(out.status.code(), Some(2));
     // Not found by identity.
-    let out = env.run(&[
-        "accounts",
-        "disable",
-        "--issuer",
-        ISSUER,
-        "--client-id",
+    env.fails(
+        &[
+            "accounts",
+            "disable",
+            "--issuer",
+            ISSUER,
+            "--client-id",
+            "nobody",
+        ],
         "nobody",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("nobody"),
-        "{}",
-        text(&out.stderr)
     );
     // --client-id without --issuer: clap usage error.
     let out = env.run(&["accounts", "show", "--client-id", "x"]);

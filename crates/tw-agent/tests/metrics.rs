@@ -50,40 +50,16 @@ profile = "api"
     };
     let proxy = proxy.expect("proxy");
     let c = client();
+    let status = |u: String| {
+        let c = c.clone();
+        async move { c.get(u).send().await.expect("send").status() }
+    };
 
-    assert_eq!(
-        c.get(url(&api, "/v1/token/api"))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(url(&api, "/v1/token/none"))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        404
-    );
+    assert_eq!(status(url(&api, "/v1/token/api")).await, 200);
+    assert_eq!(status(url(&api, "/v1/token/none")).await, 404);
     up.state.reject_first_token.store(true, Ordering::SeqCst);
-    assert_eq!(
-        c.get(url(&proxy, "/a"))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(url(&proxy, "/b"))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        200
-    );
+    assert_eq!(status(url(&proxy, "/a")).await, 200);
+    assert_eq!(status(url(&proxy, "/b")).await, 200);
 
     let text = c
         .get(url(&api, "/metrics"))

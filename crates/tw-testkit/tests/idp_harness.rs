@@ -281,15 +281,7 @@ async fn minted_refresh_token_rotates_and_is_single_use() {
         .mint_refresh_token("refresh-client", "alice", "openid offline_access")
         .await;
 
-    let refresh = |rt: String| {
-        http.post(idp.token_url())
-            .basic_auth("refresh-client", Some("refresh-client-secret"))
-            .form(&[
-                ("grant_type", "refresh_token".to_owned()),
-                ("refresh_token", rt),
-            ])
-            .send()
-    };
+    let refresh = |rt: String| refresh_request(&http, &idp, rt);
 
     let first = json_ok(refresh(rt1.clone()).await.expect("refresh")).await;
     let rt2 = first["refresh_token"]
@@ -411,15 +403,7 @@ async fn hold_fault_spends_the_grant_before_the_client_hears_of_it_and_reuse_is_
     let rt = idp
         .mint_refresh_token("refresh-client", "alice", "openid offline_access")
         .await;
-    let refresh = |rt: String| {
-        http.post(idp.token_url())
-            .basic_auth("refresh-client", Some("refresh-client-secret"))
-            .form(&[
-                ("grant_type", "refresh_token".to_owned()),
-                ("refresh_token", rt),
-            ])
-            .send()
-    };
+    let refresh = |rt: String| refresh_request(&http, &idp, rt);
     idp.fault(Fault::hold(Endpoint::Token, Duration::from_secs(2)).times(1))
         .await;
     let pending = tokio::spawn(refresh(rt.clone()));
@@ -446,15 +430,7 @@ async fn reuse_grace_keeps_a_rotated_refresh_token_valid() {
     let idp = Idp::start_default().await;
     idp.set_refresh_token_reuse_grace(true).await;
     let http = http();
-    let refresh = |rt: String| {
-        http.post(idp.token_url())
-            .basic_auth("refresh-client", Some("refresh-client-secret"))
-            .form(&[
-                ("grant_type", "refresh_token".to_owned()),
-                ("refresh_token", rt),
-            ])
-            .send()
-    };
+    let refresh = |rt: String| refresh_request(&http, &idp, rt);
     let rt1 = idp
         .mint_refresh_token("refresh-client", "alice", "openid offline_access")
         .await;
@@ -506,4 +482,19 @@ async fn browser_login_runs_the_authorization_code_flow_to_the_redirect_uri() {
     assert!(tokens["refresh_token"].is_string());
     let claims = jwt_part(tokens["id_token"].as_str().expect("id_token"), 1);
     assert_eq!(claims["sub"], idp.user_id("alice").await.as_str());
+}
+
+/// A refresh-token grant by the default `refresh-client` at `idp`'s token endpoint.
+fn refresh_request(
+    http: &reqwest::Client,
+    idp: &Idp,
+    rt: String,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    http.post(idp.token_url())
+        .basic_auth("refresh-client", Some("refresh-client-secret"))
+        .form(&[
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt),
+        ])
+        .send()
 }

@@ -87,7 +87,9 @@ where
         None => tw_gateway::Gateway::new(gw, verifier.clone())?,
     };
     if let Some(store) = admin_store {
-        gateway = gateway.with_routes(tw_admin::router(store, verifier, (&gw.admin).into()));
+        // Admin permissions are decided by `[gateway.authz]`, as for the gateway's routes.
+        let admin = tw_admin::AdminConfig::for_gateway(gw).with_instance(instance_name(gw));
+        gateway = gateway.with_routes(tw_admin::router(store, verifier, admin)?);
     }
     gateway = gateway.with_metrics(Arc::new(move || metrics.render()));
     gateway.bind().await?.run(shutdown).await
@@ -121,6 +123,7 @@ pub async fn open_registry(
     let store = open_store(cfg, clock.clone()).await?;
     let sink = StoreAuditSink::new(store.clone(), instance_name(gw));
     let authz = tw_authz::Authz::builder(authz_cfg)
+        .case_insensitive_paths(gw.paths.case_insensitive)
         .clock(clock)
         .registry(Arc::new(store.clone()), Some(store.watch()))
         .audit_sink(Arc::new(sink))

@@ -1,18 +1,29 @@
 //! `tokenwarden accounts|roles|audit`: manage the service-account registry and read the audit log
 //! in the configured `[storage]` (SQLite `sqlite://tokenwarden.db` by default).
 //!
-//! Output: aligned tables, or the store's JSON types with `--json`. Exit codes (see `main.rs`):
-//! 0 done; 2 bad input or configuration (nothing was changed); 1 anything else, including
-//! "not found", "already exists", "role in use" and storage unavailable. Errors name the database
-//! by its redacted URL: never the password.
+//! Output: aligned tables, or the store's JSON types with `--json`. What is printed came from
+//! admins, tokens or the database (rows of older versions, or written by SQL), so control
+//! characters and bidirectional overrides are always shown escaped (`\u{1b}` in tables,
+//! `\u001b` in JSON) and table cells are cut at [`CELL_MAX`] characters (`…`; `--json` has
+//! them whole). Input is checked by the store: too long, or holding control characters, is
+//! exit 2 naming the field.
+//!
+//! Exit codes (see `main.rs`): 0 done; 2 bad input or configuration (nothing was changed); 1
+//! anything else, including "not found", "already exists", "role in use" and storage
+//! unavailable. Errors name the database by its redacted URL: never the password.
 
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use tw_core::text::{is_terminal_unsafe, terminal_cell};
 use tw_core::{Clock, Error, SystemClock, UnixTime};
 use tw_store::{Account, AuditRecord, NewAccount, Role, Store};
+
+/// The longest table cell (characters, after escaping); longer values end in `…`.
+const CELL_MAX: usize = 120;
 
 /// What every registry command takes.
 #[derive(Debug, Args)]
@@ -198,6 +209,7 @@ pub enum AuditCommand {
     ///
     /// Examples:
     ///   tokenwarden audit query --since 1h --outcome deny
+    ///   tokenwarden audit query --kind admin --since 1d
     ///   tokenwarden audit query --principal evently-confidential-client \
     ///       --since 2026-11-22T06:00:00Z --until 30m --limit 20 --json
     #[command(verbatim_doc_comment)]
@@ -206,9 +218,12 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Subject or client id.
+    /// Subject, username or client id.
     #[arg(long)]
     pub principal: Option<String>,
+    /// decision (the gateway's) or admin (changes through the admin API). Default: both.
+    #[arg(long)]
+    pub kind: Option<String>,
     /// allow, deny, dry_run_deny or rate_limited.
     #[arg(long)]
     pub outcome: Option<String>,
@@ -232,8 +247,37 @@ async fn open(args: &StoreArgs) -> anyhow::Result<Store> {
 }
 
 fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let text = serde_json::to_string_pretty(value)?;
+    emit(&json_terminal_safe(&text))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// JSON with the characters serde_json leaves raw in strings (DEL, C1 controls such as the
+/// one-byte CSI, bidirectional overrides) written as `\uXXXX` escapes: the same document,
+/// safe on a terminal. Outside strings JSON text has no such characters.
+fn json_terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && is_terminal_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Writes `text` and a newline to stdout. A closed pipe (`| head`) ends the output quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 pub async fn accounts(args: AccountsArgs) -> anyhow::Result<ExitCode> {
@@ -249,7 +293,7 @@ pub async fn accounts(args: AccountsArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&all);
             }
-            print_accounts(&all);
+            print_accounts(&all)?;
             return Ok(ExitCode::SUCCESS);
         }
         AccountsCommand::Create(a) => {
@@ -288,14 +332,17 @@ pub async fn accounts(args: AccountsArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&serde_json::json!({ "deleted": account.id }));
             }
-            println!("deleted account {}", account.id);
+            emit(&format!(
+                "deleted account {}",
+                terminal_cell(&account.id, CELL_MAX)
+            ))?;
             return Ok(ExitCode::SUCCESS);
         }
     };
     if json {
         return print_json(&account);
     }
-    print_account(&account);
+    print_account(&account)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -324,14 +371,15 @@ async fn lookup(
     let issuer = issuer.unwrap_or_default();
     let found = store.find_account(issuer, subject, client_id).await?;
     found.ok_or_else(|| {
+        let quoted = |v: &str| terminal_cell(v, 64);
         let what = match (client_id, subject) {
-            (Some(c), _) => format!("client id `{c}`"),
-            (None, Some(s)) => format!("subject `{s}`"),
+            (Some(c), _) => format!("client id `{}`", quoted(c)),
+            (None, Some(s)) => format!("subject `{}`", quoted(s)),
             (None, None) => "this identity".to_owned(),
         };
         Error::not_found(
             "account_not_found",
-            format!("no account with {what} for issuer `{issuer}`"),
+            format!("no account with {what} for issuer `{}`", quoted(issuer)),
         )
         .into()
     })
@@ -381,7 +429,7 @@ pub async fn roles(args: RolesArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&all);
             }
-            print_roles(&all);
+            print_roles(&all)?;
             return Ok(ExitCode::SUCCESS);
         }
         RolesCommand::Create(a) => {
@@ -395,14 +443,14 @@ pub async fn roles(args: RolesArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&serde_json::json!({ "deleted": name }));
             }
-            println!("deleted role {name}");
+            emit(&format!("deleted role {}", terminal_cell(&name, CELL_MAX)))?;
             return Ok(ExitCode::SUCCESS);
         }
     };
     if json {
         return print_json(&role);
     }
-    print_roles(std::slice::from_ref(&role));
+    print_role(&role)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -414,6 +462,7 @@ pub async fn audit(args: AuditArgsTop) -> anyhow::Result<ExitCode> {
     // Parse the filters before touching the database: bad input is exit 2 with nothing opened.
     let pairs = [
         ("principal", a.principal.as_deref()),
+        ("kind", a.kind.as_deref()),
         ("outcome", a.outcome.as_deref()),
         ("since", a.since.as_deref()),
         ("until", a.until.as_deref()),
@@ -440,40 +489,54 @@ pub async fn audit(args: AuditArgsTop) -> anyhow::Result<ExitCode> {
     if common.json {
         return print_json(&records);
     }
-    print_audit(&records);
+    print_audit(&records)?;
     Ok(ExitCode::SUCCESS)
 }
 
 // ----- tables -----
 
-/// Prints rows under a header, columns padded to their widest cell (the last one unpadded).
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+/// Rows under a header, columns padded to their widest cell (the last one unpadded). Every cell
+/// is escaped and cut to [`CELL_MAX`] characters, whatever the database holds.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| terminal_cell(c, CELL_MAX)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: &[&str]| {
         let last = cells.len().saturating_sub(1);
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i == last {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
+            out.push_str(cell);
+            if i < last {
+                let pad = w.saturating_sub(cell.chars().count()) + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        println!("{}", out.trim_end());
+        out.trim_end().to_owned()
     };
-    line(header.to_vec());
+    let mut lines = vec![line(header)];
     for row in &rows {
-        line(row.iter().map(String::as_str).collect());
+        lines.push(line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
     }
+    lines.join("\n")
 }
 
 fn dash(v: Option<&str>) -> String {
     v.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
+}
+
+fn list_or_dash(items: &[String], sep: &str) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(sep)
+    }
 }
 
 fn time(t: UnixTime) -> String {
@@ -482,10 +545,13 @@ fn time(t: UnixTime) -> String {
         .to_string()
 }
 
-fn print_accounts(accounts: &[Account]) {
+fn yes_no(v: bool) -> String {
+    if v { "yes" } else { "no" }.to_owned()
+}
+
+fn print_accounts(accounts: &[Account]) -> anyhow::Result<()> {
     if accounts.is_empty() {
-        println!("no accounts");
-        return;
+        return emit("no accounts");
     }
     let rows = accounts
         .iter()
@@ -496,16 +562,12 @@ fn print_accounts(accounts: &[Account]) {
                 dash(a.client_id.as_deref()),
                 dash(a.subject.as_deref()),
                 dash(a.display_name.as_deref()),
-                if a.enabled { "yes" } else { "no" }.to_owned(),
-                if a.roles.is_empty() {
-                    "-".to_owned()
-                } else {
-                    a.roles.join(",")
-                },
+                yes_no(a.enabled),
+                list_or_dash(&a.roles, ","),
             ]
         })
         .collect();
-    table(
+    emit(&table(
         &[
             "ID",
             "ISSUER",
@@ -516,88 +578,98 @@ fn print_accounts(accounts: &[Account]) {
             "ROLES",
         ],
         rows,
-    );
+    ))
 }
 
-fn print_account(a: &Account) {
+fn print_account(a: &Account) -> anyhow::Result<()> {
     let rows = vec![
         vec!["id".to_owned(), a.id.clone()],
         vec!["issuer".to_owned(), a.issuer.clone()],
         vec!["client_id".to_owned(), dash(a.client_id.as_deref())],
         vec!["subject".to_owned(), dash(a.subject.as_deref())],
         vec!["name".to_owned(), dash(a.display_name.as_deref())],
-        vec![
-            "enabled".to_owned(),
-            if a.enabled { "yes" } else { "no" }.to_owned(),
-        ],
-        vec![
-            "roles".to_owned(),
-            if a.roles.is_empty() {
-                "-".to_owned()
-            } else {
-                a.roles.join(", ")
-            },
-        ],
+        vec!["enabled".to_owned(), yes_no(a.enabled)],
+        vec!["roles".to_owned(), list_or_dash(&a.roles, ", ")],
         vec![
             "created".to_owned(),
             format!("{} by {}", time(a.created_at), a.created_by),
         ],
         vec!["updated".to_owned(), time(a.updated_at)],
     ];
-    table(&["FIELD", "VALUE"], rows);
+    emit(&table(&["FIELD", "VALUE"], rows))
 }
 
-fn print_roles(roles: &[Role]) {
+fn print_roles(roles: &[Role]) -> anyhow::Result<()> {
     if roles.is_empty() {
-        println!("no roles");
-        return;
+        return emit("no roles");
     }
     let rows = roles
         .iter()
         .map(|r| {
             vec![
                 r.name.clone(),
-                if r.permissions.is_empty() {
-                    "-".to_owned()
-                } else {
-                    r.permissions.join(" ")
-                },
+                list_or_dash(&r.permissions, " "),
                 dash(r.description.as_deref()),
             ]
         })
         .collect();
-    table(&["NAME", "PERMISSIONS", "DESCRIPTION"], rows);
+    emit(&table(&["NAME", "PERMISSIONS", "DESCRIPTION"], rows))
 }
 
-fn print_audit(records: &[AuditRecord]) {
+/// One role, a permission code per line (a role's codes may be many).
+fn print_role(r: &Role) -> anyhow::Result<()> {
+    let mut rows = vec![
+        vec!["name".to_owned(), r.name.clone()],
+        vec!["description".to_owned(), dash(r.description.as_deref())],
+    ];
+    if r.permissions.is_empty() {
+        rows.push(vec!["permissions".to_owned(), "-".to_owned()]);
+    }
+    for (i, code) in r.permissions.iter().enumerate() {
+        let field = if i == 0 { "permissions" } else { "" };
+        rows.push(vec![field.to_owned(), code.clone()]);
+    }
+    emit(&table(&["FIELD", "VALUE"], rows))
+}
+
+fn print_audit(records: &[AuditRecord]) -> anyhow::Result<()> {
     if records.is_empty() {
-        println!("no audit records");
-        return;
+        return emit("no audit records");
     }
     let rows = records
         .iter()
         .map(|r| {
             vec![
                 time(r.at),
+                r.kind.as_str().to_owned(),
                 r.outcome.as_str().to_owned(),
-                dash(r.client_id.as_deref().or(r.subject.as_deref())),
+                dash(r.subject.as_deref()),
+                dash(r.username.as_deref()),
+                dash(r.client_id.as_deref()),
                 r.method.clone(),
                 r.path.clone(),
                 dash(r.rule.as_deref()),
+                dash(r.action.as_deref()),
+                dash(r.object.as_deref()),
                 dash(r.reason.as_deref()),
             ]
         })
         .collect();
-    table(
+    emit(&table(
         &[
             "TIME",
+            "KIND",
             "OUTCOME",
-            "PRINCIPAL",
+            "SUBJECT",
+            "USERNAME",
+            "CLIENT_ID",
             "METHOD",
             "PATH",
             "RULE",
+            "ACTION",
+            "OBJECT",
             "REASON",
         ],
         rows,
-    );
+    ))
 }

@@ -146,7 +146,7 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         &section.callers.verifier_config(),
         Arc::new(SystemClock),
     )?);
-    let auth = Arc::new(CallerAuth::new(section, verifier, Arc::new(SystemClock)));
+    let auth = Arc::new(CallerAuth::new(section, verifier, Arc::new(SystemClock))?);
     let router = tw_vault_api::router(
         vault,
         auth.clone(),

@@ -197,6 +197,200 @@ async fn agent_once_writes_every_sink_and_exits() {
 }
 
 #[test]
+fn agent_listeners_other_hosts_reach_are_refused_with_the_fix_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remote.toml");
+    let key = dir.path().join("caller-key");
+    std::fs::write(&key, "2d7c0f4e9a1b3c5d7e9f1a3b5c7d9e1f").unwrap();
+    let proxy = "\n[agent.proxy]\nlisten = \"LISTEN\"\nEXTRA\n[[agent.proxy.routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nprofile = \"p\"\n";
+    let profile = "[profiles.p]\ntoken_url = \"http://127.0.0.1:9/token\"\nclient_id = \"c\"\nclient_secret = { env = \"P_SECRET\" }\n";
+    let api =
+        |listen: &str, extra: &str| format!("[agent]\nlisten = \"{listen}\"\n{extra}\n{profile}");
+    let with_proxy = |listen: &str, extra: &str| {
+        format!(
+            "[agent]\nlisten = \"127.0.0.1:0\"\n{profile}{}",
+            proxy.replace("LISTEN", listen).replace("EXTRA", extra)
+        )
+    };
+    let cases = [
+        (
+            api("0.0.0.0:8790", ""),
+            "agent.listen",
+            "agent.allow_remote = true",
+        ),
+        (
+            api("[::]:8790", ""),
+            "agent.listen",
+            "agent.allow_remote = true",
+        ),
+        (
+            with_proxy("0.0.0.0:8791", ""),
+            "agent.proxy.listen",
+            "agent.proxy.allow_remote = true",
+        ),
+        (
+            api("0.0.0.0:8790", "allow_remote = true"),
+            "agent.caller_key",
+            "X-Tokenwarden-Key",
+        ),
+        (
+            with_proxy("0.0.0.0:8791", "allow_remote = true"),
+            "agent.proxy.caller_key",
+            "X-Tokenwarden-Key",
+        ),
+    ];
+    for (doc, key, fix) in cases {
+        std::fs::write(&path, &doc).unwrap();
+        for args in [
+            vec!["config", "check", "--skip-secrets", "--config"],
+            vec!["agent", "--config"],
+        ] {
+            let mut args = args.clone();
+            args.push(path.to_str().unwrap());
+            let out = tokenwarden(&args, &[("P_SECRET", "x")]);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {key}");
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("remote.toml")
+                    && err.contains(&format!("`{key}`"))
+                    && err.contains(fix),
+                "{args:?}: {err}"
+            );
+        }
+    }
+
+    // A weak key stops the agent at start (config check does not read it).
+    let weak = dir.path().join("weak-key");
+    std::fs::write(&weak, "tooshort").unwrap();
+    let doc = api(
+        "0.0.0.0:0",
+        &format!(
+            "allow_remote = true\ncaller_key = {{ file = \"{}\" }}",
+            weak.display()
+        ),
+    );
+    std::fs::write(&path, doc).unwrap();
+    let out = tokenwarden(
+        &["agent", "--config", path.to_str().unwrap()],
+        &[("P_SECRET", "x")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("agent.caller_key") && err.contains("openssl rand"),
+        "{err}"
+    );
+    assert!(!err.contains("tooshort"), "{err}");
+}
+
+#[test]
+fn the_remote_agent_example_is_valid() {
+    let out = check_example("agent-remote.toml", true, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("profile flowise"));
+}
+
+#[tokio::test]
+async fn remote_agent_serves_only_callers_with_the_key_until_sigterm() {
+    const KEY: &str = "6f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let idp = Idp::start_default().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tokenwarden-caller-key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"0.0.0.0:{port}\"\nallow_remote = true\ncaller_key = {{ file = \"{}\" }}\n[profiles.p]\ntoken_url = \"{}\"\nclient_id = \"agent-basic\"\nclient_secret = {{ env = \"P_SECRET\" }}\n",
+            key.display(),
+            idp.token_url()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["agent", "--config", cfg.to_str().unwrap()])
+        .env_remove("TOKENWARDEN_CONFIG")
+        .env_remove("TOKENWARDEN_LOG")
+        .env("P_SECRET", "agent-basic-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run tokenwarden agent");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok((200, _)) = get(&format!("{base}/readyz"), None).await {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the agent never became ready (probes need no key)");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = |key: Option<&'static str>| {
+        let mut req = client
+            .get(format!("{base}/v1/token/p"))
+            .header("Host", format!("tokenwarden:{port}"));
+        if let Some(k) = key {
+            req = req.header("X-Tokenwarden-Key", k);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let (status, body) = call(None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("caller_key_missing"))
+    );
+    let (status, body) = call(Some("6f1e2d3c4b5a69788796a5b4c3d2e1f1")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("caller_key_invalid"))
+    );
+    let (status, body) = call(Some(KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let pid = child.id().expect("pid").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("token API listening"), "{stderr}");
+    for secret in [KEY, token.as_str(), "agent-basic-secret"] {
+        assert!(!stderr.contains(secret), "a secret in the logs: {stderr}");
+    }
+}
+
+#[test]
 fn completions_are_generated() {
     let out = tokenwarden(&["completions", "bash"], &[]);
     assert!(out.status.success());

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use tw_core::SystemClock;
-use tw_store::{AuditOutcome, AuditRecord, PrincipalKind, Store};
+use tw_store::{
+    AdminActor, AuditKind, AuditOutcome, AuditRecord, NewAccount, PrincipalKind, Store,
+};
 
 const ISSUER: &str = "https://kc.example/realms/evently";
 
@@ -347,9 +349,11 @@ async fn audit_query_filters_rows_written_by_the_gateway() {
     let now = tw_core::Clock::now(&SystemClock);
     let record = |minutes_ago: u64, client: &str, outcome: AuditOutcome, path: &str| AuditRecord {
         id: None,
+        kind: AuditKind::Decision,
         at: now.minus(std::time::Duration::from_secs(minutes_ago * 60)),
         issuer: ISSUER.into(),
         subject: Some(format!("sub-{client}")),
+        username: None,
         client_id: Some(client.into()),
         principal_kind: PrincipalKind::ServiceAccount,
         method: "GET".into(),
@@ -359,6 +363,8 @@ async fn audit_query_filters_rows_written_by_the_gateway() {
         outcome,
         reason: None,
         instance: "gw-1".into(),
+        action: None,
+        object: None,
     };
     store
         .append_audit(&[
@@ -432,4 +438,298 @@ async fn audit_query_filters_rows_written_by_the_gateway() {
         lines[1].contains("stranger") && lines[1].contains("deny"),
         "{table}"
     );
+}
+
+/// Characters that would drive an operator's terminal, and how many of them are left raw.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| *c != '\n' && tw_core::text::is_terminal_unsafe(*c))
+        .collect()
+}
+
+const ESCAPES: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[31m\u{9b}1m\u{7f}\u{202e}\r";
+
+#[test]
+fn hostile_input_exits_2_naming_the_field() {
+    let env = Env::new();
+    env.ok(&["roles", "create", "reader", "--permission", "a:read"]);
+    let huge = "n".repeat(100 * 1024);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "accounts",
+                "create",
+                "--issuer",
+                ISSUER,
+                "--client-id",
+                "c",
+                "--name",
+                &huge,
+            ],
+            "display_name",
+        ),
+        (
+            vec![
+                "accounts",
+                "create",
+                "--issuer",
+                ISSUER,
+                "--client-id",
+                "c",
+                "--name",
+                ESCAPES,
+            ],
+            "display_name",
+        ),
+        (
+            vec![
+                "accounts",
+                "create",
+                "--issuer",
+                ISSUER,
+                "--client-id",
+                ESCAPES,
+            ],
+            "client_id",
+        ),
+        (
+            vec!["accounts", "create", "--issuer", ESCAPES, "--subject", "s"],
+            "issuer",
+        ),
+        (
+            vec!["accounts", "create", "--issuer", ISSUER, "--subject", &huge],
+            "subject",
+        ),
+        (
+            vec![
+                "roles",
+                "create",
+                "r",
+                "--permission",
+                "a:b",
+                "--description",
+                ESCAPES,
+            ],
+            "description",
+        ),
+        (
+            vec![
+                "roles",
+                "create",
+                "r",
+                "--permission",
+                "a:b",
+                "--description",
+                &huge,
+            ],
+            "description",
+        ),
+        (
+            vec!["roles", "create", ESCAPES, "--permission", "a:b"],
+            "name",
+        ),
+        (
+            vec!["roles", "create", "r", "--permission", ESCAPES],
+            "permissions",
+        ),
+    ];
+    for (args, field) in cases {
+        let out = env.run(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{field}: {stderr}");
+        assert!(
+            stderr.contains(&format!("field={field}")),
+            "{field}: {stderr}"
+        );
+        assert!(raw_controls(&stderr).is_empty(), "{field}: {stderr:?}");
+        assert!(
+            stderr.len() < 1000,
+            "{field}: {} bytes on stderr",
+            stderr.len()
+        );
+    }
+    assert_eq!(env.json(&["accounts", "list"]), serde_json::json!([]));
+    assert_eq!(env.json(&["roles", "list"]).as_array().unwrap().len(), 1);
+}
+
+/// Rows the CLI never accepted (an older version wrote them, or SQL did) are printed escaped
+/// and cut, in tables; whole and escaped in JSON. No panic, no raw control character.
+#[tokio::test]
+async fn stored_hostile_rows_are_printed_safely() {
+    let env = Env::new();
+    let store = env.store().await;
+    store.upsert_role("reader", None, &[]).await.unwrap();
+    drop(store);
+    let huge_name = format!("{}{ESCAPES}", "y".repeat(100 * 1024));
+    let hostile_role = format!("evil{ESCAPES}");
+    let description = format!("bad {ESCAPES} {}", "d".repeat(5000));
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&env.db_url).await.unwrap();
+        let insert_account = "INSERT INTO accounts (id, issuer, subject, client_id, display_name, enabled, created_at, updated_at, created_by) VALUES ($1, $2, $3, $4, $5, 1, 0, 0, $6)";
+        sqlx::query(insert_account)
+            .bind("acc-huge")
+            .bind(ISSUER)
+            .bind(None::<String>)
+            .bind("svc-huge")
+            .bind(&huge_name)
+            .bind("cli")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query(insert_account)
+            .bind(format!("acc{ESCAPES}"))
+            .bind(format!("{ISSUER}{ESCAPES}"))
+            .bind(format!("sub{ESCAPES}"))
+            .bind(format!("cl{ESCAPES}"))
+            .bind(ESCAPES)
+            .bind(format!("sql{ESCAPES}"))
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO roles (name, description, created_at) VALUES ($1, $2, 0)")
+            .bind(&hostile_role)
+            .bind(&description)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO role_permissions (role, permission) VALUES ($1, $2)")
+            .bind(&hostile_role)
+            .bind(format!("p:{ESCAPES}"))
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2)")
+            .bind("acc-huge")
+            .bind(&hostile_role)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO audit_log (at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance, kind, username, action, object) VALUES (0, $1, $2, 'c', 'user', 'GET', $3, NULL, '', 'deny', $4, 'gw', 'decision', $5, NULL, NULL)")
+            .bind(ISSUER)
+            .bind(format!("sub{ESCAPES}"))
+            .bind(format!("/api/{ESCAPES}{}", "p".repeat(10_000)))
+            .bind(ESCAPES)
+            .bind(format!("u{ESCAPES}"))
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let hostile_id = format!("acc{ESCAPES}");
+    for args in [
+        vec!["accounts", "list"],
+        vec!["accounts", "show", "acc-huge"],
+        vec!["accounts", "show", &hostile_id],
+        vec!["roles", "list"],
+        vec!["roles", "show", &hostile_role],
+        vec!["audit", "query"],
+    ] {
+        let table = env.ok(&args);
+        assert!(
+            raw_controls(&table).is_empty(),
+            "{args:?}: {:?}",
+            raw_controls(&table)
+        );
+        assert!(!table.as_bytes().contains(&0x1b), "{args:?}");
+        assert!(
+            table.lines().all(|l| l.chars().count() < 2000),
+            "{args:?}: cells are cut"
+        );
+        assert!(
+            table.contains(r"\u{1b}"),
+            "{args:?}: shown escaped:\n{table}"
+        );
+
+        let json = env.ok(&[args.as_slice(), &["--json"]].concat());
+        assert!(raw_controls(&json).is_empty(), "{args:?} --json");
+        let parsed: Value = serde_json::from_str(&json).unwrap();
+        assert!(!parsed.is_null());
+    }
+    // JSON keeps every value whole: what was stored is what is read back.
+    let accounts = env.json(&["accounts", "list"]);
+    let huge = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "acc-huge")
+        .unwrap();
+    assert_eq!(huge["display_name"], huge_name.as_str());
+    let role = env.json(&["roles", "show", &hostile_role]);
+    assert_eq!(role["description"], description.as_str());
+    assert_eq!(role["permissions"][0], format!("p:{ESCAPES}"));
+    // The table marks a cut cell.
+    let table = env.ok(&["accounts", "list"]);
+    assert!(table.contains("yyy…"), "{table}");
+    let shown = env.ok(&["roles", "show", &hostile_role]);
+    assert!(shown.contains(r"p:\u{1b}]0;owned\u{7}"), "{shown}");
+}
+
+/// `audit query` shows admin changes: who (subject, username, client), what and on what.
+#[tokio::test]
+async fn audit_query_shows_admin_changes() {
+    let env = Env::new();
+    let store = env.store().await;
+    let carol = AdminActor {
+        issuer: ISSUER.into(),
+        subject: Some("7c0e-carol".into()),
+        username: Some("carol".into()),
+        client_id: Some("ops-console".into()),
+        principal_kind: PrincipalKind::User,
+        permissions_used: vec!["tokenwarden:admin".into()],
+        method: "PUT".into(),
+        path: "/admin/v1/roles/reader".into(),
+        instance: "gw-1".into(),
+    };
+    store
+        .as_admin(&carol)
+        .upsert_role("reader", None, &["a:read".into()])
+        .await
+        .unwrap();
+    let account = store
+        .as_admin(&carol)
+        .create_account(NewAccount::with_client_id(ISSUER, "svc", "api:user:carol"))
+        .await
+        .unwrap();
+
+    let table = env.ok(&["audit", "query", "--kind", "admin"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for column in [
+        "KIND",
+        "SUBJECT",
+        "USERNAME",
+        "CLIENT_ID",
+        "ACTION",
+        "OBJECT",
+    ] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    assert!(
+        lines[1].contains("admin")
+            && lines[1].contains("7c0e-carol")
+            && lines[1].contains("carol")
+            && lines[1].contains("ops-console")
+            && lines[1].contains("account.create")
+            && lines[1].contains(&account.id),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("role.put") && lines[2].contains("reader"),
+        "{table}"
+    );
+
+    let by_name = env.json(&["audit", "query", "--kind", "admin", "--principal", "carol"]);
+    let rows = by_name.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["subject"], "7c0e-carol");
+    assert_eq!(rows[0]["username"], "carol");
+    assert_eq!(rows[0]["client_id"], "ops-console");
+    assert_eq!(rows[0]["action"], "account.create");
+    assert_eq!(
+        env.json(&["audit", "query", "--kind", "decision"]),
+        serde_json::json!([])
+    );
+    let out = env.run(&["audit", "query", "--kind", "people"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("decision or admin"));
 }

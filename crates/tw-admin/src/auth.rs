@@ -1,50 +1,64 @@
 //! Who may use the admin API: a bearer token verified by the gateway's own [`Verifier`], whose
-//! principal holds `tokenwarden:admin`.
+//! principal holds `tokenwarden:admin` by the gateway's own authorizer ([`tw_authz::Authz`]).
 //!
-//! The permission comes from either source, checked in this order:
-//! 1. **Token roles**: a realm role (`realm_access.roles`) or client role
-//!    (`resource_access.<client>.roles`, named `<client>:<role>`) listed in
-//!    [`AdminConfig::roles`](crate::AdminConfig::roles) (default `tokenwarden-admin`).
-//! 2. **Registry**: the caller's enabled account (issuer + subject, else issuer + client id) has a
-//!    role whose permissions satisfy `tokenwarden:admin` (wildcards count: `tokenwarden:*`, `*`).
+//! The permission is decided exactly as for the gateway's routes, with the same `[gateway.authz]`
+//! settings ([`AdminConfig::authz`](crate::AdminConfig::authz)):
+//! - the principal (user or service account) and its roles by the configured claim paths
+//!   (`roles_claims`, `client_role_format`, `service_accounts`);
+//! - per issuer, only the configured permission sources (`sources`, `issuer_sources`): token roles
+//!   count only where `roles` is a source, registry accounts only where `registry` is;
+//! - token roles through the role map (`[gateway.authz.roles]`), where each role of
+//!   [`AdminConfig::roles`](crate::AdminConfig::roles) (default `tokenwarden-admin`) also grants
+//!   `tokenwarden:admin`;
+//! - the registry through the same lookup as the gateway: issuer + subject, else — service
+//!   accounts only — issuer + client id. A user signing in through a registered client never
+//!   holds that client's account.
 //!
-//! Refusals follow RFC 6750: no token → 401 with a bare challenge; a malformed `Authorization`
-//! → 400 `invalid_request`; a refused token → 401 `invalid_token`; keys unavailable → 503; no
-//! permission → 403 `insufficient_scope` (code `admin_permission_required`).
+//! Wildcard grants count (`tokenwarden:*`, `*`).
+//!
+//! Refusals are the gateway's ([`tw_gateway::Refusal`], RFC 6750): no token → 401 with a bare
+//! challenge; a malformed `Authorization` → 400 `invalid_request`; a refused token → 401
+//! `invalid_token`; keys unavailable → 503; the registry unavailable → 503
+//! `authorization_unavailable`; no permission → 403 `insufficient_scope` (code
+//! `admin_permission_required`, or `account_disabled`).
 
 use crate::AdminState;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, HeaderValue};
-use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 use std::time::Duration;
-use tw_core::{Error, ErrorKind};
-use tw_http::ApiError;
-use tw_verify::{VerifiedToken, VerifyOptions};
+use tw_authz::{Principal, PrincipalKind, Resolution};
+use tw_core::text::{terminal_cell, terminal_safe};
+use tw_gateway::Denied;
+use tw_gateway::Refusal;
+use tw_gateway::credentials::{Credentials, bearer_token};
+use tw_store::{AdminActor, MAX_CREATED_BY_LEN};
+use tw_verify::VerifyOptions;
 
 /// The permission code the admin API requires.
 pub const ADMIN_PERMISSION: &str = "tokenwarden:admin";
 
-/// The `realm` of every challenge.
-const REALM: &str = "tokenwarden";
+/// `Retry-After` when the registry cannot answer.
+const REGISTRY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The authenticated admin, attached to the request for handlers and logs.
+/// The authenticated admin, attached to the request for handlers, logs and audit rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The client id, else the subject: what admin logs and `created_by` name.
+    /// `user:<username or subject>` or `service_account:<client id>`: what logs name.
     pub name: String,
-    pub issuer: String,
-    /// How the permission was granted: `role:<name>` or `registry:<account id>`.
-    pub via: String,
+    /// The grant that satisfied `tokenwarden:admin` (`tokenwarden:admin`, `tokenwarden:*`, `*`).
+    pub grant: String,
+    /// The registry account that applied to the caller, if any.
+    pub account: Option<String>,
+    /// Who the audit rows of this request's changes name, and the request.
+    pub actor: AdminActor,
 }
 
 impl Caller {
-    /// `created_by` of accounts created through the API.
+    /// `created_by` of accounts created through the API: `api:<name>` (escaped, bounded).
     pub fn created_by(&self) -> String {
-        format!("api:{}", self.name)
+        terminal_cell(&format!("api:{}", self.name), MAX_CREATED_BY_LEN)
     }
 }
 
@@ -54,179 +68,100 @@ pub(crate) async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match authorize(&state, req.headers()).await {
+    // Nested routers see their path without the prefix: the audit row wants the full one.
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| req.uri().path().to_owned(), |o| o.0.path().to_owned());
+    let method = req.method().as_str().to_owned();
+    match authorize(&state, req.headers(), method, path).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => refusal.into_response(false),
     }
 }
 
-async fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = bearer(headers)?;
+async fn authorize(
+    state: &AdminState,
+    headers: &HeaderMap,
+    method: String,
+    path: String,
+) -> Result<Caller, Refusal> {
+    let token = match bearer_token(headers) {
+        Ok(Credentials::Bearer(t)) => t,
+        Ok(Credentials::Missing) => return Err(Refusal::Missing),
+        Err(e) => return Err(Refusal::Verify(e)),
+    };
     let verified = state
         .verifier
         .verify(token, VerifyOptions::default())
         .await
-        .map_err(|e| {
-            if e.is_transient() {
-                let retry = e.retry_after().unwrap_or(Duration::from_secs(1));
-                ApiError::new(e.into_error().with_retry_after(retry))
-            } else {
-                let header = challenge(Some(e.error_code()), Some(e.description()), None);
-                ApiError::new(e.into_error()).with_challenge(header)
-            }
-        })?;
-    let name = verified
-        .client_id
-        .clone()
-        .or_else(|| verified.subject.clone())
-        .unwrap_or_else(|| "-".to_owned());
-    let caller = |via: String| Caller {
-        name: name.clone(),
-        issuer: verified.issuer.clone(),
-        via,
+        .map_err(Refusal::Verify)?;
+    let (principal, resolution) = state.authz.resolve(&verified).await;
+    let name = principal.display();
+    let grants = match resolution {
+        Resolution::Grants(g) => g,
+        Resolution::Disabled { account } => {
+            refused(&principal, "its registry account is disabled");
+            return Err(Refusal::Denied(Denied {
+                code: "account_disabled",
+                description: format!(
+                    "the registry account {account} of the caller is disabled, so it holds no permission"
+                ),
+                rule: None,
+                scope: Some(ADMIN_PERMISSION.to_owned()),
+            }));
+        }
+        Resolution::Unavailable(e) => {
+            tracing::warn!(target: "tokenwarden::admin", code = e.code(), error = %e, "admin API: the account registry is unavailable");
+            return Err(Refusal::DecisionUnavailable {
+                description: "the account registry cannot be reached; retry later".into(),
+                retry_after: REGISTRY_RETRY_AFTER,
+            });
+        }
     };
-    let roles = token_roles(&verified);
-    if let Some(role) = state.config.roles.iter().find(|r| roles.contains(*r)) {
-        return Ok(caller(format!("role:{role}")));
-    }
-    if let Some(account) = registry_grant(state, &verified).await? {
-        return Ok(caller(format!("registry:{account}")));
-    }
+    let Some(grant) = grants.permissions.grant_for(ADMIN_PERMISSION) else {
+        refused(&principal, "it lacks the permission");
+        return Err(Refusal::Denied(Denied {
+            code: "admin_permission_required",
+            description: format!(
+                "the admin API needs the permission {ADMIN_PERMISSION} (a role in admin.roles or [gateway.authz.roles], or a registry account granted it, from a permission source of the token's issuer)"
+            ),
+            rule: None,
+            scope: Some(ADMIN_PERMISSION.to_owned()),
+        }));
+    };
+    Ok(Caller {
+        grant: grant.to_owned(),
+        account: grants.account.clone(),
+        actor: AdminActor {
+            issuer: principal.issuer.clone(),
+            subject: principal.subject.clone(),
+            username: principal.username.clone(),
+            client_id: principal.client_id.clone(),
+            principal_kind: match principal.kind {
+                PrincipalKind::User => tw_store::PrincipalKind::User,
+                PrincipalKind::ServiceAccount => tw_store::PrincipalKind::ServiceAccount,
+            },
+            permissions_used: vec![grant.to_owned()],
+            method,
+            path,
+            instance: state.config.instance.clone(),
+        },
+        name,
+    })
+}
+
+/// Logs a refused caller (names from the token, escaped).
+fn refused(principal: &Principal, why: &str) {
     tracing::warn!(
         target: "tokenwarden::admin",
-        caller = %name,
-        issuer = %verified.issuer,
-        "admin API refused: the caller lacks {ADMIN_PERMISSION}"
+        caller = %terminal_safe(&principal.display()),
+        subject = %terminal_safe(principal.subject.as_deref().unwrap_or("-")),
+        client_id = %terminal_safe(principal.client_id.as_deref().unwrap_or("-")),
+        issuer = %terminal_safe(&principal.issuer),
+        "admin API refused: {why} ({ADMIN_PERMISSION})"
     );
-    let description = format!(
-        "the admin API needs the permission {ADMIN_PERMISSION} (a role in admin.roles, or a registry account granted it)"
-    );
-    Err(ApiError::new(
-        Error::new(
-            ErrorKind::Forbidden,
-            "admin_permission_required",
-            description.clone(),
-        )
-        .with("scope", ADMIN_PERMISSION),
-    )
-    .with_challenge(challenge(
-        Some("insufficient_scope"),
-        Some(&description),
-        Some(ADMIN_PERMISSION),
-    )))
-}
-
-/// The caller's enabled registry account, if its permissions satisfy `tokenwarden:admin`.
-async fn registry_grant(
-    state: &AdminState,
-    token: &VerifiedToken,
-) -> Result<Option<String>, ApiError> {
-    let found = state
-        .store
-        .find_account(
-            &token.issuer,
-            token.subject.as_deref(),
-            token.client_id.as_deref(),
-        )
-        .await?;
-    let Some(account) = found.filter(|a| a.enabled) else {
-        return Ok(None);
-    };
-    let permissions: tw_authz::PermissionSet = state
-        .store
-        .permissions_of(&account.id)
-        .await?
-        .into_iter()
-        .collect();
-    Ok(permissions
-        .satisfies(ADMIN_PERMISSION)
-        .then_some(account.id))
-}
-
-/// Realm roles as is; client roles as `<client>:<role>` (the gateway's default role format).
-fn token_roles(token: &VerifiedToken) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let strings = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let obj = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
-    let realm: Map<String, Value> = obj(token.claims.get("realm_access"));
-    out.extend(strings(realm.get("roles")));
-    for (client, access) in obj(token.claims.get("resource_access")) {
-        for role in strings(access.get("roles")) {
-            out.insert(format!("{client}:{role}"));
-        }
-    }
-    out
-}
-
-/// The bearer token of `Authorization` (RFC 6750 §2.1, the header only).
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let invalid = |d: &str| {
-        ApiError::new(Error::bad_request("invalid_request", d.to_owned()))
-            .with_challenge(challenge(Some("invalid_request"), Some(d), None))
-    };
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(missing());
-    };
-    if values.next().is_some() {
-        return Err(invalid("the request has several Authorization headers"));
-    }
-    let text = value
-        .to_str()
-        .map_err(|_| invalid("the Authorization header is not visible ASCII"))?
-        .trim();
-    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(missing());
-    }
-    let rest = rest.trim();
-    if rest.is_empty() || rest.contains([' ', '\t']) {
-        return Err(invalid(
-            "the Authorization header must be `Bearer <one token>`",
-        ));
-    }
-    Ok(rest)
-}
-
-fn missing() -> ApiError {
-    ApiError::new(Error::new(
-        ErrorKind::Unauthenticated,
-        "missing_token",
-        "a bearer token is required (Authorization: Bearer <token>)",
-    ))
-    .with_challenge(challenge(None, None, None))
-}
-
-/// `Bearer realm="tokenwarden"[, error=..][, error_description=..][, scope=..]`.
-fn challenge(error: Option<&str>, description: Option<&str>, scope: Option<&str>) -> HeaderValue {
-    let mut s = format!("Bearer realm=\"{REALM}\"");
-    for (name, value) in [
-        ("error", error),
-        ("error_description", description),
-        ("scope", scope),
-    ] {
-        if let Some(v) = value {
-            let v: String = v
-                .chars()
-                .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
-                .take(200)
-                .collect();
-            s.push_str(&format!(", {name}=\"{v}\""));
-        }
-    }
-    HeaderValue::from_str(&s)
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"tokenwarden\""))
 }

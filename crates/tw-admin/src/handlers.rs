@@ -1,4 +1,5 @@
-//! The route handlers: thin translations between HTTP and [`tw_store::Store`].
+//! The route handlers: thin translations between HTTP and [`tw_store::Store`]. Every write goes
+//! through [`Store::as_admin`](tw_store::Store::as_admin), so it commits with its audit row.
 
 use crate::AdminState;
 use crate::auth::Caller;
@@ -10,6 +11,7 @@ use axum::{Extension, Json};
 use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tw_core::text::terminal_safe;
 use tw_core::{Clock, Error, SystemClock};
 use tw_http::ApiError;
 use tw_store::NewAccount;
@@ -56,7 +58,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
 }
 
 fn clip_long(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
+    tw_core::text::terminal_cell(s, 200)
 }
 
 fn ok<T: serde::Serialize>(value: T) -> Answer {
@@ -64,13 +66,18 @@ fn ok<T: serde::Serialize>(value: T) -> Answer {
 }
 
 fn log_write(caller: &Caller, action: &str, object: &str) {
+    let who = &caller.actor;
+    let safe = |v: Option<&str>| terminal_safe(v.unwrap_or("-")).into_owned();
     tracing::info!(
         target: "tokenwarden::admin",
-        caller = %caller.name,
-        issuer = %caller.issuer,
-        via = %caller.via,
+        caller = %terminal_safe(&caller.name),
+        subject = %safe(who.subject.as_deref()),
+        username = %safe(who.username.as_deref()),
+        client_id = %safe(who.client_id.as_deref()),
+        issuer = %terminal_safe(&who.issuer),
+        grant = %caller.grant,
         action,
-        object,
+        object = %terminal_safe(object),
         "admin change"
     );
 }
@@ -87,6 +94,7 @@ pub(crate) async fn create_account(
     let req: CreateAccount = body(&bytes)?;
     let account = s
         .store
+        .as_admin(&caller.actor)
         .create_account(NewAccount {
             issuer: req.issuer,
             subject: req.subject,
@@ -110,7 +118,7 @@ pub(crate) async fn delete_account(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Answer {
-    s.store.delete_account(&id).await?;
+    s.store.as_admin(&caller.actor).delete_account(&id).await?;
     log_write(&caller, "account.delete", &id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -120,7 +128,11 @@ pub(crate) async fn enable_account(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Answer {
-    let account = s.store.set_account_enabled(&id, true).await?;
+    let account = s
+        .store
+        .as_admin(&caller.actor)
+        .set_account_enabled(&id, true)
+        .await?;
     log_write(&caller, "account.enable", &id);
     ok(account)
 }
@@ -130,7 +142,11 @@ pub(crate) async fn disable_account(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Answer {
-    let account = s.store.set_account_enabled(&id, false).await?;
+    let account = s
+        .store
+        .as_admin(&caller.actor)
+        .set_account_enabled(&id, false)
+        .await?;
     log_write(&caller, "account.disable", &id);
     ok(account)
 }
@@ -140,7 +156,11 @@ pub(crate) async fn grant_role(
     Extension(caller): Extension<Caller>,
     Path((id, role)): Path<(String, String)>,
 ) -> Answer {
-    let account = s.store.grant_role(&id, &role).await?;
+    let account = s
+        .store
+        .as_admin(&caller.actor)
+        .grant_role(&id, &role)
+        .await?;
     log_write(&caller, "account.grant", &format!("{id} {role}"));
     ok(account)
 }
@@ -150,7 +170,11 @@ pub(crate) async fn revoke_role(
     Extension(caller): Extension<Caller>,
     Path((id, role)): Path<(String, String)>,
 ) -> Answer {
-    let account = s.store.revoke_role(&id, &role).await?;
+    let account = s
+        .store
+        .as_admin(&caller.actor)
+        .revoke_role(&id, &role)
+        .await?;
     log_write(&caller, "account.revoke", &format!("{id} {role}"));
     ok(account)
 }
@@ -172,6 +196,7 @@ pub(crate) async fn put_role(
     let req: PutRole = body(&bytes)?;
     let role = s
         .store
+        .as_admin(&caller.actor)
         .upsert_role(&name, req.description.as_deref(), &req.permissions)
         .await?;
     log_write(&caller, "role.put", &name);
@@ -201,7 +226,10 @@ pub(crate) async fn delete_role(
             }
         }
     }
-    s.store.delete_role(&name, force).await?;
+    s.store
+        .as_admin(&caller.actor)
+        .delete_role(&name, force)
+        .await?;
     log_write(
         &caller,
         if force {

@@ -21,11 +21,11 @@ fn op(summary: &str, id: &str, params: Vec<Value>, body: Option<Value>, response
             ),
             (
                 "403",
-                "The caller lacks tokenwarden:admin (insufficient_scope)",
+                "The caller lacks tokenwarden:admin (insufficient_scope; code admin_permission_required or account_disabled)",
             ),
             (
                 "503",
-                "Storage or the issuer's keys unavailable; retry after Retry-After",
+                "Storage, the account registry or the issuer's keys unavailable; retry after Retry-After",
             ),
         ],
     )
@@ -44,7 +44,7 @@ pub fn document(prefix: &str) -> Value {
         "post": op("Register a service account", "createAccount", vec![], Some(schema_ref("NewAccount")),
             json!({
                 "201": ok("Created", schema_ref("Account")),
-                "400": err("Invalid JSON or account (invalid_json, invalid_account)"),
+                "400": err("Invalid JSON or account (invalid_json, invalid_account: a value too long or holding control characters, named by `field`)"),
                 "404": err("A listed role does not exist (role_not_found)"),
                 "409": err("An account with this issuer and subject or client id exists (account_exists)"),
             })),
@@ -89,7 +89,7 @@ pub fn document(prefix: &str) -> Value {
             json!({ "200": ok("The role", schema_ref("Role")), "404": err("No such role (role_not_found)") })),
         "put": op("Create or replace a role", "putRole", vec![name()], Some(schema_ref("RoleBody")),
             json!({ "200": ok("The role as stored", schema_ref("Role")),
-                    "400": err("Invalid JSON, role name or permission code") })),
+                    "400": err("Invalid JSON, role name, description or permission code (invalid_json, invalid_role, invalid_permission; `field` names it)") })),
         "delete": op("Delete a role", "deleteRole",
             vec![name(), query_param("force", "Also take the role from the accounts holding it", json!({ "type": "boolean" }))],
             None,
@@ -99,14 +99,15 @@ pub fn document(prefix: &str) -> Value {
     }));
     paths.insert(p("/audit"), json!({
         "get": op("Query the audit log (newest first)", "queryAudit", vec![
-            query_param("principal", "Subject or client id", json!({ "type": "string" })),
+            query_param("principal", "Subject, username or client id", json!({ "type": "string" })),
+            query_param("kind", "decision (the gateway's) or admin (changes through this API); default both", json!({ "type": "string", "enum": ["decision", "admin"] })),
             query_param("outcome", "The decision", json!({ "type": "string", "enum": ["allow", "deny", "dry_run_deny", "rate_limited"] })),
             query_param("since", "Inclusive: a duration back from now (1h, 30m) or an RFC 3339 time", json!({ "type": "string" })),
             query_param("until", "Exclusive: a duration back from now or an RFC 3339 time", json!({ "type": "string" })),
             query_param("limit", "At most this many records (default 100, at most 10000)", json!({ "type": "integer", "minimum": 1, "maximum": 10000 })),
         ], None, json!({
             "200": ok("Matching records", json!({ "type": "array", "items": schema_ref("AuditRecord") })),
-            "400": err("Invalid filter (invalid_outcome, invalid_time, invalid_limit, invalid_parameter)"),
+            "400": err("Invalid filter (invalid_kind, invalid_outcome, invalid_time, invalid_limit, invalid_parameter)"),
         })),
     }));
     let nullable = |t: &str| json!({ "type": [t, "null"] });
@@ -118,7 +119,7 @@ pub fn document(prefix: &str) -> Value {
         "info": {
             "title": "tokenwarden admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Service accounts, roles and the audit log of tokenwarden. Every /v1 route needs a bearer token whose principal holds tokenwarden:admin: a token role listed in gateway.admin.roles (default tokenwarden-admin; client roles as <client>:<role>), or a registry account whose roles grant tokenwarden:admin or *. Errors are {\"error\":{\"code\",\"message\",\"retryable\"}} with stable codes.",
+            "description": "Service accounts, roles and the audit log of tokenwarden. Every /v1 route needs a bearer token whose principal holds tokenwarden:admin, decided by the gateway's authorizer with [gateway.authz]: a token role listed in gateway.admin.roles (default tokenwarden-admin; client roles as client_role_format names them) or mapped to it in [gateway.authz.roles], where the issuer's permission sources include roles; or a registry account whose roles grant tokenwarden:admin (or tokenwarden:*, *), where they include registry. An account registered by client id is that client's service account: users signing in through the client do not hold it. Every change is audited (kind admin) with the caller's subject, username and client. Errors are {\"error\":{\"code\",\"message\",\"retryable\"}} with stable codes.",
         },
         "paths": paths,
         "components": {
@@ -137,19 +138,19 @@ pub fn document(prefix: &str) -> Value {
                         "roles": strings.clone(),
                         "created_at": millis.clone(),
                         "updated_at": millis.clone(),
-                        "created_by": { "type": "string", "description": "cli, api:<caller>, auto-provision, ..." },
+                        "created_by": { "type": "string", "description": "cli, api:user:<username>, api:service_account:<client id>, auto-provision, ..." },
                     },
                 },
                 "NewAccount": {
                     "type": "object",
                     "required": ["issuer"],
                     "additionalProperties": false,
-                    "description": "issuer plus a subject or a client id (or both)",
+                    "description": "issuer plus a subject or a client id (or both); no value may hold control characters or bidirectional overrides",
                     "properties": {
-                        "issuer": { "type": "string" },
-                        "subject": nullable("string"),
-                        "client_id": nullable("string"),
-                        "display_name": nullable("string"),
+                        "issuer": { "type": "string", "maxLength": 1024 },
+                        "subject": { "type": ["string", "null"], "maxLength": 255 },
+                        "client_id": { "type": ["string", "null"], "maxLength": 255 },
+                        "display_name": { "type": ["string", "null"], "maxLength": 200 },
                         "enabled": { "type": "boolean", "default": true },
                         "roles": { "type": "array", "items": { "type": "string" }, "default": [] },
                     },
@@ -168,8 +169,8 @@ pub fn document(prefix: &str) -> Value {
                     "required": ["permissions"],
                     "additionalProperties": false,
                     "properties": {
-                        "description": nullable("string"),
-                        "permissions": { "type": "array", "items": { "type": "string" },
+                        "description": { "type": ["string", "null"], "maxLength": 500 },
+                        "permissions": { "type": "array", "items": { "type": "string", "maxLength": 200 }, "maxItems": 256,
                                          "description": "Permission codes; wildcards events:* and * allowed" },
                     },
                 },
@@ -177,9 +178,11 @@ pub fn document(prefix: &str) -> Value {
                     "type": "object",
                     "properties": {
                         "id": nullable("integer"),
+                        "kind": { "type": "string", "enum": ["decision", "admin"] },
                         "at": millis,
                         "issuer": { "type": "string" },
                         "subject": nullable("string"),
+                        "username": nullable("string"),
                         "client_id": nullable("string"),
                         "principal_kind": { "type": "string", "enum": ["user", "service_account"] },
                         "method": { "type": "string" },
@@ -189,6 +192,8 @@ pub fn document(prefix: &str) -> Value {
                         "outcome": { "type": "string", "enum": ["allow", "deny", "dry_run_deny", "rate_limited"] },
                         "reason": nullable("string"),
                         "instance": { "type": "string" },
+                        "action": { "type": ["string", "null"], "description": "Admin changes: account.create, account.grant, role.put, ..." },
+                        "object": { "type": ["string", "null"], "description": "Admin changes: the account id (`<id> <role>` for grants) or the role name" },
                     },
                 },
                 "Error": {

@@ -2,7 +2,7 @@
 
 use std::time::UNIX_EPOCH;
 use tw_core::{Error, UnixTime};
-use tw_store::{AuditOutcome, AuditQuery};
+use tw_store::{AuditKind, AuditOutcome, AuditQuery};
 
 /// A time bound: a duration back from `now` (`90s`, `15m`, `1h`, `2days`) or an RFC 3339 time
 /// (`2026-11-22T07:00:00Z`). `what` names the parameter in the error (400 `invalid_time`).
@@ -45,6 +45,18 @@ pub fn parse_outcome(value: &str) -> Result<AuditOutcome, Error> {
     }
 }
 
+/// `decision` or `admin` (400 `invalid_kind` otherwise).
+pub fn parse_kind(value: &str) -> Result<AuditKind, Error> {
+    match value {
+        "decision" => Ok(AuditKind::Decision),
+        "admin" => Ok(AuditKind::Admin),
+        other => Err(Error::bad_request(
+            "invalid_kind",
+            format!("`kind` must be decision or admin, not `{}`", clip(other)),
+        )),
+    }
+}
+
 /// A limit: a positive integer (the store enforces the upper bound).
 pub fn parse_limit(value: &str) -> Result<u32, Error> {
     value.trim().parse::<u32>().map_err(|_| {
@@ -68,6 +80,7 @@ pub fn audit_query<'a>(
         match name {
             "principal" => q.principal = Some(value.to_owned()),
             "outcome" => q.outcome = Some(parse_outcome(value)?),
+            "kind" => q.kind = Some(parse_kind(value)?),
             "since" => q.since = Some(parse_time_bound("since", value, now)?),
             "until" => q.until = Some(parse_time_bound("until", value, now)?),
             "limit" => q.limit = Some(parse_limit(value)?),
@@ -75,7 +88,7 @@ pub fn audit_query<'a>(
                 return Err(Error::bad_request(
                     "invalid_parameter",
                     format!(
-                        "unknown query parameter `{}`; use principal, outcome, since, until, limit",
+                        "unknown query parameter `{}`; use principal, kind, outcome, since, until, limit",
                         clip(other)
                     ),
                 ));
@@ -85,9 +98,9 @@ pub fn audit_query<'a>(
     Ok(q)
 }
 
-/// At most 64 printable characters of caller input, for messages.
+/// At most 64 characters of caller input, escaped, for messages.
 pub(crate) fn clip(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(64).collect()
+    tw_core::text::terminal_cell(s, 64)
 }
 
 #[cfg(test)]
@@ -127,5 +140,16 @@ mod tests {
         assert!(audit_query([("outcome", "maybe")], now).is_err());
         assert!(audit_query([("limit", "-1")], now).is_err());
         assert!(audit_query([("colour", "red")], now).is_err());
+        let q = audit_query([("kind", "admin")], now)
+            .ok()
+            .unwrap_or_default();
+        assert_eq!(q.kind, Some(AuditKind::Admin));
+        let e = audit_query([("kind", "\u{1b}[2Jadmin")], now).err();
+        assert_eq!(e.as_ref().map(|e| e.code()), Some("invalid_kind"));
+        assert!(
+            !e.map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains('\u{1b}')
+        );
     }
 }

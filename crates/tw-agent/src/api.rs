@@ -1,20 +1,23 @@
 //! The local token API: `GET /v1/token/{profile}` and `POST /v1/token/{profile}/refresh`.
+//!
+//! Who may call the token endpoints is decided by [`CallerAccess`]; the probes answer everyone
+//! (orchestrators call them without secrets, and they carry no token).
 
+use crate::access::{self, CallerAccess};
 use crate::metrics_names::*;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::header::{CACHE_CONTROL, HOST, HeaderValue};
+use http::header::{CACHE_CONTROL, HeaderValue};
 use http::{HeaderMap, Uri};
 use serde_json::json;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
-use tw_core::{Clock, Error, ErrorKind};
-use tw_http::{ApiError, ErrorCode, MetricsRender, PeerAddr, Readiness};
+use tw_core::{Clock, Error};
+use tw_http::{ApiError, ErrorCode, MetricsRender, Readiness};
 
 /// Header alternative to `?min_ttl=`.
 pub const MIN_TTL_HEADER: &str = "x-min-ttl";
@@ -25,12 +28,13 @@ struct ApiState {
     clock: Arc<dyn Clock>,
 }
 
-/// The token API plus `/healthz`, `/readyz` (ready when every eager profile holds a usable token)
-/// and `/metrics` (when `metrics` is given).
+/// The token API, guarded by `access`, plus `/healthz`, `/readyz` (ready when every eager profile
+/// holds a usable token) and `/metrics` (when `metrics` is given).
 pub fn api_router(
     broker: Arc<Broker>,
     clock: Arc<dyn Clock>,
     metrics: Option<MetricsRender>,
+    access: CallerAccess,
 ) -> Router {
     let state = ApiState {
         broker: broker.clone(),
@@ -39,7 +43,7 @@ pub fn api_router(
     let token_routes = Router::new()
         .route("/v1/token/{profile}", get(get_token))
         .route("/v1/token/{profile}/refresh", post(refresh_token))
-        .route_layer(middleware::from_fn(require_local_host))
+        .route_layer(middleware::from_fn_with_state(access, access::guard))
         .with_state(state);
 
     let ready_broker = broker.clone();
@@ -85,42 +89,6 @@ async fn count_errors(req: Request, next: Next) -> Response {
         metrics::counter!(METRIC_API_ERRORS, "code" => *code).increment(1);
     }
     response
-}
-
-/// Refuses TCP requests whose `Host` is a DNS name other than `localhost`: a web page the user
-/// visits could otherwise read tokens through DNS rebinding. Unix-socket callers are exempt.
-async fn require_local_host(req: Request, next: Next) -> Response {
-    let over_tcp = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<PeerAddr>>()
-        .is_some_and(|c| c.0.0.is_some());
-    if over_tcp && !host_is_local(req.headers()) {
-        return ApiError::new(Error::new(
-            ErrorKind::Forbidden,
-            "host_not_allowed",
-            "the token API answers only to requests addressed to an IP address or localhost",
-        ))
-        .into_response();
-    }
-    next.run(req).await
-}
-
-fn host_is_local(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(HOST) else {
-        return true;
-    };
-    let Ok(authority) = host
-        .to_str()
-        .map_err(drop)
-        .and_then(|h| h.parse::<http::uri::Authority>().map_err(drop))
-    else {
-        return false;
-    };
-    let name = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
 async fn get_token(
@@ -262,27 +230,5 @@ mod tests {
             requested_min_ttl(&uri, &h).expect_err("neg").code(),
             "invalid_min_ttl"
         );
-    }
-
-    #[test]
-    fn only_local_hosts_pass() {
-        for ok in [
-            "127.0.0.1:8790",
-            "localhost",
-            "LOCALHOST:1",
-            "[::1]:8790",
-            "10.0.0.2",
-        ] {
-            assert!(host_is_local(&headers(&[("host", ok)])), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8790",
-            "localhost.evil.example",
-            "a b",
-        ] {
-            assert!(!host_is_local(&headers(&[("host", bad)])), "{bad}");
-        }
-        assert!(host_is_local(&HeaderMap::new()));
     }
 }

@@ -7,6 +7,9 @@ pub const METRIC_API_TOKENS: &str = "tokenwarden_agent_api_tokens_total";
 pub const METRIC_API_ERRORS: &str = "tokenwarden_agent_api_errors_total";
 /// Counter: file sink writes, labels `profile`, `outcome` (ok or an error code).
 pub const METRIC_SINK_WRITES: &str = "tokenwarden_agent_sink_writes_total";
+/// Counter: callers refused before any token was touched, labels `listener` (api, proxy), `code`
+/// (`caller_key_missing`, `caller_key_invalid`, `caller_key_unavailable`, `host_not_allowed`).
+pub const METRIC_CALLERS_REFUSED: &str = "tokenwarden_agent_callers_refused_total";
 /// Counter: proxied requests, labels `route` (its prefix), `status`.
 pub const METRIC_PROXY_REQUESTS: &str = "tokenwarden_proxy_requests_total";
 /// Histogram: time until the upstream's response headers, per attempt, label `route`.

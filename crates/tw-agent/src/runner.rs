@@ -1,5 +1,6 @@
 //! [`Agent`]: binds the token API and the proxy, starts the file sinks, runs until shutdown.
 
+use crate::access::CallerAccess;
 use crate::api::api_router;
 use crate::proxy::Proxy;
 use crate::sink::{self, FileSink};
@@ -54,23 +55,34 @@ impl Agent {
         sink::write_all_once(&self.sinks()?, patience).await
     }
 
-    /// Checks the routes and sinks against the broker's profiles and binds both listeners.
+    /// Checks who may call each listener, the routes and the sinks, then binds both listeners.
     pub async fn bind(self) -> Result<BoundAgent, Error> {
         let sinks = self.sinks()?;
+        // Every check (who may call, the caller keys) before anything listens.
+        let api_access = CallerAccess::from_config(&self.config.api_access(), "api")?;
         let proxy = match &self.config.proxy {
-            Some(cfg) => {
-                let proxy = Proxy::new(cfg, &self.broker, self.clock.clone())?;
-                let addr = parse_listen(&cfg.listen, "agent.proxy.listen")?;
-                Some((tw_http::bind(&addr, "agent.proxy.listen").await?, proxy))
+            Some(cfg) => Some(Proxy::new(cfg, &self.broker, self.clock.clone())?),
+            None => None,
+        };
+        let proxy = match proxy {
+            Some(proxy) => {
+                let listener = tw_http::bind(proxy.listen(), "agent.proxy.listen").await?;
+                Some((listener, proxy))
             }
             None => None,
         };
-        let api_addr = parse_listen(&self.config.listen, "agent.listen")?;
-        let api = tw_http::bind(&api_addr, "agent.listen").await?;
-        let api_router = api_router(self.broker.clone(), self.clock.clone(), self.metrics);
+        let api = tw_http::bind(api_access.listen(), "agent.listen").await?;
+        let api_requires_key = api_access.requires_key();
+        let api_router = api_router(
+            self.broker.clone(),
+            self.clock.clone(),
+            self.metrics,
+            api_access,
+        );
         Ok(BoundAgent {
             broker: self.broker,
             api,
+            api_requires_key,
             api_router,
             proxy,
             sinks,
@@ -86,15 +98,11 @@ impl Agent {
     }
 }
 
-fn parse_listen(value: &str, key: &str) -> Result<ListenAddr, Error> {
-    ListenAddr::parse(value)
-        .map_err(|m| Error::config("config_invalid", format!("{key}: {m}")).with("key", key))
-}
-
 /// The agent with its listeners bound (so a port `0` is already resolved).
 pub struct BoundAgent {
     broker: Arc<Broker>,
     api: Listener,
+    api_requires_key: bool,
     api_router: Router,
     proxy: Option<(Listener, Proxy)>,
     sinks: Vec<FileSink>,
@@ -125,12 +133,12 @@ impl BoundAgent {
             sink_tasks.spawn(s.run());
         }
         let shutdown = shutdown.shared();
-        tracing::info!(listen = ?self.api.local_addr(), "token API listening");
+        tracing::info!(listen = ?self.api.local_addr(), caller_key = self.api_requires_key, "token API listening");
         let api = tw_http::serve(self.api, self.api_router, shutdown.clone());
         let proxy = async {
             match self.proxy {
                 Some((listener, proxy)) => {
-                    tracing::info!(listen = ?listener.local_addr(), "proxy listening");
+                    tracing::info!(listen = ?listener.local_addr(), caller_key = proxy.requires_key(), "proxy listening");
                     tw_http::serve(listener, proxy.router(), shutdown.clone()).await
                 }
                 None => Ok(()),

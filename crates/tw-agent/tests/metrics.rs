@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tw_core::SystemClock;
 
+const CALLER_KEY: &str = "metrics-test-caller-key-6b1d";
+
 #[tokio::test]
 async fn metrics_count_tokens_errors_proxy_requests_and_retries() {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -21,6 +23,7 @@ listen = "127.0.0.1:0"
 
 [agent.proxy]
 listen = "127.0.0.1:0"
+caller_key = {{ file = "{key}" }}
 
 [[agent.proxy.routes]]
 prefix = "/"
@@ -29,7 +32,9 @@ profile = "api"
 "#,
         profile = h.profile_toml("api"),
         up = up.url(),
+        key = h.path("caller-key").display(),
     );
+    std::fs::write(h.path("caller-key"), CALLER_KEY).expect("key file");
     let cfg = load(&toml);
     let broker =
         Arc::new(tw_broker::Broker::from_config(&cfg, Arc::new(SystemClock)).expect("broker"));
@@ -52,7 +57,14 @@ profile = "api"
     let c = client();
     let status = |u: String| {
         let c = c.clone();
-        async move { c.get(u).send().await.expect("send").status() }
+        async move {
+            c.get(u)
+                .header("X-Tokenwarden-Key", CALLER_KEY)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
     };
 
     assert_eq!(status(url(&api, "/v1/token/api")).await, 200);
@@ -60,6 +72,8 @@ profile = "api"
     up.state.reject_first_token.store(true, Ordering::SeqCst);
     assert_eq!(status(url(&proxy, "/a")).await, 200);
     assert_eq!(status(url(&proxy, "/b")).await, 200);
+    let no_key = c.get(url(&proxy, "/c")).send().await.expect("send");
+    assert_eq!(no_key.status(), 401);
 
     let text = c
         .get(url(&api, "/metrics"))
@@ -77,6 +91,8 @@ profile = "api"
         "tokenwarden_proxy_401_retries_total{route=\"/\"} 1".to_owned(),
         "tokenwarden_proxy_upstream_seconds_count{route=\"/\"} 3".to_owned(),
         format!("tokenwarden_proxy_circuit_state{{upstream=\"{origin}\"}} 0"),
+        "tokenwarden_agent_callers_refused_total{listener=\"proxy\",code=\"caller_key_missing\"} 1"
+            .to_owned(),
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -131,3 +131,115 @@ connect_retries = 1
     logs.assert_absent(CALLER_CREDENTIAL);
     logs.assert_absent(QUERY_SECRET);
 }
+
+const CALLER_KEY: &str = "5be1c0d2a9f8e7d6c5b4a3928170f6e5";
+const ROTATED_CALLER_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const WRONG_CALLER_KEY: &str = "wrong-caller-key-3c9d1e7f5a2b4c6d";
+
+#[tokio::test]
+async fn caller_keys_of_remote_listeners_are_never_logged() {
+    let (_guard, logs) = tw_testkit::logcapture::capture();
+    let h = Harness::start().await;
+    let up = Upstream::start().await;
+    let key = h.path("caller-key");
+    std::fs::write(&key, CALLER_KEY).expect("key file");
+    let remote = format!(
+        "listen = \"0.0.0.0:0\"\nallow_remote = true\ncaller_key = {{ file = \"{}\" }}",
+        key.display()
+    );
+    let toml = format!(
+        "{profile}\n[agent]\n{remote}\n\n[agent.proxy]\n{remote}\n\n[[agent.proxy.routes]]\nprefix = \"/up/\"\nupstream = \"{up}\"\nprofile = \"api\"\n",
+        profile = h.profile_toml("api"),
+        up = up.url(),
+    );
+    let a = RunningAgent::start(&toml, Arc::new(SystemClock)).await;
+    let c = client();
+    let mut tokens = Vec::new();
+    let get = |url: String, header: &'static str, value: &'static str| {
+        let c = c.clone();
+        async move { c.get(url).header(header, value).send().await.expect("send") }
+    };
+
+    for (header, value, status) in [
+        ("X-Tokenwarden-Key", CALLER_KEY, 200),
+        ("X-Tokenwarden-Key", WRONG_CALLER_KEY, 401),
+        ("X-Tokenwarden_Key", CALLER_KEY, 401),
+        ("Authorization", CALLER_KEY, 401),
+    ] {
+        let resp = get(a.api_url("/v1/token/api"), header, value).await;
+        assert_eq!(resp.status(), status, "{header}");
+        if status == 200 {
+            tokens.push(
+                json_of(resp).await["access_token"]
+                    .as_str()
+                    .expect("token")
+                    .to_owned(),
+            );
+        }
+        let resp = get(a.proxy_url("/up/x"), header, value).await;
+        assert_eq!(resp.status(), status, "{header}");
+    }
+    let resp = c
+        .get(a.api_url(&format!("/v1/token/api?key={CALLER_KEY}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+
+    // Rotated, then unreadable: the operator's warning names the config key and the file only.
+    std::fs::write(&key, ROTATED_CALLER_KEY).expect("rotate");
+    assert_eq!(
+        get(
+            a.api_url("/v1/token/api"),
+            "X-Tokenwarden-Key",
+            ROTATED_CALLER_KEY
+        )
+        .await
+        .status(),
+        200
+    );
+    std::fs::remove_file(&key).expect("remove");
+    assert_eq!(
+        get(
+            a.proxy_url("/up/x"),
+            "X-Tokenwarden-Key",
+            ROTATED_CALLER_KEY
+        )
+        .await
+        .status(),
+        500
+    );
+    for seen in up.seen() {
+        tokens.push(
+            seen.authorization
+                .expect("injected")
+                .trim_start_matches("Bearer ")
+                .to_owned(),
+        );
+    }
+    tokens.push(a.token("api").await.access_token.expose().to_owned());
+    a.stop().await;
+
+    for expected in [
+        "caller refused",
+        "caller_key_invalid",
+        "cannot read the caller key",
+    ] {
+        assert!(
+            logs.contains(expected),
+            "expected `{expected}` in the captured logs"
+        );
+    }
+    for secret in [
+        CALLER_KEY,
+        ROTATED_CALLER_KEY,
+        WRONG_CALLER_KEY,
+        CLIENT_SECRET,
+    ] {
+        logs.assert_absent(secret);
+        logs.assert_absent(&secret[..16]);
+    }
+    for token in &tokens {
+        logs.assert_absent(token);
+    }
+}

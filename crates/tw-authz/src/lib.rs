@@ -12,6 +12,9 @@
 //!   blocking the request.
 //!
 //! [`Authz::decide`] gives an [`AuthzDecision`]; `tw-gateway` turns it into its verdict.
+//! [`Authz::resolve`] gives what a token's principal holds by the same sources (no rules), for
+//! the admin API. Registry lookups use [`AccountKey::of`]: a client id only for service
+//! accounts, so users signing in through a registered client never hold its account.
 
 pub mod audit;
 mod metrics_names;
@@ -47,6 +50,8 @@ use tw_verify::VerifiedToken;
 #[derive(Debug, Clone, Copy)]
 pub struct AuthzRequest<'a> {
     pub method: &'a str,
+    /// The host the request was sent to (lower case, no port); rules with `hosts` match only it.
+    pub host: Option<&'a str>,
     /// The path without query; `None` when a forward-auth caller did not say (no rule matches).
     pub path: Option<&'a str>,
     pub token: &'a VerifiedToken,
@@ -87,6 +92,7 @@ pub struct AuthzBuilder {
     clock: Arc<dyn Clock>,
     registry: Option<RegistryWithVersion>,
     audit: Option<Arc<dyn AuditSink>>,
+    case_insensitive_paths: bool,
 }
 
 impl AuthzBuilder {
@@ -102,6 +108,13 @@ impl AuthzBuilder {
         version: Option<watch::Receiver<i64>>,
     ) -> Self {
         self.registry = Some((source, version));
+        self
+    }
+
+    /// Rule paths match regardless of case (for upstreams that route case-insensitively; the
+    /// gateway's `[gateway.paths] case_insensitive`).
+    pub fn case_insensitive_paths(mut self, yes: bool) -> Self {
+        self.case_insensitive_paths = yes;
         self
     }
 
@@ -127,7 +140,7 @@ impl AuthzBuilder {
             )
             .with("key", "gateway.authz.sources"));
         }
-        let rules = RuleSet::new(&cfg.rules).map_err(|(key, m)| {
+        let rules = RuleSet::new(&cfg.rules, self.case_insensitive_paths).map_err(|(key, m)| {
             Error::config("config_invalid", format!("key `{key}`: {m}")).with("key", key)
         })?;
         let registry = self.registry.map(|(src, version)| {
@@ -184,16 +197,27 @@ pub struct Authz {
 /// Records one audit event: rule, permissions, outcome, reason.
 type AuditFn<'x> = dyn Fn(Option<&str>, Vec<String>, AuditOutcome, &str) + Sync + 'x;
 
-/// What the principal holds.
-struct Grants {
-    permissions: PermissionSet,
+/// What a principal holds, from the sources configured for its issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    /// From the role map (token roles, when the issuer's sources include `roles`) and the
+    /// registry account (when they include `registry`).
+    pub permissions: PermissionSet,
     /// Some role mapping or a registry row made the principal known.
-    known: bool,
+    pub known: bool,
+    /// The registry account that applied, if any.
+    pub account: Option<String>,
 }
 
-enum Resolve {
+/// The answer of [`Authz::resolve`].
+#[derive(Debug, Clone)]
+pub enum Resolution {
     Grants(Grants),
-    Disabled,
+    /// The principal's registry account is disabled: it holds nothing.
+    Disabled {
+        account: String,
+    },
+    /// The registry could not answer: not the caller's fault.
     Unavailable(Error),
 }
 
@@ -207,6 +231,7 @@ impl Authz {
             clock: Arc::new(SystemClock),
             registry: None,
             audit: None,
+            case_insensitive_paths: false,
         }
     }
 
@@ -250,7 +275,7 @@ impl Authz {
 
         // Rule matching is pure and cheap: done first so every decision, a 429 included, names
         // the rule. The rate limit comes before any registry lookup.
-        let rule = self.rules.find(req.method, req.path);
+        let rule = self.rules.find(req.method, req.host, req.path);
         if let Err(retry_after) = self.limiter.check(
             &principal.key(),
             &[principal.client_id.as_deref(), principal.subject.as_deref()],
@@ -287,9 +312,9 @@ impl Authz {
         };
         let rule_name = rule.name.as_str();
 
-        let grants = match self.resolve(&principal, &audit).await {
-            Resolve::Grants(g) => g,
-            Resolve::Disabled => {
+        let grants = match self.grants_of(&principal, Some(&audit)).await {
+            Resolution::Grants(g) => g,
+            Resolution::Disabled { .. } => {
                 return self.deny_or_dry_run(
                     &audit,
                     &principal,
@@ -300,7 +325,7 @@ impl Authz {
                     None,
                 );
             }
-            Resolve::Unavailable(e) => {
+            Resolution::Unavailable(e) => {
                 metrics::counter!(METRIC_REGISTRY_ERRORS).increment(1);
                 tracing::warn!(code = e.code(), error = %e, principal = %principal.display(), "account registry unavailable");
                 audit(
@@ -444,9 +469,22 @@ impl Authz {
         any
     }
 
-    async fn resolve(&self, principal: &Principal, audit: &AuditFn<'_>) -> Resolve {
+    /// The principal of `token` and what it holds, by the same extraction, sources, role map and
+    /// registry lookup as [`Authz::decide`], for callers that check a permission themselves
+    /// (the admin API). No rule, rate limit or dry-run applies, nothing is audited and unknown
+    /// principals are never provisioned.
+    pub async fn resolve(&self, token: &VerifiedToken) -> (Principal, Resolution) {
+        let principal = self.extractor.principal(token);
+        let resolution = self.grants_of(&principal, None).await;
+        (principal, resolution)
+    }
+
+    /// What `principal` holds. With `audit` (a decision), an unknown principal may be
+    /// auto-provisioned, and that is audited.
+    async fn grants_of(&self, principal: &Principal, audit: Option<&AuditFn<'_>>) -> Resolution {
         let mut permissions = PermissionSet::new();
         let mut known = false;
+        let mut account_id = None;
         let sources = self.sources_for(&principal.issuer);
         if sources.contains(&PermissionSourceKind::Roles) {
             known |= self.map_roles(principal.roles.iter(), &mut permissions);
@@ -454,18 +492,16 @@ impl Authz {
         if sources.contains(&PermissionSourceKind::Registry)
             && let Some(registry) = &self.registry
         {
-            let key = AccountKey {
-                issuer: principal.issuer.clone(),
-                subject: principal.subject.clone(),
-                client_id: principal.client_id.clone(),
-            };
+            // The one place a principal becomes a registry key: a client id only for service
+            // accounts, so no user inherits the account of the client they signed in through.
+            let key = AccountKey::of(principal);
             let account = match registry.find(&key).await {
                 Ok(a) => a,
-                Err(e) => return Resolve::Unavailable(e),
+                Err(e) => return Resolution::Unavailable(e),
             };
-            let account = match (account, &self.auto_provision) {
-                (Some(a), _) => Some(a),
-                (None, Some(ap))
+            let account = match (account, &self.auto_provision, audit) {
+                (Some(a), _, _) => Some(a),
+                (None, Some(ap), Some(audit))
                     if !known && (principal.is_service_account() || !ap.service_accounts_only) =>
                 {
                     let request = ProvisionRequest {
@@ -485,20 +521,31 @@ impl Authz {
                             tracing::info!(principal = %principal.display(), role = %ap.role, account = %a.id, "unknown principal provisioned");
                             Some(a)
                         }
-                        Err(e) => return Resolve::Unavailable(e),
+                        // The token's identity cannot be stored (too long, control
+                        // characters): it stays unknown, which is the caller's business.
+                        Err(e) if e.kind() == tw_core::ErrorKind::BadRequest => {
+                            tracing::warn!(principal = %principal.display(), code = e.code(), "unknown principal not provisioned: its identity cannot be stored");
+                            None
+                        }
+                        Err(e) => return Resolution::Unavailable(e),
                     }
                 }
-                (None, _) => None,
+                (None, _, _) => None,
             };
             if let Some(a) = account {
                 if !a.enabled {
-                    return Resolve::Disabled;
+                    return Resolution::Disabled { account: a.id };
                 }
                 known = true;
                 permissions.extend(a.permissions.iter().cloned());
                 self.map_roles(a.roles.iter(), &mut permissions);
+                account_id = Some(a.id);
             }
         }
-        Resolve::Grants(Grants { permissions, known })
+        Resolution::Grants(Grants {
+            permissions,
+            known,
+            account: account_id,
+        })
     }
 }

@@ -90,8 +90,13 @@ impl PrincipalExtractor {
         }
     }
 
+    /// The principal of `token`. A service account is a token whose `preferred_username` is
+    /// the service-account user of its own client (`service-account-<client id>`, any case, as
+    /// Keycloak names it), a token of a client listed in `service_accounts.client_ids`, or one
+    /// matching `service_accounts.claim`. Anything else is a user: a username that merely starts
+    /// with `service-account-` does not make a user a service account of another client.
     pub fn principal(&self, token: &VerifiedToken) -> Principal {
-        let service_account = token.service_account
+        let service_account = names_own_service_account(token)
             || token
                 .client_id
                 .as_ref()
@@ -164,6 +169,30 @@ impl PrincipalExtractor {
             }
         }
     }
+}
+
+/// Keycloak's name of a client's service-account user, before the client id.
+const SERVICE_ACCOUNT_PREFIX: &str = "service-account-";
+
+/// `preferred_username` is `service-account-<the token's client id>`, compared without case
+/// (Keycloak stores usernames in lower case).
+fn names_own_service_account(token: &VerifiedToken) -> bool {
+    let (Some(username), Some(client)) = (token.username.as_deref(), token.client_id.as_deref())
+    else {
+        return false;
+    };
+    let (prefix, rest) = username
+        .as_bytes()
+        .split_at(SERVICE_ACCOUNT_PREFIX.len().min(username.len()));
+    if !prefix.eq_ignore_ascii_case(SERVICE_ACCOUNT_PREFIX.as_bytes()) {
+        return false;
+    }
+    if rest.eq_ignore_ascii_case(client.as_bytes()) {
+        return true;
+    }
+    // Non-ASCII client ids: Keycloak lower-cases them the Unicode way.
+    !client.is_ascii()
+        && username.to_lowercase() == format!("{SERVICE_ACCOUNT_PREFIX}{}", client.to_lowercase())
 }
 
 fn step<'v>(
@@ -256,6 +285,42 @@ mod tests {
         );
         assert_eq!(p.key(), "client:agent-basic");
         assert_eq!(p.display(), "service_account:agent-basic");
+    }
+
+    #[test]
+    fn only_the_own_service_account_user_is_a_service_account() {
+        let x = PrincipalExtractor::new(&cfg(""));
+        let kind = |username: &str, client: Option<&str>| {
+            let mut t = token(json!({}), client, false);
+            t.username = Some(username.to_owned());
+            t.service_account = username.starts_with("service-account-");
+            x.principal(&t).kind
+        };
+        let sa = PrincipalKind::ServiceAccount;
+        let user = PrincipalKind::User;
+        assert_eq!(kind("service-account-ops-console", Some("ops-console")), sa);
+        // Keycloak lower-cases the username of a client with capitals.
+        assert_eq!(
+            kind("service-account-smartem_agent", Some("SmartEM_Agent")),
+            sa
+        );
+        assert_eq!(kind("SERVICE-ACCOUNT-ops-console", Some("ops-console")), sa);
+        assert_eq!(kind("service-account-édition", Some("Édition")), sa);
+        // A user whose name looks like another client's service account is a user.
+        for (username, client) in [
+            ("service-account-other", Some("ops-console")),
+            ("service-account-ops-console-x", Some("ops-console")),
+            ("service-account-ops", Some("ops-console")),
+            ("service-account-", Some("ops-console")),
+            ("service-account-ops-console", None),
+            ("service-account-ops-console ", Some("ops-console")),
+            ("service-account-ops\u{2010}console", Some("ops-console")),
+            ("service-accounts", Some("s")),
+            ("alice", Some("ops-console")),
+            ("", Some("")),
+        ] {
+            assert_eq!(kind(username, client), user, "{username:?} via {client:?}");
+        }
     }
 
     #[test]

@@ -11,12 +11,71 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tw_core::Error;
 
-/// How an account is looked up: by issuer + subject, or by client id (service accounts).
+use crate::principal::Principal;
+
+/// How a principal's account is looked up: by issuer + subject, else by issuer + client id.
+///
+/// The client id is part of the key only for service accounts ([`AccountKey::of`]): an account
+/// registered by client id is that client's own (its service account), not every user who signs
+/// in through the client. A user's token through a registered client finds only an account of its
+/// own subject.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccountKey {
-    pub issuer: String,
-    pub subject: Option<String>,
-    pub client_id: Option<String>,
+    issuer: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+}
+
+impl AccountKey {
+    /// The key of `principal`: its issuer and subject, and its client id only when it is a
+    /// service account.
+    pub fn of(principal: &Principal) -> Self {
+        if principal.is_service_account() {
+            Self::service_account(
+                &principal.issuer,
+                principal.subject.as_deref(),
+                principal.client_id.as_deref(),
+            )
+        } else {
+            Self::user(&principal.issuer, principal.subject.as_deref())
+        }
+    }
+
+    /// A user's key: issuer + subject only.
+    pub fn user(issuer: &str, subject: Option<&str>) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            subject: present(subject),
+            client_id: None,
+        }
+    }
+
+    /// A service account's key: issuer + subject, else its client id.
+    pub fn service_account(issuer: &str, subject: Option<&str>, client_id: Option<&str>) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            subject: present(subject),
+            client_id: present(client_id),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// `Some` only for a service account.
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+}
+
+/// An empty identifier identifies nothing.
+fn present(v: Option<&str>) -> Option<String> {
+    v.filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 /// A registered account.
@@ -45,7 +104,8 @@ pub struct ProvisionRequest {
 /// The registry of accounts. `tw-store` implements it over the database; [`MemoryRegistry`] is
 /// the in-memory one (tests, and configurations without a database).
 pub trait RegistrySource: Send + Sync + 'static {
-    /// The account matching `key`: by issuer + subject, else by client id. `Ok(None)`: unknown.
+    /// The account matching `key`: by issuer + subject, else (service accounts: see
+    /// [`AccountKey`]) by issuer + client id. `Ok(None)`: unknown.
     fn find<'a>(
         &'a self,
         key: &'a AccountKey,
@@ -72,14 +132,13 @@ impl MemoryRegistry {
         Self::default()
     }
 
-    /// Adds or replaces the account of a client id (any issuer) and bumps the version.
+    /// Adds or replaces the account of a client id (any issuer; its service account) and bumps
+    /// the version.
     pub fn put_client(&self, client_id: &str, account: RegistryAccount) {
-        let key = AccountKey {
-            issuer: String::new(),
-            subject: None,
-            client_id: Some(client_id.to_owned()),
-        };
-        self.put(key, account);
+        self.put(
+            AccountKey::service_account("", None, Some(client_id)),
+            account,
+        );
     }
 
     /// Adds or replaces an account and bumps the version (see [`Self::version`]). An empty
@@ -267,15 +326,8 @@ mod tests {
         let version = reg.version();
         reg.put_client("svc", account(&["a:read"]));
         let cached = CachedRegistry::new(reg.clone(), Duration::from_secs(60), 100, Some(version));
-        let key = AccountKey {
-            issuer: "iss".into(),
-            subject: Some("s1".into()),
-            client_id: Some("svc".into()),
-        };
-        let unknown = AccountKey {
-            client_id: Some("nobody".into()),
-            ..key.clone()
-        };
+        let key = AccountKey::service_account("iss", Some("s1"), Some("svc"));
+        let unknown = AccountKey::service_account("iss", Some("s1"), Some("nobody"));
         assert_eq!(
             cached.find(&key).await.expect("find"),
             Some(account(&["a:read"]))

@@ -26,25 +26,35 @@ pub struct Rule {
     pub name: String,
     /// `None`: any method.
     pub methods: Option<Vec<String>>,
+    /// Normalized host names (`tw_config::normalize_host`); empty: any host.
+    pub hosts: Vec<String>,
+    /// Lower case when the rule set is case-insensitive.
     pub paths: Vec<PathPattern>,
     pub requirement: Requirement,
 }
 
 impl Rule {
-    pub fn matches(&self, method: &str, path: &str) -> bool {
+    /// `host` normalized; `path` canonical (lower case when the set is case-insensitive).
+    pub fn matches(&self, method: &str, host: Option<&str>, path: &str) -> bool {
         self.methods
             .as_ref()
             .is_none_or(|m| m.iter().any(|x| x.eq_ignore_ascii_case(method)))
+            && (self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|x| x == h)))
             && self.paths.iter().any(|p| p.matches(path))
     }
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct RuleSet(Vec<Rule>);
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Paths (and patterns) compared in lower case: for upstreams that route case-insensitively.
+    case_insensitive: bool,
+}
 
 impl RuleSet {
-    /// Compiles the rules; `Err((key, message))`.
-    pub fn new(cfg: &[RuleConfig]) -> Result<Self, (String, String)> {
+    /// Compiles the rules; `Err((key, message))`. With `case_insensitive`, patterns and request
+    /// paths are compared in lower case.
+    pub fn new(cfg: &[RuleConfig], case_insensitive: bool) -> Result<Self, (String, String)> {
         let mut rules = Vec::with_capacity(cfg.len());
         for (i, r) in cfg.iter().enumerate() {
             let paths = r
@@ -52,7 +62,12 @@ impl RuleSet {
                 .iter()
                 .enumerate()
                 .map(|(j, p)| {
-                    PathPattern::new(p)
+                    let p = if case_insensitive {
+                        p.to_lowercase()
+                    } else {
+                        p.clone()
+                    };
+                    PathPattern::new(&p)
                         .map_err(|m| (format!("gateway.authz.rules[{i}].paths[{j}]"), m))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -71,20 +86,34 @@ impl RuleSet {
             rules.push(Rule {
                 name: r.name.clone().unwrap_or_else(|| format!("rules[{i}]")),
                 methods: r.methods.list(),
+                hosts: r
+                    .hosts
+                    .iter()
+                    .map(|h| tw_config::normalize_host(h))
+                    .collect(),
                 paths,
                 requirement,
             });
         }
-        Ok(Self(rules))
+        Ok(Self {
+            rules,
+            case_insensitive,
+        })
     }
 
-    /// The first rule matching; none when the path is unknown.
-    pub fn find(&self, method: &str, path: Option<&str>) -> Option<&Rule> {
+    /// The first rule matching; none when the path is unknown. `host` is normalized, `path` the
+    /// canonical path (`tw_http::path`).
+    pub fn find(&self, method: &str, host: Option<&str>, path: Option<&str>) -> Option<&Rule> {
         let path = path?;
-        self.0.iter().find(|r| r.matches(method, path))
+        if self.case_insensitive {
+            let lower = path.to_lowercase();
+            self.rules.iter().find(|r| r.matches(method, host, &lower))
+        } else {
+            self.rules.iter().find(|r| r.matches(method, host, path))
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
-        &self.0
+        &self.rules
     }
 }

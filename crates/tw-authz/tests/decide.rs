@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tw_authz::{
-    AuditEvent, AuditOutcome, Authz, AuthzDecision, AuthzRequest, MemoryAuditSink, MemoryRegistry,
-    PermissionSet,
+    AccountKey, AuditEvent, AuditOutcome, Authz, AuthzDecision, AuthzRequest, MemoryAuditSink,
+    MemoryRegistry, PermissionSet, PrincipalKind, RegistryAccount, Resolution,
 };
 use tw_config::AuthzConfig;
 use tw_core::{ManualClock, UnixTime};
@@ -32,6 +32,16 @@ fn config_error(authz: &str) -> String {
     tw_config::load_str(&doc(authz), "authz.toml")
         .expect_err("invalid")
         .to_string()
+}
+
+/// A user's token through `client` (its `azp`), as a browser sign-in gives it.
+fn user(username: &str, client: &str, claims: Value) -> VerifiedToken {
+    VerifiedToken {
+        subject: Some(format!("sub-{username}")),
+        username: Some(username.into()),
+        service_account: username.starts_with("service-account-"),
+        ..sa(client, claims)
+    }
 }
 
 fn sa(client: &str, claims: Value) -> VerifiedToken {
@@ -104,6 +114,7 @@ async fn decide(h: &Harness, token: &VerifiedToken, method: &str, path: &str) ->
     h.authz
         .decide(&AuthzRequest {
             method,
+            host: None,
             path: Some(path),
             token,
         })
@@ -176,6 +187,7 @@ async fn rule_order_wildcards_and_deny_by_default() {
         .authz
         .decide(&AuthzRequest {
             method: "GET",
+            host: None,
             path: None,
             token: &manager,
         })
@@ -234,7 +246,7 @@ async fn unknown_principals_denied_or_provisioned() {
     assert_eq!(code(&d), "allow");
     let provisioned = reg.provisioned();
     assert_eq!(provisioned.len(), 1, "provisioned once, then cached");
-    assert_eq!(provisioned[0].key.client_id.as_deref(), Some("newcomer"));
+    assert_eq!(provisioned[0].key.client_id(), Some("newcomer"));
     assert_eq!(provisioned[0].role, "mcp-agent-events-manager");
     let audit = events(&h.audit, 3).await;
     assert_eq!(audit[0].outcome, AuditOutcome::Provisioned);
@@ -555,4 +567,171 @@ async fn a_registry_outage_is_a_503_never_a_500() {
     );
     let events = events(&h.audit, 1).await;
     assert_eq!(events[0].reason, "registry_unavailable");
+}
+
+fn account(id: &str, permissions: &[&str], roles: &[&str]) -> RegistryAccount {
+    RegistryAccount {
+        id: id.into(),
+        enabled: true,
+        permissions: permissions.iter().map(|p| p.to_string()).collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// `ops-console` is registered by client id with `*`: its service-account token holds it, the
+/// users signing in through the client hold nothing of it, whatever their names look like.
+#[tokio::test]
+async fn an_account_registered_by_client_id_is_only_its_service_accounts() {
+    let reg = Arc::new(MemoryRegistry::new());
+    reg.put_client("ops-console", account("ops", &["*"], &[]));
+    let h = harness(
+        &format!("sources = [\"roles\", \"registry\"]\n{BASE}"),
+        Some(reg.clone()),
+    );
+    let console = sa("ops-console", json!({}));
+    assert_eq!(
+        code(&decide(&h, &console, "DELETE", "/api/events/1").await),
+        "allow"
+    );
+    for (username, client) in [
+        ("alice", "ops-console"),
+        // Look-alikes of the client's service-account user.
+        ("service-account-ops-console-x", "ops-console"),
+        ("service-account-other", "ops-console"),
+        ("service-account-ops", "ops-console"),
+        ("service-account-ops-console\u{200b}", "ops-console"),
+        ("service\u{2010}account-ops-console", "ops-console"),
+        ("", "ops-console"),
+    ] {
+        let t = user(username, client, json!({}));
+        let d = decide(&h, &t, "GET", "/api/events/1").await;
+        assert_eq!(code(&d), "unknown_principal", "{username:?}: {d:?}");
+        let (principal, resolution) = h.authz.resolve(&t).await;
+        assert_eq!(principal.kind, PrincipalKind::User, "{username:?}");
+        match resolution {
+            Resolution::Grants(g) => {
+                assert!(g.permissions.is_empty(), "{username:?}: {g:?}");
+                assert_eq!(g.account, None);
+                assert!(!g.known);
+            }
+            other => panic!("{username:?}: {other:?}"),
+        }
+    }
+    // A user's own account (by subject) applies to that user, through any client.
+    reg.put(
+        AccountKey::user(ISSUER, Some("sub-bob")),
+        account("bob", &["events:read"], &[]),
+    );
+    let bob = user("bob", "ops-console", json!({}));
+    match h.authz.resolve(&bob).await.1 {
+        Resolution::Grants(g) => {
+            assert_eq!(g.permissions.header_value(), "events:read");
+            assert_eq!(g.account.as_deref(), Some("bob"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        code(&decide(&h, &bob, "GET", "/api/events/1").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &bob, "DELETE", "/api/events/1").await),
+        "insufficient_scope",
+        "not the client's `*`"
+    );
+
+    // The configured service-account rules decide what a service account is: a client listed
+    // in `service_accounts.client_ids` has only service-account tokens.
+    let h = harness(
+        &format!(
+            "sources = [\"roles\", \"registry\"]\nservice_accounts = {{ client_ids = [\"ops-console\"] }}\n{BASE}"
+        ),
+        Some(reg.clone()),
+    );
+    let t = user("alice", "ops-console", json!({}));
+    assert_eq!(
+        h.authz.resolve(&t).await.0.kind,
+        PrincipalKind::ServiceAccount
+    );
+    assert_eq!(
+        code(&decide(&h, &t, "DELETE", "/api/events/1").await),
+        "allow"
+    );
+}
+
+/// Auto-provisioning every principal registers a user by subject alone: the next user of the
+/// same client is not taken for the first.
+#[tokio::test]
+async fn a_provisioned_user_is_known_by_subject_only() {
+    let reg = Arc::new(MemoryRegistry::new());
+    let h = harness(
+        &format!(
+            "sources = [\"registry\"]\nauto_provision = {{ role = \"mcp-agent-events-manager\", service_accounts_only = false }}\n{BASE}"
+        ),
+        Some(reg.clone()),
+    );
+    let alice = user("alice", "webapp", json!({}));
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/events").await),
+        "allow"
+    );
+    let provisioned = reg.provisioned();
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(provisioned[0].key.subject(), Some("sub-alice"));
+    assert_eq!(
+        provisioned[0].key.client_id(),
+        None,
+        "no client id for a user"
+    );
+    assert!(!provisioned[0].service_account);
+    let carol = user("carol", "webapp", json!({}));
+    assert_eq!(
+        code(&decide(&h, &carol, "GET", "/api/events").await),
+        "allow"
+    );
+    assert_eq!(reg.provisioned().len(), 2, "carol has her own account");
+
+    // The admin API's view (`resolve`) never provisions.
+    let dave = user("dave", "webapp", json!({}));
+    assert!(matches!(
+        h.authz.resolve(&dave).await.1,
+        Resolution::Grants(ref g) if !g.known
+    ));
+    assert_eq!(reg.provisioned().len(), 2);
+}
+
+/// `resolve` reads roles by the configured claim paths and honours per-issuer sources.
+#[tokio::test]
+async fn resolve_uses_the_configured_sources_and_claims() {
+    let reg = Arc::new(MemoryRegistry::new());
+    let h = harness(
+        &format!(
+            "roles_claims = [\"groups\"]\n[gateway.authz.issuer_sources]\n\"{ISSUER}\" = [\"registry\"]\n{BASE}"
+        ),
+        Some(reg.clone()),
+    );
+    // Token roles do not count for a registry-only issuer.
+    let admin = sa("admin", json!({ "groups": ["mcp-agent-admin"] }));
+    match h.authz.resolve(&admin).await.1 {
+        Resolution::Grants(g) => assert!(g.permissions.is_empty(), "{g:?}"),
+        other => panic!("{other:?}"),
+    }
+    let mut disabled = account("off", &["*"], &[]);
+    disabled.enabled = false;
+    reg.put_client("admin", disabled);
+    assert!(matches!(
+        h.authz.resolve(&admin).await.1,
+        Resolution::Disabled { ref account } if account == "off"
+    ));
+    // Roles by the configured path, for an issuer that takes roles.
+    let h = harness(&format!("roles_claims = [\"groups\"]\n{BASE}"), None);
+    match h.authz.resolve(&admin).await.1 {
+        Resolution::Grants(g) => assert_eq!(g.permissions.header_value(), "*"),
+        other => panic!("{other:?}"),
+    }
+    let by_default_path = sa("admin", realm(&["mcp-agent-admin"]));
+    match h.authz.resolve(&by_default_path).await.1 {
+        Resolution::Grants(g) => assert!(g.permissions.is_empty(), "{g:?}"),
+        other => panic!("{other:?}"),
+    }
 }

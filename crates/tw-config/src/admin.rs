@@ -1,5 +1,7 @@
 //! `[gateway.admin]`: the admin HTTP API (service accounts, roles, audit log) on the gateway's
-//! listener, protected by the gateway's own token verification.
+//! listener, protected by the gateway's own token verification and authorizer: who holds
+//! `tokenwarden:admin` is decided with `[gateway.authz]` (claim paths, role map, per-issuer
+//! permission sources, registry), as for the gateway's routes.
 
 use serde::{Deserialize, Deserializer};
 use tw_core::Error;
@@ -11,9 +13,12 @@ pub struct AdminConfig {
     /// Serve the admin API. Default `false`.
     #[serde(default)]
     pub enabled: bool,
-    /// Token roles that grant `tokenwarden:admin` (realm roles as is, client roles as
-    /// `<client>:<role>`). A registry account whose roles grant `tokenwarden:admin` (or `*`)
-    /// is admitted too. Default `["tokenwarden-admin"]`; empty: registry accounts only.
+    /// Token roles that grant `tokenwarden:admin`, named as `[gateway.authz]` names roles (realm
+    /// roles as is, client roles by `client_role_format`, `<client>:<role>` by default). They
+    /// count only for issuers whose permission sources include `roles`. Whatever else grants
+    /// `tokenwarden:admin` (or `tokenwarden:*`, `*`) counts too: a role of
+    /// `[gateway.authz.roles]`, or a registry account where `registry` is a source of the
+    /// issuer. Default `["tokenwarden-admin"]`; empty: those only.
     #[serde(default = "default_roles", deserialize_with = "de_roles")]
     pub roles: Vec<String>,
     /// Where the API lives: `{path_prefix}/v1/...`, `{path_prefix}/docs`. Default `/admin`.

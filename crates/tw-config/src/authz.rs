@@ -39,7 +39,8 @@ pub struct AuthzConfig {
     /// How a client role is named: `{client}` and `{role}` are replaced.
     #[serde(default = "default_client_role_format")]
     pub client_role_format: String,
-    /// Which tokens are service accounts (besides `preferred_username` = `service-account-*`).
+    /// Which tokens are service accounts (besides `preferred_username` = `service-account-<the
+    /// token's own client id>`, any case).
     #[serde(default)]
     pub service_accounts: ServiceAccountRules,
     /// Permission sources used for every issuer unless `issuer_sources` says otherwise.
@@ -181,6 +182,10 @@ pub struct RuleConfig {
     /// Path patterns: literal segments, `*` or `{name}` (one segment), `prefix*` inside a segment,
     /// `**` (any number of segments, also none).
     pub paths: Vec<String>,
+    /// Hosts the rule applies to (the request's `Host` or absolute-form authority, without port,
+    /// any case). Empty: every host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     #[serde(default)]
     pub require_all: Vec<String>,
     #[serde(default)]
@@ -298,6 +303,23 @@ pub fn check_permission_code(code: &str, allow_wildcard: bool) -> Result<(), Str
 }
 
 /// A path pattern: starts with `/`; segments are literal, `*`, `{name}`, `**`, or hold one `*`.
+/// `API.Example.org.:8443` → `api.example.org`; `[::1]:80` → `[::1]`: how hosts are compared.
+pub fn normalize_host(h: &str) -> String {
+    let h = h.trim();
+    let without_port = if h.starts_with('[') {
+        match h.find(']') {
+            Some(i) => &h[..=i],
+            None => h,
+        }
+    } else {
+        match h.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => h,
+        }
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
 pub fn check_path_pattern(p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
         return Err(format!("`{p}` must start with `/`"));
@@ -305,6 +327,7 @@ pub fn check_path_pattern(p: &str) -> Result<(), String> {
     if p.contains(['?', '#']) {
         return Err(format!("`{p}`: give the path only, without `?` or `#`"));
     }
+    crate::load::check_canonical_path(p)?;
     for seg in p[1..].split('/') {
         if seg == "**" || seg == "*" {
             continue;
@@ -452,6 +475,16 @@ pub(crate) fn validate_authz(
                 rk("name"),
                 format!("`{name}` is used by an earlier rule"),
             ));
+        }
+        for (j, h) in r.hosts.iter().enumerate() {
+            if !crate::load::is_plain_host(h) {
+                return Err(fail(
+                    format!("{}[{j}]", rk("hosts")),
+                    format!(
+                        "`{h}` is not a host name (give it without scheme, port or path, e.g. \"api.example.org\")"
+                    ),
+                ));
+            }
         }
         if r.paths.is_empty() {
             return Err(fail(

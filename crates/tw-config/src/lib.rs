@@ -17,8 +17,9 @@ mod vault;
 pub use admin::AdminConfig;
 pub use authz::*;
 pub use load::{
-    ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenAddr, load,
-    load_str, parse_mode, validate_config, validate_gateway_config,
+    ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenAddr,
+    ListenerProblem, check_listener_access, load, load_str, parse_mode, validate_config,
+    validate_gateway_config,
 };
 pub use model::*;
 pub use secret_ref::SecretRef;

@@ -51,8 +51,13 @@ pub fn load_str(toml: &str, name: &str) -> Result<Config, Error> {
     extract(figment, &ConfigSource::Inline(name.to_owned()))
 }
 
+/// `TOKENWARDEN_<SECTION>__<KEY>` only: every config key lives in a section, so a variable
+/// without `__` is not a config key but one of the CLI's own (`TOKENWARDEN_CONFIG`,
+/// `TOKENWARDEN_LOG`) and must not be read as one.
 fn env_overrides() -> Env {
-    Env::prefixed(ENV_PREFIX).split("__")
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
 }
 
 fn extract(figment: Figment, source: &ConfigSource) -> Result<Config, Error> {
@@ -141,6 +146,89 @@ impl ListenAddr {
             .map(Self::Tcp)
             .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:8790) nor unix:/path"))
     }
+
+    /// Reachable from this host only: a loopback address (127.0.0.0/8, `::1`, also as
+    /// `::ffff:127.x`) or a unix socket. `0.0.0.0` and `::` are every interface, so not local.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Self::Tcp(a) => a.ip().to_canonical().is_loopback(),
+            Self::Unix(_) => true,
+        }
+    }
+}
+
+/// A listener setting that cannot work: the config key and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl ListenerProblem {
+    /// As a config error for a listener configured without a file.
+    pub fn into_error(self) -> Error {
+        Error::config("config_invalid", format!("{}: {}", self.key, self.message))
+            .with("key", self.key)
+    }
+}
+
+/// The rules for an agent listener (token API or proxy): a parseable address; an address other
+/// hosts can reach only with `allow_remote = true`; `allow_remote` only with a `caller_key`; a
+/// usable header name. Returns the address to bind.
+pub fn check_listener_access(access: &ListenerAccess<'_>) -> Result<ListenAddr, ListenerProblem> {
+    let problem = |field: &str, message: String| ListenerProblem {
+        key: access.key(field),
+        message,
+    };
+    let addr = ListenAddr::parse(access.listen).map_err(|m| problem("listen", m))?;
+    let header = access.caller_key_header;
+    check_caller_key_header(header).map_err(|m| problem("caller_key_header", m))?;
+    let section = access.section;
+    let example_key = "{ file = \"/run/secrets/tokenwarden-caller-key\" }";
+    if let ListenAddr::Tcp(tcp) = &addr
+        && !addr.is_local()
+        && !access.allow_remote
+    {
+        return Err(problem(
+            "listen",
+            format!(
+                "`{tcp}` is reachable from other hosts, and whoever reaches {} gets the use of the agent's tokens. Listen on loopback (127.0.0.1:{}) or on a unix socket (e.g. unix:/run/tokenwarden/{}.sock in a volume shared with the app); or, to serve other containers or hosts, set {section}.allow_remote = true and {section}.caller_key = {example_key}, a shared secret every caller must then send in the {header} header",
+                access.what,
+                tcp.port(),
+                section.rsplit('.').next().unwrap_or(section),
+            ),
+        ));
+    }
+    if access.allow_remote && access.caller_key.is_none() {
+        return Err(problem(
+            "caller_key",
+            format!(
+                "required by {section}.allow_remote = true: every caller must send this shared secret in the {header} header; give it by reference, e.g. caller_key = {example_key} (generate one with `openssl rand -hex 32`)"
+            ),
+        ));
+    }
+    Ok(addr)
+}
+
+/// A header name callers can send and that no other part of the request uses.
+fn check_caller_key_header(name: &str) -> Result<(), String> {
+    check_custom_header(name, DEFAULT_CALLER_KEY_HEADER)
+}
+
+/// A header name tokenwarden sets or reads for itself: a valid name that is none of the request's
+/// framing, credential or forwarding fields; `example` is suggested instead.
+fn check_custom_header(name: &str, example: &str) -> Result<(), String> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(is_tchar) {
+        return Err(format!("`{name}` is not a valid HTTP header name"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+        return Err(format!(
+            "`{name}` is a reserved header; choose a name like {example}"
+        ));
+    }
+    Ok(())
 }
 
 /// Parses an octal file mode such as `0600`.
@@ -159,7 +247,8 @@ pub fn validate_config(config: &Config, source_name: &str) -> Result<(), Error> 
 fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     let fail = |key: String, msg: String| config_error(source, Some(&key), &msg);
 
-    ListenAddr::parse(&config.agent.listen).map_err(|m| fail("agent.listen".into(), m))?;
+    let listener_fail = |p: ListenerProblem| fail(p.key, p.message);
+    check_listener_access(&config.agent.api_access()).map_err(listener_fail)?;
 
     for (name, p) in &config.profiles {
         let k = |field: &str| format!("profiles.{name}.{field}");
@@ -260,7 +349,7 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
         }
     }
     if let Some(proxy) = &config.agent.proxy {
-        ListenAddr::parse(&proxy.listen).map_err(|m| fail("agent.proxy.listen".into(), m))?;
+        check_listener_access(&proxy.access()).map_err(listener_fail)?;
         let mut seen = std::collections::HashSet::new();
         for (i, r) in proxy.routes.iter().enumerate() {
             let k = |field: &str| format!("agent.proxy.routes[{i}].{field}");
@@ -353,6 +442,7 @@ fn validate_gateway(
         if !r.prefix.starts_with('/') {
             return Err(fail(k("prefix"), "must start with `/`".into()));
         }
+        check_canonical_path(&r.prefix).map_err(|m| fail(k("prefix"), m))?;
         if let Some(host) = &r.host
             && !is_plain_host(host)
         {
@@ -383,6 +473,30 @@ fn validate_gateway(
                 "no issuer has an `introspection` section".into(),
             ));
         }
+    }
+    let c = &gw.connections;
+    for (key, d) in [
+        ("header_read_timeout", c.header_read_timeout),
+        ("idle_timeout", c.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(fail(
+                format!("gateway.connections.{key}"),
+                "must be more than 0".into(),
+            ));
+        }
+    }
+    if c.max_connections == 0 {
+        return Err(fail(
+            "gateway.connections.max_connections".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if c.max_requests_per_connection == 0 {
+        return Err(fail(
+            "gateway.connections.max_requests_per_connection".into(),
+            "must be at least 1".into(),
+        ));
     }
     if gw.max_token_bytes < 256 {
         return Err(fail(
@@ -449,7 +563,7 @@ pub(crate) fn validate_issuers(
 }
 
 /// `api.example.org`, `10.0.0.1` or `[::1]`: no scheme, port or path.
-fn is_plain_host(h: &str) -> bool {
+pub(crate) fn is_plain_host(h: &str) -> bool {
     if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         return !inner.is_empty() && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
     }
@@ -526,6 +640,27 @@ fn check_exempt_path(p: &str) -> Result<(), String> {
             "`{p}`: `*` is allowed only once, at the end (a prefix), e.g. \"/docs/*\""
         ));
     }
+    check_canonical_path(p.trim_end_matches('*'))
+}
+
+/// Configured paths are compared with canonical request paths, so they must be canonical
+/// themselves: no `.`/`..` or empty segments, no `%`-escapes, `;` or `\`.
+pub(crate) fn check_canonical_path(p: &str) -> Result<(), String> {
+    let rest = p.strip_prefix('/').unwrap_or(p);
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if matches!(seg, "." | "..") || (seg.is_empty() && !last) {
+            return Err(format!(
+                "`{p}` is not canonical: no `.`, `..` or empty segments (request paths are compared after resolving them)"
+            ));
+        }
+    }
+    if p.contains(['%', ';', '\\']) || p.chars().any(char::is_control) {
+        return Err(format!(
+            "`{p}`: write the path decoded, without `%`-escapes, `;` or `\\`"
+        ));
+    }
     Ok(())
 }
 
@@ -565,20 +700,9 @@ fn check_identity_headers(
         ("issuer", &h.issuer),
     ] {
         let key = format!("gateway.identity_headers.{field}");
-        let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        if name.is_empty() || !name.chars().all(is_tchar) {
-            return Err(fail(
-                key,
-                format!("`{name}` is not a valid HTTP header name"),
-            ));
-        }
-        let lower = name.to_ascii_lowercase();
-        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
-            return Err(fail(
-                key,
-                format!("`{name}` is a reserved header; choose a name like X-Auth-Subject"),
-            ));
-        }
+        check_custom_header(name, "X-Auth-Subject").map_err(|m| fail(key.clone(), m))?;
+        // Servers that read `_` as `-` see these as one name: they must differ after that too.
+        let lower = name.to_ascii_lowercase().replace('_', "-");
         if !seen.insert(lower) {
             return Err(fail(
                 key,

@@ -65,6 +65,16 @@ pub struct AgentConfig {
     /// Local token API: `127.0.0.1:8790` or `unix:/run/tokenwarden/agent.sock`.
     #[serde(default = "default_agent_listen")]
     pub listen: String,
+    /// Let other hosts (containers, pods, machines) reach the token API. Without it, a `listen`
+    /// address other than loopback or a unix socket is refused. Requires `caller_key`.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// Shared secret every caller of `/v1/token/...` must send in `caller_key_header`. Required
+    /// by `allow_remote`, optional otherwise. A file reference is re-read at each request.
+    pub caller_key: Option<SecretRef>,
+    /// The header carrying `caller_key`.
+    #[serde(default = "default_caller_key_header")]
+    pub caller_key_header: String,
     #[serde(default)]
     pub sinks: Vec<FileSinkConfig>,
     pub proxy: Option<ProxyConfig>,
@@ -74,14 +84,60 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             listen: default_agent_listen(),
+            allow_remote: false,
+            caller_key: None,
+            caller_key_header: default_caller_key_header(),
             sinks: Vec::new(),
             proxy: None,
         }
     }
 }
 
+impl AgentConfig {
+    /// Who may call the token API.
+    pub fn api_access(&self) -> ListenerAccess<'_> {
+        ListenerAccess {
+            section: "agent",
+            what: "the token API",
+            listen: &self.listen,
+            allow_remote: self.allow_remote,
+            caller_key: self.caller_key.as_ref(),
+            caller_key_header: &self.caller_key_header,
+        }
+    }
+}
+
 fn default_agent_listen() -> String {
     "127.0.0.1:8790".into()
+}
+
+/// Default header for an agent listener's `caller_key`. Not `Authorization`: on the proxy that
+/// header is the upstream's, and the token API's callers should not confuse the key with a token.
+pub const DEFAULT_CALLER_KEY_HEADER: &str = "X-Tokenwarden-Key";
+
+fn default_caller_key_header() -> String {
+    DEFAULT_CALLER_KEY_HEADER.into()
+}
+
+/// The settings that decide who may call one of the agent's listeners (the token API or the
+/// proxy), checked by the same rules for both.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerAccess<'a> {
+    /// The config section, e.g. `agent` or `agent.proxy`.
+    pub section: &'static str,
+    /// The listener in words, for messages: "the token API", "the proxy".
+    pub what: &'static str,
+    pub listen: &'a str,
+    pub allow_remote: bool,
+    pub caller_key: Option<&'a SecretRef>,
+    pub caller_key_header: &'a str,
+}
+
+impl ListenerAccess<'_> {
+    /// The full config key of one of the listener's fields, e.g. `agent.proxy.listen`.
+    pub fn key(&self, field: &str) -> String {
+        format!("{}.{field}", self.section)
+    }
 }
 
 /// Writes a profile's current token to a file, atomically, whenever it changes.
@@ -124,7 +180,31 @@ pub enum SinkFormat {
 pub struct ProxyConfig {
     #[serde(default = "default_proxy_listen")]
     pub listen: String,
+    /// Let other hosts reach the proxy (as `agent.allow_remote` for the token API). Requires
+    /// `caller_key`.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// Shared secret every proxy caller must send in `caller_key_header`; the header is removed
+    /// before the request goes upstream. Required by `allow_remote`, optional otherwise.
+    pub caller_key: Option<SecretRef>,
+    /// The header carrying `caller_key`; removed from every proxied request, key or not.
+    #[serde(default = "default_caller_key_header")]
+    pub caller_key_header: String,
     pub routes: Vec<RouteConfig>,
+}
+
+impl ProxyConfig {
+    /// Who may call the proxy.
+    pub fn access(&self) -> ListenerAccess<'_> {
+        ListenerAccess {
+            section: "agent.proxy",
+            what: "the proxy",
+            listen: &self.listen,
+            allow_remote: self.allow_remote,
+            caller_key: self.caller_key.as_ref(),
+            caller_key_header: &self.caller_key_header,
+        }
+    }
 }
 
 fn default_proxy_listen() -> String {
@@ -396,12 +476,109 @@ pub struct GatewayConfig {
     pub verified_cache_entries: u64,
     #[serde(default)]
     pub identity_headers: IdentityHeaders,
+    /// `[gateway.paths]`: how request paths are made canonical and compared.
+    #[serde(default)]
+    pub paths: PathsConfig,
+    /// `[gateway.connections]`: timeouts and caps that keep slow or idle clients from holding
+    /// the listener.
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+    /// Pass `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override` on to the upstream.
+    /// Off (default): they are removed in proxy mode and refused in forward-auth mode, so a
+    /// GET-only rule cannot be turned into a DELETE by an upstream that honours them. On: the
+    /// overriding method must be allowed by the rules too.
+    #[serde(default)]
+    pub keep_method_override: bool,
     /// Authorization after verification (route rules, role map, registry). Absent: every
     /// verified token is allowed.
     pub authz: Option<crate::authz::AuthzConfig>,
     /// `[gateway.admin]`: the admin API (accounts, roles, audit) on this listener. Off by default.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
+}
+
+/// `[gateway.paths]`. Every request path is decoded and resolved once (dot segments, merged
+/// slashes, unreserved escapes); what upstreams resolve differently is refused with 400
+/// `invalid_path` unless allowed here. See the README's "Path handling".
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Rules, exempt paths and routes match regardless of case. On by default: ASP.NET Core,
+    /// IIS and Express route case-insensitively, and a case-sensitive match there lets
+    /// `/API/admin` past a rule for `/api/admin`.
+    #[serde(default = "default_true")]
+    pub case_insensitive: bool,
+    /// Let `%2F` through inside a segment (kept encoded). Safe only for upstreams that treat it as
+    /// data (ASP.NET Core, Express, Go); nginx decodes it before matching locations.
+    #[serde(default)]
+    pub allow_encoded_slash: bool,
+    /// Let `\` and `%5C` through (forwarded as `%5C`). Unsafe for IIS, which treats `\` as `/`.
+    #[serde(default)]
+    pub allow_backslash: bool,
+    /// Let `;` through as an ordinary character. Unsafe for Tomcat, Spring and Jetty, which
+    /// strip `;parameters` from segments.
+    #[serde(default)]
+    pub allow_semicolon: bool,
+    /// Let `%25` (an encoded `%`) through, kept encoded. Unsafe for any upstream chain that
+    /// decodes twice.
+    #[serde(default)]
+    pub allow_encoded_percent: bool,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        Self {
+            case_insensitive: true,
+            allow_encoded_slash: false,
+            allow_backslash: false,
+            allow_semicolon: false,
+            allow_encoded_percent: false,
+        }
+    }
+}
+
+/// `[gateway.connections]`: limits every client connection obeys.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// A request's headers must arrive within this (slowloris protection).
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Concurrent connections at most (lowered to fit the process's file-descriptor limit). A
+    /// connection over the cap makes room by closing the oldest connection that has no request
+    /// in progress, else it is answered 503 and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests served on one connection before it is closed (`Connection: close`).
+    #[serde(default = "default_max_requests_per_connection")]
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_requests_per_connection: default_max_requests_per_connection(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_requests_per_connection() -> u64 {
+    10_000
 }
 
 fn default_gateway_listen() -> String {

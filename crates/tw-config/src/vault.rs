@@ -21,7 +21,7 @@
 //!
 //! Storage is the top-level `[storage]` (SQLite by default, or PostgreSQL).
 
-use crate::authz::{AuthzConfig, PrincipalRateLimit, check_permission_code};
+use crate::authz::{AuthzConfig, PermissionSourceKind, PrincipalRateLimit, check_permission_code};
 use crate::load::{ListenAddr, validate_issuers};
 use crate::model::{AuthMethod, GatewayConfig, IdentityHeaders, IssuerConfig};
 use crate::secret_ref::SecretRef;
@@ -148,6 +148,13 @@ pub struct EncryptionConfig {
     pub active_key: String,
     /// Key id → 32 random bytes, base64 (`tokenwarden vault keygen` prints one), by reference.
     pub keys: BTreeMap<String, SecretRef>,
+    /// Open rows sealed in the first layout (v1: associated data without the session id,
+    /// attributes and redirect), as versions before it wrote them. New seals are always v2, and
+    /// `tokenwarden vault rekey` re-seals v1 rows; once a rekey re-seals nothing, set this to
+    /// `false` so that no v1 ciphertext (from an old backup, say) opens again with altered
+    /// metadata. Default `true`.
+    #[serde(default = "default_true")]
+    pub accept_v1_seals: bool,
 }
 
 /// `[vault.callers]`: who may call the vault.
@@ -169,6 +176,12 @@ pub struct CallersConfig {
     /// `vault:*`). Without any, a caller reaches only its own entries.
     #[serde(default)]
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Per issuer (exactly as in `issuers`): whether its tokens' roles count, as
+    /// `[gateway.authz] issuer_sources` — `["roles"]`, or `[]` for an issuer whose callers reach
+    /// only their own entries whatever roles their tokens carry (a partner realm). An issuer not
+    /// listed: `["roles"]`.
+    #[serde(default)]
+    pub issuer_sources: BTreeMap<String, Vec<PermissionSourceKind>>,
 }
 
 fn default_max_token_bytes() -> usize {
@@ -261,20 +274,57 @@ impl VaultConfig {
         url
     }
 
-    /// Whether a caller may name `target` as the page after consent: `redirect_after` itself, or
-    /// under one of `allowed_redirects` (same origin, whole path segments).
+    /// Whether a caller may name `target` as the page after consent (see [`RedirectPolicy`]).
     pub fn redirect_allowed(&self, target: &Url) -> bool {
-        let under = |prefix: &Url| {
-            if prefix.origin() != target.origin() {
-                return false;
-            }
-            let p = prefix.path().trim_end_matches('/');
-            let t = target.path();
-            t == p || t.starts_with(&format!("{p}/")) || p.is_empty()
-        };
-        self.consent.redirect_after.as_ref() == Some(target)
-            || self.consent.allowed_redirects.iter().any(under)
+        redirect_allowed(
+            self.consent.redirect_after.as_ref(),
+            &self.consent.allowed_redirects,
+            target,
+        )
     }
+}
+
+/// The pages a browser may be sent to after a consent (`[vault.consent]` `redirect_after` and
+/// `allowed_redirects`). The vault checks a consent's page when it begins and again at its
+/// callback, right before redirecting (the configuration may have changed meanwhile).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedirectPolicy {
+    /// `redirect_after`: always allowed.
+    pub redirect_after: Option<Url>,
+    /// `allowed_redirects`: URL prefixes (same origin, whole path segments).
+    pub allowed_redirects: Vec<Url>,
+}
+
+impl RedirectPolicy {
+    pub fn allows(&self, target: &Url) -> bool {
+        redirect_allowed(
+            self.redirect_after.as_ref(),
+            &self.allowed_redirects,
+            target,
+        )
+    }
+}
+
+impl ConsentConfig {
+    pub fn redirect_policy(&self) -> RedirectPolicy {
+        RedirectPolicy {
+            redirect_after: self.redirect_after.clone(),
+            allowed_redirects: self.allowed_redirects.clone(),
+        }
+    }
+}
+
+/// `redirect_after` itself, or under one of `allowed` (same origin, whole path segments).
+fn redirect_allowed(redirect_after: Option<&Url>, allowed: &[Url], target: &Url) -> bool {
+    let under = |prefix: &Url| {
+        if prefix.origin() != target.origin() {
+            return false;
+        }
+        let p = prefix.path().trim_end_matches('/');
+        let t = target.path();
+        t == p || t.starts_with(&format!("{p}/")) || p.is_empty()
+    };
+    redirect_after == Some(target) || allowed.iter().any(under)
 }
 
 impl CallersConfig {
@@ -290,18 +340,24 @@ impl CallersConfig {
             max_token_bytes: self.max_token_bytes,
             verified_cache_entries: 10_000,
             identity_headers: IdentityHeaders::default(),
+            paths: crate::model::PathsConfig::default(),
+            connections: crate::model::ConnectionsConfig::default(),
+            keep_method_override: false,
             authz: None,
             admin: crate::admin::AdminConfig::default(),
         }
     }
 
     /// The role map as an authorization section (for `tw_authz`'s principal extraction and
-    /// permission sets).
+    /// role grants): token roles are the only permission source, per issuer as
+    /// `issuer_sources` says.
     pub fn authz_config(&self) -> AuthzConfig {
         AuthzConfig {
             roles_claims: self.roles_claims.clone(),
             client_role_format: self.client_role_format.clone(),
             roles: self.roles.clone(),
+            sources: vec![PermissionSourceKind::Roles],
+            issuer_sources: self.issuer_sources.clone(),
             ..AuthzConfig::default()
         }
     }
@@ -529,6 +585,25 @@ pub(crate) fn validate_vault(
             "must contain `{role}`, e.g. \"{client}:{role}\"".into(),
         ));
     }
+    for (issuer, sources) in &callers.issuer_sources {
+        let key = format!("vault.callers.issuer_sources.\"{issuer}\"");
+        // Exact, like the verifier's issuer names: a look-alike (trailing slash, case) would
+        // otherwise apply to nobody and leave the issuer it was meant for at the default.
+        if !callers.issuers.iter().any(|i| &i.issuer == issuer) {
+            return Err(fail(
+                key,
+                format!(
+                    "`{issuer}` is not one of the [[vault.callers.issuers]] (spelled exactly as there)"
+                ),
+            ));
+        }
+        if sources.contains(&PermissionSourceKind::Registry) {
+            return Err(fail(
+                key,
+                "the vault reads caller permissions from token roles only: use [\"roles\"] or [] (no role of this issuer's tokens counts)".into(),
+            ));
+        }
+    }
     for (role, perms) in &callers.roles {
         let key = |j: usize| format!("vault.callers.roles.\"{role}\"[{j}]");
         if role.is_empty() {
@@ -630,6 +705,91 @@ audiences = ["token-vault"]
         assert!(!ok("https://app.example.org/jobsx"));
         assert!(!ok("https://evil.example.org/jobs/42"));
         assert!(!ok("http://app.example.org/jobs/42"));
+        let policy = v.consent.redirect_policy();
+        for target in [
+            "https://app.example.org/done",
+            "https://app.example.org/jobs/42",
+            "https://app.example.org/jobsx",
+            "https://evil.example.org/jobs/42",
+        ] {
+            let url = Url::parse(target).expect("url");
+            assert_eq!(policy.allows(&url), v.redirect_allowed(&url), "{target}");
+        }
+        assert!(
+            !RedirectPolicy::default()
+                .allows(&Url::parse("https://app.example.org/done").expect("url"))
+        );
+    }
+
+    #[test]
+    fn issuer_sources_name_a_caller_issuer_exactly_and_only_roles() {
+        const PARTNER: &str = "https://partner.example/realms/p";
+        let with = |sources: &str| {
+            BASE.replace(
+                "[vault.callers.roles]",
+                &format!(
+                    "[[vault.callers.issuers]]\nissuer = \"{PARTNER}\"\naudiences = [\"token-vault\"]\n\n[vault.callers.issuer_sources]\n{sources}\n\n[vault.callers.roles]"
+                ),
+            )
+        };
+        let v = load(&with(&format!("\"{PARTNER}\" = []")))
+            .expect("valid")
+            .vault
+            .expect("vault");
+        assert_eq!(v.callers.issuer_sources[PARTNER], Vec::new());
+        let authz = v.callers.authz_config();
+        assert_eq!(authz.sources, [PermissionSourceKind::Roles], "the default");
+        assert_eq!(authz.issuer_sources, v.callers.issuer_sources);
+        assert!(
+            load(&with(&format!("\"{PARTNER}\" = [\"roles\"]")))
+                .expect("valid")
+                .vault
+                .is_some()
+        );
+        // Unlisted by default, a look-alike of a caller issuer is refused rather than left
+        // applying to nobody.
+        assert!(
+            load(BASE)
+                .expect("valid")
+                .vault
+                .expect("vault")
+                .callers
+                .issuer_sources
+                .is_empty()
+        );
+        for look_alike in [
+            format!("{PARTNER}/"),
+            PARTNER.to_uppercase(),
+            format!(" {PARTNER}"),
+            "https://partner.example/realms/p2".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(
+                key_of(&with(&format!("\"{look_alike}\" = []"))),
+                format!("vault.callers.issuer_sources.\"{look_alike}\""),
+                "{look_alike:?}"
+            );
+        }
+        let e = load(&with(&format!("\"{PARTNER}\" = [\"registry\"]"))).expect_err("registry");
+        assert_eq!(
+            e.context_value("key"),
+            Some(format!("vault.callers.issuer_sources.\"{PARTNER}\"").as_str())
+        );
+        assert!(e.message().contains("token roles only"), "{e}");
+        let e = load(&with(&format!("\"{PARTNER}\" = [\"tokens\"]"))).expect_err("unknown source");
+        assert!(e.message().contains("issuer_sources"), "{e}");
+    }
+
+    #[test]
+    fn v1_seals_open_until_turned_off() {
+        let v = load(BASE).expect("valid").vault.expect("vault");
+        assert!(v.encryption.accept_v1_seals);
+        let off = BASE.replace(
+            "active_key = \"k2\"",
+            "active_key = \"k2\"\naccept_v1_seals = false",
+        );
+        let v = load(&off).expect("valid").vault.expect("vault");
+        assert!(!v.encryption.accept_v1_seals);
     }
 
     #[test]

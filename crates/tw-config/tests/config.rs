@@ -303,3 +303,115 @@ fn the_admin_prefix_must_not_hide_other_gateway_paths() {
         }
     });
 }
+
+const MINIMAL_GATEWAY: &str = r#"
+[gateway]
+listen = "127.0.0.1:0"
+
+[[gateway.issuers]]
+issuer = "https://kc.example/realms/dls"
+"#;
+
+#[test]
+fn gateway_path_and_connection_settings_have_safe_defaults() {
+    isolated(|| {
+        let gw = load_str(MINIMAL_GATEWAY, "gateway.toml")
+            .expect("loads")
+            .gateway
+            .expect("gateway");
+        assert!(gw.paths.case_insensitive);
+        assert!(!gw.paths.allow_encoded_slash);
+        assert!(!gw.paths.allow_backslash);
+        assert!(!gw.paths.allow_semicolon);
+        assert!(!gw.paths.allow_encoded_percent);
+        assert!(!gw.keep_method_override);
+        assert_eq!(gw.connections.header_read_timeout.as_secs(), 10);
+        assert_eq!(gw.connections.idle_timeout.as_secs(), 30);
+        assert_eq!(gw.connections.max_connections, 4096);
+        let doc = format!(
+            "{MINIMAL_GATEWAY}\n[gateway.paths]\ncase_insensitive = false\nallow_semicolon = true\n\n[gateway.connections]\nheader_read_timeout = \"2s\"\n"
+        );
+        let gw = load_str(&doc, "gateway.toml")
+            .expect("loads")
+            .gateway
+            .expect("gw");
+        assert!(!gw.paths.case_insensitive);
+        assert!(gw.paths.allow_semicolon);
+        assert_eq!(gw.connections.header_read_timeout.as_secs(), 2);
+    });
+}
+
+#[test]
+fn gateway_paths_hosts_and_limits_are_checked_with_their_key() {
+    isolated(|| {
+        let rule = |extra: &str| {
+            format!(
+                "{MINIMAL_GATEWAY}\n[gateway.authz]\n\n[gateway.authz.roles]\n\"r\" = [\"p\"]\n\n[[gateway.authz.rules]]\npaths = [\"/api/**\"]\nrequire_all = [\"p\"]\n{extra}\n"
+            )
+        };
+        let cases = [
+            (
+                MINIMAL_GATEWAY.replace(
+                    "[gateway]\n",
+                    "[gateway]\nexempt_paths = [\"/docs/../admin\"]\n",
+                ),
+                "gateway.exempt_paths[0]",
+            ),
+            (
+                MINIMAL_GATEWAY
+                    .replace("[gateway]\n", "[gateway]\nexempt_paths = [\"/docs%2f*\"]\n"),
+                "gateway.exempt_paths[0]",
+            ),
+            (
+                format!(
+                    "{MINIMAL_GATEWAY}\n[[gateway.routes]]\nprefix = \"/api//v1\"\nupstream = \"http://127.0.0.1:1\"\n"
+                ),
+                "gateway.routes[0].prefix",
+            ),
+            (
+                format!("{MINIMAL_GATEWAY}\n[gateway.connections]\nmax_connections = 0\n"),
+                "gateway.connections.max_connections",
+            ),
+            (
+                format!("{MINIMAL_GATEWAY}\n[gateway.connections]\nidle_timeout = \"0s\"\n"),
+                "gateway.connections.idle_timeout",
+            ),
+            (
+                format!("{MINIMAL_GATEWAY}\n[gateway.paths]\nallow_everything = true\n"),
+                "allow_everything",
+            ),
+            (
+                rule("hosts = [\"https://admin.example.org\"]"),
+                "gateway.authz.rules[0].hosts[0]",
+            ),
+            (
+                rule("hosts = [\"admin.example.org:8443\"]"),
+                "gateway.authz.rules[0].hosts[0]",
+            ),
+            (
+                rule("").replace("\"/api/**\"", "\"/api/./x\""),
+                "gateway.authz.rules[0].paths[0]",
+            ),
+        ];
+        for (doc, key) in cases {
+            let err = load_str(&doc, "gateway.toml").expect_err(key);
+            let msg = err.to_string();
+            assert!(msg.contains("gateway.toml"), "{msg}");
+            assert!(msg.contains(key), "expected key {key} in: {msg}");
+        }
+        let ok = rule("hosts = [\"Admin.Example.org\"]");
+        load_str(&ok, "gateway.toml").expect("a host name is fine");
+    });
+}
+
+#[test]
+fn the_clis_own_variables_are_not_config_keys() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TOKENWARDEN_CONFIG", "/etc/tokenwarden/gateway.toml");
+        jail.set_env("TOKENWARDEN_LOG", "debug,tw_gateway=trace");
+        jail.set_env("TOKENWARDEN_GATEWAY__LISTEN", "127.0.0.1:9900");
+        let cfg = load_str(MINIMAL_GATEWAY, "gateway.toml").expect("loads with both set");
+        assert_eq!(cfg.gateway.expect("gateway").listen, "127.0.0.1:9900");
+        Ok(())
+    });
+}

@@ -49,6 +49,8 @@ pub enum ErrorKind {
     UpstreamCircuitOpen,
     /// The database (registry, audit log) could not be reached or failed transiently. Retry later.
     StorageUnavailable,
+    /// This server is at a capacity limit (connections). Retry shortly.
+    Overloaded,
     /// A bug or an environment failure (disk full, ...) on our side.
     Internal,
 }
@@ -65,6 +67,7 @@ impl ErrorKind {
                 | Self::UpstreamTimeout
                 | Self::UpstreamCircuitOpen
                 | Self::StorageUnavailable
+                | Self::Overloaded
         )
     }
 
@@ -83,7 +86,8 @@ impl ErrorKind {
             Self::IdpUnavailable
             | Self::TokenUnavailable
             | Self::UpstreamCircuitOpen
-            | Self::StorageUnavailable => 503,
+            | Self::StorageUnavailable
+            | Self::Overloaded => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -106,6 +110,7 @@ impl ErrorKind {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamCircuitOpen => "upstream_circuit_open",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }

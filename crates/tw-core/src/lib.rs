@@ -5,11 +5,13 @@
 //! - [`Clock`]: core logic takes time from here, never from `SystemTime::now()` directly, so tests
 //!   can move time by hand.
 //! - [`secret`]: redacting wrappers so tokens and client secrets cannot reach a log line by accident.
+//! - [`text`]: outside text made safe for a terminal (control characters and bidi overrides escaped).
 
 pub mod clock;
 pub mod error;
 pub mod fsutil;
 pub mod secret;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{Error, ErrorKind, Result};

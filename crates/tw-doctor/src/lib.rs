@@ -197,13 +197,18 @@ impl Doctor {
                     || a.issuer_sources
                         .values()
                         .any(|s| s.contains(&PermissionSourceKind::Registry));
-                let mut builder = Authz::builder(&a).clock(self.clock.clone());
+                let case_insensitive = cfg.paths.case_insensitive;
+                let mut builder = Authz::builder(&a)
+                    .case_insensitive_paths(case_insensitive)
+                    .clock(self.clock.clone());
                 match (&self.registry, uses_registry) {
                     (Some(r), true) => builder = builder.registry(r.clone(), None),
                     (None, true) => {
                         a.sources = vec![PermissionSourceKind::Roles];
                         a.issuer_sources.clear();
-                        builder = Authz::builder(&a).clock(self.clock.clone());
+                        builder = Authz::builder(&a)
+                            .case_insensitive_paths(case_insensitive)
+                            .clock(self.clock.clone());
                         report.push(Step::warn(
                             "gateway",
                             None,
@@ -1060,6 +1065,7 @@ async fn authz_step(
     let decision = authz
         .decide(&AuthzRequest {
             method,
+            host: None,
             path: Some(path),
             token,
         })

@@ -1,8 +1,8 @@
 //! What the doctor found: steps with a status, a stable cause code, an explanation and fixes.
 
 use serde::Serialize;
-use std::borrow::Cow;
 use std::fmt::{self, Write as _};
+use tw_core::text::terminal_safe;
 
 /// The outcome of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -155,31 +155,9 @@ impl Report {
     }
 }
 
-/// Step texts quote what others sent (an IdP's issuer and error descriptions, headers, bodies,
-/// URLs). Printed raw, control characters in them would drive the terminal (clear it, recolour,
-/// move the cursor, forge lines) and bidirectional overrides would reorder what is read, so they
-/// are shown escaped (`\u{1b}`). Done here, where every text is printed, so no step can forget.
-fn terminal_safe(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// Human-readable: one line per step with ✔ ✖ ! -, indented details and `fix:` lines; texts
-/// from outside are made [`terminal_safe`].
+/// Human-readable: one line per step with ✔ ✖ ! -, indented details and `fix:` lines. Step texts
+/// quote what others sent (an IdP's issuer and error descriptions, headers, bodies, URLs), so
+/// every text is made [`terminal_safe`] here, where all are printed: no step can forget.
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.steps {

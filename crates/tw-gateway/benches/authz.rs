@@ -168,6 +168,7 @@ fn bench(c: &mut Criterion) {
         .expect("verified");
     let request = AuthzRequest {
         method: "GET",
+        host: None,
         path: Some("/bench/items/42"),
         token: &verified,
     };

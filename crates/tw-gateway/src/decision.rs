@@ -143,6 +143,7 @@ impl Decision for Authz {
         Box::pin(async move {
             let req = AuthzRequest {
                 method: request.method.as_str(),
+                host: request.host,
                 path: request.path,
                 token: request.token,
             };

@@ -2,7 +2,7 @@
 
 use crate::credentials::{Credentials, bearer_token};
 use crate::decision::{AllowAll, Decision, DecisionRequest, Mode, Verdict};
-use crate::identity::IdentityHeaderNames;
+use crate::identity::{IdentityHeaderNames, is_method_override};
 use crate::metrics_names::*;
 use crate::original::{asked_by_nginx, original_request};
 use crate::paths::{ExemptPaths, Route, Routes, request_host};
@@ -18,9 +18,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use tw_config::{GatewayConfig, ListenAddr};
+use tw_config::{ConnectionsConfig, GatewayConfig, ListenAddr};
 use tw_core::{Error, TokenFingerprint};
 use tw_http::forward::{self, UpstreamClient};
+use tw_http::path::{CanonicalPath, PathPolicy, canonicalize};
 use tw_http::{ApiError, Listener, MetricsRender, PeerAddr, Readiness, ReadinessFn};
 use tw_verify::{Verifier, VerifyOptions};
 
@@ -45,7 +46,7 @@ pub enum Outcome {
     Unavailable,
     /// Proxy mode: no route for the host and path (404).
     NoRoute,
-    /// Proxy mode: a path the gateway does not forward (`..` segments, 400).
+    /// A path that cannot be made canonical unambiguously (400 `invalid_path`).
     BadPath,
     /// Proxy mode: allowed, but the upstream could not be reached (502).
     UpstreamUnreachable,
@@ -77,6 +78,7 @@ impl Outcome {
 pub struct Gateway {
     shared: Arc<Shared>,
     listen: String,
+    connections: ConnectionsConfig,
     metrics: Option<MetricsRender>,
     /// Further readiness checks (e.g. the account store): name → check.
     checks: Vec<(&'static str, ReadinessFn)>,
@@ -93,6 +95,8 @@ struct Shared {
     forward_auth_path: String,
     decision: Arc<dyn Decision>,
     client: UpstreamClient,
+    paths: PathPolicy,
+    keep_method_override: bool,
 }
 
 impl Gateway {
@@ -103,7 +107,11 @@ impl Gateway {
     /// build with [`Gateway::new_with_decision`]); without, every verified token is allowed.
     pub fn new(cfg: &GatewayConfig, verifier: Arc<Verifier>) -> Result<Self, Error> {
         let decision: Arc<dyn Decision> = match &cfg.authz {
-            Some(authz) => Arc::new(tw_authz::Authz::builder(authz).build()?),
+            Some(authz) => Arc::new(
+                tw_authz::Authz::builder(authz)
+                    .case_insensitive_paths(cfg.paths.case_insensitive)
+                    .build()?,
+            ),
             None => Arc::new(AllowAll),
         };
         Self::new_with_decision(cfg, verifier, decision)
@@ -118,17 +126,28 @@ impl Gateway {
     ) -> Result<Self, Error> {
         tw_config::validate_gateway_config(cfg, "gateway configuration")?;
         let permissions_header = cfg.authz.as_ref().map(|a| a.permissions_header.as_str());
+        let p = &cfg.paths;
+        let paths = PathPolicy {
+            allow_encoded_slash: p.allow_encoded_slash,
+            allow_backslash: p.allow_backslash,
+            allow_semicolon: p.allow_semicolon,
+            allow_encoded_percent: p.allow_encoded_percent,
+            case_insensitive: p.case_insensitive,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 verifier,
-                routes: Routes::new(&cfg.routes),
-                exempt: ExemptPaths::new(&cfg.exempt_paths),
+                routes: Routes::new(&cfg.routes, p.case_insensitive),
+                exempt: ExemptPaths::new(&cfg.exempt_paths, p.case_insensitive),
                 identity: IdentityHeaderNames::new(&cfg.identity_headers, permissions_header)?,
                 forward_auth_path: cfg.forward_auth_path.clone(),
                 decision,
                 client: forward::upstream_client()?,
+                paths,
+                keep_method_override: cfg.keep_method_override,
             }),
             listen: cfg.listen.clone(),
+            connections: cfg.connections,
             metrics: None,
             checks: Vec::new(),
             extra_routes: None,
@@ -201,6 +220,7 @@ impl Gateway {
             router: self.router(),
             verifier: self.shared.verifier.clone(),
             listener,
+            connections: self.connections,
         })
     }
 }
@@ -210,6 +230,7 @@ pub struct BoundGateway {
     listener: Listener,
     router: Router,
     verifier: Arc<Verifier>,
+    connections: ConnectionsConfig,
 }
 
 impl BoundGateway {
@@ -226,7 +247,8 @@ impl BoundGateway {
         let verifier = self.verifier.clone();
         let starter = tokio::spawn(async move { verifier.start().await });
         tracing::info!(listen = ?self.listener.local_addr(), "gateway listening");
-        let result = tw_http::serve(self.listener, self.router, shutdown).await;
+        let result =
+            tw_http::serve_with(self.listener, self.router, shutdown, self.connections).await;
         starter.abort();
         result
     }
@@ -251,16 +273,34 @@ fn readiness(verifier: &Verifier) -> Readiness {
     }
 }
 
+/// Makes the path canonical once, then serves the forward-auth endpoint or the proxy routes with
+/// it: every later step (exempt paths, routes, rules, forwarding) sees the same path.
 async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let path = req.uri().path();
     let endpoint = shared.forward_auth_path.as_str();
-    let forward_auth = path
-        .strip_prefix(endpoint)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    if forward_auth {
-        shared.forward_auth(req).await
+    let under_endpoint = |path: &str| {
+        path.strip_prefix(endpoint)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let canonical = match canonicalize(req.uri().path(), shared.paths) {
+        Ok(c) => c,
+        Err(why) => {
+            let mode = if under_endpoint(req.uri().path()) {
+                Mode::ForwardAuth
+            } else {
+                Mode::Proxy
+            };
+            let mut tally = Tally::new(mode, req.method());
+            tally.decided();
+            let refusal = Refusal::Request(why.into_error());
+            log_refusal(&refusal, None);
+            let nginx = asked_by_nginx(req.headers());
+            return tally.finish(refusal.outcome(), refusal.into_response(nginx));
+        }
+    };
+    if under_endpoint(canonical.decoded()) {
+        shared.forward_auth(req, canonical).await
     } else {
-        shared.proxy(req).await
+        shared.proxy(req, canonical).await
     }
 }
 
@@ -324,7 +364,8 @@ type Identity = Vec<(HeaderName, HeaderValue)>;
 #[derive(Clone, Copy)]
 struct DecisionContext<'a> {
     mode: Mode,
-    method: &'a Method,
+    /// The request's method, then any kept method override: each must be allowed.
+    methods: &'a [Method],
     host: Option<&'a str>,
     path: Option<&'a str>,
     route: Option<&'a str>,
@@ -356,33 +397,41 @@ impl Shared {
                 .verify(token, opts)
                 .await
                 .map_err(Refusal::Verify)?;
-            let request = DecisionRequest {
-                mode: ctx.mode,
-                method: ctx.method,
-                host: ctx.host,
-                path: ctx.path,
-                route: ctx.route,
-                token: &verified,
-            };
-            let allowed = match self.decision.decide(&request).await {
-                Verdict::Allow(a) => a,
-                Verdict::Deny(d) => return Err(Refusal::Denied(d)),
-                Verdict::RateLimited { retry_after } => {
-                    return Err(Refusal::RateLimited(retry_after));
-                }
-                Verdict::Unavailable {
-                    description,
-                    retry_after,
-                } => {
-                    return Err(Refusal::DecisionUnavailable {
+            let mut allowed = None;
+            for method in ctx.methods {
+                let request = DecisionRequest {
+                    mode: ctx.mode,
+                    method,
+                    host: ctx.host,
+                    path: ctx.path,
+                    route: ctx.route,
+                    token: &verified,
+                };
+                allowed = Some(match self.decision.decide(&request).await {
+                    Verdict::Allow(a) => a,
+                    Verdict::Deny(d) => return Err(Refusal::Denied(d)),
+                    Verdict::RateLimited { retry_after } => {
+                        return Err(Refusal::RateLimited(retry_after));
+                    }
+                    Verdict::Unavailable {
                         description,
                         retry_after,
-                    });
-                }
-            };
+                    } => {
+                        return Err(Refusal::DecisionUnavailable {
+                            description,
+                            retry_after,
+                        });
+                    }
+                });
+            }
+            let allowed = allowed.unwrap_or_default();
             let identity = self
                 .identity
-                .values(&verified, &allowed.permissions)
+                .values(
+                    &verified,
+                    &allowed.permissions,
+                    ctx.mode == Mode::ForwardAuth,
+                )
                 .map_err(Refusal::Unrepresentable)?;
             tracing::debug!(
                 token = %fingerprint,
@@ -400,18 +449,49 @@ impl Shared {
         result
     }
 
-    async fn proxy(&self, req: Request) -> Response {
-        let mut tally = Tally::new(Mode::Proxy, req.method());
-        let path = req.uri().path().to_owned();
-        if forward::has_dot_dot_segment(&path) {
-            let response = ApiError::from(forward::dot_dot_error()).into_response();
-            return tally.finish(Outcome::BadPath, response);
+    /// The methods the rules must allow: the request's, then (only with `keep_method_override`)
+    /// each method-override header's, which an upstream may act on instead.
+    fn methods_to_authorize(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Vec<Method>, Refusal> {
+        let mut out = vec![method.clone()];
+        if !self.keep_method_override {
+            return Ok(out);
         }
-        let host = request_host(&req);
-        let Some(route) = self.routes.find(host.as_deref(), &path) else {
+        for (name, value) in headers.iter().filter(|(k, _)| is_method_override(k)) {
+            let m = value
+                .to_str()
+                .ok()
+                .and_then(|v| Method::from_bytes(v.trim().as_bytes()).ok())
+                .ok_or_else(|| {
+                    Refusal::Request(Error::bad_request(
+                        "invalid_method_override",
+                        format!("{name} is not an HTTP method"),
+                    ))
+                })?;
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn proxy(&self, req: Request, path: CanonicalPath) -> Response {
+        let mut tally = Tally::new(Mode::Proxy, req.method());
+        let host = match request_host(&req) {
+            Ok(h) => h,
+            Err(e) => {
+                let refusal = Refusal::Request(e);
+                log_refusal(&refusal, None);
+                return tally.finish(refusal.outcome(), refusal.into_response(false));
+            }
+        };
+        let Some(route) = self.routes.find(host.as_deref(), path.matching()) else {
             let err = Error::not_found(
                 "route_not_found",
-                format!("no gateway route serves the path {path}"),
+                format!("no gateway route serves the path {}", path.decoded()),
             );
             return tally.finish(Outcome::NoRoute, ApiError::from(err).into_response());
         };
@@ -421,25 +501,29 @@ impl Shared {
             mode = "proxy",
             route = %route.label,
             method = %req.method(),
-            path = %path,
+            path = %path.decoded(),
         );
         async move {
-            let identity = if self.exempt.matches(&path) {
+            let identity = if self.exempt.matches(path.matching()) {
                 tally.decided();
                 None
             } else {
                 let opts = VerifyOptions {
                     introspect: route.introspect,
                 };
-                let method = req.method().clone();
-                let ctx = DecisionContext {
-                    mode: Mode::Proxy,
-                    method: &method,
-                    host: host.as_deref(),
-                    path: Some(&path),
-                    route: Some(&route.label),
+                let result = match self.methods_to_authorize(req.method(), req.headers()) {
+                    Ok(methods) => {
+                        let ctx = DecisionContext {
+                            mode: Mode::Proxy,
+                            methods: &methods,
+                            host: host.as_deref(),
+                            path: Some(path.decoded()),
+                            route: Some(&route.label),
+                        };
+                        self.authenticate(req.headers(), opts, ctx).await
+                    }
+                    Err(refusal) => Err(refusal),
                 };
-                let result = self.authenticate(req.headers(), opts, ctx).await;
                 tally.decided();
                 match result {
                     Ok(identity) => Some(identity),
@@ -454,7 +538,10 @@ impl Shared {
             } else {
                 Outcome::Exempt
             };
-            match self.forward(route, req, identity).await {
+            match self
+                .forward(route, req, &path, host.as_deref(), identity)
+                .await
+            {
                 Ok(response) => tally.finish(outcome, response),
                 Err((outcome, e)) => {
                     tracing::debug!(code = e.code(), error = %e, "upstream request failed");
@@ -466,25 +553,39 @@ impl Shared {
         .await
     }
 
-    /// Sends an allowed (or exempt) request upstream: identity headers replaced, the caller's
-    /// `Authorization` kept, hop-by-hop fields dropped, bodies streamed both ways.
+    /// Sends an allowed (or exempt) request upstream with the canonical path (the one that was
+    /// authorized): identity headers (and look-alikes, and method overrides unless kept)
+    /// replaced, the caller's `Authorization` kept, hop-by-hop fields dropped, bodies streamed
+    /// both ways.
     async fn forward(
         &self,
         route: &Route,
         req: Request,
+        path: &CanonicalPath,
+        host: Option<&str>,
         identity: Option<Identity>,
     ) -> Result<Response, (Outcome, Error)> {
         let peer = req
             .extensions()
             .get::<ConnectInfo<PeerAddr>>()
             .and_then(|c| c.0.0);
-        let (parts, body) = req.into_parts();
-        let uri = route.target.upstream_uri(&parts.uri).map_err(|_| {
-            let e = Error::bad_request("invalid_path", "the request path cannot be forwarded");
-            (Outcome::BadPath, e)
-        })?;
+        let (mut parts, body) = req.into_parts();
+        let uri = route
+            .target
+            .upstream_uri_for(path.encoded(), parts.uri.query())
+            .map_err(|_| {
+                let e = Error::bad_request("invalid_path", "the request path cannot be forwarded");
+                (Outcome::BadPath, e)
+            })?;
+        // An absolute-form request may come without `Host`: the upstream still learns the host
+        // it was routed by.
+        if !parts.headers.contains_key(http::header::HOST)
+            && let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            parts.headers.insert(http::header::HOST, v);
+        }
         let mut headers = forward::forwarded_request_headers(parts.headers, peer);
-        self.identity.strip(&mut headers);
+        self.identity.strip(&mut headers, self.keep_method_override);
         for (name, value) in identity.into_iter().flatten() {
             headers.insert(name, value);
         }
@@ -511,44 +612,59 @@ impl Shared {
         }
     }
 
-    async fn forward_auth(&self, req: Request) -> Response {
+    async fn forward_auth(&self, req: Request, request_path: CanonicalPath) -> Response {
+        let nginx = asked_by_nginx(req.headers());
+        let refuse = |method: &Method, refusal: Refusal| {
+            let mut tally = Tally::new(Mode::ForwardAuth, method);
+            tally.decided();
+            log_refusal(&refusal, None);
+            tally.finish(refusal.outcome(), refusal.into_response(nginx))
+        };
         let original = match original_request(
             &self.forward_auth_path,
             req.method(),
-            req.uri(),
+            &request_path,
             req.headers(),
+            self.paths,
         ) {
             Ok(o) => o,
-            Err(e) => {
-                let mut tally = Tally::new(Mode::ForwardAuth, req.method());
-                tally.decided();
-                let refusal = Refusal::Verify(e);
-                log_refusal(&refusal, None);
-                let nginx = asked_by_nginx(req.headers());
-                return tally.finish(refusal.outcome(), refusal.into_response(nginx));
-            }
+            Err(refusal) => return refuse(req.method(), refusal),
+        };
+        // The front proxy forwards the client's headers to the upstream; the gateway cannot
+        // remove them there, so a request carrying one only the gateway may set is refused.
+        if let Some(name) = self
+            .identity
+            .spoofed(req.headers(), self.keep_method_override)
+        {
+            let e = Error::bad_request(
+                "reserved_header",
+                format!("the request carries {name}, which only the gateway may set"),
+            )
+            .with("header", name.as_str());
+            return refuse(&original.method, Refusal::Request(e));
+        }
+        let methods = match self.methods_to_authorize(&original.method, req.headers()) {
+            Ok(m) => m,
+            Err(refusal) => return refuse(&original.method, refusal),
         };
         let mut tally = Tally::new(Mode::ForwardAuth, &original.method);
+        let path = original.path.as_ref();
         let span = tracing::info_span!(
             "gateway",
             mode = "forward_auth",
             method = %original.method,
-            path = original.path.as_deref().unwrap_or("(not given)"),
+            path = path.map(CanonicalPath::decoded).unwrap_or("(not given)"),
         );
         async move {
-            if original
-                .path
-                .as_deref()
-                .is_some_and(|p| self.exempt.matches(p))
-            {
+            if path.is_some_and(|p| self.exempt.matches(p.matching())) {
                 tally.decided();
-                return tally.finish(Outcome::Exempt, allow(Vec::new()));
+                return tally.finish(Outcome::Exempt, allow(self.identity.blank()));
             }
             let ctx = DecisionContext {
                 mode: Mode::ForwardAuth,
-                method: &original.method,
+                methods: &methods,
                 host: original.host.as_deref(),
-                path: original.path.as_deref(),
+                path: path.map(CanonicalPath::decoded),
                 route: None,
             };
             let result = self

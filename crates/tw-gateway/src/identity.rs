@@ -1,5 +1,7 @@
 //! Identity headers: what the gateway tells the API about a verified caller. Incoming headers with
-//! these names are always removed first, so no caller can spoof them.
+//! these names — or names that servers read as these (`X_Auth_Subject`: CGI and WSGI servers turn
+//! `_` into `-`) — are always removed first, so no caller can spoof them. Method-override headers
+//! are treated the same way unless `keep_method_override` is set.
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
@@ -9,6 +11,18 @@ use tw_verify::VerifiedToken;
 
 /// The permissions header when `[gateway.authz]` names none.
 pub const DEFAULT_PERMISSIONS_HEADER: &str = "X-Auth-Permissions";
+
+/// Headers some frameworks read as the request's method.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// A header name as CGI/WSGI-style servers see it: lower case, `_` as `-`.
+fn folded(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
 
 /// The configured identity header names, parsed.
 #[derive(Debug, Clone)]
@@ -64,11 +78,45 @@ impl IdentityHeaderNames {
         ]
     }
 
-    /// Removes every header with one of these names (all values).
-    pub fn strip(&self, headers: &mut HeaderMap) {
-        for name in self.names() {
+    /// Whether `name` is an identity header or reads as one once `_` is taken as `-`.
+    fn is_identity(&self, name: &HeaderName) -> bool {
+        let folded = folded(name.as_str());
+        self.names().iter().any(|n| n.as_str() == folded)
+    }
+
+    /// Removes every identity header and look-alike (all values), and, unless
+    /// `keep_method_override`, every method-override header and look-alike.
+    pub fn strip(&self, headers: &mut HeaderMap, keep_method_override: bool) {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| self.is_identity(k) || (!keep_method_override && is_method_override(k)))
+            .cloned()
+            .collect();
+        for name in doomed {
             headers.remove(name);
         }
+    }
+
+    /// The first header a forward-auth asker passed on from the client that only the gateway
+    /// may set: an identity header or look-alike, or (unless kept) a method override. The
+    /// gateway cannot remove headers from the request the front proxy forwards, so it refuses.
+    pub fn spoofed<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        keep_method_override: bool,
+    ) -> Option<&'a HeaderName> {
+        headers
+            .keys()
+            .find(|k| self.is_identity(k) || (!keep_method_override && is_method_override(k)))
+    }
+
+    /// Every identity header with an empty value: a forward-auth answer for an exempt path, so a
+    /// front proxy that copies them overwrites whatever the client sent.
+    pub fn blank(&self) -> Vec<(HeaderName, HeaderValue)> {
+        self.names()
+            .into_iter()
+            .map(|n| (n.clone(), HeaderValue::from_static("")))
+            .collect()
     }
 
     /// The headers describing `token`: subject (`sub`), client id (`azp`, else `client_id`),
@@ -76,38 +124,57 @@ impl IdentityHeaderNames {
     /// and an empty scope list give no header. `Err(claim)` when a claim holds a character no
     /// header value may (a control character). `permissions` (granted by the decision) go in the
     /// permissions header, space-separated; none: no header.
+    ///
+    /// With `every_header`, absent values are sent as empty headers: a forward-auth answer
+    /// names every identity header, so a front proxy that copies them (Envoy's
+    /// `allowed_upstream_headers`) overwrites whatever the client sent.
     pub fn values(
         &self,
         token: &VerifiedToken,
         permissions: &[String],
+        every_header: bool,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, &'static str> {
-        let mut out = Vec::with_capacity(6);
-        let mut add = |name: &HeaderName, claim: &'static str, value: &str| {
-            HeaderValue::from_bytes(value.as_bytes())
-                .map(|v| out.push((name.clone(), v)))
-                .map_err(|_| claim)
-        };
-        if let Some(sub) = &token.subject {
-            add(&self.subject, "sub", sub)?;
-        }
-        if let Some(client) = &token.client_id {
-            add(&self.client_id, "azp", client)?;
-        }
         let flag = if token.service_account {
             "true"
         } else {
             "false"
         };
-        add(&self.service_account, "preferred_username", flag)?;
-        if !token.scopes.is_empty() {
-            add(&self.scopes, "scope", &token.scopes.join(" "))?;
-        }
-        add(&self.issuer, "iss", &token.issuer)?;
-        if !permissions.is_empty() {
-            add(&self.permissions, "permissions", &permissions.join(" "))?;
+        let scopes = token.scopes.join(" ");
+        let granted = permissions.join(" ");
+        let fields: [(&HeaderName, &'static str, Option<&str>); 6] = [
+            (&self.subject, "sub", token.subject.as_deref()),
+            (&self.client_id, "azp", token.client_id.as_deref()),
+            (&self.service_account, "preferred_username", Some(flag)),
+            (
+                &self.scopes,
+                "scope",
+                Some(scopes.as_str()).filter(|s| !s.is_empty()),
+            ),
+            (&self.issuer, "iss", Some(token.issuer.as_str())),
+            (
+                &self.permissions,
+                "permissions",
+                Some(granted.as_str()).filter(|s| !s.is_empty()),
+            ),
+        ];
+        let mut out = Vec::with_capacity(fields.len());
+        for (name, claim, value) in fields {
+            match value {
+                Some(v) => {
+                    let v = HeaderValue::from_bytes(v.as_bytes()).map_err(|_| claim)?;
+                    out.push((name.clone(), v));
+                }
+                None if every_header => out.push((name.clone(), HeaderValue::from_static(""))),
+                None => {}
+            }
         }
         Ok(out)
     }
+}
+
+/// Whether `name` is a method-override header or reads as one once `_` is taken as `-`.
+pub(crate) fn is_method_override(name: &HeaderName) -> bool {
+    METHOD_OVERRIDE_HEADERS.contains(&folded(name.as_str()).as_str())
 }
 
 #[cfg(test)]
@@ -136,7 +203,9 @@ mod tests {
     fn values_strip_and_refuse_control_characters() {
         let names = IdentityHeaderNames::new(&IdentityHeaders::default(), None).expect("names");
         let perms = vec!["events:read".to_owned(), "events:search".to_owned()];
-        let values = names.values(&token("0d0c-1"), &perms).expect("values");
+        let values = names
+            .values(&token("0d0c-1"), &perms, false)
+            .expect("values");
         let text: Vec<(String, String)> = values
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_owned()))
@@ -154,7 +223,9 @@ mod tests {
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
         assert_eq!(
-            names.values(&token("a\nb"), &[]).expect_err("newline"),
+            names
+                .values(&token("a\nb"), &[], false)
+                .expect_err("newline"),
             "sub"
         );
 
@@ -164,7 +235,29 @@ mod tests {
         h.append("x-auth-scopes", HeaderValue::from_static("all"));
         h.append("X-Auth-Permissions", HeaderValue::from_static("*"));
         h.append("accept", HeaderValue::from_static("*/*"));
-        names.strip(&mut h);
-        assert_eq!(h.len(), 1);
+        h.append("X_Auth_Permissions", HeaderValue::from_static("admin:*"));
+        h.append("x_auth-subject", HeaderValue::from_static("root"));
+        h.append("X-HTTP-Method-Override", HeaderValue::from_static("DELETE"));
+        h.append("x_method_override", HeaderValue::from_static("DELETE"));
+        h.append("x-auth-subjectx", HeaderValue::from_static("kept"));
+        assert!(names.spoofed(&h, false).is_some());
+        let mut kept = h.clone();
+        names.strip(&mut kept, true);
+        assert!(kept.contains_key("x-http-method-override"));
+        names.strip(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-auth-subjectx"]);
+        assert!(names.spoofed(&h, false).is_none());
+
+        // A forward-auth answer names every header, empty when there is no value.
+        let mut bare = token("s");
+        bare.scopes.clear();
+        let all = names.values(&bare, &[], true).expect("values");
+        assert_eq!(all.len(), 6);
+        assert!(
+            all.iter()
+                .any(|(k, v)| k == "x-auth-permissions" && v.is_empty())
+        );
     }
 }

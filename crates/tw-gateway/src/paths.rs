@@ -1,11 +1,23 @@
-//! Paths: exempt paths (served without a token), proxy routes (host and longest path prefix), and
-//! the request's host.
+//! Paths and hosts: exempt paths (served without a token), proxy routes (host and longest path
+//! prefix), and the one host a request is for. Every comparison is on the canonical path
+//! ([`tw_http::path`]), in lower case when `[gateway.paths] case_insensitive` is on.
 
 use axum::extract::Request;
 use http::header::HOST;
 use std::time::Duration;
 use tw_config::GatewayRouteConfig;
-use tw_http::forward::{Target, has_dot_dot_segment};
+pub use tw_config::normalize_host;
+use tw_core::Error;
+use tw_http::forward::Target;
+
+/// Lower-cases configured paths when matching ignores case.
+fn configured(path: &str, case_insensitive: bool) -> String {
+    if case_insensitive {
+        path.to_lowercase()
+    } else {
+        path.to_owned()
+    }
+}
 
 /// `exempt_paths`: exact paths, or prefixes when ending in `*` (a plain string prefix: `/docs*`
 /// also covers `/docs-internal`; write `/docs/*` for the folder).
@@ -16,36 +28,29 @@ pub struct ExemptPaths {
 }
 
 impl ExemptPaths {
-    pub fn new(paths: &[String]) -> Self {
+    pub fn new(paths: &[String], case_insensitive: bool) -> Self {
         let mut out = Self::default();
         for p in paths {
             match p.strip_suffix('*') {
-                Some(prefix) => out.prefixes.push(prefix.to_owned()),
-                None => out.exact.push(p.clone()),
+                Some(prefix) => out.prefixes.push(configured(prefix, case_insensitive)),
+                None => out.exact.push(configured(p, case_insensitive)),
             }
         }
         out
     }
 
-    /// Whether `path` (without query) is exempt. Fails closed: a path an upstream might resolve
-    /// differently from its text — `..` segments, encoded `/`, `\` or `.`, `\`, `;` (path
-    /// parameters), a NUL — is never exempt, so `/docs/..%2fadmin` needs a token.
-    pub fn matches(&self, path: &str) -> bool {
-        if (self.exact.is_empty() && self.prefixes.is_empty()) || ambiguous(path) {
+    /// Whether the canonical path (its matching form) is exempt. Fails closed: a path that keeps
+    /// an escape (`%2F`, `%5C`, `%25` when the settings allow them) or a `;` is never exempt.
+    pub fn matches(&self, matching: &str) -> bool {
+        if (self.exact.is_empty() && self.prefixes.is_empty()) || matching.contains(['%', ';']) {
             return false;
         }
-        self.exact.iter().any(|e| e == path) || self.prefixes.iter().any(|p| path.starts_with(p))
+        self.exact.iter().any(|e| e == matching)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| matching.starts_with(p.as_str()))
     }
-}
-
-fn ambiguous(path: &str) -> bool {
-    if has_dot_dot_segment(path) || path.contains(['\\', ';']) {
-        return true;
-    }
-    let lower = path.to_ascii_lowercase();
-    ["%2f", "%5c", "%2e", "%00", "%3b"]
-        .iter()
-        .any(|enc| lower.contains(enc))
 }
 
 /// One `[[gateway.routes]]` entry.
@@ -64,18 +69,19 @@ pub struct Route {
 pub struct Routes(Vec<Route>);
 
 impl Routes {
-    pub fn new(cfg: &[GatewayRouteConfig]) -> Self {
+    pub fn new(cfg: &[GatewayRouteConfig], case_insensitive: bool) -> Self {
         let mut routes: Vec<Route> = cfg
             .iter()
             .map(|rc| {
                 let host = rc.host.as_deref().map(normalize_host);
+                let prefix = configured(&rc.prefix, case_insensitive);
                 Route {
                     label: match &host {
                         Some(h) => format!("{h}{}", rc.prefix),
                         None => rc.prefix.clone(),
                     },
                     host,
-                    target: Target::new(&rc.prefix, &rc.upstream, rc.strip_prefix),
+                    target: Target::new(&prefix, &rc.upstream, rc.strip_prefix),
                     introspect: rc.introspect,
                     timeout: rc.timeout,
                 }
@@ -86,10 +92,10 @@ impl Routes {
         Self(routes)
     }
 
-    /// The route for a request to `host` (normalized, see [`request_host`]) and `path`.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+    /// The route for a request to `host` (normalized) and the canonical path's matching form.
+    pub fn find(&self, host: Option<&str>, matching: &str) -> Option<&Route> {
         self.0.iter().find(|r| {
-            r.target.matches(path)
+            r.target.matches(matching)
                 && match &r.host {
                     None => true,
                     Some(h) => host == Some(h.as_str()),
@@ -102,31 +108,53 @@ impl Routes {
     }
 }
 
-/// The host a request was sent to: the URI's authority (HTTP/2, absolute form), else `Host`;
-/// without port, lower case, no trailing dot.
-pub fn request_host(req: &Request) -> Option<String> {
-    if let Some(h) = req.uri().host() {
-        return Some(normalize_host(h));
-    }
-    let value = req.headers().get(HOST)?.to_str().ok()?;
-    Some(normalize_host(value))
+fn invalid_host(message: &str) -> Error {
+    Error::bad_request("invalid_host", message.to_owned())
 }
 
-/// `API.Example.org.:8443` → `api.example.org`; `[::1]:80` → `[::1]`.
-pub fn normalize_host(h: &str) -> String {
-    let h = h.trim();
-    let without_port = if h.starts_with('[') {
-        match h.find(']') {
-            Some(i) => &h[..=i],
-            None => h,
+/// The one host a request is for, normalized: the absolute-form authority and `Host` must agree
+/// when both are given (refused otherwise: a proxy in front could route by one and the gateway
+/// by the other); several `Host` headers and userinfo (`user@host`) are refused.
+pub fn request_host(req: &Request) -> Result<Option<String>, Error> {
+    let mut values = req.headers().get_all(HOST).iter();
+    let header = values.next();
+    if values.next().is_some() {
+        return Err(invalid_host("the request has several Host headers"));
+    }
+    let header = header
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| invalid_host("the Host header is not visible ASCII"))
+        })
+        .transpose()?;
+    let authority = req.uri().authority().map(|a| a.as_str());
+    host_of(authority, header)
+}
+
+/// The normalized host from an absolute-form authority and/or a `Host`-like header value.
+pub fn host_of(authority: Option<&str>, header: Option<&str>) -> Result<Option<String>, Error> {
+    let parse = |value: &str, what: &str| -> Result<String, Error> {
+        if value.contains('@') {
+            return Err(invalid_host(&format!(
+                "{what} must not hold userinfo (`user@`)"
+            )));
         }
-    } else {
-        match h.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => h,
+        let host = normalize_host(value);
+        if host.is_empty() || host.contains(['/', '\\', ' ', ',']) {
+            return Err(invalid_host(&format!("{what} is not a host name")));
         }
+        Ok(host)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let from_authority = authority
+        .map(|a| parse(a, "the request target's authority"))
+        .transpose()?;
+    let from_header = header.map(|h| parse(h, "the Host header")).transpose()?;
+    match (from_authority, from_header) {
+        (Some(a), Some(h)) if a != h => Err(invalid_host(
+            "the request target's authority and the Host header name different hosts",
+        )),
+        (a, h) => Ok(a.or(h)),
+    }
 }
 
 #[cfg(test)]
@@ -135,25 +163,24 @@ mod tests {
 
     #[test]
     fn exempt_paths_exact_and_prefix_fail_closed() {
-        let e = ExemptPaths::new(&["/health".into(), "/openapi.json".into(), "/docs*".into()]);
+        let e = ExemptPaths::new(
+            &["/health".into(), "/openapi.json".into(), "/docs*".into()],
+            false,
+        );
         assert!(e.matches("/health"));
         assert!(!e.matches("/health/"));
         assert!(!e.matches("/healthz"));
         assert!(e.matches("/openapi.json"));
         assert!(e.matches("/docs"));
         assert!(e.matches("/docs/index.html"));
-        for tricky in [
-            "/docs/../admin",
-            "/docs/%2e%2e/admin",
-            "/docs%2f..%2fadmin",
-            "/docs/..;/admin",
-            "/docs\\..\\admin",
-            "/docs/%2E%2E%2Fadmin",
-            "/docs/x%00",
-        ] {
-            assert!(!e.matches(tricky), "{tricky}");
+        // Canonical paths that keep an escape or a `;` (allowed by settings) are never exempt.
+        for kept in ["/docs/x%2Fy", "/docs/a;b", "/docs/%5C"] {
+            assert!(!e.matches(kept), "{kept}");
         }
-        assert!(!ExemptPaths::new(&[]).matches("/health"));
+        assert!(!ExemptPaths::new(&[], false).matches("/health"));
+        let ci = ExemptPaths::new(&["/Health".into(), "/Docs/*".into()], true);
+        assert!(ci.matches("/health"));
+        assert!(ci.matches("/docs/x"));
     }
 
     fn route(host: Option<&str>, prefix: &str, upstream: &str) -> GatewayRouteConfig {
@@ -165,12 +192,15 @@ mod tests {
 
     #[test]
     fn routes_by_host_then_longest_prefix_on_segments() {
-        let routes = Routes::new(&[
-            route(None, "/", "http://root"),
-            route(None, "/api/", "http://api"),
-            route(Some("Admin.Example.org"), "/api", "http://admin-api"),
-            route(None, "/api/v2", "http://v2"),
-        ]);
+        let routes = Routes::new(
+            &[
+                route(None, "/", "http://root"),
+                route(None, "/api/", "http://api"),
+                route(Some("Admin.Example.org"), "/api", "http://admin-api"),
+                route(None, "/api/v2", "http://v2"),
+            ],
+            false,
+        );
         let origin = |host: Option<&str>, path: &str| {
             routes
                 .find(host, path)
@@ -194,7 +224,7 @@ mod tests {
             Some("admin.example.org/api")
         );
         assert!(
-            Routes::new(&[route(None, "/api", "http://api")])
+            Routes::new(&[route(None, "/api", "http://api")], false)
                 .find(None, "/x")
                 .is_none()
         );
@@ -205,5 +235,32 @@ mod tests {
         assert_eq!(normalize_host("API.Example.org.:8443"), "api.example.org");
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
         assert_eq!(normalize_host("localhost"), "localhost");
+    }
+
+    #[test]
+    fn one_host_per_request() {
+        let host = |a: Option<&str>, h: Option<&str>| host_of(a, h).map_err(|e| e.code());
+        assert_eq!(
+            host(None, Some("API.example.org:80")),
+            Ok(Some("api.example.org".into()))
+        );
+        assert_eq!(
+            host(Some("api.example.org"), Some("API.example.org.")),
+            Ok(Some("api.example.org".into()))
+        );
+        assert_eq!(
+            host(Some("admin.example.org"), None),
+            Ok(Some("admin.example.org".into()))
+        );
+        assert_eq!(host(None, None), Ok(None));
+        for (a, h) in [
+            (Some("admin.example.org"), Some("127.0.0.1")),
+            (None, Some("x@admin.example.org")),
+            (Some("x@admin.example.org"), None),
+            (None, Some("a.example, b.example")),
+            (None, Some("")),
+        ] {
+            assert_eq!(host(a, h), Err("invalid_host"), "{a:?} {h:?}");
+        }
     }
 }

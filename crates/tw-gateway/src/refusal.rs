@@ -3,6 +3,7 @@
 //!
 //! | refusal | status | challenge |
 //! |---|---|---|
+//! | the request itself (path, host, spoofed identity header) | 400 (403 behind nginx) | none |
 //! | no bearer token | 401 | `Bearer realm="tokenwarden"` (no error: RFC 6750 §3.1) |
 //! | malformed `Authorization` | 400 | `error="invalid_request"` |
 //! | token refused by a check | 401 | `error="invalid_token", error_description="<check>"` |
@@ -29,6 +30,10 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// A request the gateway does not let through.
 #[derive(Debug, Clone)]
 pub enum Refusal {
+    /// The request itself is refused before any token is looked at: a path that cannot be made
+    /// canonical (400 `invalid_path`), hosts that disagree (400 `invalid_host`), a spoofed
+    /// identity header or a method override (400). JSON, no challenge.
+    Request(Error),
     /// No bearer token at all.
     Missing,
     /// The `Authorization` header or the token was refused, or could not be checked now.
@@ -51,6 +56,8 @@ impl Refusal {
     pub fn outcome(&self) -> crate::Outcome {
         use crate::Outcome;
         match self {
+            Refusal::Request(e) if e.code() == "invalid_path" => Outcome::BadPath,
+            Refusal::Request(_) => Outcome::InvalidRequest,
             Refusal::Missing => Outcome::MissingToken,
             Refusal::Verify(e) if e.is_transient() => Outcome::Unavailable,
             Refusal::Verify(e) if e.error_code() == INVALID_TOKEN => Outcome::InvalidToken,
@@ -73,6 +80,7 @@ impl Refusal {
     /// The safe reason, for logs.
     pub fn reason(&self) -> String {
         match self {
+            Refusal::Request(e) => e.message().to_owned(),
             Refusal::Missing => "no bearer token".to_owned(),
             Refusal::Verify(e) => e.description().to_owned(),
             Refusal::Unrepresentable(claim) => unrepresentable(claim),
@@ -87,6 +95,11 @@ impl Refusal {
     /// `invalid_request` challenge) rather than 400, which the client would see as a server error.
     pub fn into_response(self, only_401_403: bool) -> Response {
         let api = match self {
+            // Not about credentials, so no challenge; behind nginx a 403 (a 401 would need one).
+            Refusal::Request(e) if only_401_403 => {
+                ApiError::new(e).with_status(StatusCode::FORBIDDEN)
+            }
+            Refusal::Request(e) => ApiError::new(e),
             Refusal::Missing => ApiError::new(Error::new(
                 ErrorKind::Unauthenticated,
                 "missing_token",

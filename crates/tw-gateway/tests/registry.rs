@@ -17,7 +17,7 @@ use tw_config::{SecretRef, StorageConfig};
 use tw_core::{Clock, ManualClock, SystemClock};
 use tw_gateway::Decision;
 use tw_store::{AuditOutcome, AuditQuery, AuditRecord, Backend, NewAccount, Store, StoreAuditSink};
-use tw_testkit::{ClientSpec, Idp, IdpConfig};
+use tw_testkit::{ClientSpec, Idp, IdpConfig, UserSpec};
 
 /// A registry change must be enforced within this long.
 const PROPAGATION: Duration = Duration::from_secs(1);
@@ -128,10 +128,14 @@ macro_rules! both {
 fn idp_config() -> IdpConfig {
     let client = |id: &str| ClientSpec::secret_basic(id, &format!("{id}-secret"));
     IdpConfig::default()
-        .client(client("registered"))
+        // Its service account calls the API; people sign in through it too.
+        .client(client("registered").grants(["client_credentials", "refresh_token"]))
         .client(client("stranger"))
         .client(client("limited"))
         .client(client("newcomer"))
+        .user(UserSpec::new("alice"))
+        .user(UserSpec::new("service-account-registered-x"))
+        .user(UserSpec::new("service-account-stranger"))
 }
 
 async fn token(idp: &Idp, client: &str) -> String {
@@ -195,6 +199,17 @@ impl Caller {
         Caller {
             client: common::client(),
             token: token(idp, client).await,
+            seen: Vec::new(),
+        }
+    }
+
+    /// `username`'s token through `client` (a user, not the client's service account).
+    async fn user(idp: &Idp, client: &str, username: &str) -> Caller {
+        Caller {
+            client: common::client(),
+            token: idp
+                .user_access_token(client, &format!("{client}-secret"), username)
+                .await,
             seen: Vec::new(),
         }
     }
@@ -589,11 +604,7 @@ async fn auto_provision(db: Db) {
     // A concurrent double provision (two instances) must not fail: one account.
     let other = db.open().await;
     let request = ProvisionRequest {
-        key: AccountKey {
-            issuer: idp.issuer(),
-            subject: Some("sub-twice".into()),
-            client_id: Some("twice".into()),
-        },
+        key: AccountKey::service_account(&idp.issuer(), Some("sub-twice"), Some("twice")),
         username: Some("service-account-twice".into()),
         service_account: true,
         role: "provisioned-agent".into(),
@@ -683,3 +694,110 @@ async fn two_instances(db: Db) {
     gw_b.stop().await;
 }
 both!(two_instances_share_one_database, two_instances);
+
+/// An account registered by client id is that client's service account: the people signing in
+/// through the client get none of its permissions, whatever their usernames look like, while the
+/// service account keeps them. A user's own account (by subject) is hers alone, and a user
+/// provisioned on first sight is registered by subject only.
+async fn users_through_a_registered_client(db: Db) {
+    let idp = Idp::start(idp_config()).await;
+    let up = Upstream::start().await;
+    let admin = db.open().await;
+    setup_roles(&admin).await;
+    register(&admin, &idp, "registered", &["events-reader"]).await;
+    let store = db.open().await;
+    let gw = gateway(
+        &idp,
+        &up,
+        &store,
+        "enforce",
+        "",
+        Arc::new(SystemClock),
+        "gw-u",
+    )
+    .await;
+
+    let mut service = Caller::new(&idp, "registered").await;
+    let a = service.call(&gw, "GET", "/api/events/1").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.permissions, ["events:read events:search"]);
+
+    for username in [
+        "alice",
+        "service-account-registered-x",
+        "service-account-stranger",
+    ] {
+        let mut person = Caller::user(&idp, "registered", username).await;
+        let a = person.call(&gw, "GET", "/api/events/1").await;
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (403, Some("unknown_principal")),
+            "{username}: {a:?}"
+        );
+        assert!(a.body.contains(&format!("user:{username}")), "{}", a.body);
+        let subject = idp.user_id(username).await;
+        let rows = audit_rows(&admin, &subject, 1).await;
+        assert_eq!(as_seen(&rows), person.seen, "{username}");
+        assert_eq!(rows[0].principal_kind, tw_store::PrincipalKind::User);
+        assert_eq!(rows[0].client_id.as_deref(), Some("registered"));
+    }
+
+    // Alice's own account (her subject) gives her its role, not the client's.
+    let alice_id = idp.user_id("alice").await;
+    admin
+        .create_account(NewAccount {
+            roles: vec!["attributes-all".into()],
+            ..NewAccount::with_subject(&idp.issuer(), &alice_id, "test")
+        })
+        .await
+        .expect("alice's account");
+    let mut alice = Caller::user(&idp, "registered", "alice").await;
+    let a = alice
+        .until(&gw, "GET", "/api/attributes/7", "alice's account", |a| {
+            a.status == 200
+        })
+        .await;
+    assert_eq!(a.permissions, ["attributes:*"]);
+    let a = alice.call(&gw, "GET", "/api/events/1").await;
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (403, Some("insufficient_scope")),
+        "{a:?}"
+    );
+    // And the service account is unchanged.
+    let a = service.call(&gw, "GET", "/api/attributes/7").await;
+    assert_eq!(a.status, 403, "{a:?}");
+    gw.stop().await;
+
+    // Provisioning every principal on first sight: a user is registered by subject alone.
+    let gw = gateway(
+        &idp,
+        &up,
+        &store,
+        "enforce",
+        "auto_provision = { role = \"provisioned-agent\", service_accounts_only = false }",
+        Arc::new(SystemClock),
+        "gw-p",
+    )
+    .await;
+    let mut newcomer = Caller::user(&idp, "registered", "service-account-stranger").await;
+    let a = newcomer.call(&gw, "GET", "/api/events").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.permissions, ["events:read"], "the provisioned role only");
+    let subject = idp.user_id("service-account-stranger").await;
+    let account = store
+        .find_account(&idp.issuer(), Some(&subject), None)
+        .await
+        .expect("find")
+        .expect("provisioned");
+    assert_eq!(account.client_id, None, "no client id for a user");
+    assert_eq!(account.roles, ["provisioned-agent"]);
+    // The client's own account is still found for its service account only.
+    let a = service.call(&gw, "GET", "/api/events/1").await;
+    assert_eq!(a.permissions, ["events:read events:search"], "{a:?}");
+    gw.stop().await;
+}
+both!(
+    users_through_a_registered_client_hold_nothing_of_it,
+    users_through_a_registered_client
+);

@@ -161,9 +161,18 @@ impl Target {
 
     /// The upstream URI for a request to `uri` (which [`Target::matches`]).
     pub fn upstream_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
-        let path = uri.path();
+        self.upstream_uri_for(uri.path(), uri.query())
+    }
+
+    /// The upstream URI for `path` (which [`Target::matches`], in any case) and `query`: the
+    /// prefix's segments are dropped when the route strips its prefix.
+    pub fn upstream_uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
         let rest = if self.strip_prefix {
-            path.get(self.prefix.len()..).unwrap_or("")
+            let prefix_segments = self.prefix.matches('/').count();
+            match path.match_indices('/').nth(prefix_segments) {
+                Some((i, _)) => &path[i..],
+                None => "/",
+            }
         } else {
             path
         };
@@ -173,7 +182,7 @@ impl Target {
         out.push_str(&self.origin);
         out.push_str(&self.base_path);
         out.push_str(rest);
-        if let Some(q) = uri.query() {
+        if let Some(q) = query {
             out.push('?');
             out.push_str(q);
         }
@@ -393,6 +402,14 @@ mod tests {
         assert_eq!(up(&strip, "/api"), "http://up:81/base/");
         let strip_root = target("/api", "https://up.example", true);
         assert_eq!(up(&strip_root, "/api/"), "https://up.example/");
+        assert_eq!(up(&strip_root, "/api"), "https://up.example/");
+        let deep = target("/a/b", "http://up", true);
+        assert_eq!(
+            deep.upstream_uri_for("/A/B/c/d", None)
+                .expect("ok")
+                .to_string(),
+            "http://up/c/d"
+        );
         assert_eq!(strip_root.origin(), "https://up.example");
     }
 

@@ -8,10 +8,13 @@
 //! - [`openapi`]: builders for hand-written OpenAPI documents and the self-contained docs page.
 //! - [`forward`]: what every proxying server shares: the pooled upstream client, hop-by-hop and
 //!   `X-Forwarded-*` handling, route targets, classified send failures, streamed responses.
+//! - [`path`]: the canonical request path every gateway decision and forward uses.
 
+pub mod connections;
 mod error;
 pub mod forward;
 pub mod openapi;
+pub mod path;
 mod probes;
 mod serve;
 mod trace;
@@ -21,5 +24,5 @@ pub use error::{
     retry_after_secs,
 };
 pub use probes::{MetricsRender, Readiness, ReadinessFn, probes_router};
-pub use serve::{Listener, NoDelayTcp, PeerAddr, SOCKET_MODE, bind, serve};
+pub use serve::{Listener, NoDelayTcp, PeerAddr, SOCKET_MODE, bind, serve, serve_with};
 pub use trace::{SafeMakeSpan, SafeTraceLayer, trace_layer};

@@ -1,5 +1,9 @@
 //! Binding a configured listener and serving a router on it until shutdown.
 
+use crate::connections::{
+    AcceptedStream, ConnectionContext, ConnectionRegistry, effective_max_connections,
+    refuse_over_capacity, serve_connection,
+};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
@@ -9,7 +13,9 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
-use tw_config::ListenAddr;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tw_config::{ConnectionsConfig, ListenAddr};
 use tw_core::Error;
 
 /// Unix sockets hand out tokens to whoever can connect, so only the owner may.
@@ -123,33 +129,86 @@ fn describe_io(e: &io::Error) -> String {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-/// Handlers can extract [`PeerAddr`] via `ConnectInfo<PeerAddr>`.
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish,
+/// with the default [`ConnectionsConfig`]. Handlers can extract [`PeerAddr`] via
+/// `ConnectInfo<PeerAddr>`.
 pub async fn serve<F>(listener: Listener, router: Router, shutdown: F) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let key = listener.key;
-    let result = match listener.inner {
-        Inner::Tcp(l) => {
-            axum::serve(
-                NoDelayTcp(l),
-                router.into_make_service_with_connect_info::<PeerAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
-        Inner::Unix(l, file) => {
-            let r = axum::serve(l, router.into_make_service_with_connect_info::<PeerAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await;
-            drop(file);
-            r
-        }
+    serve_with(listener, router, shutdown, ConnectionsConfig::default()).await
+}
+
+/// As [`serve`], with these connection limits (see [`crate::connections`]).
+pub async fn serve_with<F>(
+    listener: Listener,
+    router: Router,
+    shutdown: F,
+    limits: ConnectionsConfig,
+) -> Result<(), Error>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Listener { inner, key } = listener;
+    let registry = ConnectionRegistry::new(effective_max_connections(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    let (tcp, unix) = match &inner {
+        Inner::Tcp(l) => (Some(l), None),
+        Inner::Unix(l, _) => (None, Some(l)),
     };
-    result.map_err(|e| {
-        Error::internal("serve_failed", format!("{key}: server failed: {e}")).with("key", key)
-    })
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = accept(tcp, unix) => a,
+        };
+        while tasks.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors (or a transient accept failure): make room, then retry.
+                tracing::warn!(listen = %key, error = %e, "cannot accept a connection");
+                registry.evict_oldest_idle();
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Some(conn) = registry.admit() else {
+            tasks.spawn(refuse_over_capacity(stream));
+            continue;
+        };
+        let ctx = ConnectionContext {
+            router: router.clone(),
+            conn,
+            registry: registry.clone(),
+            limits,
+            stop: stop_rx.clone(),
+        };
+        tasks.spawn(serve_connection(stream, ctx));
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    drop(inner);
+    Ok(())
+}
+
+async fn accept(
+    tcp: Option<&TcpListener>,
+    unix: Option<&UnixListener>,
+) -> io::Result<AcceptedStream> {
+    match (tcp, unix) {
+        (Some(l), _) => {
+            let (stream, addr) = l.accept().await?;
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+            Ok(AcceptedStream::Tcp(stream, addr))
+        }
+        (None, Some(l)) => Ok(AcceptedStream::Unix(l.accept().await?.0)),
+        (None, None) => std::future::pending().await,
+    }
 }
 
 /// The socket file we created; removed when the listener goes away, unless someone replaced it.

@@ -2,17 +2,23 @@
 //! traits, so `tw-authz` stays free of SQL and `tw-store` of policy.
 //!
 //! - [`RegistrySource`] for [`Store`]: `find` looks the account up by issuer + subject, else
-//!   issuer + client id, and answers its enabled flag, its role names and the union of its roles'
+//!   issuer + client id — the key carries a client id only for service accounts
+//!   ([`AccountKey::of`]), so a user signing in through a registered client never matches that
+//!   client's account — and answers its enabled flag, its role names and the union of its roles'
 //!   stored permission codes ([`Store::permissions_of`], wildcards as stored). The authorizer also
 //!   maps the role names through `[gateway.authz.roles]`, so a role may be defined in either
 //!   place. `provision` creates the account (`created_by = "auto-provision"`) with the configured
 //!   role, creating that role (without stored permissions: they come from
 //!   `[gateway.authz.roles]`) when the database does not have it yet. It is idempotent: when
 //!   another instance (or a concurrent request) created the account first, `account_exists` is
-//!   answered with the existing account.
+//!   answered with the existing account. A username that cannot be stored as a display name
+//!   (too long, control characters) is left out.
 //! - [`StoreAuditSink`]: [`AuditEvent`]s → [`AuditRecord`]s, one batch insert per queue drain.
 
-use crate::model::{AuditOutcome as StoredOutcome, AuditRecord, NewAccount, PrincipalKind};
+use crate::model::{
+    AuditKind, AuditOutcome as StoredOutcome, AuditRecord, MAX_DISPLAY_NAME_LEN, NewAccount,
+    PrincipalKind, check_text,
+};
 use crate::store::Store;
 use futures::future::BoxFuture;
 use tw_authz::{
@@ -35,11 +41,7 @@ impl Store {
     /// The registry's view of an account (see the module documentation).
     async fn registry_account(&self, key: &AccountKey) -> Result<Option<RegistryAccount>> {
         let Some(account) = self
-            .find_account(
-                &key.issuer,
-                key.subject.as_deref(),
-                key.client_id.as_deref(),
-            )
+            .find_account(key.issuer(), key.subject(), key.client_id())
             .await?
         else {
             return Ok(None);
@@ -59,11 +61,14 @@ impl Store {
     }
 
     async fn provision_account(&self, request: &ProvisionRequest) -> Result<RegistryAccount> {
+        let display_name = request.username.clone().filter(|u| {
+            check_text("invalid_account", "display_name", u, MAX_DISPLAY_NAME_LEN).is_ok()
+        });
         let new = NewAccount {
-            issuer: request.key.issuer.clone(),
-            subject: request.key.subject.clone(),
-            client_id: request.key.client_id.clone(),
-            display_name: request.username.clone(),
+            issuer: request.key.issuer().to_owned(),
+            subject: request.key.subject().map(str::to_owned),
+            client_id: request.key.client_id().map(str::to_owned),
+            display_name,
             enabled: true,
             roles: vec![request.role.clone()],
             created_by: AUTO_PROVISION_CREATED_BY.to_owned(),
@@ -150,9 +155,11 @@ impl StoreAuditSink {
         };
         AuditRecord {
             id: None,
+            kind: AuditKind::Decision,
             at: event.time,
             issuer: event.issuer.clone(),
             subject: event.subject.clone(),
+            username: None,
             client_id: event.client_id.clone(),
             principal_kind,
             method: event.method.clone(),
@@ -162,6 +169,8 @@ impl StoreAuditSink {
             outcome,
             reason: Some(event.reason.clone()),
             instance: self.instance.clone(),
+            action: None,
+            object: None,
         }
     }
 }

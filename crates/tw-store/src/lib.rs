@@ -16,12 +16,22 @@
 //! account registry, auto-provisioning) and [`tw_authz::AuditSink`] ([`StoreAuditSink`]).
 //!
 //! `vault`: the token vault's tables for `tw-vault` (`vault_*` methods): sealed tokens with
-//! typed CRUD and token updates guarded by a row version, pending consents taken exactly once
+//! typed CRUD, token updates guarded by a row version (and fenced by a refresh lease, as are a
+//! duplicate's inserts), pending consents taken exactly once
 //! (`DELETE ... RETURNING`), and per-lineage refresh leases (one refresh at a time across
 //! instances). This crate only stores sealed bytes; it never sees a token in clear.
 //!
 //! [`health`]: [`health::StoreHealth`], a background pinger whose last answer readiness probes
 //! read, so a probe never waits on the database.
+//!
+//! The audit log holds the gateway's decisions and the admin changes ([`AuditKind`]); an admin
+//! change made through [`Store::as_admin`] commits with its audit row (who: subject, username,
+//! client; what: action, object) in one transaction.
+//!
+//! Admin input is bounded: identifiers, names and descriptions have maximum lengths
+//! ([`MAX_DISPLAY_NAME_LEN`], ...) and hold no control characters or bidirectional overrides,
+//! so nothing stored can drive an operator's terminal (400 `invalid_account` / `invalid_role` /
+//! `invalid_permission`, the context's `field` naming the field).
 //!
 //! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
 //! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
@@ -38,11 +48,13 @@ mod vault;
 
 pub use authz::{AUTO_PROVISION_CREATED_BY, StoreAuditSink};
 pub use model::{
-    AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, Account, AuditOutcome, AuditQuery, AuditRecord, Backend,
-    NewAccount, PrincipalKind, Role,
+    AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, Account, AdminActor, AuditKind, AuditOutcome, AuditQuery,
+    AuditRecord, Backend, MAX_CODE_LEN, MAX_CREATED_BY_LEN, MAX_DESCRIPTION_LEN,
+    MAX_DISPLAY_NAME_LEN, MAX_IDENTIFIER_LEN, MAX_ISSUER_LEN, MAX_LIST_LEN, NewAccount,
+    PrincipalKind, Role,
 };
-pub use store::Store;
+pub use store::{AdminWrites, Store};
 pub use vault::{
-    FencedWrite, PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow, VaultStatus,
-    VaultTokenType,
+    FencedWrite, InsertFence, PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow,
+    VaultStatus, VaultTokenType,
 };

@@ -56,11 +56,28 @@ pub const DELETE_ROLE: &str = "DELETE FROM roles WHERE name = $1";
 
 pub const PERMISSIONS_OF: &str = "SELECT DISTINCT rp.permission FROM account_roles ar JOIN role_permissions rp ON rp.role = ar.role WHERE ar.account_id = $1";
 
+/// The audit columns, in the order every insert binds them.
+macro_rules! audit_columns {
+    () => {
+        "at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance, kind, username, action, object"
+    };
+}
+
 /// Followed by `VALUES (...), (...)` (one group per row, same columns, built by `QueryBuilder`).
-pub const INSERT_AUDIT_PREFIX: &str = "INSERT INTO audit_log (at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance) ";
-/// `$1` principal (subject or client id), `$2` outcome, `$3` since (inclusive), `$4` until
-/// (exclusive), `$5` limit; a NULL filter matches everything.
-pub const QUERY_AUDIT: &str = "SELECT id, at, issuer, subject, client_id, principal_kind, method, path, rule, permissions_used, outcome, reason, instance FROM audit_log WHERE ($1 IS NULL OR subject = $1 OR client_id = $1) AND ($2 IS NULL OR outcome = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY at DESC, id DESC LIMIT $5";
+pub const INSERT_AUDIT_PREFIX: &str = concat!("INSERT INTO audit_log (", audit_columns!(), ") ");
+/// One row (an admin change, inside the change's transaction).
+pub const INSERT_AUDIT_ROW: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+);
+/// `$1` principal (subject, username or client id), `$2` outcome, `$3` since (inclusive), `$4`
+/// until (exclusive), `$5` limit, `$6` kind; a NULL filter matches everything.
+pub const QUERY_AUDIT: &str = concat!(
+    "SELECT id, ",
+    audit_columns!(),
+    " FROM audit_log WHERE ($1 IS NULL OR subject = $1 OR client_id = $1 OR username = $1) AND ($2 IS NULL OR outcome = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) AND ($6 IS NULL OR kind = $6) ORDER BY at DESC, id DESC LIMIT $5"
+);
 
 #[cfg(test)]
 mod tests {

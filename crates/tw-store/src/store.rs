@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 use tw_config::{StorageConfig, StorageKind};
+use tw_core::text::terminal_cell;
 use tw_core::{Clock, Error, Result, UnixTime};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -23,7 +24,7 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/p
 const SQLITE_POLL: Duration = Duration::from_millis(250);
 /// PostgreSQL: a poll as a safety net besides LISTEN/NOTIFY (missed notifications on reconnect).
 const POSTGRES_POLL: Duration = Duration::from_secs(5);
-/// Rows per audit INSERT statement (12 parameters each: well under SQLite's and PostgreSQL's
+/// Rows per audit INSERT statement (16 parameters each: well under SQLite's and PostgreSQL's
 /// limits).
 const AUDIT_INSERT_CHUNK: usize = 200;
 /// The NOTIFY channel the `registry_version` trigger announces on.
@@ -133,21 +134,27 @@ type AccountRow = (
 /// `name, description`.
 type RoleRow = (String, Option<String>);
 
-type AuditRow = (
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    String,
-);
+/// The columns of `q::QUERY_AUDIT`.
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: i64,
+    issuer: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+    principal_kind: String,
+    method: String,
+    path: String,
+    rule: Option<String>,
+    permissions_used: String,
+    outcome: String,
+    reason: Option<String>,
+    instance: String,
+    kind: String,
+    username: Option<String>,
+    action: Option<String>,
+    object: Option<String>,
+}
 
 fn account_from(row: AccountRow, roles: Vec<String>) -> Account {
     let (id, issuer, subject, client_id, display_name, enabled, created, updated, created_by) = row;
@@ -166,47 +173,48 @@ fn account_from(row: AccountRow, roles: Vec<String>) -> Account {
 }
 
 fn audit_from(row: AuditRow) -> Result<AuditRecord> {
-    let (
-        id,
-        at,
-        issuer,
-        subject,
-        client_id,
-        kind,
-        method,
-        path,
-        rule,
-        used,
-        outcome,
-        reason,
-        instance,
-    ) = row;
     Ok(AuditRecord {
-        id: Some(id),
-        at: UnixTime::from_millis(at),
-        issuer,
-        subject,
-        client_id,
-        principal_kind: PrincipalKind::parse(&kind)?,
-        method,
-        path,
-        rule,
-        permissions_used: used.split_whitespace().map(str::to_owned).collect(),
-        outcome: AuditOutcome::parse(&outcome)?,
-        reason,
-        instance,
+        id: Some(row.id),
+        kind: AuditKind::parse(&row.kind)?,
+        at: UnixTime::from_millis(row.at),
+        issuer: row.issuer,
+        subject: row.subject,
+        username: row.username,
+        client_id: row.client_id,
+        principal_kind: PrincipalKind::parse(&row.principal_kind)?,
+        method: row.method,
+        path: row.path,
+        rule: row.rule,
+        permissions_used: row
+            .permissions_used
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        outcome: AuditOutcome::parse(&row.outcome)?,
+        reason: row.reason,
+        instance: row.instance,
+        action: row.action,
+        object: row.object,
     })
 }
 
+/// Caller input quoted in a message: escaped and short, however it came.
+fn quoted(v: &str) -> String {
+    terminal_cell(v, 64)
+}
+
 fn account_not_found(id: &str) -> Error {
+    let id = quoted(id);
     Error::not_found("account_not_found", format!("no account with id `{id}`")).with("account", id)
 }
 
 fn role_not_found(name: &str) -> Error {
+    let name = quoted(name);
     Error::not_found("role_not_found", format!("no role named `{name}`")).with("role", name)
 }
 
 fn role_in_use(name: &str, holders: i64) -> Error {
+    let name = quoted(name);
     Error::conflict(
         "role_in_use",
         format!(
@@ -216,15 +224,91 @@ fn role_in_use(name: &str, holders: i64) -> Error {
     .with("role", name)
 }
 
-/// Role names and permission codes: non-empty, no whitespace (audit rows space-join codes).
-fn check_token(code: &'static str, what: &str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > 200 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::bad_request(
-            code,
-            format!("{what} `{v}` must be 1 to 200 characters without spaces"),
-        ));
+/// Inside `registry_tx!`: the audit row of this change when an admin made it (same
+/// transaction: no change without its row, no row without its change).
+macro_rules! tx_audit {
+    ($tx:ident, $actor:expr, $now:expr, $action:expr, $object:expr, $op:expr) => {
+        if let Some(actor) = $actor {
+            let r = actor.record(UnixTime::from_millis($now), $action, $object);
+            tx_execute!(
+                $tx,
+                q::INSERT_AUDIT_ROW,
+                $op,
+                [
+                    r.at.as_millis(),
+                    &r.issuer,
+                    &r.subject,
+                    &r.client_id,
+                    r.principal_kind.as_str(),
+                    &r.method,
+                    &r.path,
+                    &r.rule,
+                    r.permissions_used.join(" "),
+                    r.outcome.as_str(),
+                    &r.reason,
+                    &r.instance,
+                    r.kind.as_str(),
+                    &r.username,
+                    &r.action,
+                    &r.object,
+                ]
+            )?;
+        }
+    };
+}
+
+/// The registry writes of an admin ([`Store::as_admin`]): each change and its audit row
+/// ([`AuditKind::Admin`]: the actor, `action`, `object`) commit in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminWrites<'a> {
+    store: &'a Store,
+    actor: &'a AdminActor,
+}
+
+impl AdminWrites<'_> {
+    /// Audited as `account.create` on the new id.
+    pub async fn create_account(&self, new: NewAccount) -> Result<Account> {
+        self.store.create_account_by(new, Some(self.actor)).await
     }
-    Ok(())
+    /// `account.enable` / `account.disable`.
+    pub async fn set_account_enabled(&self, id: &str, enabled: bool) -> Result<Account> {
+        self.store
+            .set_account_enabled_by(id, enabled, Some(self.actor))
+            .await
+    }
+    /// `account.grant` on `<id> <role>`.
+    pub async fn grant_role(&self, id: &str, role: &str) -> Result<Account> {
+        self.store
+            .change_role(id, role, true, Some(self.actor))
+            .await
+    }
+    /// `account.revoke` on `<id> <role>`.
+    pub async fn revoke_role(&self, id: &str, role: &str) -> Result<Account> {
+        self.store
+            .change_role(id, role, false, Some(self.actor))
+            .await
+    }
+    /// `account.delete`.
+    pub async fn delete_account(&self, id: &str) -> Result<()> {
+        self.store.delete_account_by(id, Some(self.actor)).await
+    }
+    /// `role.put` on the role's name.
+    pub async fn upsert_role(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        permissions: &[String],
+    ) -> Result<Role> {
+        self.store
+            .upsert_role_by(name, description, permissions, Some(self.actor))
+            .await
+    }
+    /// `role.delete` (`role.delete_forced` with `force`).
+    pub async fn delete_role(&self, name: &str, force: bool) -> Result<()> {
+        self.store
+            .delete_role_by(name, force, Some(self.actor))
+            .await
+    }
 }
 
 /// The file of a `sqlite://` URL (query string dropped).
@@ -354,6 +438,19 @@ impl Store {
     // ----- registry -----
 
     pub async fn create_account(&self, new: NewAccount) -> Result<Account> {
+        self.create_account_by(new, None).await
+    }
+
+    /// The registry writes of `actor`, each audited with its change (see [`AdminWrites`]).
+    pub fn as_admin<'a>(&'a self, actor: &'a AdminActor) -> AdminWrites<'a> {
+        AdminWrites { store: self, actor }
+    }
+
+    async fn create_account_by(
+        &self,
+        new: NewAccount,
+        actor: Option<&AdminActor>,
+    ) -> Result<Account> {
         new.check()?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = self.now();
@@ -402,6 +499,7 @@ impl Store {
                 tx_require_role!(tx, *role, op);
                 tx_execute!(tx, q::GRANT, op, [&id, *role])?;
             }
+            tx_audit!(tx, actor, now, "account.create", &id, op);
         }));
         self.seen(version);
         self.get_account(&id).await
@@ -429,7 +527,10 @@ impl Store {
         Ok(account_from(row, roles))
     }
 
-    /// The account for a token: by `issuer` + `subject` first, then by `issuer` + `client_id`.
+    /// The account of an identity: by `issuer` + `subject` first, then by `issuer` +
+    /// `client_id`. For explicit lookups (the CLI's `--client-id` / `--subject`); a token's
+    /// account is looked up through [`tw_authz::RegistrySource`] with its
+    /// [`tw_authz::AccountKey`], which carries a client id only for service accounts.
     pub async fn find_account(
         &self,
         issuer: &str,
@@ -472,13 +573,28 @@ impl Store {
     }
 
     pub async fn set_account_enabled(&self, id: &str, enabled: bool) -> Result<Account> {
+        self.set_account_enabled_by(id, enabled, None).await
+    }
+
+    async fn set_account_enabled_by(
+        &self,
+        id: &str,
+        enabled: bool,
+        actor: Option<&AdminActor>,
+    ) -> Result<Account> {
         let now = self.now();
         let op = "set account enabled";
+        let action = if enabled {
+            "account.enable"
+        } else {
+            "account.disable"
+        };
         let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
             let changed = tx_execute!(tx, q::SET_ENABLED, op, [id, i64::from(enabled), now])?;
             if changed == 0 {
                 return Err(account_not_found(id));
             }
+            tx_audit!(tx, actor, now, action, id, op);
         }));
         self.seen(version);
         self.get_account(id).await
@@ -486,17 +602,28 @@ impl Store {
 
     /// Grants an existing role (idempotent).
     pub async fn grant_role(&self, id: &str, role: &str) -> Result<Account> {
-        self.change_role(id, role, true).await
+        self.change_role(id, role, true, None).await
     }
 
     /// Takes a role away (idempotent; the role must exist).
     pub async fn revoke_role(&self, id: &str, role: &str) -> Result<Account> {
-        self.change_role(id, role, false).await
+        self.change_role(id, role, false, None).await
     }
 
-    async fn change_role(&self, id: &str, role: &str, grant: bool) -> Result<Account> {
+    async fn change_role(
+        &self,
+        id: &str,
+        role: &str,
+        grant: bool,
+        actor: Option<&AdminActor>,
+    ) -> Result<Account> {
         let now = self.now();
-        let query = if grant { q::GRANT } else { q::REVOKE };
+        let (query, action) = if grant {
+            (q::GRANT, "account.grant")
+        } else {
+            (q::REVOKE, "account.revoke")
+        };
+        let object = format!("{id} {role}");
         let op = "change account roles";
         let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
             let touched = tx_execute!(tx, q::TOUCH_ACCOUNT, op, [id, now])?;
@@ -505,12 +632,18 @@ impl Store {
             }
             tx_require_role!(tx, role, op);
             tx_execute!(tx, query, op, [id, role])?;
+            tx_audit!(tx, actor, now, action, &object, op);
         }));
         self.seen(version);
         self.get_account(id).await
     }
 
     pub async fn delete_account(&self, id: &str) -> Result<()> {
+        self.delete_account_by(id, None).await
+    }
+
+    async fn delete_account_by(&self, id: &str, actor: Option<&AdminActor>) -> Result<()> {
+        let now = self.now();
         let op = "delete account";
         let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
             tx_execute!(tx, q::DELETE_ACCOUNT_ROLES, op, [id])?;
@@ -518,22 +651,49 @@ impl Store {
             if deleted == 0 {
                 return Err(account_not_found(id));
             }
+            tx_audit!(tx, actor, now, "account.delete", id, op);
         }));
         self.seen(version);
         Ok(())
     }
 
     /// Creates the role or replaces its description and permission set. Codes are stored as
-    /// given (`events:*` stays `events:*`); duplicates collapse.
+    /// given (`events:*` stays `events:*`); duplicates collapse. Names and codes are 1 to
+    /// [`MAX_CODE_LEN`] characters without spaces, descriptions at most [`MAX_DESCRIPTION_LEN`],
+    /// none with control characters (400 `invalid_role` / `invalid_permission` naming the field).
     pub async fn upsert_role(
         &self,
         name: &str,
         description: Option<&str>,
         permissions: &[String],
     ) -> Result<Role> {
-        check_token("invalid_role", "role name", name)?;
+        self.upsert_role_by(name, description, permissions, None)
+            .await
+    }
+
+    async fn upsert_role_by(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        permissions: &[String],
+        actor: Option<&AdminActor>,
+    ) -> Result<Role> {
+        check_code("invalid_role", "name", "role name", name)?;
+        if let Some(d) = description {
+            check_text("invalid_role", "description", d, MAX_DESCRIPTION_LEN)?;
+        }
+        if permissions.len() > MAX_LIST_LEN {
+            return Err(Error::bad_request(
+                "invalid_permission",
+                format!(
+                    "a role has at most {MAX_LIST_LEN} permission codes, not {}",
+                    permissions.len()
+                ),
+            )
+            .with("field", "permissions"));
+        }
         for code in permissions {
-            check_token("invalid_permission", "permission code", code)?;
+            check_code("invalid_permission", "permissions", "permission code", code)?;
         }
         let codes: BTreeSet<&str> = permissions.iter().map(String::as_str).collect();
         let now = self.now();
@@ -544,6 +704,7 @@ impl Store {
             for code in &codes {
                 tx_execute!(tx, q::INSERT_ROLE_PERMISSION, op, [name, *code])?;
             }
+            tx_audit!(tx, actor, now, "role.put", name, op);
         }));
         self.seen(version);
         self.get_role(name).await
@@ -588,6 +749,21 @@ impl Store {
     /// Deletes a role. While accounts hold it this is refused (409 `role_in_use`), unless
     /// `force`, which also takes it from those accounts.
     pub async fn delete_role(&self, name: &str, force: bool) -> Result<()> {
+        self.delete_role_by(name, force, None).await
+    }
+
+    async fn delete_role_by(
+        &self,
+        name: &str,
+        force: bool,
+        actor: Option<&AdminActor>,
+    ) -> Result<()> {
+        let now = self.now();
+        let action = if force {
+            "role.delete_forced"
+        } else {
+            "role.delete"
+        };
         let op = "delete role";
         let ((), version) = with_pool!(&self.inner.pool, |p| registry_tx!(p, op, |tx| {
             let holders: i64 = tx_scalar!(tx, q::ROLE_HOLDERS, op, [name])?;
@@ -600,6 +776,7 @@ impl Store {
             if deleted == 0 {
                 return Err(role_not_found(name));
             }
+            tx_audit!(tx, actor, now, action, name, op);
         }));
         self.seen(version);
         Ok(())
@@ -651,7 +828,7 @@ impl Store {
         }
         let op = "append audit";
         // Multi-row INSERTs (far fewer round trips than one statement per row), in order, with
-        // at most AUDIT_INSERT_CHUNK rows (12 parameters each) per statement.
+        // at most AUDIT_INSERT_CHUNK rows (16 parameters each) per statement.
         with_pool!(&self.inner.pool, |p| {
             let mut tx = p.begin().await.map_err(db(op))?;
             for chunk in rows.chunks(AUDIT_INSERT_CHUNK) {
@@ -668,7 +845,11 @@ impl Store {
                         .push_bind(r.permissions_used.join(" "))
                         .push_bind(r.outcome.as_str())
                         .push_bind(r.reason.clone())
-                        .push_bind(r.instance.clone());
+                        .push_bind(r.instance.clone())
+                        .push_bind(r.kind.as_str())
+                        .push_bind(r.username.clone())
+                        .push_bind(r.action.clone())
+                        .push_bind(r.object.clone());
                 });
                 insert.build().execute(&mut *tx).await.map_err(db(op))?;
             }
@@ -694,6 +875,7 @@ impl Store {
                 .bind(query.since.map(UnixTime::as_millis))
                 .bind(query.until.map(UnixTime::as_millis))
                 .bind(i64::from(limit))
+                .bind(query.kind.map(AuditKind::as_str))
                 .fetch_all(p)
                 .await
                 .map_err(db(op))?

@@ -7,7 +7,8 @@
 //! so a concurrent writer (another instance, a rekey) is noticed instead of overwritten.
 //!
 //! Refreshes hold a lease per token lineage (`vault_refresh_leases`). Their writes are fenced
-//! ([`Store::vault_update_tokens_fenced`], [`Store::vault_set_status_fenced`]): the transaction
+//! ([`Store::vault_update_tokens_fenced`], [`Store::vault_set_status_fenced`], and a
+//! duplicate's [`Store::vault_insert_fenced`]): the transaction
 //! first checks, with a write on the lease row (which also locks it), that the lease is still held
 //! by the writer's `lease_id`. A holder whose lease ran out and was taken over by another instance
 //! therefore cannot write what it learnt from a token the new holder may already have spent.
@@ -204,6 +205,10 @@ mod sql {
     /// `$3`: the version the row must still be at.
     pub const SET_STATUS_GUARDED: &str = "UPDATE vault_entries SET status = $2, version = version + 1 WHERE id = $1 AND version = $3";
     pub const TOUCH: &str = "UPDATE vault_entries SET last_used_at = $2 WHERE id = $1";
+    /// Matches (and, being a write, locks until the transaction ends) entry `$1` only while it is
+    /// at version `$2`; changes nothing.
+    pub const HOLD_VERSION: &str =
+        "UPDATE vault_entries SET version = version WHERE id = $1 AND version = $2";
     pub const DELETE: &str = "DELETE FROM vault_entries WHERE id = $1 RETURNING id, owner_issuer, owner_subject, token_type, key_id, nonce, ciphertext, session_id, status, attributes, created_at, last_used_at, expires_at, version";
 
     /// A pending consent, inserted only while its owner has fewer than `$11` pending consents live at `$9`
@@ -376,32 +381,75 @@ macro_rules! fetch_entry {
     }};
 }
 
+/// Where a fenced insert comes from: the lease its writer holds and the entry it copies, at the
+/// version the writer read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertFence<'a> {
+    pub lineage: &'a str,
+    pub lease_id: &'a str,
+    pub source_id: &'a str,
+    pub source_version: i64,
+}
+
 impl Store {
     /// Inserts a new entry (409 `storage_conflict` if the id exists).
     pub async fn vault_insert(&self, row: &VaultRow) -> Result<()> {
+        self.insert_entry(None, row).await.map(|_| ())
+    }
+
+    /// Inserts a copy of entry `fence.source_id` (a duplicate) in a transaction that first checks
+    /// that `fence.lease_id` still holds the lease of `fence.lineage` ([`FencedWrite::LeaseLost`])
+    /// and that the source is still at `fence.source_version` ([`FencedWrite::Conflict`]);
+    /// nothing is written otherwise. The source row stays locked until the commit, so no
+    /// rotation can land between the check and the insert.
+    pub async fn vault_insert_fenced(
+        &self,
+        fence: InsertFence<'_>,
+        row: &VaultRow,
+    ) -> Result<FencedWrite> {
+        self.insert_entry(Some(fence), row).await
+    }
+
+    async fn insert_entry(
+        &self,
+        fence: Option<InsertFence<'_>>,
+        row: &VaultRow,
+    ) -> Result<FencedWrite> {
+        let op = "insert vault entry";
         let attributes = attributes_to_text(&row.attributes)?;
-        execute!(
-            self,
-            sql::INSERT,
-            "insert vault entry",
-            [
-                &row.id,
-                &row.owner_issuer,
-                &row.owner_subject,
-                row.token_type.as_str(),
-                &row.sealed.key_id,
-                &row.sealed.nonce,
-                &row.sealed.ciphertext,
-                &row.session_id,
-                row.status.as_str(),
-                &attributes,
-                row.created_at.as_millis(),
-                row.last_used_at.map(UnixTime::as_millis),
-                row.expires_at.map(UnixTime::as_millis),
-                row.version,
-            ]
-        );
-        Ok(())
+        with_pool!(self.pool(), |p| {
+            let mut tx = p.begin().await.map_err(db(op))?;
+            if let Some(f) = fence {
+                require_lease!(tx, f.lineage, f.lease_id, op);
+                if tx_execute!(tx, sql::HOLD_VERSION, op, [f.source_id, f.source_version])? == 0 {
+                    tx.rollback().await.map_err(db(op))?;
+                    return Ok(FencedWrite::Conflict);
+                }
+            }
+            tx_execute!(
+                tx,
+                sql::INSERT,
+                op,
+                [
+                    &row.id,
+                    &row.owner_issuer,
+                    &row.owner_subject,
+                    row.token_type.as_str(),
+                    &row.sealed.key_id,
+                    &row.sealed.nonce,
+                    &row.sealed.ciphertext,
+                    &row.session_id,
+                    row.status.as_str(),
+                    &attributes,
+                    row.created_at.as_millis(),
+                    row.last_used_at.map(UnixTime::as_millis),
+                    row.expires_at.map(UnixTime::as_millis),
+                    row.version,
+                ]
+            )?;
+            tx.commit().await.map_err(db(op))?;
+        });
+        Ok(FencedWrite::Applied)
     }
 
     pub async fn vault_get(&self, id: &str) -> Result<Option<VaultRow>> {

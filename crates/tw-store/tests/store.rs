@@ -9,8 +9,12 @@ mod common;
 use common::{START, Target};
 use std::collections::BTreeSet;
 use std::time::Duration;
+use tw_authz::{AccountKey, RegistrySource};
 use tw_core::{ErrorKind, UnixTime};
-use tw_store::{AuditOutcome, AuditQuery, AuditRecord, Backend, NewAccount, PrincipalKind, Store};
+use tw_store::{
+    AdminActor, AuditKind, AuditOutcome, AuditQuery, AuditRecord, Backend, NewAccount,
+    PrincipalKind, Store,
+};
 
 const ISS: &str = "https://kc.example/realms/dls";
 const OTHER_ISS: &str = "https://kc.example/realms/other";
@@ -359,9 +363,11 @@ fn record(i: i64) -> AuditRecord {
     let sa = i % 2 == 0;
     AuditRecord {
         id: None,
+        kind: AuditKind::Decision,
         at: START.plus(Duration::from_secs(i as u64)),
         issuer: ISS.into(),
         subject: Some(format!("sub-{}", i % 5)),
+        username: (!sa).then(|| format!("user-{}", i % 5)),
         client_id: sa.then(|| format!("client-{}", i % 3)),
         principal_kind: if sa {
             PrincipalKind::ServiceAccount
@@ -384,6 +390,8 @@ fn record(i: i64) -> AuditRecord {
         },
         reason: (i % 4 == 1).then(|| "missing items:write".to_string()),
         instance: format!("gw-{}", i % 2),
+        action: None,
+        object: None,
     }
 }
 
@@ -504,6 +512,7 @@ async fn audit_append_and_query(t: Target) {
     let combined = s
         .query_audit(&AuditQuery {
             principal: Some("sub-0".into()),
+            kind: Some(AuditKind::Decision),
             outcome: Some(AuditOutcome::Allow),
             since: Some(rows[500].at),
             until: None,
@@ -520,6 +529,28 @@ async fn audit_append_and_query(t: Target) {
                 && r.at >= rows[500].at)
     );
     assert_eq!(combined[0].at, rows[980].at);
+    // principal also matches the username.
+    let by_username = s
+        .query_audit(&all(AuditQuery {
+            principal: Some("user-3".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(by_username.len(), 100);
+    assert!(
+        by_username
+            .iter()
+            .all(|r| r.username.as_deref() == Some("user-3"))
+    );
+    let admin_rows = s
+        .query_audit(&all(AuditQuery {
+            kind: Some(AuditKind::Admin),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(admin_rows.is_empty(), "decisions only so far");
 
     // Equal timestamps: the later insert comes first.
     let same_time = UnixTime::from_secs(1_900_000_000);
@@ -748,3 +779,328 @@ async fn concurrent_writers_on_two_instances(t: Target) {
     wait_for(&mut b.watch(), 20, Duration::from_secs(1)).await;
 }
 both!(concurrent_writers, concurrent_writers_on_two_instances);
+
+// ----- admin changes -----
+
+fn operator(method: &str, path: &str) -> AdminActor {
+    AdminActor {
+        issuer: ISS.into(),
+        subject: Some("f1b6e8c2-alice".into()),
+        username: Some("alice".into()),
+        client_id: Some("ops-console".into()),
+        principal_kind: PrincipalKind::User,
+        permissions_used: codes(&["tokenwarden:admin"]),
+        method: method.into(),
+        path: path.into(),
+        instance: "gw-admin".into(),
+    }
+}
+
+/// The admin audit rows, oldest first.
+async fn admin_rows(s: &Store) -> Vec<AuditRecord> {
+    let mut rows = s
+        .query_audit(&AuditQuery {
+            kind: Some(AuditKind::Admin),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rows.reverse();
+    rows
+}
+
+/// Every write through `as_admin` commits with an audit row naming the person (subject and
+/// username), the client, the action and the object; a refused write leaves neither.
+async fn admin_changes_are_audited(t: Target) {
+    let s = t.open().await;
+    let put = operator("PUT", "/admin/v1/roles/reader");
+    s.as_admin(&put)
+        .upsert_role("reader", Some("reads"), &codes(&["a:read"]))
+        .await
+        .unwrap();
+    s.as_admin(&put)
+        .upsert_role("writer", None, &codes(&["a:write"]))
+        .await
+        .unwrap();
+    let post = operator("POST", "/admin/v1/accounts");
+    let mut new = NewAccount::with_client_id(ISS, "svc", "api:user:alice");
+    new.roles = codes(&["reader"]);
+    let a = s.as_admin(&post).create_account(new).await.unwrap();
+    t.clock.advance(Duration::from_secs(5));
+    let writes = s.as_admin(&post);
+    writes.grant_role(&a.id, "writer").await.unwrap();
+    writes.revoke_role(&a.id, "writer").await.unwrap();
+    writes.set_account_enabled(&a.id, false).await.unwrap();
+    writes.set_account_enabled(&a.id, true).await.unwrap();
+    writes.delete_role("writer", false).await.unwrap();
+    writes.delete_role("reader", true).await.unwrap();
+    writes.delete_account(&a.id).await.unwrap();
+
+    let rows = admin_rows(&s).await;
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.action.as_deref().unwrap(), r.object.as_deref().unwrap()))
+        .collect();
+    let grant = format!("{} writer", a.id);
+    assert_eq!(
+        got,
+        [
+            ("role.put", "reader"),
+            ("role.put", "writer"),
+            ("account.create", a.id.as_str()),
+            ("account.grant", grant.as_str()),
+            ("account.revoke", grant.as_str()),
+            ("account.disable", a.id.as_str()),
+            ("account.enable", a.id.as_str()),
+            ("role.delete", "writer"),
+            ("role.delete_forced", "reader"),
+            ("account.delete", a.id.as_str()),
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r.kind, AuditKind::Admin);
+        assert_eq!(r.subject.as_deref(), Some("f1b6e8c2-alice"));
+        assert_eq!(r.username.as_deref(), Some("alice"));
+        assert_eq!(r.client_id.as_deref(), Some("ops-console"));
+        assert_eq!(r.principal_kind, PrincipalKind::User);
+        assert_eq!(r.issuer, ISS);
+        assert_eq!(r.outcome, AuditOutcome::Allow);
+        assert_eq!(r.permissions_used, codes(&["tokenwarden:admin"]));
+        assert_eq!(r.instance, "gw-admin");
+        assert_eq!(r.rule, None);
+    }
+    assert_eq!(rows[0].method, "PUT");
+    assert_eq!(rows[0].path, "/admin/v1/roles/reader");
+    assert_eq!(rows[0].at, START);
+    assert_eq!(
+        rows[3].at,
+        START.plus(Duration::from_secs(5)),
+        "the store's clock"
+    );
+
+    // Queried by the person's username, subject or client; decisions stay out of `kind=admin`.
+    s.append_audit(&[record(1)]).await.unwrap();
+    for who in ["alice", "f1b6e8c2-alice", "ops-console"] {
+        let by = s
+            .query_audit(&AuditQuery {
+                principal: Some(who.into()),
+                kind: Some(AuditKind::Admin),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by.len(), rows.len(), "{who}");
+    }
+    let decisions = s
+        .query_audit(&AuditQuery {
+            kind: Some(AuditKind::Decision),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].action, None);
+
+    // Refused writes: nothing changed, nothing audited, no version bump.
+    let v = s.registry_version().await.unwrap();
+    let missing = "00000000-0000-0000-0000-000000000000";
+    assert_err(
+        writes.delete_account(missing).await,
+        "account_not_found",
+        404,
+    );
+    assert_err(
+        writes.grant_role(missing, "x").await,
+        "account_not_found",
+        404,
+    );
+    assert_err(
+        writes.delete_role("ghost", true).await,
+        "role_not_found",
+        404,
+    );
+    let mut bad = NewAccount::with_client_id(ISS, "svc2", "api:user:alice");
+    bad.roles = codes(&["ghost"]);
+    assert_err(writes.create_account(bad).await, "role_not_found", 404);
+    assert_eq!(s.find_account(ISS, None, Some("svc2")).await.unwrap(), None);
+    assert_eq!(admin_rows(&s).await.len(), rows.len());
+    assert_eq!(s.registry_version().await.unwrap(), v);
+
+    // Writes without an actor (the CLI's) are not admin rows.
+    s.upsert_role("plain", None, &[]).await.unwrap();
+    assert_eq!(admin_rows(&s).await.len(), rows.len());
+}
+both!(admin_audit, admin_changes_are_audited);
+
+/// What could drive an operator's terminal: C0 and C1 controls, DEL, bidirectional overrides.
+const HOSTILE: [&str; 8] = [
+    "\u{1b}[2J",
+    "a\u{1b}]0;title\u{7}",
+    "x\u{9b}31m",
+    "line\nbreak",
+    "cr\rreturn",
+    "del\u{7f}",
+    "rtl\u{202e}txt",
+    "iso\u{2066}late",
+];
+
+/// Admin input is bounded and free of control characters: 400 naming the field, nothing stored,
+/// and the message quotes at most an escaped start of the value.
+async fn input_is_bounded(t: Target) {
+    let s = t.open().await;
+    s.upsert_role("reader", None, &[]).await.unwrap();
+    let v = s.registry_version().await.unwrap();
+    let refused = |e: tw_core::Error, code: &str, field: &str| {
+        assert_eq!(e.code(), code, "{e}");
+        assert_eq!(e.http_status(), 400, "{e}");
+        assert_eq!(e.context_value("field"), Some(field), "{e}");
+        let text = e.to_string();
+        assert!(text.len() < 400, "a short message: {} bytes", text.len());
+        assert!(
+            !text.chars().any(tw_core::text::is_terminal_unsafe),
+            "escaped: {text:?}"
+        );
+    };
+    let huge = "n".repeat(100 * 1024);
+    let with = |f: &dyn Fn(&mut NewAccount)| {
+        let mut n = NewAccount::with_client_id(ISS, "svc", "cli");
+        f(&mut n);
+        n
+    };
+    type Case<'a> = (&'static str, Box<dyn Fn(&mut NewAccount) + 'a>);
+    let mut cases: Vec<Case<'_>> = vec![
+        (
+            "display_name",
+            Box::new(|n| n.display_name = Some(huge.clone())),
+        ),
+        (
+            "display_name",
+            Box::new(|n| n.display_name = Some("d".repeat(201))),
+        ),
+        ("subject", Box::new(|n| n.subject = Some("s".repeat(256)))),
+        ("client_id", Box::new(|n| n.client_id = Some(huge.clone()))),
+        (
+            "issuer",
+            Box::new(|n| n.issuer = format!("https://{}", "i".repeat(1100))),
+        ),
+        ("created_by", Box::new(|n| n.created_by = "c".repeat(256))),
+        ("roles", Box::new(|n| n.roles = vec!["reader".into(); 257])),
+        ("roles", Box::new(|n| n.roles = vec!["read\u{1b}er".into()])),
+    ];
+    for hostile in HOSTILE {
+        let h = hostile.to_owned();
+        cases.push((
+            "display_name",
+            Box::new(move |n| n.display_name = Some(h.clone())),
+        ));
+        let h = hostile.to_owned();
+        cases.push((
+            "client_id",
+            Box::new(move |n| n.client_id = Some(h.clone())),
+        ));
+        let h = hostile.to_owned();
+        cases.push(("subject", Box::new(move |n| n.subject = Some(h.clone()))));
+        let h = hostile.to_owned();
+        cases.push((
+            "issuer",
+            Box::new(move |n| n.issuer = format!("https://kc/{h}")),
+        ));
+    }
+    for (field, set) in &cases {
+        let e = s.create_account(with(set.as_ref())).await.unwrap_err();
+        let code = if *field == "roles" && e.code() == "invalid_role" {
+            "invalid_role"
+        } else {
+            "invalid_account"
+        };
+        refused(e, code, field);
+    }
+    // At the bounds: accepted, with printable Unicode.
+    let mut ok = with(&|n| n.display_name = Some("é".repeat(200)));
+    ok.subject = Some("s".repeat(255));
+    ok.roles = codes(&["reader"]);
+    s.create_account(ok).await.unwrap();
+    let v_after_ok = v + 1;
+
+    // Roles: name, description, permission codes.
+    let e = s.upsert_role(&huge, None, &[]).await.unwrap_err();
+    refused(e, "invalid_role", "name");
+    let e = s
+        .upsert_role("r", Some(&"d".repeat(501)), &[])
+        .await
+        .unwrap_err();
+    refused(e, "invalid_role", "description");
+    let e = s
+        .upsert_role("r", None, &vec!["a:b".to_owned(); 257])
+        .await
+        .unwrap_err();
+    refused(e, "invalid_permission", "permissions");
+    for hostile in HOSTILE {
+        let e = s.upsert_role(hostile, None, &[]).await.unwrap_err();
+        refused(e, "invalid_role", "name");
+        let e = s.upsert_role("r", Some(hostile), &[]).await.unwrap_err();
+        refused(e, "invalid_role", "description");
+        let e = s
+            .upsert_role("r", None, &[hostile.to_owned()])
+            .await
+            .unwrap_err();
+        refused(e, "invalid_permission", "permissions");
+    }
+    s.upsert_role("r", Some(&"d".repeat(500)), &codes(&["a:b"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.registry_version().await.unwrap(),
+        v_after_ok + 1,
+        "only the valid writes"
+    );
+
+    // Looking up hostile names is answered with an escaped, short message.
+    let e = s.get_role(&format!("\u{1b}[2J{huge}")).await.unwrap_err();
+    assert_eq!(e.code(), "role_not_found");
+    assert!(e.to_string().len() < 300);
+    assert!(!e.to_string().contains('\u{1b}'));
+    let e = s.get_account("\u{9b}31m").await.unwrap_err();
+    assert!(!e.to_string().contains('\u{9b}'), "{e}");
+}
+both!(bounded_input, input_is_bounded);
+
+/// The store as the authorizer's registry: an account registered by client id is found for that
+/// client's service-account key, never for a user's key through the same client.
+async fn client_id_accounts_are_for_service_accounts(t: Target) {
+    let s = t.open().await;
+    s.upsert_role("ops-admin", None, &codes(&["*"]))
+        .await
+        .unwrap();
+    let mut new = NewAccount::with_client_id(ISS, "ops-console", "cli");
+    new.roles = codes(&["ops-admin"]);
+    let console = s.create_account(new).await.unwrap();
+    let bob = s
+        .create_account(NewAccount::with_subject(ISS, "sub-bob", "cli"))
+        .await
+        .unwrap();
+
+    let sa = AccountKey::service_account(ISS, Some("sa-sub"), Some("ops-console"));
+    let found = s.find(&sa).await.unwrap().expect("the service account");
+    assert_eq!(found.id, console.id);
+    assert_eq!(found.permissions, codes(&["*"]));
+    for user in [
+        AccountKey::user(ISS, Some("sub-alice")),
+        AccountKey::user(ISS, None),
+        AccountKey::user(ISS, Some("")),
+    ] {
+        assert_eq!(s.find(&user).await.unwrap(), None, "{user:?}");
+    }
+    // A user's own account, by subject.
+    let found = s
+        .find(&AccountKey::user(ISS, Some("sub-bob")))
+        .await
+        .unwrap();
+    assert_eq!(found.map(|a| a.id), Some(bob.id));
+    // Another issuer's service account of the same name is another client.
+    let other = AccountKey::service_account(OTHER_ISS, None, Some("ops-console"));
+    assert_eq!(s.find(&other).await.unwrap(), None);
+}
+both!(registry_keys, client_id_accounts_are_for_service_accounts);

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::UnixTime;
 use tw_store::{
-    FencedWrite, PendingConsent, Sealed, TokenUpdate, VaultRow, VaultStatus, VaultTokenType,
+    FencedWrite, InsertFence, PendingConsent, Sealed, TokenUpdate, VaultRow, VaultStatus,
+    VaultTokenType,
 };
 
 const ISS: &str = "https://kc.example/realms/dls";
@@ -450,6 +451,156 @@ async fn fenced_writes(t: Target) {
     );
 }
 both!(fenced, fenced_writes);
+
+/// A duplicate's insert is fenced as a rotation's commit is: by the lease (a holder whose lease
+/// was taken over inserts nothing) and by the version of the entry it copies (a copy of a row
+/// that moved on is refused); check and insert are one transaction.
+async fn fenced_inserts(t: Target) {
+    let s = t.open().await;
+    let other = t.open().await;
+    let at = |secs: u64| START.plus(Duration::from_secs(secs));
+    s.vault_insert(&row("a", "alice", Some("s1")))
+        .await
+        .unwrap();
+    let fence = |lease_id: &'static str, source_id: &'static str, version: i64| InsertFence {
+        lineage: "session:s1",
+        lease_id,
+        source_id,
+        source_version: version,
+    };
+    let copy = row("a-copy", "alice", Some("s1"));
+    assert!(
+        s.vault_lease_claim("session:s1", "slow", at(0), at(7))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.vault_insert_fenced(fence("slow", "a", 1), &copy)
+            .await
+            .unwrap(),
+        FencedWrite::Applied,
+        "the holder's copy"
+    );
+    assert_eq!(s.vault_get("a-copy").await.unwrap().as_ref(), Some(&copy));
+    // Taken over at 8 s: the old holder writes no copy any more.
+    assert!(
+        other
+            .vault_lease_claim("session:s1", "fast", at(8), at(15))
+            .await
+            .unwrap()
+    );
+    let second = row("a-copy-2", "alice", Some("s1"));
+    for lease in ["slow", "SLOW", "slow ", ""] {
+        assert_eq!(
+            s.vault_insert_fenced(fence(lease, "a", 1), &second)
+                .await
+                .unwrap(),
+            FencedWrite::LeaseLost,
+            "{lease:?}"
+        );
+    }
+    assert_eq!(s.vault_get("a-copy-2").await.unwrap(), None);
+    // The new holder rotates; a copy decided on the version read before is refused.
+    assert_eq!(
+        other
+            .vault_update_tokens_fenced("session:s1", "fast", &[update("a", Some(1), 2)])
+            .await
+            .unwrap(),
+        FencedWrite::Applied
+    );
+    assert_eq!(
+        other
+            .vault_insert_fenced(fence("fast", "a", 1), &second)
+            .await
+            .unwrap(),
+        FencedWrite::Conflict
+    );
+    assert_eq!(
+        other
+            .vault_insert_fenced(fence("fast", "gone", 1), &second)
+            .await
+            .unwrap(),
+        FencedWrite::Conflict,
+        "a source that is gone"
+    );
+    assert_eq!(s.vault_get("a-copy-2").await.unwrap(), None);
+    assert_eq!(
+        other
+            .vault_insert_fenced(fence("fast", "a", 2), &second)
+            .await
+            .unwrap(),
+        FencedWrite::Applied
+    );
+    assert_eq!(
+        s.vault_get("a").await.unwrap().unwrap().version,
+        2,
+        "the check changes nothing"
+    );
+    // An id that exists is the usual conflict, and rolls back.
+    let e = other
+        .vault_insert_fenced(fence("fast", "a", 2), &second)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "storage_conflict");
+    // Released: refused too.
+    other
+        .vault_lease_release("session:s1", "fast")
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .vault_insert_fenced(fence("fast", "a", 2), &row("a-copy-3", "alice", Some("s1")))
+            .await
+            .unwrap(),
+        FencedWrite::LeaseLost
+    );
+    assert_eq!(s.vault_list_by_session("s1").await.unwrap().len(), 3);
+
+    // A takeover racing the holder's fenced insert, round after round: both always finish (the
+    // fence's lock on the lease row is held only for the insert's transaction), and the insert
+    // either applied or wrote nothing, never half.
+    s.vault_insert(&row("b", "alice", Some("s2")))
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let t = 100 * n;
+        assert!(
+            s.vault_lease_claim("session:s2", "holder", at(t), at(t + 5))
+                .await
+                .unwrap()
+        );
+        let id = format!("b-copy-{n}");
+        let copy = row(&id, "alice", Some("s2"));
+        let thief = format!("thief-{n}");
+        let (inserted, claimed) = tokio::join!(
+            s.vault_insert_fenced(
+                InsertFence {
+                    lineage: "session:s2",
+                    lease_id: "holder",
+                    source_id: "b",
+                    source_version: 1,
+                },
+                &copy
+            ),
+            other.vault_lease_claim("session:s2", &thief, at(t + 10), at(t + 20))
+        );
+        assert!(claimed.unwrap(), "the expired lease is taken over");
+        let inserted = inserted.unwrap();
+        assert!(
+            matches!(inserted, FencedWrite::Applied | FencedWrite::LeaseLost),
+            "{inserted:?}"
+        );
+        assert_eq!(
+            s.vault_get(&id).await.unwrap().is_some(),
+            inserted == FencedWrite::Applied
+        );
+        other
+            .vault_lease_release("session:s2", &thief)
+            .await
+            .unwrap();
+    }
+}
+both!(fenced_insert, fenced_inserts);
 
 /// PostgreSQL's SQLSTATEs are often all digits: a serialisation failure (40001) or a full disk
 /// (53100) is transient (503 `storage_unavailable`), not a 500.

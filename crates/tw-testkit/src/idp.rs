@@ -708,6 +708,36 @@ impl Idp {
             .to_owned()
     }
 
+    /// A user's access token through `client_id` (a `client_secret_basic` client allowed the
+    /// `refresh_token` grant): a refresh token minted for `username`, redeemed once. Its `sub`
+    /// and `preferred_username` are the user's, its `azp` the client. Panics unless issued.
+    pub async fn user_access_token(&self, client_id: &str, secret: &str, username: &str) -> String {
+        let refresh = self
+            .mint_refresh_token(client_id, username, "openid offline_access")
+            .await;
+        let resp = self
+            .http
+            .post(self.token_url())
+            .basic_auth(client_id, Some(secret))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("user token request for {username} via {client_id}: {e}"));
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "user token request for {username} via {client_id}: {status}"
+        );
+        let v: Value = resp.json().await.expect("token response JSON");
+        v["access_token"]
+            .as_str()
+            .expect("access_token in the token response")
+            .to_owned()
+    }
+
     pub async fn set_client_secret(&self, client: &str, secret: &str) {
         self.post(
             &format!("/clients/{client}/secret"),

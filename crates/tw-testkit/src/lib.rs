@@ -12,6 +12,7 @@
 //! * [`Postgres`] starts Debian's PostgreSQL in a temp directory (storage tests), one database
 //!   per test via [`Postgres::create_database`].
 //! * [`fixture_path`] finds files under `testing/fixtures`.
+//! * [`upstreams`] models how ASP.NET Core, IIS, Tomcat, Express and Go route a raw path.
 //! * [`Running`] keeps a server under test in its own task until stopped; [`TestServer`] serves
 //!   a stub (an upstream) until dropped; [`rates`] adds up benchmark rates for ratios against a
 //!   baseline.
@@ -27,6 +28,7 @@ mod postgres;
 pub mod rates;
 mod running;
 mod server;
+pub mod upstreams;
 
 pub use config::{ClientSpec, IdpConfig, UserSpec};
 pub use idp::{ClientInfo, Endpoint, Fault, Idp, IdpStats, UserInfo};

@@ -1,5 +1,9 @@
 //! Who is calling: a bearer token verified by the gateway's [`Verifier`] (same issuers, same
-//! checks), its roles mapped to vault permissions by `[vault.callers.roles]`.
+//! checks), its roles mapped to vault permissions by `[vault.callers.roles]` through the
+//! gateway's own authorization core ([`Authz::resolve`]: principal extraction with
+//! `roles_claims` and `client_role_format`, the role map, and per issuer the permission sources
+//! of `[vault.callers] issuer_sources`: an issuer limited to `[]` grants no `vault:*` permission
+//! whatever roles its tokens carry).
 //!
 //! Refusals are the gateway's ([`tw_gateway::Refusal`], RFC 6750): no token → 401 with a bare
 //! challenge; a malformed `Authorization` → 400 `invalid_request`; a refused token → 401
@@ -14,9 +18,9 @@
 
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use tw_authz::{PermissionSet, PrincipalExtractor, PrincipalLimiter};
+use tw_authz::{Authz, PrincipalLimiter, Resolution};
 use tw_config::{VAULT_PERMISSIONS, VaultConfig};
 use tw_core::{Clock, Error, ErrorKind};
 use tw_gateway::Refusal;
@@ -29,8 +33,10 @@ use tw_verify::{INVALID_TOKEN, Verifier, VerifyOptions};
 /// Authenticates callers and computes their vault permissions.
 pub struct CallerAuth {
     verifier: Arc<Verifier>,
-    principals: PrincipalExtractor,
-    roles: BTreeMap<String, PermissionSet>,
+    /// `[vault.callers]` as an authorization core without rules: only its principal and
+    /// permission resolution is used.
+    authz: Authz,
+    roles: Vec<String>,
     /// `vault.idp.client_id`: tokens issued to it are the vault's own minted tokens.
     own_client_id: String,
     limiter: PrincipalLimiter,
@@ -40,36 +46,35 @@ impl std::fmt::Debug for CallerAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallerAuth")
             .field("verifier", &self.verifier)
-            .field("roles", &self.roles.keys().collect::<Vec<_>>())
+            .field("roles", &self.roles)
             .finish()
     }
 }
 
 impl CallerAuth {
     /// `verifier` is built from [`tw_config::CallersConfig::verifier_config`] of
-    /// `vault.callers` (the callers' issuers); `clock` times the rate limits.
-    pub fn new(vault: &VaultConfig, verifier: Arc<Verifier>, clock: Arc<dyn Clock>) -> Self {
+    /// `vault.callers` (the callers' issuers); `clock` times the rate limits. Needs a Tokio
+    /// runtime (the authorization core starts its idle audit writer).
+    pub fn new(
+        vault: &VaultConfig,
+        verifier: Arc<Verifier>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
         let cfg = &vault.callers;
-        let roles = cfg
-            .roles
-            .iter()
-            .map(|(role, codes)| {
-                let mut set = PermissionSet::new();
-                set.extend(codes.iter().cloned());
-                (role.clone(), set)
-            })
-            .collect();
-        Self {
+        let authz = Authz::builder(&cfg.authz_config())
+            .clock(clock.clone())
+            .build()?;
+        Ok(Self {
             verifier,
-            principals: PrincipalExtractor::new(&cfg.authz_config()),
-            roles,
+            authz,
+            roles: cfg.roles.keys().cloned().collect(),
             own_client_id: vault.idp.client_id.clone(),
             limiter: PrincipalLimiter::new(
                 Some(&vault.limits.rate_limit),
                 &vault.limits.rate_limits,
                 clock,
             ),
-        }
+        })
     }
 
     pub fn verifier(&self) -> &Arc<Verifier> {
@@ -118,18 +123,16 @@ impl CallerAuth {
             tracing::info!(caller = %subject, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "vault caller rate limited");
             return Err(refuse(Refusal::RateLimited(wait)));
         }
-        let principal = self.principals.principal(&verified);
-        let mut granted = PermissionSet::new();
-        for role in &principal.roles {
-            if let Some(set) = self.roles.get(role) {
-                granted.extend(set.iter().map(str::to_owned));
-            }
-        }
-        let permissions: BTreeSet<String> = VAULT_PERMISSIONS
-            .iter()
-            .filter(|p| granted.satisfies(p))
-            .map(|p| (*p).to_owned())
-            .collect();
+        // Token roles are the callers' only permission source (no registry), so every answer is
+        // the grants; anything else grants nothing rather than failing the request.
+        let permissions: BTreeSet<String> = match self.authz.resolve(&verified).await {
+            (_, Resolution::Grants(grants)) => VAULT_PERMISSIONS
+                .iter()
+                .filter(|p| grants.permissions.satisfies(p))
+                .map(|p| (*p).to_owned())
+                .collect(),
+            (_, Resolution::Disabled { .. } | Resolution::Unavailable(_)) => BTreeSet::new(),
+        };
         Ok(Caller {
             issuer: verified.issuer.clone(),
             subject,

@@ -206,21 +206,12 @@ pub(crate) async fn start_consent(
             )
         })?,
     };
+    // The vault checks the page against vault.consent (here, and again at the callback).
     let redirect = match q.remove("redirect") {
         None => s.config.consent.redirect_after.clone(),
-        Some(text) => {
-            let url = Url::parse(&text).map_err(|_| {
-                Error::bad_request("redirect_not_allowed", "`redirect` is not an absolute URL")
-            })?;
-            if !s.config.redirect_allowed(&url) {
-                return Err(Error::bad_request(
-                    "redirect_not_allowed",
-                    "`redirect` is not under vault.consent.allowed_redirects",
-                )
-                .into());
-            }
-            Some(url)
-        }
+        Some(text) => Some(Url::parse(&text).map_err(|_| {
+            Error::bad_request("redirect_not_allowed", "`redirect` is not an absolute URL")
+        })?),
     };
     if let Some(unknown) = q.keys().next() {
         return Err(Error::bad_request(
@@ -239,7 +230,9 @@ pub(crate) async fn start_consent(
     ))
 }
 
-/// The IdP's redirect back: `?state=&code=` or `?state=&error=&error_description=`.
+/// The IdP's redirect back: `?state=&code=` or `?state=&error=&error_description=`. Redirects
+/// only to a page the vault re-checked against `vault.consent` (a refusal is JSON, never a
+/// redirect).
 pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): RawQuery) -> Answer {
     let mut q = query(raw.as_deref())?;
     let Some(state) = q.remove("state") else {

@@ -74,8 +74,9 @@ pub fn document(callback_path: &str) -> Value {
             ],
             json!({
                 "200": ok("Stored (when no page to redirect to is configured)", entry()),
-                "303": { "description": "Stored; the browser is sent to the configured page" },
-                "400": err("vault_state_invalid, vault_state_expired, vault_state_used, consent_denied (the IdP's error in `idp_error`), consent_user_mismatch"),
+                "303": { "description": "Stored; the browser is sent to the consent's page, checked against vault.consent again" },
+                "400": err("vault_state_invalid, vault_state_expired, vault_state_used, consent_denied (the IdP's error in `idp_error`), consent_user_mismatch (403), redirect_not_allowed (the consent's page is no longer allowed; nothing stored, no redirect)"),
+                "500": err("vault_decrypt_failed: the consent in progress was altered in the database (nothing stored, no redirect), vault_key_unknown"),
                 "502": err("The IdP refused the code exchange"),
             }),
         )}),
@@ -136,7 +137,8 @@ pub fn document(callback_path: &str) -> Value {
         json!({ "post": op(
             "Duplicate an offline entry: a second entry for the same session (deleting one keeps the session for the other)",
             "duplicateEntry", vec![entry_id()], None,
-            json!({ "201": ok("The new entry", entry()), "404": not_found() }),
+            json!({ "201": ok("The new entry", entry()), "404": not_found(),
+                    "503": err("vault_refresh_in_progress, vault_lease_lost (another instance took the entry's lease over: nothing written, retry), vault_commit_conflict") }),
         )}),
     );
     paths.insert(

@@ -84,6 +84,8 @@ pub fn vault_settings(cfg: &VaultConfig) -> Result<VaultSettings, Error> {
             std::time::Duration::ZERO
         },
         keys,
+        accept_v1_seals: cfg.encryption.accept_v1_seals,
+        redirects: cfg.consent.redirect_policy(),
         state_signing_key,
         max_pending_consents: cfg.limits.max_pending_consents,
     })

@@ -39,3 +39,8 @@ pub(crate) fn user_mismatch() -> Error {
 pub(crate) fn bad_attributes(why: &str) -> Error {
     Error::bad_request("vault_attributes_invalid", format!("attributes: {why}"))
 }
+
+/// 400 `redirect_not_allowed`: the page after a consent is not one `[vault.consent]` allows.
+pub(crate) fn redirect_not_allowed(why: &str) -> Error {
+    Error::bad_request("redirect_not_allowed", why.to_owned())
+}

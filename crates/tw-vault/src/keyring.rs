@@ -1,9 +1,9 @@
 //! [`KeyRing`]: AES-256-GCM keys by key id, one of them active for new writes.
 //!
 //! Invariants: a fresh 96-bit random nonce per encryption; associated data binds each sealed value
-//! to where it belongs (an entry's id, owner and token type; a pending consent's nonce and owner),
-//! so a row copied onto another row, owner or type fails to open; the key id is stored with the
-//! row so old keys keep working until `rekey` has moved every row to the active key.
+//! to where it belongs (what each layout binds: [`crate::binding`]), so a row copied onto another
+//! row, or whose metadata was changed, fails to open; the key id is stored with the row so old
+//! keys keep working until `rekey` has moved every row to the active key.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -19,8 +19,23 @@ const NONCE_LEN: usize = 12;
 const KEY_LEN: usize = 32;
 const MAX_KEY_ID_LEN: usize = 64;
 
-/// Versioned prefix of every associated-data string (a new layout gets a new prefix).
-const AAD_PREFIX: &[u8] = b"tokenwarden-vault-v1";
+/// The associated-data layouts, each with its own prefix (a new layout gets a new prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AadLayout {
+    /// Written before v2: (entry id, owner, token type) / (nonce, owner).
+    V1,
+    /// Every new seal: v1's parts and what else the row decides by (see [`crate::binding`]).
+    V2,
+}
+
+impl AadLayout {
+    fn prefix(self) -> &'static [u8] {
+        match self {
+            AadLayout::V1 => b"tokenwarden-vault-v1",
+            AadLayout::V2 => b"tokenwarden-vault-v2",
+        }
+    }
+}
 
 /// AES-256-GCM keys by key id. `Debug` shows the key ids only.
 #[derive(Clone)]
@@ -173,10 +188,11 @@ fn decrypt_failed(key_id: &str) -> Error {
     .with("key_id", key_id)
 }
 
-/// Associated data: a context label and length-prefixed parts (no two part lists collide).
-pub(crate) fn aad(context: &str, parts: &[&str]) -> Vec<u8> {
-    let mut out = AAD_PREFIX.to_vec();
-    for part in std::iter::once(context).chain(parts.iter().copied()) {
+/// Associated data: the layout's prefix, a context label and length-prefixed parts (no two part
+/// lists collide).
+pub(crate) fn aad<S: AsRef<str>>(layout: AadLayout, context: &str, parts: &[S]) -> Vec<u8> {
+    let mut out = layout.prefix().to_vec();
+    for part in std::iter::once(context).chain(parts.iter().map(AsRef::as_ref)) {
         out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
         out.extend_from_slice(part.as_bytes());
     }
@@ -194,14 +210,18 @@ mod tests {
     #[test]
     fn seals_and_opens_with_the_same_associated_data_only() {
         let ring = KeyRing::new("k1", vec![("k1".into(), key(1))]).unwrap();
-        let ad = aad("entry", &["id", "iss", "sub", "offline"]);
+        let ad = aad(AadLayout::V2, "entry", &["id", "iss", "sub", "offline"]);
         let sealed = ring.seal(&ad, "refresh-token-value").unwrap();
         assert_eq!(sealed.key_id, "k1");
         assert_eq!(
             ring.open(&sealed, &ad).unwrap().expose(),
             "refresh-token-value"
         );
-        let other = aad("entry", &["id", "iss", "someone-else", "offline"]);
+        let other = aad(
+            AadLayout::V2,
+            "entry",
+            &["id", "iss", "someone-else", "offline"],
+        );
         assert_eq!(
             ring.open(&sealed, &other).unwrap_err().code(),
             "vault_decrypt_failed"
@@ -215,7 +235,14 @@ mod tests {
 
     #[test]
     fn length_prefixes_keep_part_boundaries() {
-        assert_ne!(aad("c", &["ab", "c"]), aad("c", &["a", "bc"]));
+        assert_ne!(
+            aad(AadLayout::V2, "c", &["ab", "c"]),
+            aad(AadLayout::V2, "c", &["a", "bc"])
+        );
+        assert_ne!(
+            aad(AadLayout::V1, "c", &["a"]),
+            aad(AadLayout::V2, "c", &["a"])
+        );
     }
 
     #[test]

@@ -3,29 +3,38 @@
 //! reached through `tw_broker::idp` and `tw_verify`.
 //!
 //! - [`KeyRing`]: AES-256-GCM keys by id, one active. A random 96-bit nonce per seal; associated
-//!   data binds a sealed token to its entry id, owner (issuer + subject) and token type, so a
-//!   ciphertext moved to another row does not open. Rows remember their key id; [`Vault::rekey`]
-//!   moves them to the active key.
+//!   data (layout v2) binds a sealed token to everything its row decides by: entry id, owner
+//!   (issuer + subject), token type, session id and attributes; a consent in progress binds its
+//!   PKCE verifier to its nonce, owner, page to return to and attributes. A ciphertext moved to
+//!   another row, or a row whose metadata was changed in the database, does not open
+//!   (`vault_decrypt_failed`); the status is not sealed (it changes over time) but written only
+//!   by lease-fenced, version-guarded writes, and means nothing the IdP does not confirm. Rows
+//!   sealed in layout v1 (before) open while [`VaultSettings::accept_v1_seals`] is on and are
+//!   re-sealed in v2 by their next rotation or [`Vault::rekey`], which also moves rows to the
+//!   active key. A cached access token is served only for a row that still opens.
 //! - Consent ([`Vault::begin_consent`] / [`Vault::complete_consent`]): authorization code with
 //!   PKCE S256; `state` is HMAC-SHA256-signed, expires by the injected [`tw_core::Clock`], and
 //!   carries a nonce naming a pending row that is deleted as it is read (single use, across
 //!   instances). The id_token is verified (the IdP's JWKS, audience = the vault's client) and its
-//!   `sub` must be the caller who asked.
+//!   `sub` must be the caller who asked. The page to return to is checked against
+//!   [`VaultSettings::redirects`] when the consent begins and again at the callback.
 //! - [`Vault::mint`]: one IdP refresh per token lineage at a time (a session's entries share one
 //!   token): an async lock per lineage in this process, a lease row in the database across
 //!   instances (taken after the IdP's discovery, renewed while its holder works, fencing every
 //!   token or status write of its holder), the refresh and its commit in a task no caller can
 //!   cancel. Minted access tokens
 //!   are cached until `exp - margin`. A rotated refresh token is committed under the row's
-//!   version, together with the other entries of the same owner and session, before the access
-//!   token is returned; if the commit fails, no access token is returned. An IdP `invalid_grant`
+//!   version, together with its siblings (the other active entries of the same owner, session
+//!   and token type whose seals open), before the access token is returned; if the commit fails,
+//!   no access token is returned. An IdP `invalid_grant`
 //!   marks the entry `ReconsentRequired` (409 from then on, without asking the IdP again) only
 //!   while the row still holds the refused token (else the new one is refreshed); an IdP that is
 //!   down leaves the entry untouched (503, retryable).
 //! - Delete (and duplicate) under the same lock and lease: RFC 7009 revocation, then the row is
-//!   removed; when another active entry of the same owner shares the session nothing is revoked
-//!   (a revocation ends the IdP session for all of them: Keycloak's offline-session rule). An
-//!   unreachable IdP keeps the row (retryable).
+//!   removed; when a sibling shares the session nothing is revoked (a revocation ends the IdP
+//!   session for all of them: Keycloak's offline-session rule). An unreachable IdP keeps the row
+//!   (retryable). A duplicate is inserted by a write fenced by the lease and guarded by the
+//!   source's version, as a rotation's commit.
 //! - A failure after the IdP issued a grant (consent callback, caller-supplied token) revokes
 //!   the grant, so nothing is left live at the IdP without an entry.
 //! - Pending consents are capped per owner ([`VaultSettings::max_pending_consents`]).
@@ -37,7 +46,7 @@
 //! (400), `consent_denied` (400, the IdP's `error` in context `idp_error`),
 //! `consent_user_mismatch` and `vault_forbidden` (403), `vault_reconsent_required` (409),
 //! `vault_attributes_invalid`, `vault_token_missing`, `vault_token_rejected`,
-//! `vault_duplicate_unsupported` (400), `vault_key_unknown` / `vault_decrypt_failed` (500),
+//! `vault_duplicate_unsupported`, `redirect_not_allowed` (400, also at the callback), `vault_key_unknown` / `vault_decrypt_failed` (500),
 //! `vault_too_many_pending_consents` (429, retry when the owner's oldest pending consent
 //! expires), `vault_commit_conflict`, `vault_refresh_in_progress`, `vault_lease_lost` and the
 //! store's `storage_unavailable`
@@ -45,6 +54,7 @@
 //! `tw_broker::idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
 //! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
 
+mod binding;
 mod errors;
 mod idp;
 mod keyring;
@@ -60,6 +70,6 @@ pub use model::{
     Caller, ConsentCallback, ConsentDone, ConsentStart, DEFAULT_CONSENT_SCOPE,
     DEFAULT_MAX_PENDING_CONSENTS, DEFAULT_REUSE_MARGIN, DEFAULT_STATE_TTL, DeleteOutcome, EntryId,
     EntryStatus, EntryView, IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY,
-    PERM_READ_ANY, RekeyReport, TokenType, VaultSettings,
+    PERM_READ_ANY, RedirectPolicy, RekeyReport, TokenType, VaultSettings,
 };
 pub use vault::Vault;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tw_core::{Error, Secret, UnixTime};
 use url::Url;
 
+pub use tw_config::RedirectPolicy;
 pub use tw_store::{VaultStatus as EntryStatus, VaultTokenType as TokenType};
 
 /// Mint for any entry, not only the caller's own.
@@ -45,6 +46,13 @@ pub struct VaultSettings {
     /// [`DEFAULT_REUSE_MARGIN`]; zero turns the cache off.
     pub access_token_reuse_margin: Duration,
     pub keys: KeyRing,
+    /// Open rows sealed in the first associated-data layout (v1, which binds neither an entry's
+    /// session id and attributes nor a consent's redirect); see the crate docs. `true` until
+    /// [`crate::Vault::rekey`] has re-sealed every row, then `false`.
+    pub accept_v1_seals: bool,
+    /// The pages a consent may send the browser to afterwards: checked when it begins and again
+    /// at its callback.
+    pub redirects: RedirectPolicy,
     /// HMAC-SHA256 key of the consent `state` (at least 32 characters).
     pub state_signing_key: Secret,
     /// Consents one owner may have started and not completed (nor let expire). Default

@@ -1,9 +1,12 @@
 //! [`Vault`]: the service (consent, store, duplicate, list, delete, introspect, rekey; minting
 //! is in [`mint`]).
 
-use crate::errors::{bad_attributes, entry_not_found, forbidden, user_mismatch};
+use crate::binding::{EntryBinding, PendingBinding, Seals};
+use crate::errors::{
+    bad_attributes, entry_not_found, forbidden, redirect_not_allowed, user_mismatch,
+};
 use crate::idp::{Grant, IdpClient, expiry};
-use crate::keyring::{KeyRing, aad};
+use crate::keyring::AadLayout;
 use crate::metrics_names::*;
 use crate::model::*;
 use crate::state::{Pkce, StateSigner, random_token};
@@ -12,12 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tw_core::{Clock, Error, ErrorKind, Secret, UnixTime};
-use tw_store::{PendingConsent, Store, TokenUpdate, VaultRow};
+use tw_store::{FencedWrite, InsertFence, PendingConsent, Store, TokenUpdate, VaultRow};
 use url::Url;
 
 mod mint;
 
-use mint::CachedMint;
+use mint::{CachedMint, Fence, commit_conflict, lease_lost};
 
 /// Attribute limits (they are stored per row and shown in listings).
 const MAX_ATTRIBUTES: usize = 32;
@@ -37,6 +40,7 @@ const LOCAL_SESSION_PREFIX: &str = "vault:";
 
 struct Inner {
     settings: VaultSettings,
+    seals: Seals,
     state: StateSigner,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -62,26 +66,6 @@ impl std::fmt::Debug for Vault {
             .field("store", &self.inner.store)
             .finish_non_exhaustive()
     }
-}
-
-fn entry_aad(id: &str, owner_issuer: &str, owner_subject: &str, token_type: TokenType) -> Vec<u8> {
-    aad(
-        "entry",
-        &[id, owner_issuer, owner_subject, token_type.as_str()],
-    )
-}
-
-fn row_aad(row: &VaultRow) -> Vec<u8> {
-    entry_aad(
-        &row.id,
-        &row.owner_issuer,
-        &row.owner_subject,
-        row.token_type,
-    )
-}
-
-fn pending_aad(nonce: &str, owner_issuer: &str, owner_subject: &str) -> Vec<u8> {
-    aad("pending", &[nonce, owner_issuer, owner_subject])
 }
 
 fn view(row: &VaultRow) -> Result<EntryView, Error> {
@@ -197,6 +181,7 @@ impl Vault {
             .build();
         Ok(Vault {
             inner: Arc::new(Inner {
+                seals: Seals::new(&settings),
                 settings,
                 state,
                 store,
@@ -212,8 +197,8 @@ impl Vault {
         self.inner.clock.now()
     }
 
-    fn keys(&self) -> &KeyRing {
-        &self.inner.settings.keys
+    fn seals(&self) -> &Seals {
+        &self.inner.seals
     }
 
     /// The entry, if the caller owns it or holds `permission`; otherwise (and when missing)
@@ -245,6 +230,13 @@ impl Vault {
         redirect_after: Option<Url>,
     ) -> Result<ConsentStart, Error> {
         check_attributes(&attributes)?;
+        if let Some(url) = &redirect_after
+            && !self.inner.settings.redirects.allows(url)
+        {
+            return Err(redirect_not_allowed(
+                "the page to return to after the consent is not under vault.consent.allowed_redirects",
+            ));
+        }
         let now = self.now();
         // Expired pending consents are cleared as new ones start (best effort).
         if let Err(e) = self.inner.store.vault_pending_purge(now).await {
@@ -253,8 +245,15 @@ impl Vault {
         let nonce = random_token(32);
         let pkce = Pkce::new();
         let expires_at = now.plus(self.inner.settings.state_ttl);
-        let verifier = self.keys().seal(
-            &pending_aad(&nonce, &caller.issuer, &caller.subject),
+        let redirect_after = redirect_after.map(String::from);
+        let verifier = self.seals().seal_pending(
+            PendingBinding {
+                nonce: &nonce,
+                owner_issuer: &caller.issuer,
+                owner_subject: &caller.subject,
+                redirect_after: redirect_after.as_deref(),
+                attributes: &attributes,
+            },
             pkce.verifier.expose(),
         )?;
         let max = self.inner.settings.max_pending_consents;
@@ -268,7 +267,7 @@ impl Vault {
                     owner_subject: caller.subject.clone(),
                     verifier,
                     attributes,
-                    redirect_after: redirect_after.map(String::from),
+                    redirect_after,
                     created_at: now,
                     expires_at,
                 },
@@ -319,9 +318,11 @@ impl Vault {
         })
     }
 
-    /// The callback: checks `state` (signature, expiry, single use), reports an IdP error
-    /// redirect, exchanges the code with the PKCE verifier, checks that the user who signed in
-    /// is the caller who asked, and stores the token.
+    /// The callback: checks `state` (signature, expiry, single use), opens the pending row (a
+    /// row changed in the database does not open: `vault_decrypt_failed`), checks its page to
+    /// return to against the redirect policy again, reports an IdP error redirect, exchanges the
+    /// code with the PKCE verifier, checks that the user who signed in is the caller who asked,
+    /// and stores the token. Every refusal comes before the code is exchanged.
     pub async fn complete_consent(&self, cb: ConsentCallback) -> Result<ConsentDone, Error> {
         let result = self.complete_consent_inner(cb).await;
         let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "stored");
@@ -349,6 +350,22 @@ impl Vault {
                 "the consent took too long: its `state` expired; start the consent again",
             ));
         }
+        let verifier = self.seals().open_pending(&pending)?;
+        if verifier.layout == AadLayout::V1 {
+            tracing::debug!("a pending consent sealed in the v1 layout was opened");
+        }
+        let redirect_to = match pending.redirect_after.as_deref() {
+            None => None,
+            Some(text) => match Url::parse(text) {
+                Ok(url) if self.inner.settings.redirects.allows(&url) => Some(url),
+                _ => {
+                    tracing::warn!(owner = %pending.owner_subject, "vault consent refused: its page to return to is not allowed (any more)");
+                    return Err(redirect_not_allowed(
+                        "the page this consent was to return to is not under vault.consent.allowed_redirects (any more); start the consent again",
+                    ));
+                }
+            },
+        };
         if let Some(error) = cb.error.as_deref() {
             let code = sanitize_error_code(error);
             let mut message = format!("the IdP ended the consent with `{code}`");
@@ -368,14 +385,10 @@ impl Vault {
                     "the callback carries neither `code` nor `error`",
                 )
             })?;
-        let verifier = self.keys().open(
-            &pending.verifier,
-            &pending_aad(&nonce, &pending.owner_issuer, &pending.owner_subject),
-        )?;
         let grant = self
             .inner
             .idp
-            .exchange_code(code, &verifier, &self.inner.settings.redirect_uri)
+            .exchange_code(code, &verifier.secret, &self.inner.settings.redirect_uri)
             .await?;
         // From here on the IdP holds a grant (an offline session): any failure must end it,
         // or it would outlive the consent with no entry to find or delete it by.
@@ -388,10 +401,7 @@ impl Vault {
             }
         };
         tracing::info!(entry = %entry.id, owner = %entry.owner_subject, token_type = entry.token_type.as_str(), "vault consent completed");
-        Ok(ConsentDone {
-            entry,
-            redirect_to: pending.redirect_after.and_then(|u| Url::parse(&u).ok()),
-        })
+        Ok(ConsentDone { entry, redirect_to })
     }
 
     /// Checks who signed in (verified id_token with this consent's nonce, the owner who asked)
@@ -457,8 +467,17 @@ impl Vault {
         let now = self.now();
         let id = EntryId::random().to_string();
         let token_type = token_type_of(grant.token.scope.as_deref(), requested_scope);
-        let sealed = self.keys().seal(
-            &entry_aad(&id, owner_issuer, owner_subject, token_type),
+        let session_id =
+            session_id.unwrap_or_else(|| format!("{LOCAL_SESSION_PREFIX}{}", EntryId::random()));
+        let sealed = self.seals().seal_entry(
+            EntryBinding {
+                id: &id,
+                owner_issuer,
+                owner_subject,
+                token_type,
+                session_id: Some(&session_id),
+                attributes: &attributes,
+            },
             refresh_token.expose(),
         )?;
         let row = VaultRow {
@@ -467,10 +486,7 @@ impl Vault {
             owner_subject: owner_subject.to_owned(),
             token_type,
             sealed,
-            session_id: Some(
-                session_id
-                    .unwrap_or_else(|| format!("{LOCAL_SESSION_PREFIX}{}", EntryId::random())),
-            ),
+            session_id: Some(session_id),
             status: EntryStatus::Active,
             attributes,
             created_at: now,
@@ -553,8 +569,10 @@ impl Vault {
     }
 
     /// A new entry (new id) for the same owner holding the same offline token and session.
-    /// Copied under the session's lock and lease, so a rotation committing meanwhile cannot leave
-    /// the copy holding the spent token.
+    /// Copied under the session's lock and lease, and inserted by a write fenced by that lease
+    /// and guarded by the version read (as a rotation's commit): an instance that lost the lease
+    /// meanwhile writes no copy (503 `vault_lease_lost`), so a rotation by the new holder cannot
+    /// leave the copy holding the spent token.
     pub async fn duplicate(&self, caller: &Caller, id: &EntryId) -> Result<EntryView, Error> {
         let row = self.visible_row(caller, id, PERM_ADMIN).await?;
         if row.token_type != TokenType::Offline {
@@ -564,40 +582,64 @@ impl Vault {
             ));
         }
         let entry = *id;
-        self.under_lineage(mint::lineage_of(&row), move |vault| async move {
-            vault.duplicate_entry(&entry).await
+        self.under_lineage(mint::lineage_of(&row), move |vault, fence| async move {
+            vault.duplicate_entry(&entry, &fence).await
         })
         .await
     }
 
-    async fn duplicate_entry(&self, id: &EntryId) -> Result<EntryView, Error> {
-        let row = self
-            .inner
-            .store
-            .vault_get(&id.to_string())
-            .await?
-            .ok_or_else(|| entry_not_found(id))?;
-        let token = self.keys().open(&row.sealed, &row_aad(&row))?;
-        let new_id = EntryId::random().to_string();
-        let copy = VaultRow {
-            sealed: self.keys().seal(
-                &entry_aad(
-                    &new_id,
-                    &row.owner_issuer,
-                    &row.owner_subject,
-                    row.token_type,
-                ),
+    async fn duplicate_entry(&self, id: &EntryId, fence: &Fence) -> Result<EntryView, Error> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let row = self
+                .inner
+                .store
+                .vault_get(&id.to_string())
+                .await?
+                .ok_or_else(|| entry_not_found(id))?;
+            let token = self.seals().open_entry(&row)?.secret;
+            let new_id = EntryId::random().to_string();
+            let sealed = self.seals().seal_entry(
+                EntryBinding {
+                    id: &new_id,
+                    ..EntryBinding::from(&row)
+                },
                 token.expose(),
-            )?,
-            id: new_id,
-            created_at: self.now(),
-            last_used_at: None,
-            version: 1,
-            ..row
-        };
-        self.inner.store.vault_insert(&copy).await?;
-        tracing::info!(entry = %copy.id, from = %id, "vault entry duplicated");
-        view(&copy)
+            )?;
+            let copy = VaultRow {
+                sealed,
+                id: new_id,
+                created_at: self.now(),
+                last_used_at: None,
+                version: 1,
+                ..row.clone()
+            };
+            let written = self
+                .inner
+                .store
+                .vault_insert_fenced(
+                    InsertFence {
+                        lineage: &fence.lineage,
+                        lease_id: &fence.lease_id,
+                        source_id: &row.id,
+                        source_version: row.version,
+                    },
+                    &copy,
+                )
+                .await?;
+            match written {
+                FencedWrite::Applied => {
+                    tracing::info!(entry = %copy.id, from = %id, "vault entry duplicated");
+                    return view(&copy);
+                }
+                FencedWrite::LeaseLost => {
+                    tracing::warn!(entry = %id, "no duplicate written: this instance lost the entry's lease");
+                    return Err(lease_lost().with("entry", id.to_string()));
+                }
+                // The source moved on (a rekey): copy what it holds now.
+                FencedWrite::Conflict => {}
+            }
+        }
+        Err(commit_conflict(&id.to_string()))
     }
 
     // ----- read -----
@@ -652,18 +694,19 @@ impl Vault {
     pub async fn delete(&self, caller: &Caller, id: &EntryId) -> Result<DeleteOutcome, Error> {
         let row = self.visible_row(caller, id, PERM_ADMIN).await?;
         let entry = *id;
-        self.under_lineage(mint::lineage_of(&row), move |vault| async move {
+        self.under_lineage(mint::lineage_of(&row), move |vault, _| async move {
             vault.delete_entry(&entry).await
         })
         .await
     }
 
-    /// Runs `work` under the lineage's in-process lock and database lease (as a mint's refresh),
-    /// in a task of its own so that a caller giving up cancels nothing half-way.
+    /// Runs `work` under the lineage's in-process lock and database lease (as a mint's refresh;
+    /// `work` is given the lease to fence its writes with), in a task of its own so that a caller
+    /// giving up cancels nothing half-way.
     async fn under_lineage<T, F, Fut>(&self, lineage: String, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(Vault) -> Fut + Send + 'static,
+        F: FnOnce(Vault, Fence) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T, Error>> + Send,
     {
         let flight = self.flight(&lineage);
@@ -672,7 +715,7 @@ impl Vault {
             let guard = flight.lock_owned().await;
             let result = match this.take_lease(&lineage).await {
                 Ok(lease) => {
-                    let result = work(this.clone()).await;
+                    let result = work(this.clone(), lease.fence()).await;
                     lease.release().await;
                     result
                 }
@@ -687,35 +730,27 @@ impl Vault {
         })?
     }
 
-    /// Under the lineage's lock and lease: re-read the row and its siblings, revoke unless one is
-    /// left, delete.
+    /// Under the lineage's lock and lease: re-read the row and its siblings (same owner, session
+    /// and token type: an online entry does not keep an offline session alive, nor the other way
+    /// round), revoke unless one is left, delete.
     async fn delete_entry(&self, id: &EntryId) -> Result<DeleteOutcome, Error> {
         let store = &self.inner.store;
         let row = store
             .vault_get(&id.to_string())
             .await?
             .ok_or_else(|| entry_not_found(id))?;
-        let shared = match &row.session_id {
-            Some(session) => store
-                .vault_list_by_session(session)
-                .await?
-                .iter()
-                .any(|other| {
-                    other.id != row.id
-                        && other.owner_issuer == row.owner_issuer
-                        && other.owner_subject == row.owner_subject
-                        && other.status == EntryStatus::Active
-                }),
-            None => false,
-        };
+        let shared = !self.siblings_of(&row).await?.is_empty();
         let mut outcome = DeleteOutcome {
             revoked_at_idp: false,
             session_revoked: false,
         };
         if !shared {
-            match self.keys().open(&row.sealed, &row_aad(&row)) {
-                Ok(token) => {
-                    self.inner.idp.revoke(&token, "refresh_token").await?;
+            match self.seals().open_entry(&row) {
+                Ok(opened) => {
+                    self.inner
+                        .idp
+                        .revoke(&opened.secret, "refresh_token")
+                        .await?;
                     let idp_session = row
                         .session_id
                         .as_deref()
@@ -754,12 +789,13 @@ impl Vault {
         Ok(serde_json::Value::Object(answer))
     }
 
-    /// Re-seals every entry that is not under the active key, page by page, each guarded by
-    /// its version (a row that changed meanwhile is read again). Also purges expired pending
-    /// consents.
+    /// Re-seals every entry that is not under the active key or not in the current
+    /// associated-data layout (v2), page by page, each guarded by its version (a row that changed
+    /// meanwhile is read again). Every row is opened, so one that does not open is reported
+    /// whatever its key. Also purges expired pending consents.
     pub async fn rekey(&self) -> Result<RekeyReport, Error> {
         let store = &self.inner.store;
-        let active = self.keys().active_key_id().to_owned();
+        let active = self.seals().keys().active_key_id().to_owned();
         let mut report = RekeyReport::default();
         let mut after: Option<String> = None;
         loop {
@@ -768,22 +804,24 @@ impl Vault {
                 let mut row = row.clone();
                 let mut attempts = 0;
                 loop {
-                    if row.sealed.key_id == active {
-                        report.unchanged += 1;
-                        break;
-                    }
-                    let token = match self.keys().open(&row.sealed, &row_aad(&row)) {
-                        Ok(t) => t,
+                    let opened = match self.seals().open_entry(&row) {
+                        Ok(o) => o,
                         Err(e) => {
                             tracing::warn!(entry = %row.id, error = %e, "rekey: entry cannot be opened; left as it is");
                             report.failed += 1;
                             break;
                         }
                     };
+                    if row.sealed.key_id == active && opened.layout == AadLayout::V2 {
+                        report.unchanged += 1;
+                        break;
+                    }
                     let update = TokenUpdate {
                         id: row.id.clone(),
                         expected_version: Some(row.version),
-                        sealed: self.keys().seal(&row_aad(&row), token.expose())?,
+                        sealed: self
+                            .seals()
+                            .seal_entry(EntryBinding::from(&row), opened.secret.expose())?,
                         expires_at: row.expires_at,
                         used_at: None,
                     };

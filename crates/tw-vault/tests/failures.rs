@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{CLIENT_ID, CLIENT_SECRET, Db, Harness};
-use sqlx::Connection;
+use common::{CLIENT_ID, CLIENT_SECRET, Db, DbConn, Harness};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::{ErrorKind, Secret};
@@ -111,61 +110,31 @@ both!(reconsent, spent_tokens_need_a_new_consent);
 /// Makes the database refuse writes to the vault's entries, as a real failure would: SQLite
 /// locked by another writer (past the busy timeout), PostgreSQL answering `disk_full` to updates
 /// of `vault_entries`.
-enum StorageFault {
-    SqliteLock(sqlx::SqliteConnection),
-    PostgresTrigger(sqlx::PgConnection),
-}
+struct StorageFault(DbConn);
 
 impl StorageFault {
     async fn inject(h: &Harness) -> StorageFault {
-        match h.storage.db {
-            Db::Sqlite => {
-                let path = h.storage.sqlite_path.as_ref().unwrap();
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await
-                        .unwrap();
-                sqlx::query("BEGIN IMMEDIATE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                StorageFault::SqliteLock(conn)
-            }
+        let mut conn = h.storage.connect().await;
+        conn.exec(match h.storage.db {
+            Db::Sqlite => "BEGIN IMMEDIATE",
             Db::Postgres => {
-                let pg = h.storage.pg.as_ref().unwrap();
-                let opts = sqlx::postgres::PgConnectOptions::new()
-                    .host("127.0.0.1")
-                    .port(pg.port())
-                    .username(tw_testkit::POSTGRES_USER)
-                    .password(pg.password())
-                    .database(h.storage.pg_database.as_ref().unwrap());
-                let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
-                sqlx::raw_sql(
-                    "CREATE FUNCTION tw_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected: disk full' USING ERRCODE = '53100'; END; $$ LANGUAGE plpgsql; \
-                     CREATE TRIGGER tw_test_refuse BEFORE UPDATE ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_refuse();",
-                )
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                StorageFault::PostgresTrigger(conn)
+                "CREATE FUNCTION tw_test_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected: disk full' USING ERRCODE = '53100'; END; $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER tw_test_refuse BEFORE UPDATE ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_refuse();"
             }
-        }
+        })
+        .await;
+        StorageFault(conn)
     }
 
-    async fn lift(self) {
-        match self {
-            StorageFault::SqliteLock(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-            StorageFault::PostgresTrigger(mut conn) => {
-                sqlx::raw_sql(
-                    "DROP TRIGGER tw_test_refuse ON vault_entries; DROP FUNCTION tw_test_refuse();",
-                )
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            }
-        }
+    async fn lift(mut self) {
+        self.0
+            .exec(match self.0 {
+                DbConn::Sqlite(_) => "ROLLBACK",
+                DbConn::Postgres(_) => {
+                    "DROP TRIGGER tw_test_refuse ON vault_entries; DROP FUNCTION tw_test_refuse();"
+                }
+            })
+            .await;
     }
 }
 
@@ -253,7 +222,7 @@ async fn refuse_inserts(h: &Harness) {
              CREATE TRIGGER tw_test_refuse_insert BEFORE INSERT ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_refuse_insert();"
         }
     };
-    sqlx_exec(h, sql).await;
+    h.storage.exec(sql).await;
 }
 
 async fn refuse_inserts_lift(h: &Harness) {
@@ -263,30 +232,7 @@ async fn refuse_inserts_lift(h: &Harness) {
             "DROP TRIGGER tw_test_refuse_insert ON vault_entries; DROP FUNCTION tw_test_refuse_insert();"
         }
     };
-    sqlx_exec(h, sql).await;
-}
-
-async fn sqlx_exec(h: &Harness, sql: &'static str) {
-    match h.storage.db {
-        Db::Sqlite => {
-            let path = h.storage.sqlite_path.as_ref().unwrap();
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        }
-        Db::Postgres => {
-            let pg = h.storage.pg.as_ref().unwrap();
-            let opts = sqlx::postgres::PgConnectOptions::new()
-                .host("127.0.0.1")
-                .port(pg.port())
-                .username(tw_testkit::POSTGRES_USER)
-                .password(pg.password())
-                .database(h.storage.pg_database.as_ref().unwrap());
-            let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        }
-    }
+    h.storage.exec(sql).await;
 }
 
 /// A failure after the IdP answered (here: the entry cannot be inserted) ends the grant the IdP

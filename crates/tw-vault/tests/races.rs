@@ -120,3 +120,73 @@ async fn a_dead_sibling_does_not_keep_the_session(h: Harness) {
     assert!(h.vault.list(&h.alice).await.unwrap().len() == 1);
 }
 both!(dead_sibling, a_dead_sibling_does_not_keep_the_session);
+
+/// A duplicate is inserted by a write fenced by the lineage's lease (as a rotation's commit):
+/// the copy and the lease check are one transaction that holds the lease row, so another
+/// instance taking the lease over (its holder stalled past it) waits for the copy and then
+/// rotates it with the rest; it never finds a copy holding the token it has just spent appear
+/// after its commit. The stall is a slow insert (a trigger sleeping), which only PostgreSQL can
+/// inject; SQLite runs one writer at a time anyway (and the fence itself is tested on both in
+/// tw-store's tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_duplicate_never_holds_a_spent_token() {
+    let h = Harness::start(common::Db::Postgres).await;
+    let entry = h.consent(&h.alice, "alice").await.unwrap().entry;
+    h.vault.mint(&h.alice, &entry.id).await.unwrap();
+    let b = second_instance(&h).await;
+    let mut watcher = h.storage.connect().await;
+    watcher
+        .exec(
+            "CREATE FUNCTION tw_test_slow() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END; $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER tw_test_slow BEFORE INSERT ON vault_entries FOR EACH ROW EXECUTE FUNCTION tw_test_slow();",
+        )
+        .await;
+    h.idp.reset_stats().await;
+    let (b2, alice, id) = (b.clone(), h.alice.clone(), entry.id);
+    let duplicate = tokio::spawn(async move { b2.duplicate(&alice, &id).await });
+    // B is inside its insert, under its lease; time passes beyond that lease...
+    let common::DbConn::Postgres(conn) = &mut watcher else {
+        unreachable!("postgres")
+    };
+    loop {
+        let inserting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT INTO vault_entries%'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        if inserting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.clock.advance(Duration::from_secs(60));
+    // ...and A mints: its refresh rotates the token.
+    h.vault.mint(&h.alice, &entry.id).await.unwrap();
+    let copy = duplicate.await.unwrap();
+    watcher
+        .exec("DROP TRIGGER tw_test_slow ON vault_entries; DROP FUNCTION tw_test_slow();")
+        .await;
+    match copy {
+        // The copy was written under B's lease, before A took it: A's rotation reached it.
+        Ok(copy) => {
+            h.clock.advance(Duration::from_secs(31));
+            b.mint(&h.alice, &copy.id).await.unwrap();
+            h.vault.mint(&h.alice, &entry.id).await.unwrap();
+            assert_eq!(
+                h.vault.get(&h.alice, &copy.id).await.unwrap().status,
+                EntryStatus::Active
+            );
+        }
+        // Or B found its lease gone and wrote nothing.
+        Err(e) => {
+            assert_eq!(e.code(), "vault_lease_lost", "{e:?}");
+            assert_eq!(h.vault.list(&h.alice).await.unwrap().len(), 1);
+        }
+    }
+    assert_eq!(h.idp.stats().await.refresh_token_reuse, 0);
+    assert_eq!(
+        h.vault.get(&h.alice, &entry.id).await.unwrap().status,
+        EntryStatus::Active
+    );
+}

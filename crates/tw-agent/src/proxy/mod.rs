@@ -1,6 +1,7 @@
 //! The injecting reverse proxy: `Authorization: Bearer <token>` added on the way to upstreams.
 //!
-//! Per request: route by longest prefix → rate limit → circuit breaker → token → forward (bodies
+//! Per request: caller checks ([`CallerAccess`]: `Host`, caller key, whose header never goes
+//! upstream) → route by longest prefix → rate limit → circuit breaker → token → forward (bodies
 //! streamed) → on a 401 to the token just sent, one coalesced refresh and one replay, if the body
 //! was small enough to be kept.
 
@@ -9,6 +10,7 @@ mod headers;
 
 pub use breaker::BreakerState;
 
+use crate::access::{self, CallerAccess};
 use crate::metrics_names::*;
 use axum::Router;
 use axum::body::Body;
@@ -45,6 +47,7 @@ pub struct Proxy {
 }
 
 struct Inner {
+    access: CallerAccess,
     /// Most specific prefix first.
     routes: Vec<Route>,
     client: HttpClient,
@@ -66,8 +69,10 @@ struct Route {
 
 impl Proxy {
     /// Builds routes for `cfg`; each route's profile must exist in `broker`. Routes sharing an
-    /// upstream origin share one circuit breaker (configured by the first of them).
+    /// upstream origin share one circuit breaker (configured by the first of them). Checks who
+    /// may call it (`listen`, `allow_remote`, `caller_key`) and reads the caller key once.
     pub fn new(cfg: &ProxyConfig, broker: &Broker, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let access = CallerAccess::from_config(&cfg.access(), "proxy")?;
         let mut breakers: HashMap<String, Arc<Breaker>> = HashMap::new();
         let mut routes = Vec::with_capacity(cfg.routes.len());
         for (i, rc) in cfg.routes.iter().enumerate() {
@@ -84,6 +89,7 @@ impl Proxy {
         routes.sort_by_key(|r| std::cmp::Reverse(r.target.specificity()));
         Ok(Self {
             inner: Arc::new(Inner {
+                access,
                 routes,
                 client: forward::upstream_client()?,
                 breakers,
@@ -91,12 +97,26 @@ impl Proxy {
         })
     }
 
-    /// The proxy as an axum router: every path is proxied.
+    /// The proxy as an axum router: every path is proxied, after the caller checks.
     pub fn router(&self) -> Router {
         Router::new()
             .fallback(handle)
             .with_state(self.inner.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.access.clone(),
+                access::guard,
+            ))
             .layer(tw_http::trace_layer())
+    }
+
+    /// The address to bind (`agent.proxy.listen`, checked).
+    pub fn listen(&self) -> &tw_config::ListenAddr {
+        self.inner.access.listen()
+    }
+
+    /// Whether callers must present `agent.proxy.caller_key`.
+    pub fn requires_key(&self) -> bool {
+        self.inner.access.requires_key()
     }
 
     /// The circuit state of an upstream origin (`http://host:port`), if a route uses it.

@@ -9,11 +9,11 @@ use http::StatusCode;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
-use tw_agent::Agent;
+use tw_agent::{Agent, BoundAgent};
 use tw_broker::{Broker, IssuedToken};
 use tw_config::ListenAddr;
 use tw_core::{Clock, Error};
@@ -71,9 +71,38 @@ pub fn load(toml: &str) -> tw_config::Config {
 /// A running agent and the means to stop it.
 pub struct RunningAgent {
     pub api: ListenAddr,
+    /// The proxy's TCP address, one a client can connect to (`0.0.0.0` becomes `127.0.0.1`).
     pub proxy: Option<SocketAddr>,
+    /// The proxy's listener as bound (TCP or a unix socket).
+    pub proxy_listen: Option<ListenAddr>,
     pub broker: Arc<Broker>,
     running: Running<Error>,
+}
+
+/// The agent of `toml`, bound but not running: the error if it refuses to start.
+pub async fn bind_agent(toml: &str, clock: Arc<dyn Clock>) -> Result<BoundAgent, Error> {
+    bind_config(&load(toml), clock).await
+}
+
+/// [`bind_agent`] for a configuration built or changed in code (skipping load-time checks).
+pub async fn bind_config(
+    cfg: &tw_config::Config,
+    clock: Arc<dyn Clock>,
+) -> Result<BoundAgent, Error> {
+    let broker = Arc::new(Broker::from_config(cfg, clock.clone()).expect("broker"));
+    Agent::new(cfg, broker, Some(Arc::new(|| "# test\n".to_owned())))
+        .with_clock(clock)
+        .bind()
+        .await
+}
+
+/// An address a client can connect to: the wildcard becomes the loopback of its family.
+pub fn connectable(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, a.port())),
+        _ => a,
+    }
 }
 
 impl RunningAgent {
@@ -90,23 +119,30 @@ impl RunningAgent {
         .await
         .expect("bind");
         let api = bound.api_addr();
-        let proxy = bound.proxy_addr().map(|a| match a {
-            ListenAddr::Tcp(a) => a,
-            ListenAddr::Unix(p) => panic!("proxy on unix socket {}", p.display()),
-        });
+        let proxy_listen = bound.proxy_addr();
+        let proxy = match &proxy_listen {
+            Some(ListenAddr::Tcp(a)) => Some(connectable(*a)),
+            _ => None,
+        };
         Self {
             api,
             proxy,
+            proxy_listen,
             broker,
             running: Running::spawn(|shutdown| bound.run(shutdown)),
         }
     }
 
-    pub fn api_url(&self, path: &str) -> String {
+    /// The token API's TCP address, one a client can connect to.
+    pub fn api_tcp(&self) -> SocketAddr {
         match &self.api {
-            ListenAddr::Tcp(a) => format!("http://{a}{path}"),
+            ListenAddr::Tcp(a) => connectable(*a),
             ListenAddr::Unix(p) => panic!("API on unix socket {}", p.display()),
         }
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api_tcp())
     }
 
     pub fn proxy_url(&self, path: &str) -> String {
@@ -279,4 +315,99 @@ pub fn jwt_claims(token: &str) -> Value {
         .decode(parts[1])
         .expect("base64url payload");
     serde_json::from_slice(&payload).expect("JSON claims")
+}
+
+/// Where a raw request goes: a TCP address or a unix socket.
+#[derive(Debug, Clone)]
+pub enum Dest {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+impl From<&ListenAddr> for Dest {
+    fn from(a: &ListenAddr) -> Self {
+        match a {
+            ListenAddr::Tcp(a) => Dest::Tcp(connectable(*a)),
+            ListenAddr::Unix(p) => Dest::Unix(p.clone()),
+        }
+    }
+}
+
+/// An HTTP/1.1 answer read off the wire.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// The header block, lower-cased names, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+impl RawReply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The stable error code of a JSON error answer.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {}", self.body))
+            .to_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends `GET target` with exactly the given header lines (bytes as given: no client library
+/// normalizes names, merges duplicates or refuses odd bytes) and `Connection: close`.
+pub async fn raw_get(dest: &Dest, target: &str, headers: &[(&str, &[u8])]) -> RawReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = format!("GET {target} HTTP/1.1\r\n").into_bytes();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.extend_from_slice(b"Host: 127.0.0.1\r\n");
+    }
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"Connection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let exchange = async {
+        match dest {
+            Dest::Tcp(a) => {
+                let mut s = tokio::net::TcpStream::connect(a).await.expect("connect");
+                s.write_all(&req).await.expect("write");
+                s.read_to_end(&mut out).await.expect("read");
+            }
+            Dest::Unix(p) => {
+                let mut s = tokio::net::UnixStream::connect(p).await.expect("connect");
+                s.write_all(&req).await.expect("write");
+                s.read_to_end(&mut out).await.expect("read");
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, exchange)
+        .await
+        .expect("in time");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {text}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {head}"));
+    RawReply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
 }

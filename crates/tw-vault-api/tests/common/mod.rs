@@ -24,20 +24,26 @@ pub const PUBLIC_URL: &str = "http://127.0.0.1:1";
 pub const PUBLIC_CALLBACK: &str = "http://127.0.0.1:1/v1/offline-token/callback";
 
 pub async fn start_idp() -> Idp {
-    Idp::start(
-        IdpConfig::default()
-            .client(
-                ClientSpec::secret_basic(VAULT_CLIENT, VAULT_SECRET)
-                    .grants(["authorization_code", "refresh_token"])
-                    .redirect_uris([PUBLIC_CALLBACK]),
-            )
-            .client(
-                ClientSpec::secret_basic(CALLER_APP, CALLER_SECRET)
-                    .grants(["authorization_code", "refresh_token"]),
-            )
-            .user(UserSpec::new("alice")),
-    )
-    .await
+    start_idp_with(Vec::new()).await
+}
+
+/// [`start_idp`] with more clients.
+pub async fn start_idp_with(clients: Vec<ClientSpec>) -> Idp {
+    let mut cfg = IdpConfig::default()
+        .client(
+            ClientSpec::secret_basic(VAULT_CLIENT, VAULT_SECRET)
+                .grants(["authorization_code", "refresh_token"])
+                .redirect_uris([PUBLIC_CALLBACK]),
+        )
+        .client(
+            ClientSpec::secret_basic(CALLER_APP, CALLER_SECRET)
+                .grants(["authorization_code", "refresh_token"]),
+        )
+        .user(UserSpec::new("alice"));
+    for client in clients {
+        cfg = cfg.client(client);
+    }
+    Idp::start(cfg).await
 }
 
 /// The `[vault]` section for `issuer`, secrets in files under `dir` (the key made once).
@@ -91,26 +97,67 @@ cache = {cache}
 
 /// A SQLite store in `dir`.
 pub async fn sqlite_store(dir: &Path) -> tw_store::Store {
-    open_store(StorageConfig {
+    open_store(sqlite_storage(dir)).await
+}
+
+/// The `[storage]` of a SQLite file in `dir`.
+pub fn sqlite_storage(dir: &Path) -> StorageConfig {
+    StorageConfig {
         url: format!("sqlite://{}", dir.join("vault.db").display()),
         ..StorageConfig::default()
-    })
-    .await
+    }
 }
 
 /// A store on a new database of `pg` (its password in a file under `dir`).
 pub async fn postgres_store(dir: &Path, pg: &tw_testkit::Postgres) -> tw_store::Store {
+    open_store(postgres_storage(dir, pg).await).await
+}
+
+/// The `[storage]` of a new database of `pg` (its password in a file under `dir`).
+pub async fn postgres_storage(dir: &Path, pg: &tw_testkit::Postgres) -> StorageConfig {
     let password = dir.join("db-password");
     std::fs::write(&password, pg.password()).expect("write password file");
-    open_store(StorageConfig {
+    StorageConfig {
         url: pg.url(&pg.create_database().await),
         password: Some(tw_config::SecretRef::File(password)),
         ..StorageConfig::default()
-    })
-    .await
+    }
 }
 
-async fn open_store(storage: StorageConfig) -> tw_store::Store {
+/// Runs one statement on the database of `storage` from a connection of its own, as someone
+/// with write access to the database (and not the vault's keys) could: the rows it changed.
+pub async fn exec_sql(storage: &StorageConfig, sql: &str) -> u64 {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if storage.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&storage.url)
+            .await
+            .expect("connect sqlite");
+        return sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .expect("sql")
+            .rows_affected();
+    }
+    let password = match &storage.password {
+        Some(tw_config::SecretRef::File(path)) => std::fs::read_to_string(path).expect("password"),
+        _ => String::new(),
+    };
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&storage.url)
+        .expect("postgres url")
+        .password(&password);
+    let mut c = sqlx::PgConnection::connect_with(&opts)
+        .await
+        .expect("connect postgres");
+    sqlx::query(sql)
+        .execute(&mut c)
+        .await
+        .expect("sql")
+        .rows_affected()
+}
+
+pub async fn open_store(storage: StorageConfig) -> tw_store::Store {
     tw_store::Store::open(&storage, Arc::new(SystemClock))
         .await
         .expect("store")
@@ -134,7 +181,7 @@ pub async fn serve_vault_with_clock(
     let verifier =
         Arc::new(Verifier::new(&cfg.callers.verifier_config(), clock.clone()).expect("verifier"));
     verifier.start().await;
-    let auth = Arc::new(CallerAuth::new(cfg, verifier, clock));
+    let auth = Arc::new(CallerAuth::new(cfg, verifier, clock).expect("caller auth"));
     let storage = tw_store::health::StoreHealth::start(store.clone());
     let router = tw_vault_api::router(vault, auth.clone(), storage, cfg, None);
     let listener = tw_vault_api::bind("127.0.0.1:0").await.expect("bind");

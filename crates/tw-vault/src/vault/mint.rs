@@ -7,7 +7,8 @@
 //! past its expiry while another instance took over — writes nothing it learnt from a token the
 //! new holder may have spent already.
 
-use super::{COMMIT_ATTEMPTS, Vault, row_aad};
+use super::{COMMIT_ATTEMPTS, Vault};
+use crate::binding::EntryBinding;
 use crate::errors::{entry_not_found, entry_not_found_text, reconsent_required};
 use crate::idp::{Grant, expiry};
 use crate::metrics_names::*;
@@ -24,7 +25,9 @@ const LEASE_POLL: Duration = Duration::from_millis(50);
 const LEASE_SLACK: Duration = Duration::from_secs(5);
 
 /// Entries sharing a session share one refresh token (after a rotation all hold the newest), so
-/// refreshes are serialised per session; an entry without a session is its own lineage.
+/// refreshes are serialised per session; an entry without a session is its own lineage. (An
+/// online and an offline entry of one Keycloak session share the id, not the token: they are
+/// serialised too, which costs nothing, but are never each other's siblings.)
 pub(super) fn lineage_of(row: &VaultRow) -> String {
     match &row.session_id {
         Some(session) => format!("session:{session}"),
@@ -66,7 +69,7 @@ impl Vault {
         if row.status == EntryStatus::ReconsentRequired {
             return Err(reconsent_required(id));
         }
-        if let Some(hit) = self.cached_mint(&row.id) {
+        if let Some(hit) = self.cached_for(&row)? {
             return Ok((hit, "cached"));
         }
         let lineage = lineage_of(&row);
@@ -77,12 +80,13 @@ impl Vault {
         let entry = *id;
         let task = tokio::spawn(async move {
             let guard = flight.lock_owned().await;
-            let result = match this.cached_mint(&entry.to_string()) {
-                Some(hit) => Ok((hit, "cached")),
-                None => this
+            let result = match this.cached_for(&row) {
+                Ok(Some(hit)) => Ok((hit, "cached")),
+                Ok(None) => this
                     .refresh_leased(&entry, &lineage)
                     .await
                     .map(|t| (t, "refreshed")),
+                Err(e) => Err(e),
             };
             drop(guard);
             this.release_flight(&lineage);
@@ -105,6 +109,19 @@ impl Vault {
             && Arc::strong_count(lock) == 1
         {
             flights.remove(lineage);
+        }
+    }
+
+    /// The cached token of `row`'s entry, served only while the row (as its visibility was
+    /// decided on) still opens: a row whose owner, type, session or attributes were changed in
+    /// the database gets nothing from the cache either.
+    fn cached_for(&self, row: &VaultRow) -> Result<Option<MintedToken>, Error> {
+        match self.cached_mint(&row.id) {
+            Some(hit) => {
+                self.seals().open_entry(row)?;
+                Ok(Some(hit))
+            }
+            None => Ok(None),
         }
     }
 
@@ -195,7 +212,7 @@ impl Vault {
             if row.status == EntryStatus::ReconsentRequired {
                 return Err(reconsent_required(id));
             }
-            let refresh_token = self.keys().open(&row.sealed, &row_aad(&row))?;
+            let refresh_token = self.seals().open_entry(&row)?.secret;
             let started = std::time::Instant::now();
             let refreshed = self.inner.idp.refresh(&refresh_token).await;
             metrics::histogram!(
@@ -277,9 +294,9 @@ impl Vault {
         Ok(Some(token))
     }
 
-    /// Seals the rotated token for the entry (guarded by the version read) and for every other
-    /// active entry of the owner in the same session (they shared the spent token), in one
-    /// transaction fenced by the lease. When the row moved on meanwhile but still holds the token
+    /// Seals the rotated token for the entry (guarded by the version read) and for its siblings
+    /// ([`Vault::siblings_of`]: they shared the spent token), in one transaction fenced by the
+    /// lease. When the row moved on meanwhile but still holds the token
     /// we refreshed with (a rekey, a status read), the commit is retried on the new version. A
     /// lost lease is a retryable 503: the token was spent, its successor is not written.
     async fn commit_rotation(
@@ -297,27 +314,22 @@ impl Vault {
             let mut updates = vec![TokenUpdate {
                 id: row.id.clone(),
                 expected_version: Some(row.version),
-                sealed: self.keys().seal(&row_aad(&row), rotated.expose())?,
+                sealed: self
+                    .seals()
+                    .seal_entry(EntryBinding::from(&row), rotated.expose())?,
                 expires_at,
                 used_at: Some(now),
             }];
-            if let Some(session) = &row.session_id {
-                for sibling in store.vault_list_by_session(session).await? {
-                    if sibling.id == row.id
-                        || sibling.owner_issuer != row.owner_issuer
-                        || sibling.owner_subject != row.owner_subject
-                        || sibling.status != EntryStatus::Active
-                    {
-                        continue;
-                    }
-                    updates.push(TokenUpdate {
-                        sealed: self.keys().seal(&row_aad(&sibling), rotated.expose())?,
-                        id: sibling.id.clone(),
-                        expected_version: None,
-                        expires_at,
-                        used_at: None,
-                    });
-                }
+            for sibling in self.siblings_of(&row).await? {
+                updates.push(TokenUpdate {
+                    sealed: self
+                        .seals()
+                        .seal_entry(EntryBinding::from(&sibling), rotated.expose())?,
+                    id: sibling.id.clone(),
+                    expected_version: None,
+                    expires_at,
+                    used_at: None,
+                });
             }
             match store
                 .vault_update_tokens_fenced(&lease.lineage, &lease.id, &updates)
@@ -339,9 +351,9 @@ impl Vault {
                 return Err(entry_not_found_text().with("entry", row.id.clone()));
             };
             let still_same = self
-                .keys()
-                .open(&current.sealed, &row_aad(&current))
-                .is_ok_and(|t| &t == used);
+                .seals()
+                .open_entry(&current)
+                .is_ok_and(|o| &o.secret == used);
             if !still_same {
                 break;
             }
@@ -350,9 +362,37 @@ impl Vault {
         tracing::error!(entry = %row.id, "a rotated refresh token could not be committed: the entry changed concurrently");
         Err(commit_conflict(&row.id))
     }
+
+    /// The entries that share `row`'s token: the owner's other active entries of the same
+    /// session *and token type* (Keycloak's online and offline sessions share an id, not a
+    /// token), whose seal opens — a row whose session id was changed in the database is no
+    /// sibling, so it is neither handed a rotated token nor counted by the shared-session rule.
+    pub(super) async fn siblings_of(&self, row: &VaultRow) -> Result<Vec<VaultRow>, Error> {
+        let Some(session) = &row.session_id else {
+            return Ok(Vec::new());
+        };
+        let mut siblings = Vec::new();
+        for other in self.inner.store.vault_list_by_session(session).await? {
+            if other.id == row.id
+                || other.owner_issuer != row.owner_issuer
+                || other.owner_subject != row.owner_subject
+                || other.token_type != row.token_type
+                || other.status != EntryStatus::Active
+            {
+                continue;
+            }
+            match self.seals().open_entry(&other) {
+                Ok(_) => siblings.push(other),
+                Err(e) => {
+                    tracing::warn!(entry = %other.id, of = %row.id, code = e.code(), "an entry naming this session does not open: not treated as a sibling")
+                }
+            }
+        }
+        Ok(siblings)
+    }
 }
 
-fn commit_conflict(entry: &str) -> Error {
+pub(super) fn commit_conflict(entry: &str) -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
         "vault_commit_conflict",
@@ -362,13 +402,20 @@ fn commit_conflict(entry: &str) -> Error {
     .with_retry_after(Duration::from_secs(1))
 }
 
-fn lease_lost() -> Error {
+pub(super) fn lease_lost() -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
         "vault_lease_lost",
         "this instance lost the entry's refresh lease to another one; try again",
     )
     .with_retry_after(Duration::from_secs(1))
+}
+
+/// What fences a lease holder's writes: the lineage and the holder's lease id.
+#[derive(Debug, Clone)]
+pub(super) struct Fence {
+    pub(super) lineage: String,
+    pub(super) lease_id: String,
 }
 
 /// A lineage's refresh lease, held by this instance: renewed in the background (every third of
@@ -410,6 +457,13 @@ impl Lease {
             id,
             store,
             renewer,
+        }
+    }
+
+    pub(super) fn fence(&self) -> Fence {
+        Fence {
+            lineage: self.lineage.clone(),
+            lease_id: self.id.clone(),
         }
     }
 

@@ -18,6 +18,8 @@ pub const CLIENT_ID: &str = "refresh-client";
 pub const CLIENT_SECRET: &str = "refresh-client-secret";
 pub const REDIRECT_URI: &str = "http://127.0.0.1/cb";
 pub const STATE_KEY: &str = "state-signing-key-for-tests-0123456789";
+/// The pages consents of these tests may return to (`allowed_redirects`).
+pub const APP_PAGES: &str = "https://app.example/";
 
 /// base64 of 32 bytes of `byte`.
 pub fn key_material(byte: u8) -> Secret {
@@ -185,28 +187,215 @@ impl Harness {
 }
 
 pub async fn vault_with(idp: &Idp, store: &Store, clock: &ManualClock, keys: KeyRing) -> Vault {
-    Vault::new(
-        VaultSettings {
-            idp: IdpClientSettings {
-                issuer: Url::parse(&idp.issuer()).expect("issuer url"),
-                client_id: CLIENT_ID.into(),
-                client_secret: Some(Secret::new(CLIENT_SECRET)),
-                auth_method: "client_secret_basic".into(),
-                request_timeout: Duration::from_secs(5),
-            },
-            redirect_uri: Url::parse(REDIRECT_URI).expect("redirect uri"),
-            consent_scope: tw_vault::DEFAULT_CONSENT_SCOPE.into(),
-            state_ttl: Duration::from_secs(600),
-            access_token_reuse_margin: Duration::from_secs(30),
-            keys,
-            state_signing_key: Secret::new(STATE_KEY),
-            max_pending_consents: tw_vault::DEFAULT_MAX_PENDING_CONSENTS,
+    vault_from(settings(idp, keys), store, clock).await
+}
+
+/// The settings every test vault starts from.
+pub fn settings(idp: &Idp, keys: KeyRing) -> VaultSettings {
+    VaultSettings {
+        idp: IdpClientSettings {
+            issuer: Url::parse(&idp.issuer()).expect("issuer url"),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(Secret::new(CLIENT_SECRET)),
+            auth_method: "client_secret_basic".into(),
+            request_timeout: Duration::from_secs(5),
         },
-        store.clone(),
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("vault")
+        redirect_uri: Url::parse(REDIRECT_URI).expect("redirect uri"),
+        consent_scope: tw_vault::DEFAULT_CONSENT_SCOPE.into(),
+        state_ttl: Duration::from_secs(600),
+        access_token_reuse_margin: Duration::from_secs(30),
+        keys,
+        accept_v1_seals: true,
+        redirects: tw_vault::RedirectPolicy {
+            redirect_after: None,
+            allowed_redirects: vec![Url::parse(APP_PAGES).expect("url")],
+        },
+        state_signing_key: Secret::new(STATE_KEY),
+        max_pending_consents: tw_vault::DEFAULT_MAX_PENDING_CONSENTS,
+    }
+}
+
+pub async fn vault_from(settings: VaultSettings, store: &Store, clock: &ManualClock) -> Vault {
+    Vault::new(settings, store.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("vault")
+}
+
+/// A connection of its own to the harness's database, as an attacker with write access (or a
+/// fault injection) would use.
+pub enum DbConn {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Storage {
+    pub async fn connect(&self) -> DbConn {
+        use sqlx::Connection;
+        match self.db {
+            Db::Sqlite => {
+                let path = self.sqlite_path.as_ref().expect("sqlite path");
+                DbConn::Sqlite(
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .expect("connect sqlite"),
+                )
+            }
+            Db::Postgres => {
+                let pg = self.pg.as_ref().expect("postgres");
+                let opts = sqlx::postgres::PgConnectOptions::new()
+                    .host("127.0.0.1")
+                    .port(pg.port())
+                    .username(tw_testkit::POSTGRES_USER)
+                    .password(pg.password())
+                    .database(self.pg_database.as_ref().expect("database"));
+                DbConn::Postgres(
+                    sqlx::PgConnection::connect_with(&opts)
+                        .await
+                        .expect("connect postgres"),
+                )
+            }
+        }
+    }
+
+    /// Runs `sql` (several statements allowed, no parameters) on a new connection.
+    pub async fn exec(&self, sql: &str) {
+        self.connect().await.exec(sql).await;
+    }
+
+    /// Runs one statement with text parameters (`$1`, ...; `None` is NULL): the rows it changed.
+    pub async fn exec_with(&self, sql: &str, binds: &[Option<&str>]) -> u64 {
+        match self.connect().await {
+            DbConn::Sqlite(mut c) => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                for b in binds {
+                    q = q.bind(b.map(str::to_owned));
+                }
+                q.execute(&mut c).await.expect("sql").rows_affected()
+            }
+            DbConn::Postgres(mut c) => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                for b in binds {
+                    q = q.bind(b.map(str::to_owned));
+                }
+                q.execute(&mut c).await.expect("sql").rows_affected()
+            }
+        }
+    }
+}
+
+impl DbConn {
+    pub async fn exec(&mut self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            DbConn::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
+            DbConn::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
+        }
+        .expect("sql");
+    }
+}
+
+/// Seals as the vault writes rows, in its documented associated-data layouts (see
+/// `tw-vault/src/binding.rs`): v1, as versions before v2 wrote every row, and v2, as every seal
+/// now. Built here from the format, not from the vault's code: a change of either layout breaks
+/// stored rows, and these tests.
+pub mod seal {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use aes_gcm::{Aes256Gcm, Nonce};
+    use std::collections::BTreeMap;
+    use tw_store::{Sealed, VaultRow};
+
+    fn aad(prefix: &str, context: &str, parts: &[&str]) -> Vec<u8> {
+        let mut out = prefix.as_bytes().to_vec();
+        for part in std::iter::once(context).chain(parts.iter().copied()) {
+            out.extend_from_slice(&u32::try_from(part.len()).expect("short").to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+
+    fn optional(value: Option<&str>) -> [&str; 2] {
+        match value {
+            Some(v) => ["1", v],
+            None => ["0", ""],
+        }
+    }
+
+    fn attributes(a: &BTreeMap<String, String>) -> String {
+        serde_json::to_string(a).expect("json")
+    }
+
+    pub fn entry_v1(row: &VaultRow) -> Vec<u8> {
+        aad(
+            "tokenwarden-vault-v1",
+            "entry",
+            &[
+                &row.id,
+                &row.owner_issuer,
+                &row.owner_subject,
+                row.token_type.as_str(),
+            ],
+        )
+    }
+
+    pub fn entry_v2(row: &VaultRow) -> Vec<u8> {
+        let [has, session] = optional(row.session_id.as_deref());
+        let attributes = attributes(&row.attributes);
+        aad(
+            "tokenwarden-vault-v2",
+            "entry",
+            &[
+                &row.id,
+                &row.owner_issuer,
+                &row.owner_subject,
+                row.token_type.as_str(),
+                has,
+                session,
+                &attributes,
+            ],
+        )
+    }
+
+    pub fn pending_v1(nonce: &str, owner_issuer: &str, owner_subject: &str) -> Vec<u8> {
+        aad(
+            "tokenwarden-vault-v1",
+            "pending",
+            &[nonce, owner_issuer, owner_subject],
+        )
+    }
+
+    /// AES-256-GCM under key `key_id` = 32 bytes of `key_byte` (the harness's `ring`).
+    pub fn seal(key_id: &str, key_byte: u8, aad: &[u8], plaintext: &str) -> Sealed {
+        let cipher = Aes256Gcm::new_from_slice(&[key_byte; 32]).expect("key");
+        let nonce: [u8; 12] = rand::random();
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad,
+                },
+            )
+            .expect("encrypt");
+        Sealed {
+            key_id: key_id.to_owned(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        }
+    }
+
+    /// Whether `sealed` opens under `aad` with 32 bytes of `key_byte`.
+    pub fn opens(key_byte: u8, sealed: &Sealed, aad: &[u8]) -> bool {
+        let cipher = Aes256Gcm::new_from_slice(&[key_byte; 32]).expect("key");
+        cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad,
+                },
+            )
+            .is_ok()
+    }
 }
 
 /// A browser: follows the IdP's redirects with cookies (the test IdP signs in the user named by

@@ -1,7 +1,8 @@
 //! Path patterns of route rules: literal segments, `*` and `{name}` (exactly one segment), a
 //! segment with one `*` inside (`attributes*`: a segment starting with `attributes`), and `**`
 //! (any number of segments, none included). Matching is on whole `/`-separated segments; a
-//! trailing `/` is an empty last segment, which `**` and `*`-globs match.
+//! trailing `/` is an empty last segment, which `**` and `*`-globs match (rule sets match request
+//! paths without their trailing `/`, see `RuleSet::find`).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {

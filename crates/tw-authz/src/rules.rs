@@ -34,12 +34,14 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// `host` normalized; `path` canonical (lower case when the set is case-insensitive).
+    /// `host` normalized; `path` canonical (lower case when the set is case-insensitive). A rule
+    /// for GET covers HEAD too: servers answer HEAD by running the GET handler.
     pub fn matches(&self, method: &str, host: Option<&str>, path: &str) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|x| x.eq_ignore_ascii_case(method)))
-            && (self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|x| x == h)))
+        let head = method.eq_ignore_ascii_case("HEAD");
+        self.methods.as_ref().is_none_or(|m| {
+            m.iter()
+                .any(|x| x.eq_ignore_ascii_case(method) || (head && x.eq_ignore_ascii_case("GET")))
+        }) && (self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|x| x == h)))
             && self.paths.iter().any(|p| p.matches(path))
     }
 }
@@ -63,7 +65,7 @@ impl RuleSet {
                 .enumerate()
                 .map(|(j, p)| {
                     let p = if case_insensitive {
-                        p.to_lowercase()
+                        tw_core::text::fold_case(p)
                     } else {
                         p.clone()
                     };
@@ -102,12 +104,17 @@ impl RuleSet {
     }
 
     /// The first rule matching; none when the path is unknown. `host` is normalized, `path` the
-    /// canonical path (`tw_http::path`).
+    /// canonical path (`tw_http::path`). A trailing `/` does not count: Express, ASP.NET Core
+    /// and Spring route `/users/42/` to the handler of `/users/{id}`, so its rule must apply.
     pub fn find(&self, method: &str, host: Option<&str>, path: Option<&str>) -> Option<&Rule> {
         let path = path?;
+        let path = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
         if self.case_insensitive {
-            let lower = path.to_lowercase();
-            self.rules.iter().find(|r| r.matches(method, host, &lower))
+            let folded = tw_core::text::fold_case(path);
+            self.rules.iter().find(|r| r.matches(method, host, &folded))
         } else {
             self.rules.iter().find(|r| r.matches(method, host, path))
         }

@@ -303,6 +303,46 @@ pub fn check_permission_code(code: &str, allow_wildcard: bool) -> Result<(), Str
 }
 
 /// A path pattern: starts with `/`; segments are literal, `*`, `{name}`, `**`, or hold one `*`.
+/// A `Host`-like value (`name[:port]`, `[v6]:port`) as compared with configured hosts, or `None`
+/// when it is not one: a port must be 1 to 5 digits and a name only letters, digits, `-`, `_` and
+/// `.`, so `admin.example.org:80abc` or `admin.example.org;x` cannot slip past a host rule that
+/// other servers (Go's `SplitHostPort`, Express, ASP.NET Core) would still apply.
+pub fn parse_host(value: &str) -> Option<String> {
+    let value = value.trim();
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, after) = rest.split_once(']')?;
+            let literal = inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || ":.".contains(c));
+            if inner.is_empty() || !literal {
+                return None;
+            }
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':')?),
+            };
+            (format!("[{}]", inner.to_ascii_lowercase()), port)
+        }
+        None => {
+            let (name, port) = match value.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (value, None),
+            };
+            let name = name.trim_end_matches('.');
+            let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+            if name.is_empty() || name.len() > 253 || !name.bytes().all(plain) {
+                return None;
+            }
+            (name.to_ascii_lowercase(), port)
+        }
+    };
+    match port {
+        Some(p) if !(1..=5).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_digit()) => None,
+        _ => Some(host),
+    }
+}
+
 /// `API.Example.org.:8443` → `api.example.org`; `[::1]:80` → `[::1]`: how hosts are compared.
 pub fn normalize_host(h: &str) -> String {
     let h = h.trim();

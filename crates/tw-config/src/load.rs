@@ -423,6 +423,10 @@ fn validate_gateway(
         check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m))?;
     }
     check_identity_headers(&gw.identity_headers, fail)?;
+    for (i, name) in gw.strip_headers.iter().enumerate() {
+        check_custom_header(name, "X-Tenant-Id")
+            .map_err(|m| fail(format!("gateway.strip_headers[{i}]"), m))?;
+    }
     if let Some(authz) = &gw.authz {
         let h = &gw.identity_headers;
         let names = [
@@ -478,6 +482,7 @@ fn validate_gateway(
     for (key, d) in [
         ("header_read_timeout", c.header_read_timeout),
         ("idle_timeout", c.idle_timeout),
+        ("stall_timeout", c.stall_timeout),
     ] {
         if d.is_zero() {
             return Err(fail(

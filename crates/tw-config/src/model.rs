@@ -489,6 +489,12 @@ pub struct GatewayConfig {
     /// overriding method must be allowed by the rules too.
     #[serde(default)]
     pub keep_method_override: bool,
+    /// More request headers only the gateway's side may set (e.g. a header your API trusts for
+    /// the tenant): removed in proxy mode, refused in forward-auth mode, with their `_`
+    /// look-alikes. `Forwarded`, `X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`,
+    /// `X-Real-IP`, `Remote-User` and the like are always removed.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
     /// Authorization after verification (route rules, role map, registry). Absent: every
     /// verified token is allowed.
     pub authz: Option<crate::authz::AuthzConfig>,
@@ -547,9 +553,14 @@ pub struct ConnectionsConfig {
     /// A keep-alive connection with no request in progress is closed after this.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A connection serving a request is closed when its client stops reading the response, or
+    /// stops sending the request body the upstream is waiting for, for this long.
+    #[serde(default = "default_stall_timeout", with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// Concurrent connections at most (lowered to fit the process's file-descriptor limit). A
     /// connection over the cap makes room by closing the oldest connection that has no request
-    /// in progress, else it is answered 503 and closed.
+    /// in progress; when all are busy, a few more are admitted for `/healthz` and `/readyz`
+    /// only, and anything else is answered 503 and closed.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Requests served on one connection before it is closed (`Connection: close`).
@@ -562,6 +573,7 @@ impl Default for ConnectionsConfig {
         Self {
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_idle_timeout(),
+            stall_timeout: default_stall_timeout(),
             max_connections: default_max_connections(),
             max_requests_per_connection: default_max_requests_per_connection(),
         }
@@ -572,6 +584,9 @@ fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
 }
 fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_stall_timeout() -> Duration {
     Duration::from_secs(30)
 }
 fn default_max_connections() -> usize {

@@ -343,6 +343,7 @@ impl CallersConfig {
             paths: crate::model::PathsConfig::default(),
             connections: crate::model::ConnectionsConfig::default(),
             keep_method_override: false,
+            strip_headers: Vec::new(),
             authz: None,
             admin: crate::admin::AdminConfig::default(),
         }

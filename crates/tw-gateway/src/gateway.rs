@@ -139,7 +139,8 @@ impl Gateway {
                 verifier,
                 routes: Routes::new(&cfg.routes, p.case_insensitive),
                 exempt: ExemptPaths::new(&cfg.exempt_paths, p.case_insensitive),
-                identity: IdentityHeaderNames::new(&cfg.identity_headers, permissions_header)?,
+                identity: IdentityHeaderNames::new(&cfg.identity_headers, permissions_header)?
+                    .with_extra(&cfg.strip_headers),
                 forward_auth_path: cfg.forward_auth_path.clone(),
                 decision,
                 client: forward::upstream_client()?,
@@ -297,7 +298,9 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             return tally.finish(refusal.outcome(), refusal.into_response(nginx));
         }
     };
-    if under_endpoint(canonical.decoded()) {
+    // The raw path decides too: `/auth/%2e%2e/api` is a forward-auth call whose dot segments
+    // are refused there, not a proxied request for `/api`.
+    if under_endpoint(req.uri().path()) || under_endpoint(canonical.decoded()) {
         shared.forward_auth(req, canonical).await
     } else {
         shared.proxy(req, canonical).await

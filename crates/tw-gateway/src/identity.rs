@@ -19,6 +19,37 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Headers that make frameworks route elsewhere, change the host or scheme they believe in, or
+/// name a user (proxy authentication), removed in proxy mode (with their `_` look-alikes): the
+/// gateway authorizes the request line, not these.
+pub const ROUTING_HEADERS: [&str; 16] = [
+    "forwarded",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-original-method",
+    "x-forwarded-method",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-host",
+    "x-original-host",
+    "x-real-ip",
+    "remote-user",
+    "x-remote-user",
+];
+
+/// Of those, the ones a front proxy passes on to the upstream from the client and that no front
+/// proxy sets itself: a forward-auth request carrying one is refused.
+const FORWARD_AUTH_REFUSED: [&str; 4] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "remote-user",
+    "x-remote-user",
+];
+
 /// A header name as CGI/WSGI-style servers see it: lower case, `_` as `-`.
 fn folded(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
@@ -34,6 +65,8 @@ pub struct IdentityHeaderNames {
     issuer: HeaderName,
     /// Granted permissions (`[gateway.authz] permissions_header`, default `X-Auth-Permissions`).
     permissions: HeaderName,
+    /// `strip_headers`, folded: removed in proxy mode, refused in forward-auth mode.
+    extra: Vec<String>,
 }
 
 impl IdentityHeaderNames {
@@ -64,6 +97,7 @@ impl IdentityHeaderNames {
                 "permissions_header",
                 permissions.unwrap_or(DEFAULT_PERMISSIONS_HEADER),
             )?,
+            extra: Vec::new(),
         })
     }
 
@@ -78,18 +112,29 @@ impl IdentityHeaderNames {
         ]
     }
 
+    /// Also removes (proxy mode) or refuses (forward-auth) these headers (`strip_headers`).
+    pub fn with_extra(mut self, names: &[String]) -> Self {
+        self.extra = names.iter().map(|n| folded(n)).collect();
+        self
+    }
+
     /// Whether `name` is an identity header or reads as one once `_` is taken as `-`.
-    fn is_identity(&self, name: &HeaderName) -> bool {
-        let folded = folded(name.as_str());
+    fn is_identity(&self, folded: &str) -> bool {
         self.names().iter().any(|n| n.as_str() == folded)
     }
 
-    /// Removes every identity header and look-alike (all values), and, unless
-    /// `keep_method_override`, every method-override header and look-alike.
+    /// Removes every identity header and look-alike (all values), the [`ROUTING_HEADERS`], the
+    /// configured `strip_headers`, and, unless `keep_method_override`, every method override.
     pub fn strip(&self, headers: &mut HeaderMap, keep_method_override: bool) {
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| self.is_identity(k) || (!keep_method_override && is_method_override(k)))
+            .filter(|k| {
+                let f = folded(k.as_str());
+                self.is_identity(&f)
+                    || (!keep_method_override && is_method_override(k))
+                    || ROUTING_HEADERS.contains(&f.as_str())
+                    || self.extra.contains(&f)
+            })
             .cloned()
             .collect();
         for name in doomed {
@@ -105,9 +150,13 @@ impl IdentityHeaderNames {
         headers: &'a HeaderMap,
         keep_method_override: bool,
     ) -> Option<&'a HeaderName> {
-        headers
-            .keys()
-            .find(|k| self.is_identity(k) || (!keep_method_override && is_method_override(k)))
+        headers.keys().find(|k| {
+            let f = folded(k.as_str());
+            self.is_identity(&f)
+                || (!keep_method_override && is_method_override(k))
+                || FORWARD_AUTH_REFUSED.contains(&f.as_str())
+                || self.extra.contains(&f)
+        })
     }
 
     /// Every identity header with an empty value: a forward-auth answer for an exempt path, so a

@@ -71,6 +71,7 @@ pub fn original_request(
         .encoded()
         .strip_prefix(endpoint)
         .filter(|rest| rest.starts_with('/'));
+    let envoy_path = suffix.is_some_and(|r| r != "/");
     if let Some(rest) = suffix.filter(|r| *r != "/") {
         paths.push(canonical(rest)?);
     }
@@ -108,6 +109,13 @@ pub fn original_request(
     if methods.windows(2).any(|w| w[0] != w[1]) {
         return Err(invalid(
             "X-Original-Method and X-Forwarded-Method name different methods",
+        ));
+    }
+    // Envoy asks with the original method itself (and the path after the endpoint): a method
+    // header there can only come from the client, so it must name the same method.
+    if envoy_path && methods.iter().any(|m| m != method) {
+        return Err(invalid(
+            "a method header names another method than the request's own (Envoy asks with the original method)",
         ));
     }
 
@@ -329,6 +337,26 @@ mod tests {
             assert!(err.contains("`.` or `..`"), "{raw}: {err}");
         }
         let envoy = ask("GET", "/auth/api/admin/../public", &[]).expect_err("envoy dots");
+        // Envoy's own method wins; a client's method header cannot replace it.
+        ask(
+            "DELETE",
+            "/auth/api/items/7",
+            &[("x-forwarded-method", "GET")],
+        )
+        .expect_err("a client method header under Envoy");
+        ask(
+            "DELETE",
+            "/auth/api/items/7",
+            &[("x-original-method", "GET")],
+        )
+        .expect_err("a client method header under Envoy");
+        let same = ask(
+            "DELETE",
+            "/auth/api/items/7",
+            &[("x-forwarded-method", "DELETE")],
+        )
+        .expect("agreeing");
+        assert_eq!(same.method, Method::DELETE);
         assert!(envoy.contains("`.` or `..`"), "{envoy}");
         for raw in [
             "/api/public/..%2fadmin",

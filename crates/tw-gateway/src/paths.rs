@@ -13,7 +13,7 @@ use tw_http::forward::Target;
 /// Lower-cases configured paths when matching ignores case.
 fn configured(path: &str, case_insensitive: bool) -> String {
     if case_insensitive {
-        path.to_lowercase()
+        tw_core::text::fold_case(path)
     } else {
         path.to_owned()
     }
@@ -139,11 +139,11 @@ pub fn host_of(authority: Option<&str>, header: Option<&str>) -> Result<Option<S
                 "{what} must not hold userinfo (`user@`)"
             )));
         }
-        let host = normalize_host(value);
-        if host.is_empty() || host.contains(['/', '\\', ' ', ',']) {
-            return Err(invalid_host(&format!("{what} is not a host name")));
-        }
-        Ok(host)
+        tw_config::parse_host(value).ok_or_else(|| {
+            invalid_host(&format!(
+                "{what} is not a host name with an optional port of 1 to 5 digits"
+            ))
+        })
     };
     let from_authority = authority
         .map(|a| parse(a, "the request target's authority"))
@@ -253,12 +253,26 @@ mod tests {
             Ok(Some("admin.example.org".into()))
         );
         assert_eq!(host(None, None), Ok(None));
+        assert_eq!(host(None, Some("[::1]:8443")), Ok(Some("[::1]".into())));
+        assert_eq!(
+            host(None, Some("my_service:8080")),
+            Ok(Some("my_service".into()))
+        );
         for (a, h) in [
             (Some("admin.example.org"), Some("127.0.0.1")),
             (None, Some("x@admin.example.org")),
             (Some("x@admin.example.org"), None),
             (None, Some("a.example, b.example")),
             (None, Some("")),
+            (None, Some("admin.example.org:80abc")),
+            (None, Some("admin.example.org:80:80")),
+            (None, Some("admin.example.org:+80")),
+            (None, Some("admin.example.org%2e")),
+            (None, Some("[admin.example.org]")),
+            (None, Some("admin.example.org;x")),
+            (None, Some("admin.example.org?")),
+            (None, Some("admin.example.org#")),
+            (None, Some("admin.example.org:123456")),
         ] {
             assert_eq!(host(a, h), Err("invalid_host"), "{a:?} {h:?}");
         }

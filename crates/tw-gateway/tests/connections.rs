@@ -159,7 +159,8 @@ async fn at_the_cap_the_oldest_waiting_connection_makes_room_and_busy_ones_are_k
     assert!(closed >= 15, "only {closed} of the oldest were closed");
     drop(idle);
 
-    // When every connection is busy, a newcomer gets 503 JSON at once rather than a hang.
+    // When every connection is busy, probes still get through on a small reserve, and anything
+    // else there is 503 JSON at once rather than a hang.
     let token = idp_token(&idp, CLIENT_ID, CLIENT_SECRET).await;
     let mut busy = Vec::new();
     for _ in 0..8 {
@@ -176,12 +177,28 @@ async fn at_the_cap_the_oldest_waiting_connection_makes_room_and_busy_ones_are_k
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let answer = healthz(gw.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw_request(
+        gw.addr,
+        b"GET /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(
         answer.contains("\"code\":\"too_many_connections\""),
         "{answer}"
     );
     assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    // Beyond the reserve, newcomers are answered 503 before any request is read.
+    let mut held = Vec::new();
+    for _ in 0..tw_http::connections::PROBE_RESERVE {
+        held.push(TcpStream::connect(gw.addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = healthz(gw.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    drop(held);
     // The busy requests finish normally.
     for mut s in busy {
         let mut out = Vec::new();
@@ -191,5 +208,60 @@ async fn at_the_cap_the_oldest_waiting_connection_makes_room_and_busy_ones_are_k
             .expect("read");
         assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn clients_that_stop_reading_or_sending_are_closed_while_busy() {
+    use axum::Router;
+    use axum::routing::{get, post};
+    let idp = Idp::start_default().await;
+    let big = tw_testkit::TestServer::start(
+        Router::new()
+            .route(
+                "/public/big",
+                get(|| async { vec![b'x'; 32 * 1024 * 1024] }),
+            )
+            .route(
+                "/public/upload",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            ),
+    )
+    .await;
+    let extra = format!(
+        "exempt_paths = [\"/public/*\"]\n{}\n[gateway.connections]\nstall_timeout = \"300ms\"\n",
+        route_toml("/public", &format!("http://{}", big.addr()))
+    );
+    let gw = RunningGateway::start(&gateway_config(&idp_gateway_toml(&idp, "", &extra))).await;
+
+    // A client that asks for a large answer and never reads it.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer");
+    let mut reader = socket.connect(gw.addr).await.expect("connect");
+    reader
+        .write_all(b"GET /public/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(LIMIT, reader.read_to_end(&mut got))
+        .await
+        .expect("the stalled connection was closed");
+    assert!(
+        got.len() < 32 * 1024 * 1024,
+        "the whole body arrived: not stalled?"
+    );
+
+    // A client that sends part of a body the upstream waits for, then stops.
+    let mut sender = TcpStream::connect(gw.addr).await.expect("connect");
+    sender
+        .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+        .await
+        .expect("write");
+    closed_after(&mut sender).await;
+
+    // Meanwhile the gateway serves others.
+    let answer = healthz(gw.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     gw.stop().await;
 }

@@ -498,7 +498,14 @@ fn documented_traefik_and_envoy_contracts_name_every_identity_header() {
         .nth(1)
         .expect("Envoy allowed_headers")
         .to_lowercase();
-    for p in ["prefix: x-auth", "prefix: x_auth", "exact: authorization"] {
+    for p in [
+        "prefix: x-auth",
+        "prefix: x_",
+        "exact: authorization",
+        "exact: x-http-method-override",
+        "exact: x-http-method",
+        "exact: x-method-override",
+    ] {
         assert!(
             envoy_request.contains(p),
             "Envoy's allowed_headers lacks {p}"

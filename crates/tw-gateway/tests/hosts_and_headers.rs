@@ -22,6 +22,17 @@ paths = ["/**"]
 require_all = ["admin:all"]
 
 [[gateway.authz.rules]]
+name = "admin-user"
+paths = ["/api/admin", "/api/admin/users/{id}", "/api/ασ/**", "/api/μ/**"]
+require_all = ["admin:all"]
+
+[[gateway.authz.rules]]
+name = "export"
+methods = ["GET"]
+paths = ["/api/reports/export"]
+require_all = ["admin:all"]
+
+[[gateway.authz.rules]]
 name = "read"
 methods = ["GET", "HEAD"]
 paths = ["/**"]
@@ -227,5 +238,160 @@ async fn rules_name_hosts_and_a_request_has_one_host() {
         .await;
         assert_eq!(status(&answer), want, "{fwd_host}: {answer}");
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn rules_hold_for_trailing_slashes_head_and_unicode_case() {
+    let s = setup().await;
+    let gw = gateway(&s, "").await;
+    let auth = format!("Bearer {}", s.token);
+    let get = |method: &'static str, target: String| {
+        let mut h =
+            format!("{method} {target} HTTP/1.1\r\nHost: api.example.org\r\nConnection: close\r\n");
+        h.push_str(&format!("Authorization: {auth}\r\n\r\n"));
+        h.into_bytes()
+    };
+    for (method, target) in [
+        ("GET", "/api/admin/users/42/"),
+        ("GET", "/api/admin/"),
+        ("GET", "/API/ADMIN/USERS/42/"),
+        ("HEAD", "/api/reports/export"),
+        ("HEAD", "/api/reports/export/"),
+        ("GET", "/api/%CE%B1%CF%82/x"),
+        ("GET", "/api/%CE%91%CE%A3/x"),
+        ("GET", "/api/%C2%B5/x"),
+    ] {
+        let answer = raw_request(gw.addr, &get(method, target.to_owned())).await;
+        assert_eq!(status(&answer), 403, "{method} {target}: {answer}");
+    }
+    let answer = raw_request(gw.addr, &get("GET", "/api/items/".to_owned())).await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn hosts_with_bad_ports_routing_headers_and_envoy_methods_cannot_be_used() {
+    let s = setup().await;
+    let gw = gateway(&s, "strip_headers = [\"X-Tenant\"]").await;
+    let auth = format!("Bearer {}", s.token);
+    // A host that other servers read as admin.example.org is refused, not let past its rule.
+    for host in [
+        "admin.example.org:80abc",
+        "admin.example.org:80:80",
+        "admin.example.org:+80",
+        "admin.example.org%2e",
+        "[admin.example.org]",
+        "admin.example.org;x",
+    ] {
+        let answer = raw_request(
+            gw.addr,
+            &raw("/x", &[("Host", host), ("Authorization", &auth)]),
+        )
+        .await;
+        assert_eq!(status(&answer), 400, "{host}: {answer}");
+        assert!(answer.contains("invalid_host"), "{answer}");
+        let answer = raw_request(
+            gw.addr,
+            &raw(
+                "/auth",
+                &[
+                    ("Host", "127.0.0.1"),
+                    ("Authorization", &auth),
+                    ("X-Forwarded-Uri", "/x"),
+                    ("X-Forwarded-Method", "GET"),
+                    ("X-Forwarded-Host", host),
+                ],
+            ),
+        )
+        .await;
+        assert_eq!(status(&answer), 400, "forward-auth {host}: {answer}");
+    }
+
+    // Headers that make frameworks route elsewhere or name a user never reach the upstream.
+    let routing = [
+        ("Forwarded", "host=admin.example.org;proto=https"),
+        ("X-Original-URL", "/api/admin/users"),
+        ("X-Rewrite-URL", "/api/admin/users"),
+        ("X_Original_URL", "/api/admin/users"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Original-URI", "/api/admin"),
+        ("X-Forwarded-Uri", "/api/admin"),
+        ("X-Host", "admin.example.org"),
+        ("X-Original-Host", "admin.example.org"),
+        ("X-Real-IP", "10.0.0.1"),
+        ("Remote-User", "root"),
+        ("X-Remote-User", "root"),
+        ("X-Tenant", "other"),
+        ("x_tenant", "other"),
+    ];
+    let mut headers = vec![
+        ("Host", "api.example.org"),
+        ("Authorization", auth.as_str()),
+    ];
+    headers.extend(routing);
+    let answer = raw_request(gw.addr, &raw("/api/items", &headers)).await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_lowercase();
+    for (name, value) in routing {
+        assert!(
+            !body.contains(&value.to_lowercase()),
+            "{name}: {value} reached the upstream: {body}"
+        );
+    }
+    // In forward-auth mode, the ones front proxies never set themselves are refused.
+    for name in [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "Remote-User",
+        "X-Tenant",
+        "x_tenant",
+    ] {
+        let answer = raw_request(
+            gw.addr,
+            &raw(
+                "/auth",
+                &[
+                    ("Host", "127.0.0.1"),
+                    ("Authorization", &auth),
+                    ("X-Forwarded-Uri", "/api/items"),
+                    ("X-Forwarded-Method", "GET"),
+                    (name, "/api/admin/users"),
+                ],
+            ),
+        )
+        .await;
+        assert_eq!(status(&answer), 400, "{name}: {answer}");
+    }
+
+    // Envoy asks with the original method: a client's method header cannot replace it.
+    let envoy = |method: &str, target: &str, extra: &[(&str, &str)]| {
+        let mut h = format!(
+            "{method} {target} HTTP/1.1\r\nHost: api.example.org\r\nConnection: close\r\nAuthorization: {auth}\r\n"
+        );
+        for (k, v) in extra {
+            h.push_str(&format!("{k}: {v}\r\n"));
+        }
+        h.push_str("\r\n");
+        h.into_bytes()
+    };
+    let answer = raw_request(gw.addr, &envoy("DELETE", "/auth/api/items/7", &[])).await;
+    assert_eq!(status(&answer), 403, "{answer}");
+    // (X-Original-Method makes the request look like nginx's, which only takes 401/403.)
+    for (name, want) in [("X-Forwarded-Method", 400), ("X-Original-Method", 401)] {
+        let answer = raw_request(
+            gw.addr,
+            &envoy("DELETE", "/auth/api/items/7", &[(name, "GET")]),
+        )
+        .await;
+        assert_eq!(status(&answer), want, "{name}: {answer}");
+        assert!(answer.contains("another method"), "{answer}");
+    }
+    let answer = raw_request(gw.addr, &envoy("GET", "/auth/api/items/7", &[])).await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    // Dot segments after the endpoint are a forward-auth path, refused, not a proxied request.
+    let answer = raw_request(gw.addr, &envoy("GET", "/auth/%2e%2e/api/items", &[])).await;
+    assert_eq!(status(&answer), 400, "{answer}");
+    assert!(answer.contains("dot_segment"), "{answer}");
     gw.stop().await;
 }

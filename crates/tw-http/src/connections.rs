@@ -4,13 +4,16 @@
 //! Every connection is in one of three phases, each with its own deadline:
 //! - **head**: from accept, or from the first byte after an idle spell, until the request's
 //!   headers are read: `header_read_timeout` (a slowloris client is closed then);
-//! - **busy**: a request is being served: no deadline here (routes have their own timeouts);
+//! - **busy**: a request is being served: `stall_timeout` once the client stops reading the
+//!   response or stops sending a request body that is being read (waiting for the upstream is
+//!   not a stall: routes have their own timeouts);
 //! - **idle**: keep-alive, between requests: `idle_timeout`.
 //!
 //! At most `max_connections` are open (lowered to fit the descriptor limit). A connection over
 //! the cap makes room by closing the oldest connection that is not busy, so new clients —
 //! `/healthz` probes among them — are served even while slow clients pile up; when every
-//! connection is busy, the newcomer gets a 503 JSON answer and is closed. After
+//! connection is busy, up to [`PROBE_RESERVE`] more are admitted for the probes only (anything
+//! else there, and any newcomer beyond, gets a 503 JSON answer and is closed). After
 //! `max_requests_per_connection` requests a response carries `Connection: close`.
 
 use axum::Router;
@@ -35,6 +38,12 @@ use tower::ServiceExt;
 use tw_config::ConnectionsConfig;
 
 use crate::PeerAddr;
+
+/// Connections admitted beyond the cap, for `/healthz` and `/readyz` only.
+pub const PROBE_RESERVE: usize = 16;
+
+/// The paths a connection of the probe reserve may ask for.
+const PROBE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Descriptors kept free for everything but client connections (upstream connections, the
 /// database, files), as a share of the limit.
@@ -84,6 +93,8 @@ pub struct Connection {
     requests: AtomicU64,
     evicted: AtomicBool,
     changed: Notify,
+    /// Admitted beyond the cap: serves the probes only.
+    probes_only: bool,
 }
 
 #[derive(Debug)]
@@ -91,6 +102,8 @@ struct PhaseState {
     phase: Phase,
     since: Instant,
     in_flight: usize,
+    /// Busy, and the client has stopped reading the response or sending the body since then.
+    stalled_since: Option<Instant>,
 }
 
 impl Connection {
@@ -104,7 +117,27 @@ impl Connection {
         match s.phase {
             Phase::Head => Some(s.since + limits.header_read_timeout),
             Phase::Idle => Some(s.since + limits.idle_timeout),
-            Phase::Busy => None,
+            Phase::Busy => s.stalled_since.map(|t| t + limits.stall_timeout),
+        }
+    }
+
+    /// The client cannot take more of the response, or has not sent more of the body.
+    fn stalled(&self) {
+        let mut s = self.state();
+        if s.phase == Phase::Busy && s.stalled_since.is_none() {
+            s.stalled_since = Some(Instant::now());
+            drop(s);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Bytes moved: not stalled.
+    fn progressed(&self) {
+        let mut s = self.state();
+        if s.stalled_since.is_some() {
+            s.stalled_since = None;
+            drop(s);
+            self.changed.notify_one();
         }
     }
 
@@ -123,6 +156,7 @@ impl Connection {
         let mut s = self.state();
         s.phase = Phase::Busy;
         s.in_flight += 1;
+        s.stalled_since = None;
         self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -132,6 +166,7 @@ impl Connection {
         if s.in_flight == 0 {
             s.phase = Phase::Idle;
             s.since = Instant::now();
+            s.stalled_since = None;
             drop(s);
             self.changed.notify_one();
         }
@@ -144,6 +179,12 @@ pub struct ConnectionRegistry {
     max: usize,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Connection>>>,
+}
+
+/// How many open connections are regular and how many serve the probes only.
+fn counts(open: &HashMap<u64, Arc<Connection>>) -> (usize, usize) {
+    let probes = open.values().filter(|c| c.probes_only).count();
+    (open.len() - probes, probes)
 }
 
 impl ConnectionRegistry {
@@ -160,12 +201,18 @@ impl ConnectionRegistry {
     }
 
     /// Registers a new connection, making room by evicting the oldest one that is not busy;
-    /// `None` when every open connection is busy.
+    /// when every open connection is busy, admits it for the probes only while the reserve
+    /// lasts; `None` beyond that.
     pub fn admit(&self) -> Option<Arc<Connection>> {
         let mut open = self.open();
-        if open.len() >= self.max && !Self::evict_locked(&mut open) {
-            metrics::counter!("tokenwarden_connections_refused_total").increment(1);
-            return None;
+        let (regular, probes) = counts(&open);
+        let mut probes_only = false;
+        if regular >= self.max && !Self::evict_locked(&mut open) {
+            if probes >= PROBE_RESERVE {
+                metrics::counter!("tokenwarden_connections_refused_total").increment(1);
+                return None;
+            }
+            probes_only = true;
         }
         let conn = Arc::new(Connection {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -173,10 +220,12 @@ impl ConnectionRegistry {
                 phase: Phase::Head,
                 since: Instant::now(),
                 in_flight: 0,
+                stalled_since: None,
             }),
             requests: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             changed: Notify::new(),
+            probes_only,
         });
         open.insert(conn.id, conn.clone());
         Some(conn)
@@ -191,6 +240,7 @@ impl ConnectionRegistry {
     fn evict_locked(open: &mut HashMap<u64, Arc<Connection>>) -> bool {
         let victim = open
             .values()
+            .filter(|c| !c.probes_only)
             .filter_map(|c| {
                 let s = c.state();
                 (s.phase != Phase::Busy).then_some((s.since, c.id))
@@ -260,14 +310,25 @@ where
         let router = router.clone();
         async move {
             let served = conn.request_started();
-            let guard = RequestGuard(conn);
+            let guard = RequestGuard(conn.clone());
             req.extensions_mut().insert(ConnectInfo(peer));
-            let response = router
-                .oneshot(req.map(Body::new))
-                .await
-                .unwrap_or_else(|never| match never {});
+            let response = if conn.probes_only && !PROBE_PATHS.contains(&req.uri().path()) {
+                axum::response::IntoResponse::into_response(crate::ApiError::new(
+                    over_capacity_error(),
+                ))
+            } else {
+                router
+                    .oneshot(req.map(|b| {
+                        Body::new(WatchedBody {
+                            inner: Body::new(b),
+                            conn: conn.clone(),
+                        })
+                    }))
+                    .await
+                    .unwrap_or_else(|never| match never {})
+            };
             let (mut parts, body) = response.into_parts();
-            if served >= max_requests {
+            if served >= max_requests || conn.probes_only {
                 parts
                     .headers
                     .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -321,14 +382,18 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// A connection over the cap while every open one is busy: a 503 JSON answer, then close.
-pub async fn refuse_over_capacity(stream: AcceptedStream) {
-    let error = tw_core::Error::new(
+fn over_capacity_error() -> tw_core::Error {
+    tw_core::Error::new(
         tw_core::ErrorKind::Overloaded,
         "too_many_connections",
         "the server is at its connection limit; retry shortly",
-    );
-    let body = crate::error_body(&error).to_string();
+    )
+    .with_retry_after(Duration::from_secs(1))
+}
+
+/// A connection over the cap while every open one is busy: a 503 JSON answer, then close.
+pub async fn refuse_over_capacity(stream: AcceptedStream) {
+    let body = crate::error_body(&over_capacity_error()).to_string();
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -378,6 +443,38 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
+/// A request body, telling its connection when the client stops sending (the upstream is
+/// waiting for more) and when it sends again.
+struct WatchedBody {
+    inner: Body,
+    conn: Arc<Connection>,
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Pending => self.conn.stalled(),
+            Poll::Ready(_) => self.conn.progressed(),
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The client stream, telling its connection when bytes arrive.
 struct Watched<I> {
     inner: I,
@@ -399,13 +496,26 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     }
 }
 
+impl<I> Watched<I> {
+    /// A write the client's socket cannot take (it stopped reading) is a stall.
+    fn written(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Pending => self.conn.stalled(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.conn.progressed(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
 impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.written(&polled);
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -421,7 +531,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.written(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

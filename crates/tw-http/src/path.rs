@@ -197,7 +197,9 @@ pub fn canonicalize(raw: &str, policy: PathPolicy) -> Result<CanonicalPath, Path
     };
     let decoded = join(|s| &s.0);
     let encoded = join(|s| &s.1);
-    let matching = policy.case_insensitive.then(|| decoded.to_lowercase());
+    let matching = policy
+        .case_insensitive
+        .then(|| tw_core::text::fold_case(&decoded));
     Ok(CanonicalPath {
         decoded,
         encoded,
@@ -308,8 +310,14 @@ fn look_alike(c: char, case_insensitive: bool) -> bool {
         '\u{FF0E}', // FULLWIDTH FULL STOP
         '\u{2024}', // ONE DOT LEADER
         '\u{FE52}', // SMALL FULL STOP
+        '\u{2025}', // TWO DOT LEADER (NFKC: `..`)
+        '\u{2026}', // HORIZONTAL ELLIPSIS (NFKC: `...`)
+        '\u{FE30}', // PRESENTATION FORM FOR VERTICAL TWO DOT LEADER
+        '\u{FE19}', // PRESENTATION FORM FOR VERTICAL HORIZONTAL ELLIPSIS
         '\u{00A0}', // NO-BREAK SPACE
-        '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}', '\u{200B}', // spaces
+        '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}',
+        '\u{2007}', '\u{2008}', '\u{2009}', '\u{200A}', '\u{200B}', '\u{205F}',
+        '\u{3000}', // spaces
         '\u{FEFF}', // ZERO WIDTH NO-BREAK SPACE
     ];
     SEPARATORS.contains(&c)
@@ -390,6 +398,8 @@ mod tests {
             ("/admin%20/x", PathRefusal::TrailingDotOrSpace),
             ("/api%ef%bc%8fadmin", PathRefusal::LookAlike),
             ("/api/%ef%bc%8e%ef%bc%8e/x", PathRefusal::LookAlike),
+            ("/api/admin/users/%E2%80%A5/x", PathRefusal::LookAlike),
+            ("/api/%E3%80%80/x", PathRefusal::LookAlike),
         ] {
             assert_eq!(canon(raw), Err(why), "{raw}");
         }
@@ -422,6 +432,11 @@ mod tests {
         let c = canonicalize("/API/Admin/%C3%89", policy).expect("ok");
         assert_eq!(c.decoded(), "/API/Admin/É");
         assert_eq!(c.matching(), "/api/admin/é");
+        // Folded per character, upper then lower, as case-insensitive servers compare.
+        let sigma = |raw: &str| canonicalize(raw, policy).expect("ok").matching().to_owned();
+        assert_eq!(sigma("/api/%CF%82"), sigma("/api/%CF%83"));
+        assert_eq!(sigma("/api/%CE%A3"), sigma("/api/%CF%83"));
+        assert_eq!(sigma("/api/%C2%B5"), sigma("/api/%CE%BC"));
         assert_eq!(c.encoded(), "/API/Admin/%C3%89");
         // KELVIN SIGN, LATIN SMALL LETTER LONG S, DOTLESS I.
         for raw in ["/api/%E2%84%AAey", "/api/%C5%BFecret", "/%C4%B1d"] {

@@ -168,22 +168,17 @@ struct Answer {
 }
 
 async fn raw_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut head = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let raw = raw_request(addr, head.as_bytes()).await;
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let mut all = vec![("Host", "127.0.0.1")];
+    all.extend_from_slice(headers);
+    let raw = raw_request(addr, &raw_http("GET", target, &all)).await;
     let body = raw
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    Answer { status, body }
+    Answer {
+        status: status_of(&raw),
+        body,
+    }
 }
 
 /// The raw path the echo upstream received.

@@ -62,20 +62,28 @@ async fn gateway(s: &Setup, top: &str) -> RunningGateway {
 }
 
 fn raw(target: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut head = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
+    raw_http("GET", target, headers)
 }
 
 fn status(answer: &str) -> u16 {
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    status_of(answer)
+}
+
+/// A Traefik-style forward-auth question about `GET uri`, with one more header.
+async fn traefik(
+    addr: std::net::SocketAddr,
+    auth: &str,
+    uri: &str,
+    (name, value): (&str, &str),
+) -> String {
+    let headers = [
+        ("Host", "127.0.0.1"),
+        ("Authorization", auth),
+        ("X-Forwarded-Uri", uri),
+        ("X-Forwarded-Method", "GET"),
+        (name, value),
+    ];
+    raw_request(addr, &raw("/auth", &headers)).await
 }
 
 #[tokio::test]
@@ -125,20 +133,7 @@ async fn identity_look_alikes_and_method_overrides_never_reach_the_upstream() {
 
     // Forward-auth: the gateway cannot strip what the front proxy forwards, so it refuses.
     for (name, value) in spoofs {
-        let answer = raw_request(
-            gw.addr,
-            &raw(
-                "/auth",
-                &[
-                    ("Host", "127.0.0.1"),
-                    ("Authorization", &auth),
-                    ("X-Forwarded-Uri", "/api/x"),
-                    ("X-Forwarded-Method", "GET"),
-                    (name, value),
-                ],
-            ),
-        )
-        .await;
+        let answer = traefik(gw.addr, &auth, "/api/x", (name, value)).await;
         assert_eq!(status(&answer), 400, "{name}: {answer}");
         assert!(answer.contains("\"code\":\"reserved_header\""), "{answer}");
     }
@@ -247,10 +242,11 @@ async fn rules_hold_for_trailing_slashes_head_and_unicode_case() {
     let gw = gateway(&s, "").await;
     let auth = format!("Bearer {}", s.token);
     let get = |method: &'static str, target: String| {
-        let mut h =
-            format!("{method} {target} HTTP/1.1\r\nHost: api.example.org\r\nConnection: close\r\n");
-        h.push_str(&format!("Authorization: {auth}\r\n\r\n"));
-        h.into_bytes()
+        raw_http(
+            method,
+            &target,
+            &[("Host", "api.example.org"), ("Authorization", &auth)],
+        )
     };
     for (method, target) in [
         ("GET", "/api/admin/users/42/"),
@@ -291,20 +287,7 @@ async fn hosts_with_bad_ports_routing_headers_and_envoy_methods_cannot_be_used()
         .await;
         assert_eq!(status(&answer), 400, "{host}: {answer}");
         assert!(answer.contains("invalid_host"), "{answer}");
-        let answer = raw_request(
-            gw.addr,
-            &raw(
-                "/auth",
-                &[
-                    ("Host", "127.0.0.1"),
-                    ("Authorization", &auth),
-                    ("X-Forwarded-Uri", "/x"),
-                    ("X-Forwarded-Method", "GET"),
-                    ("X-Forwarded-Host", host),
-                ],
-            ),
-        )
-        .await;
+        let answer = traefik(gw.addr, &auth, "/x", ("X-Forwarded-Host", host)).await;
         assert_eq!(status(&answer), 400, "forward-auth {host}: {answer}");
     }
 
@@ -347,33 +330,18 @@ async fn hosts_with_bad_ports_routing_headers_and_envoy_methods_cannot_be_used()
         "X-Tenant",
         "x_tenant",
     ] {
-        let answer = raw_request(
-            gw.addr,
-            &raw(
-                "/auth",
-                &[
-                    ("Host", "127.0.0.1"),
-                    ("Authorization", &auth),
-                    ("X-Forwarded-Uri", "/api/items"),
-                    ("X-Forwarded-Method", "GET"),
-                    (name, "/api/admin/users"),
-                ],
-            ),
-        )
-        .await;
+        let answer = traefik(gw.addr, &auth, "/api/items", (name, "/api/admin/users")).await;
         assert_eq!(status(&answer), 400, "{name}: {answer}");
     }
 
     // Envoy asks with the original method: a client's method header cannot replace it.
     let envoy = |method: &str, target: &str, extra: &[(&str, &str)]| {
-        let mut h = format!(
-            "{method} {target} HTTP/1.1\r\nHost: api.example.org\r\nConnection: close\r\nAuthorization: {auth}\r\n"
-        );
-        for (k, v) in extra {
-            h.push_str(&format!("{k}: {v}\r\n"));
-        }
-        h.push_str("\r\n");
-        h.into_bytes()
+        let mut headers = vec![
+            ("Host", "api.example.org"),
+            ("Authorization", auth.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        raw_http(method, target, &headers)
     };
     let answer = raw_request(gw.addr, &envoy("DELETE", "/auth/api/items/7", &[])).await;
     assert_eq!(status(&answer), 403, "{answer}");

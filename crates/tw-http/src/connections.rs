@@ -319,9 +319,9 @@ where
             } else {
                 router
                     .oneshot(req.map(|b| {
-                        Body::new(WatchedBody {
+                        Body::new(TrackedBody {
                             inner: Body::new(b),
-                            conn: conn.clone(),
+                            tracked: Tracked::Request(conn.clone()),
                         })
                     }))
                     .await
@@ -333,9 +333,9 @@ where
                     .headers
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
-            let body = GuardedBody {
+            let body = TrackedBody {
                 inner: body,
-                _guard: guard,
+                tracked: Tracked::Response { _guard: guard },
             };
             Ok::<_, std::convert::Infallible>(http::Response::from_parts(parts, body))
         }
@@ -418,39 +418,20 @@ impl Drop for RequestGuard {
     }
 }
 
-struct GuardedBody {
+/// A body as its connection sees it.
+enum Tracked {
+    /// The client's request body: waiting for more of it (when it is being read) is a stall.
+    Request(Arc<Connection>),
+    /// The response: the request is finished when it is done or dropped (the guard's drop).
+    Response { _guard: RequestGuard },
+}
+
+struct TrackedBody {
     inner: Body,
-    _guard: RequestGuard,
+    tracked: Tracked,
 }
 
-impl hyper::body::Body for GuardedBody {
-    type Data = <Body as hyper::body::Body>::Data;
-    type Error = <Body as hyper::body::Body>::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body, telling its connection when the client stops sending (the upstream is
-/// waiting for more) and when it sends again.
-struct WatchedBody {
-    inner: Body,
-    conn: Arc<Connection>,
-}
-
-impl hyper::body::Body for WatchedBody {
+impl hyper::body::Body for TrackedBody {
     type Data = <Body as hyper::body::Body>::Data;
     type Error = <Body as hyper::body::Body>::Error;
 
@@ -459,9 +440,11 @@ impl hyper::body::Body for WatchedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Pending => self.conn.stalled(),
-            Poll::Ready(_) => self.conn.progressed(),
+        if let Tracked::Request(conn) = &self.tracked {
+            match &polled {
+                Poll::Pending => conn.stalled(),
+                Poll::Ready(_) => conn.progressed(),
+            }
         }
         polled
     }

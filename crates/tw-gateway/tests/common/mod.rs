@@ -262,6 +262,26 @@ pub async fn raw_request(addr: SocketAddr, head: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A raw HTTP/1.1 request, byte for byte as written (no client normalizes the target):
+/// `method target`, `Connection: close`, then `headers` in order.
+pub fn raw_http(method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// The status code of a raw answer; 0 when there is none.
+pub fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A local port with nothing listening on it.
 pub async fn closed_port() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")

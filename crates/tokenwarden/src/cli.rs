@@ -2,7 +2,7 @@
 
 use crate::{doctor_cmd, gateway_cmd, logging, registry_cmd, token_cmd, vault_cmd};
 use anyhow::Context;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,6 +41,46 @@ overridden by TOKENWARDEN_<SECTION>__<KEY> variables. Secrets are given by refer
 ({ env = \"VAR\" } or { file = \"/run/secrets/x\" }), never in clear text.
 Exit codes: 0 success, 1 failure (the reason on stderr), 2 bad input or configuration.
 `tokenwarden help <command>` shows a command's options and examples.";
+
+/// The variable every `--config` falls back to.
+const CONFIG_ENV: &str = "TOKENWARDEN_CONFIG";
+
+/// Parses the command line. `TOKENWARDEN_CONFIG` is only a default for `--config`: a command
+/// given a client by flags instead (`token get --issuer`, `doctor --token-url`, ...), which a
+/// config file excludes, goes ahead without it rather than failing because of an exported
+/// variable. `--config` written on the command line still conflicts with those flags.
+pub fn parse_args() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::ArgumentConflict
+                && std::env::var_os(CONFIG_ENV).is_some() =>
+        {
+            let mut command = without_config_env(Cli::command());
+            command
+                .try_get_matches_from_mut(std::env::args_os())
+                .and_then(|matches| Cli::from_arg_matches(&matches))
+                .unwrap_or_else(|e| e.format(&mut command).exit())
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// `command` with no `--config` reading `TOKENWARDEN_CONFIG`, in every subcommand.
+fn without_config_env(command: clap::Command) -> clap::Command {
+    let command = if command.get_arguments().any(|a| a.get_id() == "config") {
+        command.mut_arg("config", |a| a.env(None::<&str>))
+    } else {
+        command
+    };
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, without_config_env)
+    })
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

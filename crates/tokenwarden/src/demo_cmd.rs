@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tw_core::{Clock, Error, Secret, SystemClock, UnixTime};
-use tw_store::{AuditOutcome, AuditQuery, NewAccount, Store};
+use tw_core::{Clock, Error, Secret, SystemClock};
+use tw_store::{NewAccount, Store};
 
 /// The demo's realm export (Keycloak's format), embedded so the binary alone runs the demo.
 const DEMO_REALM: &str = include_str!("../../../examples/realms/demo-realm.json");
@@ -308,7 +308,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut services = Services::new();
     let started = start_services(&mut services, &ports, &files, metrics).await;
     let outcome = match started {
-        Ok(store) => story.run(&services, &store).await,
+        Ok(()) => story.run(&services).await,
         Err(e) => {
             println!("  ✖ {e}");
             Outcome::failed()
@@ -336,13 +336,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts the dev issuer, the sample API, the gateway and the agent, each from the files just
-/// written, and waits until each is ready. Returns the gateway's store (registry and audit log).
+/// written, and waits until each is ready.
 async fn start_services(
     services: &mut Services,
     ports: &Ports,
     files: &DemoFiles,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> Result<Store, Error> {
+) -> Result<(), Error> {
     let http = plain_client()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
@@ -418,7 +418,7 @@ async fn start_services(
         "  ✔ token API http://127.0.0.1:{}, proxy http://127.0.0.1:{}",
         ports.agent, ports.proxy
     );
-    Ok(store)
+    Ok(())
 }
 
 /// The demo client as a registry account with a registry role: permissions from the registry
@@ -477,7 +477,9 @@ async fn wait_ready(http: &reqwest::Client, url: &str) -> Result<(), Error> {
     }
 }
 
-/// The sample API: answers any path with what it was told about the caller by the gateway.
+/// The sample API: answers any path with what it was told about the caller by the gateway, and
+/// the fingerprint of the bearer token it received (never the token), so the story can tell
+/// which token reached it.
 fn sample_api() -> axum::Router {
     axum::Router::new().fallback(|req: axum::extract::Request| async move {
         let header = |name: &str| {
@@ -486,10 +488,14 @@ fn sample_api() -> axum::Router {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        let token_fingerprint = header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+            .map(|token| Secret::new(token).fingerprint().short());
         axum::Json(json!({
             "api": "sample",
             "method": req.method().as_str(),
             "path": req.uri().path(),
+            "token_fingerprint": token_fingerprint,
             "caller": {
                 "subject": header("x-auth-subject"),
                 "client_id": header("x-auth-client-id"),
@@ -522,6 +528,7 @@ impl Outcome {
 struct Story {
     ports: Ports,
     token_file: PathBuf,
+    gateway_file: PathBuf,
 }
 
 /// One HTTP answer, kept for checks and display.
@@ -536,10 +543,11 @@ impl Story {
         Story {
             ports,
             token_file: files.token_file.clone(),
+            gateway_file: files.gateway.clone(),
         }
     }
 
-    async fn run(&self, services: &Services, store: &Store) -> Outcome {
+    async fn run(&self, services: &Services) -> Outcome {
         let mut outcome = Outcome { failures: 0 };
         let http = match plain_client() {
             Ok(c) => c,
@@ -548,7 +556,6 @@ impl Story {
                 return Outcome::failed();
             }
         };
-        let since = SystemClock.now();
         let steps: [(&str, StepFuture<'_>); 6] = [
             (
                 "1. The service account gets a token from the agent",
@@ -572,7 +579,7 @@ impl Story {
             ),
             (
                 "6. The audit log shows every decision",
-                Box::pin(self.audit(store, since)),
+                Box::pin(self.audit()),
             ),
         ];
         for (title, step) in steps {
@@ -723,58 +730,68 @@ impl Story {
         }
         writeln!(out, "✔ new token {new} replaces {old}").ok();
         let api = format!("http://127.0.0.1:{}/api/attributes", self.ports.proxy);
+        writeln!(out, "$ curl -s {api}").ok();
         let again = call(http.get(&api)).await?;
         expect_status(&again, 200)?;
-        writeln!(out, "✔ the proxy now uses it: GET /api/attributes → 200").ok();
+        // A 200 alone proves nothing (the old token is still valid): the sample API must have
+        // received the new one.
+        let received = upstream_received(&again, &new, &old)?;
+        writeln!(
+            out,
+            "✔ the proxy now uses it: the sample API received token {received}"
+        )
+        .ok();
         Ok(out)
     }
 
-    async fn audit(&self, store: &Store, since: UnixTime) -> Result<String, String> {
-        let query = AuditQuery {
-            since: Some(since),
-            ..Default::default()
-        };
-        // The gateway writes audit records from a queue, a moment after each decision.
+    /// Runs `tokenwarden audit query` as printed (this very binary) and checks its table.
+    async fn audit(&self) -> Result<String, String> {
+        let args = [
+            "audit".to_owned(),
+            "query".to_owned(),
+            "--since".to_owned(),
+            "5m".to_owned(),
+            "--config".to_owned(),
+            self.gateway_file.display().to_string(),
+        ];
+        let mut out = format!("$ tokenwarden {}\n", shell_words(&args));
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find the tokenwarden binary: {e}"))?;
+        // The gateway writes audit records from a queue, a moment after each decision: ask
+        // again until they are in or the patience is spent.
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        let records = loop {
-            let records = store.query_audit(&query).await.map_err(|e| e.to_string())?;
-            let allows = records
-                .iter()
-                .filter(|r| r.outcome == AuditOutcome::Allow)
-                .count();
-            let denies = records
-                .iter()
-                .filter(|r| r.outcome == AuditOutcome::Deny)
-                .count();
-            if (allows >= 2 && denies >= 1) || tokio::time::Instant::now() >= deadline {
-                break records;
+        let (table, verdict) = loop {
+            let run = tokio::process::Command::new(&exe)
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+            let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+            let verdict = if run.status.success() {
+                audit_shows_the_story(&stdout)
+            } else {
+                Err(format!(
+                    "the command failed ({}): {}",
+                    run.status,
+                    String::from_utf8_lossy(&run.stderr).trim()
+                ))
+            };
+            if verdict.is_ok() || tokio::time::Instant::now() >= deadline {
+                break (stdout, verdict);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let mut out = "$ tokenwarden audit query --since 5m --config gateway.toml\n".to_owned();
-        let mut seen = BTreeMap::new();
-        for r in records.iter().rev() {
-            writeln!(
-                out,
-                "  {:<5} {:<6} {:<18} rule={:<16} {}",
-                r.outcome.as_str(),
-                r.method,
-                r.path,
-                r.rule.as_deref().unwrap_or("-"),
-                r.reason.as_deref().unwrap_or("")
-            )
-            .ok();
-            *seen
-                .entry((r.outcome.as_str(), r.method.clone()))
-                .or_insert(0) += 1;
+        for line in table.lines() {
+            writeln!(out, "  {line}").ok();
         }
-        let has = |o: AuditOutcome, m: &str| seen.contains_key(&(o.as_str(), m.to_owned()));
-        if !has(AuditOutcome::Allow, "GET") || !has(AuditOutcome::Deny, "POST") {
-            return Err(format!(
-                "the audit log should show the allowed GET and the denied POST:\n{out}"
-            ));
-        }
-        out.push_str("✔ the allowed calls and the refusal are all on record\n");
+        let summary = verdict.map_err(|why| format!("{out}{why}"))?;
+        writeln!(
+            out,
+            "✔ the allowed calls and the refusal are all on record ({summary})"
+        )
+        .ok();
         Ok(out)
     }
 
@@ -881,4 +898,284 @@ fn claims_of(token: &str) -> Result<Value, String> {
     let jwt = tw_verify::parse_unverified(token, 64 * 1024)
         .map_err(|e| format!("the agent's token is not a JWT: {}", e.description()))?;
     Ok(Value::Object(jwt.claims().clone()))
+}
+
+/// The fingerprint of the token the sample API received, if it is `new` (the refreshed token);
+/// otherwise why not.
+fn upstream_received(answer: &Answer, new: &str, old: &str) -> Result<String, String> {
+    match answer.body["token_fingerprint"].as_str() {
+        Some(got) if got == new => Ok(got.to_owned()),
+        Some(got) if got == old => Err(format!(
+            "the sample API still received the old token {old}, not the new {new}"
+        )),
+        Some(got) => Err(format!(
+            "the sample API received token {got}, neither the new {new} nor the old {old}"
+        )),
+        None => Err(format!(
+            "the sample API received no bearer token: {}",
+            answer.body
+        )),
+    }
+}
+
+/// Checks the table `tokenwarden audit query` printed: the story's allowed reads (steps 2 and
+/// 5) and its refused write (step 3, by the rule attributes-write). Returns a summary.
+fn audit_shows_the_story(table: &str) -> Result<String, String> {
+    let rows = table_rows(table)?;
+    let count = |outcome: &str, method: &str, rule: &str| {
+        rows.iter()
+            .filter(|r| {
+                r.get("KIND").map(String::as_str) == Some("decision")
+                    && r.get("OUTCOME").map(String::as_str) == Some(outcome)
+                    && r.get("METHOD").map(String::as_str) == Some(method)
+                    && r.get("PATH").map(String::as_str) == Some("/api/attributes")
+                    && r.get("RULE").map(String::as_str) == Some(rule)
+            })
+            .count()
+    };
+    let (allowed, denied) = (
+        count("allow", "GET", "attributes-read"),
+        count("deny", "POST", "attributes-write"),
+    );
+    if allowed < 2 || denied < 1 {
+        return Err(format!(
+            "the audit log should show the two allowed GETs and the denied POST of /api/attributes \
+             (found {allowed} allowed, {denied} denied)"
+        ));
+    }
+    Ok(format!("{allowed} allowed, {denied} denied"))
+}
+
+/// The rows of a table as the CLI prints it (a header line, columns padded to the header's
+/// positions), keyed by column name.
+fn table_rows(table: &str) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let mut lines = table.lines();
+    let header: Vec<char> = lines.next().unwrap_or_default().chars().collect();
+    let mut columns: Vec<(usize, String)> = Vec::new();
+    let mut at = 0;
+    while at < header.len() {
+        if header[at] == ' ' {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < header.len() && header[at] != ' ' {
+            at += 1;
+        }
+        columns.push((start, header[start..at].iter().collect()));
+    }
+    if !columns.iter().any(|(_, name)| name == "OUTCOME") {
+        return Err(format!(
+            "the command printed no audit table: {}",
+            table.lines().next().unwrap_or_default()
+        ));
+    }
+    Ok(lines
+        .map(|line| {
+            let chars: Vec<char> = line.chars().collect();
+            let cell = |from: usize, to: usize| -> String {
+                let to = to.min(chars.len());
+                chars
+                    .get(from..to)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_owned()
+            };
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, (start, name))| {
+                    let end = columns.get(i + 1).map_or(usize::MAX, |(next, _)| *next);
+                    (name.clone(), cell(*start, end))
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Arguments as a shell would need them typed.
+fn shell_words(args: &[String]) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-:=+@,%".contains(c);
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(plain) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The story's checks refuse what they are there to catch. (The whole story, where each check
+/// passes, runs in `tests/demo.rs`.)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(token: &str) -> String {
+        Secret::new(token.to_owned()).fingerprint().short()
+    }
+
+    /// Step 5 against the real sample API: the token it received must be the new one; the
+    /// old one (which the API would also answer 200 to) or none fails the step.
+    #[tokio::test]
+    async fn the_refresh_step_fails_when_the_upstream_got_the_old_token() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, sample_api()).await });
+        let http = plain_client().unwrap();
+        let url = format!("http://{addr}/attributes");
+        let (old, new) = ("old.token.value", "new.token.value");
+        let (old_fp, new_fp) = (fingerprint(old), fingerprint(new));
+
+        let with_new = call(http.get(&url).bearer_auth(new)).await.unwrap();
+        assert_eq!(with_new.status, 200);
+        assert_eq!(
+            upstream_received(&with_new, &new_fp, &old_fp),
+            Ok(new_fp.clone())
+        );
+
+        let with_old = call(http.get(&url).bearer_auth(old)).await.unwrap();
+        assert_eq!(with_old.status, 200, "a 200 alone proves nothing");
+        let why = upstream_received(&with_old, &new_fp, &old_fp).unwrap_err();
+        assert!(why.contains("old token"), "{why}");
+
+        let other = call(http.get(&url).bearer_auth("another")).await.unwrap();
+        assert!(upstream_received(&other, &new_fp, &old_fp).is_err());
+        let without = call(http.get(&url)).await.unwrap();
+        let why = upstream_received(&without, &new_fp, &old_fp).unwrap_err();
+        assert!(why.contains("no bearer token"), "{why}");
+        // The API reports fingerprints, never the token.
+        assert!(!with_new.body.to_string().contains(new));
+    }
+
+    /// A table in the layout `tokenwarden audit query` prints (columns padded to the widest
+    /// cell plus two spaces, the last one unpadded).
+    fn audit_table(rows: &[[&str; 5]]) -> String {
+        let header = [
+            "TIME",
+            "KIND",
+            "OUTCOME",
+            "SUBJECT",
+            "USERNAME",
+            "CLIENT_ID",
+            "METHOD",
+            "PATH",
+            "RULE",
+            "ACTION",
+            "OBJECT",
+            "REASON",
+        ];
+        let full: Vec<Vec<String>> = rows
+            .iter()
+            .map(|[kind, outcome, method, rule, reason]| {
+                [
+                    "2026-11-22T06:00:00Z",
+                    kind,
+                    outcome,
+                    "0c1d-subject",
+                    "service-account-demo-agent",
+                    "demo-agent",
+                    method,
+                    "/api/attributes",
+                    rule,
+                    "-",
+                    "-",
+                    reason,
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            })
+            .collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                full.iter()
+                    .map(|r| r[i].len())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap()
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let mut out = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                out.push_str(cell);
+                if i + 1 < cells.len() {
+                    out.push_str(&" ".repeat(widths[i] - cell.len() + 2));
+                }
+            }
+            out.trim_end().to_owned()
+        };
+        let mut lines = vec![line(header.to_vec())];
+        lines.extend(
+            full.iter()
+                .map(|r| line(r.iter().map(String::as_str).collect())),
+        );
+        lines.join("\n")
+    }
+
+    /// Step 6: the story's two allowed reads and its refused write must be in what the command
+    /// printed; a log missing any of them, or with them under another outcome, method or rule,
+    /// fails the step.
+    #[test]
+    fn the_audit_step_fails_without_the_story_on_record() {
+        let read = ["decision", "allow", "GET", "attributes-read", "-"];
+        let refused = [
+            "decision",
+            "deny",
+            "POST",
+            "attributes-write",
+            "missing attributes:write",
+        ];
+        let whole = audit_table(&[refused, read, read]);
+        assert_eq!(
+            audit_shows_the_story(&whole),
+            Ok("2 allowed, 1 denied".to_owned())
+        );
+        for (what, table) in [
+            ("no refusal", audit_table(&[read, read])),
+            ("one read", audit_table(&[refused, read])),
+            (
+                "the refusal as a dry run",
+                audit_table(&[
+                    ["decision", "dry_run_deny", "POST", "attributes-write", "-"],
+                    read,
+                    read,
+                ]),
+            ),
+            (
+                "another rule",
+                audit_table(&[
+                    ["decision", "deny", "POST", "reports-read", "-"],
+                    read,
+                    read,
+                ]),
+            ),
+            (
+                "an admin change",
+                audit_table(&[
+                    ["admin", "deny", "POST", "attributes-write", "-"],
+                    read,
+                    read,
+                ]),
+            ),
+            ("nothing", "no audit records".to_owned()),
+            ("no output", String::new()),
+        ] {
+            assert!(audit_shows_the_story(&table).is_err(), "{what}:\n{table}");
+        }
+    }
+
+    #[test]
+    fn printed_commands_are_quoted_for_a_shell() {
+        let args = ["--config", "/tmp/a b/it's.toml", "", "5m"].map(str::to_owned);
+        assert_eq!(
+            shell_words(&args),
+            r#"--config '/tmp/a b/it'\''s.toml' '' 5m"#
+        );
+    }
 }

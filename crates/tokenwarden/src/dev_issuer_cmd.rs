@@ -55,11 +55,11 @@ pub struct DevIssuerArgs {
     pub public_url: Option<url::Url>,
     /// Access-token lifetime for every client, e.g. 5m (default: the realm's accessTokenLifespan,
     /// or the client's access.token.lifespan attribute).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = tw_config::duration::parse)]
     pub access_token_lifetime: Option<Duration>,
     /// Refresh-token lifetime, e.g. 30m (default: the realm's ssoSessionIdleTimeout). Refresh
     /// tokens are issued to clients with the attribute client_credentials.use_refresh_token=true.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = tw_config::duration::parse)]
     pub refresh_token_lifetime: Option<Duration>,
     /// A client secret the export masks ("**********"), read from an environment variable:
     /// CLIENT=ENV_VAR, or REALM/CLIENT=ENV_VAR for one realm only. Repeatable.

@@ -189,8 +189,8 @@ pub struct InspectArgs {
     /// Accepted signature algorithm (repeatable; default RS256, PS256, ES256, EdDSA).
     #[arg(long = "alg", requires = "issuer")]
     pub algs: Vec<String>,
-    /// Clock skew allowed on exp, nbf and iat, e.g. 60s.
-    #[arg(long, requires = "issuer", value_parser = humantime::parse_duration)]
+    /// Clock skew allowed on exp, nbf and iat, e.g. 60s (a bare number is seconds).
+    #[arg(long, requires = "issuer", value_name = "DURATION", value_parser = tw_config::duration::parse)]
     pub leeway: Option<Duration>,
     /// Which token types are access tokens.
     #[arg(long, value_enum, requires = "issuer")]

@@ -53,7 +53,8 @@ pub struct ClientFlags {
     /// `kid` header of the client assertion.
     #[arg(long)]
     pub key_id: Option<String>,
-    /// Client authentication method.
+    /// Client authentication method; the registered names (client_secret_basic,
+    /// client_secret_post, private_key_jwt, none) are accepted too.
     #[arg(long, value_enum, default_value_t = CliAuth::ClientSecretBasic)]
     pub auth_method: CliAuth,
     #[arg(long)]
@@ -66,10 +67,15 @@ pub struct ClientFlags {
     pub resource: Option<String>,
 }
 
+/// Kebab case like every flag value, and the registered OAuth names (RFC 7591 §2, as in the
+/// config file, OIDC discovery and Keycloak) as aliases, so a value copied from any of them works.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CliAuth {
+    #[value(alias = "client_secret_basic")]
     ClientSecretBasic,
+    #[value(alias = "client_secret_post")]
     ClientSecretPost,
+    #[value(alias = "private_key_jwt")]
     PrivateKeyJwt,
     None,
 }
@@ -190,4 +196,61 @@ pub(crate) fn config_from_flags(args: &ClientFlags) -> Result<Config, Error> {
         Error::bad_request("usage", msg)
     })?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The profile `token get` builds from `--auth-method METHOD`.
+    fn auth_method_of(method: &str) -> AuthMethod {
+        let cli = crate::cli::Cli::try_parse_from([
+            "tokenwarden",
+            "token",
+            "get",
+            "--token-url",
+            "https://kc.example/realms/x/protocol/openid-connect/token",
+            "--client-id",
+            "c",
+            "--client-secret-env",
+            "S",
+            "--private-key-file",
+            "/dev/null",
+            "--auth-method",
+            method,
+        ])
+        .expect("parses");
+        let crate::cli::Command::Token(cmd) = cli.command else {
+            panic!("not `token`");
+        };
+        let crate::cli::TokenCommand::Get(args) = *cmd else {
+            panic!("not `token get`");
+        };
+        let config = config_from_flags(&args.client).expect("a valid profile");
+        config.profiles["cli"].auth_method
+    }
+
+    #[test]
+    fn each_auth_method_name_means_its_own_method() {
+        for (names, method) in [
+            (
+                ["client_secret_basic", "client-secret-basic"],
+                AuthMethod::ClientSecretBasic,
+            ),
+            (
+                ["client_secret_post", "client-secret-post"],
+                AuthMethod::ClientSecretPost,
+            ),
+            (
+                ["private_key_jwt", "private-key-jwt"],
+                AuthMethod::PrivateKeyJwt,
+            ),
+            (["none", "none"], AuthMethod::None),
+        ] {
+            for name in names {
+                assert_eq!(auth_method_of(name), method, "{name}");
+            }
+        }
+    }
 }

@@ -5,9 +5,7 @@ use tw_testkit::{Idp, repo_root};
 
 fn tokenwarden(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
-    cmd.args(args)
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG");
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -314,8 +312,6 @@ async fn remote_agent_serves_only_callers_with_the_key_until_sigterm() {
     .unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["agent", "--config", cfg.to_str().unwrap()])
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .env("P_SECRET", "agent-basic-secret")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -428,8 +424,6 @@ fn tokenwarden_stdin(args: &[&str], input: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(args)
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -674,7 +668,7 @@ fn the_evently_gateway_example_is_valid() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("authz enforce: 18 rule(s), 3 role(s), permissions from roles + registry"),
+        stdout.contains("authz enforce: 21 rule(s), 3 role(s), permissions from roles + registry"),
         "{stdout}"
     );
 }
@@ -722,8 +716,6 @@ async fn gateway_serves_until_sigterm() {
     .unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["gateway", "--config", cfg.to_str().unwrap()])
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

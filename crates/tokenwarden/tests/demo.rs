@@ -10,8 +10,6 @@ fn demo_once_runs_the_whole_story() {
     let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["demo", "--once", "--base-port", "0", "--dir"])
         .arg(dir.path())
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .output()
         .expect("run tokenwarden demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -36,6 +34,49 @@ fn demo_once_runs_the_whole_story() {
     }
     assert!(!stdout.contains('✖'), "a step failed:\n{stdout}");
 
+    // Step 5: the token the sample API received is the refreshed one, by fingerprint.
+    let new = after(&stdout, "✔ new token ");
+    let old = after(&stdout, " replaces ");
+    assert_ne!(new, old);
+    assert_eq!(
+        after(&stdout, "the sample API received token "),
+        new,
+        "{stdout}"
+    );
+
+    // Step 6: the printed command is the one that ran; typed again, it shows the story.
+    let printed = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("$ tokenwarden audit query "))
+        .unwrap_or_else(|| panic!("no audit command printed:\n{stdout}"));
+    let config = dir.path().canonicalize().unwrap().join("gateway.toml");
+    assert_eq!(
+        printed,
+        format!("--since 5m --config {}", config.display()),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("OUTCOME"),
+        "the command's table is shown:\n{stdout}"
+    );
+    let again = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
+        .args(["audit", "query"])
+        .args(printed.split(' '))
+        .output()
+        .expect("run the printed command");
+    let table = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        table.lines().any(|l| l.contains(" deny ")
+            && l.contains(" POST ")
+            && l.contains("attributes-write")),
+        "{table}"
+    );
+
     // The story prints fingerprints, never a token or the client secret.
     let token = std::fs::read_to_string(dir.path().join("demo.token")).expect("token file");
     let token = token.trim();
@@ -54,7 +95,6 @@ fn demo_once_runs_the_whole_story() {
         let check = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
             .args(["config", "check", "--config"])
             .arg(dir.path().join(file))
-            .env_remove("TOKENWARDEN_CONFIG")
             .output()
             .expect("run config check");
         assert!(
@@ -63,6 +103,15 @@ fn demo_once_runs_the_whole_story() {
             String::from_utf8_lossy(&check.stderr)
         );
     }
+}
+
+/// The word after `marker` on the line that has it.
+fn after<'a>(text: &'a str, marker: &str) -> &'a str {
+    let rest = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in:\n{text}"))
+        + marker.len()..];
+    rest.split([' ', '\n', ',', ')']).next().unwrap_or_default()
 }
 
 #[test]

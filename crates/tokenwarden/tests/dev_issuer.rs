@@ -25,7 +25,6 @@ impl DevIssuer {
             .args(args)
             .arg("--realm-file")
             .arg(realm_file)
-            .env_remove("TOKENWARDEN_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -154,7 +153,6 @@ async fn serves_discovery_and_tokens_and_reloads_on_sighup() {
         ])
         .args(["--client-secret-env", "TW_DEMO_SECRET"])
         .env("TW_DEMO_SECRET", "demo-agent-secret")
-        .env_remove("TOKENWARDEN_CONFIG")
         .output()
         .expect("token get");
     assert!(
@@ -218,7 +216,6 @@ fn run_dev_issuer(args: &[&str]) -> std::process::Output {
         .args(args)
         .arg("--realm-file")
         .arg(demo_realm())
-        .env_remove("TOKENWARDEN_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -219,7 +219,7 @@ custom = {{ url = "{}/getAuthToken", token_pointer = "/token", secret_fields = {
         ),
     );
     let d = doctor(&["--config", custom.to_str().unwrap()], &env).await;
-    d.assert_fails("token", "custom_login_answer_shape");
+    d.assert_fails("token", "custom_login_malformed");
     d.assert_says("token", "token_pointer");
     assert!(!d.stdout.contains("opaque-login-token"));
 

@@ -43,7 +43,6 @@ async fn config_and_reachability_failures_are_told_apart() {
     let text = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["doctor", "--config", ok.to_str().unwrap()])
         .env("TW_DOCTOR_SECRET", SECRET)
-        .env_remove("TOKENWARDEN_CONFIG")
         .output()
         .await
         .unwrap();
@@ -321,8 +320,6 @@ async fn doctor_text(config: &std::path::Path) -> (Option<i32>, String) {
         .args(["doctor", "--config"])
         .arg(config)
         .env("TW_DOCTOR_SECRET", SECRET)
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .output()
         .await
         .expect("run tokenwarden doctor");

@@ -82,8 +82,6 @@ require_all = ["items:read"]
     assert!(!db.exists());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["gateway", "--config", cfg.to_str().unwrap()])
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -231,8 +229,6 @@ allow_any_authenticated = true
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["gateway", "--config", cfg.to_str().unwrap()])
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .env("TW_TEST_DB_PASSWORD", "hunter2-secret-pw")
         .output()
         .unwrap();
@@ -268,7 +264,6 @@ async fn gateway_serves_the_admin_api_on_its_listener() {
     .unwrap();
     let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"))
         .args(["gateway", "--config", cfg.to_str().unwrap()])
-        .env_remove("TOKENWARDEN_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -78,8 +78,6 @@ fn run_in(config: &Path, args: &[&str]) -> Output {
         .args(args)
         .arg("--config")
         .arg(config)
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG")
         .output()
         .expect("run tokenwarden")
 }
@@ -320,7 +318,6 @@ fn storage_errors_exit_1_and_never_show_the_password() {
         .args(["accounts", "list", "--config"])
         .arg(&config)
         .env("TW_TEST_DB_PASSWORD", "hunter2-very-secret")
-        .env_remove("TOKENWARDEN_CONFIG")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

@@ -9,7 +9,6 @@ use tw_testkit::repo_root;
 fn tokenwarden(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
     cmd.args(args)
-        .env_remove("TOKENWARDEN_CONFIG")
         .env_remove("TW_VAULT_KEY_2026_01")
         .env_remove("TW_VAULT_CLIENT_SECRET");
     for (k, v) in env {

@@ -186,7 +186,7 @@ async fn main_path(storage: Storage) {
         )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "consent_user_mismatch");
+    assert_eq!(body["error"]["code"], "token_owner_mismatch");
 
     // Duplicate: two entries on one session; deleting one keeps the session for the other.
     let (status, dup) = vault
@@ -260,7 +260,8 @@ async fn main_path(storage: Storage) {
     assert_eq!(body["error"]["code"], "invalid_json");
     assert!(!body.to_string().contains("x-secret-y"));
     let (status, body) = vault.mint(&alice, "not-a-uuid").await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_entry_id");
 
     // Nothing secret in what the vault wrote, across both runs.
     let out = format!("{stderr_1}{}", vault.stop().await);

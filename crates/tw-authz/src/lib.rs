@@ -8,6 +8,9 @@
 //!   per issuer; wildcard grants ([`permission`]).
 //! - Ordered route [`rules`]: first match wins, no match is denied (`no_matching_rule`).
 //! - Unknown principals are denied (`unknown_principal`) or auto-provisioned.
+//! - Users may pass through (`users = "pass_through"`, per section or rule): on a route a rule
+//!   matches, a token that names its user is let through without permissions, for an upstream
+//!   that authorizes its users itself; service accounts are always authorized here.
 //! - Per-principal rate limits ([`ratelimit`]); every decision audited ([`audit`]), never
 //!   blocking the request.
 //!
@@ -42,7 +45,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tw_config::{AuthzConfig, AuthzMode, PermissionSourceKind};
+use tw_config::{AuthzConfig, AuthzMode, PermissionSourceKind, UserAuthorization};
 use tw_core::{Clock, Error, SystemClock};
 use tw_verify::VerifiedToken;
 
@@ -60,7 +63,8 @@ pub struct AuthzRequest<'a> {
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthzDecision {
-    /// Let through; `permissions` (everything granted to the principal) go upstream.
+    /// Let through; `permissions` (everything granted to the principal; none for a user passed
+    /// through, audited with reason `user_pass_through`) go upstream.
     Allow {
         permissions: PermissionSet,
         rule: String,
@@ -164,6 +168,7 @@ impl AuthzBuilder {
             sources: cfg.sources.clone(),
             issuer_sources: cfg.issuer_sources.clone(),
             auto_provision: cfg.auto_provision.clone(),
+            users: cfg.users,
             permissions_header: cfg.permissions_header.clone(),
             rules,
             limiter: PrincipalLimiter::new(
@@ -186,6 +191,7 @@ pub struct Authz {
     sources: Vec<PermissionSourceKind>,
     issuer_sources: BTreeMap<String, Vec<PermissionSourceKind>>,
     auto_provision: Option<tw_config::AutoProvisionConfig>,
+    users: UserAuthorization,
     permissions_header: String,
     rules: RuleSet,
     limiter: PrincipalLimiter,
@@ -311,8 +317,14 @@ impl Authz {
             );
         };
         let rule_name = rule.name.as_str();
+        // Passing a user through skips the requirement, never the rule (deny by default stays)
+        // nor the account's disabled flag; such a user is not provisioned, since nothing here
+        // uses its grants.
+        let pass_through = rule.users.unwrap_or(self.users) == UserAuthorization::PassThrough
+            && principal.is_named_user();
+        let provision: Option<&AuditFn<'_>> = (!pass_through).then_some(&audit);
 
-        let grants = match self.grants_of(&principal, Some(&audit)).await {
+        let grants = match self.grants_of(&principal, provision).await {
             Resolution::Grants(g) => g,
             Resolution::Disabled { .. } => {
                 return self.deny_or_dry_run(
@@ -340,6 +352,20 @@ impl Authz {
                 };
             }
         };
+
+        if pass_through {
+            audit(
+                Some(rule_name),
+                Vec::new(),
+                AuditOutcome::Allow,
+                "user_pass_through",
+            );
+            // No permissions header: what this user may do is the upstream's decision.
+            return AuthzDecision::Allow {
+                permissions: PermissionSet::new(),
+                rule: rule.name.clone(),
+            };
+        }
 
         let (used, missing) = match &rule.requirement {
             Requirement::Authenticated => (Vec::new(), None),

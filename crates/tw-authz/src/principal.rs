@@ -38,6 +38,19 @@ impl Principal {
         self.kind == PrincipalKind::ServiceAccount
     }
 
+    /// A user whose token names them: `preferred_username` present, not blank and not a
+    /// service-account name (`service-account-`, any case). Only such a token may pass through
+    /// to an upstream that authorizes its users itself: a service account's token that lacks
+    /// the claim (a client without the `profile` scope) is a "user" by kind, but must not skip
+    /// authorization that way.
+    pub fn is_named_user(&self) -> bool {
+        self.kind == PrincipalKind::User
+            && self
+                .username
+                .as_deref()
+                .is_some_and(|u| !u.trim().is_empty() && !has_service_account_prefix(u))
+    }
+
     /// Rate-limit and log key: the client id for service accounts, else issuer + subject.
     pub fn key(&self) -> String {
         match (self.kind, &self.client_id, &self.subject) {
@@ -174,6 +187,14 @@ impl PrincipalExtractor {
 /// Keycloak's name of a client's service-account user, before the client id.
 const SERVICE_ACCOUNT_PREFIX: &str = "service-account-";
 
+/// `username` starts with Keycloak's service-account prefix, in any case.
+fn has_service_account_prefix(username: &str) -> bool {
+    username
+        .as_bytes()
+        .get(..SERVICE_ACCOUNT_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(SERVICE_ACCOUNT_PREFIX.as_bytes()))
+}
+
 /// `preferred_username` is `service-account-<the token's client id>`, compared without case
 /// (Keycloak stores usernames in lower case).
 fn names_own_service_account(token: &VerifiedToken) -> bool {
@@ -181,12 +202,10 @@ fn names_own_service_account(token: &VerifiedToken) -> bool {
     else {
         return false;
     };
-    let (prefix, rest) = username
-        .as_bytes()
-        .split_at(SERVICE_ACCOUNT_PREFIX.len().min(username.len()));
-    if !prefix.eq_ignore_ascii_case(SERVICE_ACCOUNT_PREFIX.as_bytes()) {
+    if !has_service_account_prefix(username) {
         return false;
     }
+    let rest = &username.as_bytes()[SERVICE_ACCOUNT_PREFIX.len()..];
     if rest.eq_ignore_ascii_case(client.as_bytes()) {
         return true;
     }

@@ -1,7 +1,7 @@
 //! Ordered route rules: methods + path patterns → what is required. First match wins.
 
 use crate::pattern::PathPattern;
-use tw_config::RuleConfig;
+use tw_config::{RuleConfig, UserAuthorization};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -31,6 +31,8 @@ pub struct Rule {
     /// Lower case when the rule set is case-insensitive.
     pub paths: Vec<PathPattern>,
     pub requirement: Requirement,
+    /// The rule's own `users` setting; `None`: the section's.
+    pub users: Option<UserAuthorization>,
 }
 
 impl Rule {
@@ -95,6 +97,7 @@ impl RuleSet {
                     .collect(),
                 paths,
                 requirement,
+                users: r.users,
             });
         }
         Ok(Self {

@@ -399,8 +399,25 @@ fn config_errors_name_the_key() {
             "gateway.authz.rules[0].methods",
         ),
         (
-            "sources = [\"registry\"]\nauto_provision = { role = \"ghost\" }",
+            "sources = [\"registry\"]\nauto_provision = { role = \"two words\" }",
             "gateway.authz.auto_provision.role",
+        ),
+        (
+            "sources = [\"registry\"]\nauto_provision = { role = \"\" }",
+            "gateway.authz.auto_provision.role",
+        ),
+        (
+            "sources = [\"registry\"]\nauto_provision = { role = \"r\\u001b[2J\" }",
+            "gateway.authz.auto_provision.role",
+        ),
+        (
+            "sources = [\"registry\"]\nauto_provision = { role = \"admin\\u202e\" }",
+            "gateway.authz.auto_provision.role",
+        ),
+        ("users = \"allow\"", "users"),
+        (
+            "[[gateway.authz.rules]]\npaths = [\"/a\"]\nallow_any_authenticated = true\nusers = \"PassThrough\"",
+            "users",
         ),
         (
             "auto_provision = { role = \"r\" }\n[gateway.authz.roles]\nr = [\"a:b\"]",
@@ -429,6 +446,222 @@ fn config_errors_name_the_key() {
         assert!(e.contains("authz.toml"), "{e}");
         assert!(e.contains(key), "expected `{key}` in: {e}");
     }
+    let long = format!(
+        "sources = [\"registry\"]\nauto_provision = {{ role = \"{}\" }}",
+        "r".repeat(201)
+    );
+    let e = config_error(&long);
+    assert!(e.contains("gateway.authz.auto_provision.role"), "{e}");
+    assert!(!e.contains(&"r".repeat(100)), "the value is cut: {e}");
+}
+
+/// The README's registry example: the provisioning role is defined in the registry only, not
+/// in `[gateway.authz.roles]`, and is what an unknown service account gets.
+#[tokio::test]
+async fn auto_provision_with_a_role_only_the_registry_defines() {
+    let readme = "sources = [\"registry\"]\nauto_provision = { role = \"mcp-agent-attributes-readonly\" }\n[[gateway.authz.rules]]\npaths = [\"/api/attributes/**\"]\nrequire_all = [\"attributes:read\"]";
+    let config = cfg(readme);
+    assert!(config.roles.is_empty());
+    assert_eq!(
+        config.auto_provision.as_ref().map(|a| a.role.as_str()),
+        Some("mcp-agent-attributes-readonly")
+    );
+    let reg = Arc::new(MemoryRegistry::new());
+    let h = harness(readme, Some(reg.clone()));
+    let newcomer = sa("newcomer", json!({}));
+    // The in-memory registry stores no role permissions: known, but without the permission.
+    assert_eq!(
+        code(&decide(&h, &newcomer, "GET", "/api/attributes").await),
+        "insufficient_scope"
+    );
+    let provisioned = reg.provisioned();
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(provisioned[0].role, "mcp-agent-attributes-readonly");
+}
+
+/// `users = "pass_through"`: a user's token is let through on a matched rule without
+/// permissions; service accounts, unmatched routes, disabled accounts and tokens that do not
+/// name a person are decided as before.
+#[tokio::test]
+async fn users_pass_through_only_on_matched_rules() {
+    let reg = Arc::new(MemoryRegistry::new());
+    let h = harness(
+        &format!(
+            "sources = [\"roles\", \"registry\"]\nusers = \"pass_through\"\nrate_limit = {{ per_second = 1, burst = 3 }}\nauto_provision = {{ role = \"mcp-agent-events-manager\", service_accounts_only = false }}\n{BASE}"
+        ),
+        Some(reg.clone()),
+    );
+    let alice = user("alice", "webapp", json!({}));
+    for (method, path) in [("GET", "/api/events/1"), ("DELETE", "/api/events/1")] {
+        assert_eq!(
+            decide(&h, &alice, method, path).await,
+            AuthzDecision::Allow {
+                permissions: PermissionSet::new(),
+                rule: if method == "GET" {
+                    "events-any"
+                } else {
+                    "events-delete"
+                }
+                .into(),
+            },
+            "{method} {path}"
+        );
+    }
+    // Deny by default holds for users too.
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/orders").await),
+        "no_matching_rule"
+    );
+    // Rate limits still apply (burst 3).
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/events").await),
+        "rate_limited"
+    );
+    assert!(
+        reg.provisioned().is_empty(),
+        "a user passed through is not provisioned"
+    );
+
+    // A user with roles is passed through too: the gateway grants nothing it would forward.
+    let bob = user("bob", "webapp", realm(&["mcp-agent-admin"]));
+    assert_eq!(
+        decide(&h, &bob, "GET", "/api/events").await,
+        AuthzDecision::Allow {
+            permissions: PermissionSet::new(),
+            rule: "events-any".into()
+        }
+    );
+
+    // A disabled registry account of the user is still refused.
+    let mut off = account("carol", &[], &[]);
+    off.enabled = false;
+    reg.put(AccountKey::user(ISSUER, Some("sub-carol")), off);
+    let carol = user("carol", "webapp", json!({}));
+    assert_eq!(
+        code(&decide(&h, &carol, "GET", "/api/events").await),
+        "account_disabled"
+    );
+
+    // Service accounts are authorized here, whatever `users` says.
+    assert_eq!(
+        code(&decide(&h, &sa("robot", json!({})), "GET", "/api/events").await),
+        "allow",
+        "provisioned with the events role"
+    );
+    assert_eq!(reg.provisioned().len(), 1);
+    assert_eq!(
+        code(
+            &decide(
+                &h,
+                &sa("reader", realm(&["mcp-agent-events-manager"])),
+                "DELETE",
+                "/api/events/1"
+            )
+            .await
+        ),
+        "insufficient_scope"
+    );
+
+    // Tokens of kind "user" that do not name a person are authorized, not passed through: a
+    // client's token without `preferred_username`, service-account names of another client
+    // (any case), blank names.
+    let h = harness(&format!("users = \"pass_through\"\n{BASE}"), None);
+    let mut nameless = sa("nameless", json!({}));
+    nameless.username = None;
+    nameless.service_account = false;
+    let mut cases = vec![("no preferred_username".to_owned(), nameless)];
+    for name in [
+        "service-account-other",
+        "SERVICE-ACCOUNT-other",
+        "Service-Account-",
+        "",
+        " ",
+    ] {
+        cases.push((format!("{name:?}"), user(name, "webapp", json!({}))));
+    }
+    for (what, token) in cases {
+        let d = decide(&h, &token, "GET", "/api/events").await;
+        assert_eq!(code(&d), "unknown_principal", "{what}: {d:?}");
+    }
+    // Look-alike prefixes are ordinary names of people.
+    let lookalike = user("service\u{2010}account-other", "webapp", json!({}));
+    assert_eq!(
+        code(&decide(&h, &lookalike, "GET", "/api/events").await),
+        "allow"
+    );
+
+    let audit = events(&h.audit, 7).await;
+    let last = audit.last().expect("events");
+    assert_eq!(
+        (last.outcome, last.reason.as_str(), last.permissions.len()),
+        (AuditOutcome::Allow, "user_pass_through", 0)
+    );
+    assert!(last.principal.starts_with("user:"), "{}", last.principal);
+}
+
+/// A rule's own `users` overrides the section's, in both directions.
+#[tokio::test]
+async fn a_rule_overrides_the_users_setting() {
+    let rules = r#"
+[gateway.authz.roles]
+"events-reader" = ["events:read"]
+
+[[gateway.authz.rules]]
+name = "admin"
+paths = ["/api/admin/**"]
+require_all = ["events:admin"]
+users = "authorize"
+
+[[gateway.authz.rules]]
+name = "profile"
+paths = ["/api/profile/**"]
+require_all = ["profile:read"]
+users = "pass_through"
+
+[[gateway.authz.rules]]
+name = "events"
+paths = ["/api/events/**"]
+require_all = ["events:read"]
+"#;
+    let alice = user("alice", "webapp", json!({}));
+    let reader = user("rita", "webapp", realm(&["events-reader"]));
+
+    let h = harness(&format!("users = \"pass_through\"\n{rules}"), None);
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/admin/x").await),
+        "unknown_principal"
+    );
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/profile/me").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/events/1").await),
+        "allow"
+    );
+
+    // The default (authorize) with one rule opting in.
+    let h = harness(rules, None);
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/profile/me").await),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&h, &alice, "GET", "/api/events/1").await),
+        "unknown_principal"
+    );
+    match decide(&h, &reader, "GET", "/api/events/1").await {
+        AuthzDecision::Allow { permissions, .. } => {
+            assert_eq!(permissions.header_value(), "events:read")
+        }
+        other => panic!("{other:?}"),
+    }
+    let audit = events(&h.audit, 3).await;
+    let reasons: Vec<&str> = audit.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["user_pass_through", "unknown_principal", "allowed"]
+    );
 }
 
 #[tokio::test]
@@ -479,6 +712,25 @@ async fn the_evently_example_gives_exact_permissions() {
         code(&decide(&h, &reader, "GET", "/api/events").await),
         "insufficient_scope"
     );
+    // Attribute writes have rules: the missing permission is named, not "no matching rule".
+    for (method, path, needed) in [
+        ("POST", "/api/attributes", "attributes:create"),
+        ("POST", "/api/attributes/5/values", "attributes:create"),
+        ("PUT", "/api/attributes/5", "attributes:update"),
+        ("PATCH", "/api/attributes/5", "attributes:update"),
+        ("DELETE", "/api/attributes/5", "attributes:delete"),
+    ] {
+        match decide(&h, &reader, method, path).await {
+            AuthzDecision::Deny { code, scope, .. } => {
+                assert_eq!(
+                    (code, scope.as_deref()),
+                    ("insufficient_scope", Some(needed)),
+                    "{method} {path}"
+                );
+            }
+            other => panic!("{method} {path}: {other:?}"),
+        }
+    }
     let confidential = sa("evently-confidential-client", json!({}));
     assert_eq!(
         code(&decide(&h, &confidential, "GET", "/api/events/search").await),
@@ -498,6 +750,8 @@ async fn the_evently_example_gives_exact_permissions() {
         ("GET", "/api/event-statistics/1"),
         ("PUT", "/api/carts/remove"),
         ("POST", "/api/orders"),
+        ("POST", "/api/attributes"),
+        ("DELETE", "/api/attributes/5"),
     ] {
         assert_eq!(code(&decide(&h, &admin, m, p).await), "allow", "{m} {p}");
     }

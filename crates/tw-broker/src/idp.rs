@@ -248,7 +248,7 @@ pub const OAUTH_ERROR_DESCRIPTION: &str = "oauth_error_description";
 /// Longest `error` kept: real codes are short; anything longer is not one.
 const MAX_OAUTH_ERROR_CHARS: usize = 64;
 /// Longest `error_description` kept (in messages and context alike).
-const MAX_OAUTH_DESCRIPTION_CHARS: usize = 200;
+pub(crate) const MAX_OAUTH_DESCRIPTION_CHARS: usize = 200;
 
 /// Turns a token endpoint answer into a token or a classified error. An OAuth error body's
 /// `error` and `error_description` are also attached as context ([`OAUTH_ERROR`],
@@ -342,10 +342,6 @@ impl OAuthError {
     /// Capped to fit a log line, control characters (line breaks) dropped, empty description
     /// as none.
     fn capped(self) -> Self {
-        let clean = |s: &str, max: usize| {
-            let printable: String = s.chars().filter(|c| !c.is_control()).collect();
-            truncate(printable.trim(), max)
-        };
         Self {
             error: clean(&self.error, MAX_OAUTH_ERROR_CHARS),
             error_description: self
@@ -476,6 +472,17 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     truncate(&cur.to_string(), 200)
+}
+
+/// Text a remote party chose (an IdP's `error_description`, a login portal's message), fit for a
+/// message or a log line: control characters and bidirectional marks dropped, trimmed, at most
+/// `max` characters (then `…`).
+pub(crate) fn clean(s: &str, max: usize) -> String {
+    let printable: String = s
+        .chars()
+        .filter(|c| !tw_core::text::is_terminal_unsafe(*c))
+        .collect();
+    truncate(printable.trim(), max)
 }
 
 fn truncate(s: &str, max: usize) -> String {

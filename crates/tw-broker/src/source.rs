@@ -246,6 +246,60 @@ impl TokenSource for OAuthSource {
     }
 }
 
+/// The ways a custom login fails, each with the one stable code the API answers and `doctor`
+/// reports (network failures keep the shared `idp_unreachable` / `idp_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomLoginFailure {
+    /// A 4xx or 3xx status, or a 2xx error answer the profile declares (`error_pointer`):
+    /// permanent, so the retry gates pause as for any IdP rejection.
+    Rejected,
+    /// A 2xx answer that holds no usable token, or one whose expiry has already passed:
+    /// transient.
+    Malformed,
+    /// 408, 429 or 5xx: transient.
+    Unavailable,
+}
+
+impl CustomLoginFailure {
+    pub const ALL: [CustomLoginFailure; 3] = [
+        CustomLoginFailure::Rejected,
+        CustomLoginFailure::Malformed,
+        CustomLoginFailure::Unavailable,
+    ];
+
+    pub const fn code(self) -> &'static str {
+        match self {
+            CustomLoginFailure::Rejected => "custom_login_rejected",
+            CustomLoginFailure::Malformed => "custom_login_malformed",
+            CustomLoginFailure::Unavailable => "custom_login_unavailable",
+        }
+    }
+
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            CustomLoginFailure::Rejected => ErrorKind::IdpRejected,
+            CustomLoginFailure::Malformed | CustomLoginFailure::Unavailable => {
+                ErrorKind::IdpUnavailable
+            }
+        }
+    }
+
+    /// The failure an error stands for, when it came from a custom login.
+    pub fn of(e: &Error) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.code() == e.code())
+    }
+
+    fn error(self, message: String) -> Error {
+        Error::new(self.kind(), self.code(), message)
+    }
+}
+
+/// Context key of the portal's own explanation of a refused login (`error_message_pointer`),
+/// cleaned and capped.
+pub const CUSTOM_LOGIN_MESSAGE: &str = "custom_login_message";
+/// Epoch values at or above this cannot be seconds (year 5138) and are read as milliseconds.
+const EPOCH_MILLIS_FROM: f64 = 1e11;
+
 /// A login endpoint that is not OAuth: POST JSON credentials, read the token (and maybe its
 /// lifetime) from the JSON answer by JSON pointer.
 struct CustomLoginSource {
@@ -256,7 +310,7 @@ struct CustomLoginSource {
 }
 
 impl CustomLoginSource {
-    async fn fetch_inner(&self) -> Result<TokenResponse, Error> {
+    async fn fetch_inner(&self, now: UnixTime) -> Result<TokenResponse, Error> {
         let mut body = serde_json::Map::new();
         for (k, v) in &self.cfg.fields {
             body.insert(k.clone(), v.clone());
@@ -285,30 +339,34 @@ impl CustomLoginSource {
             .bytes()
             .await
             .map_err(|e| idp::transport_error(&e, "custom login endpoint"))?;
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
         if !(200..300).contains(&status) {
-            let (kind, code) = if idp::is_transient_status(status) {
-                (ErrorKind::IdpUnavailable, "custom_login_unavailable")
+            let failure = if idp::is_transient_status(status) {
+                CustomLoginFailure::Unavailable
             } else {
-                (ErrorKind::IdpRejected, "custom_login_rejected")
+                CustomLoginFailure::Rejected
             };
-            return Err(Error::new(
-                kind,
-                code,
-                format!("the login endpoint {} answered HTTP {status}", self.cfg.url),
+            let error = failure.error(format!(
+                "the login endpoint {} answered HTTP {status}",
+                self.cfg.url
             ));
+            return Err(self.with_portal_message(error, json.as_ref()));
         }
         let malformed = |why: String| {
-            Error::new(
-                ErrorKind::IdpUnavailable,
-                "custom_login_malformed",
-                format!(
-                    "the login endpoint {} answered {status} but {why}",
-                    self.cfg.url
-                ),
-            )
+            CustomLoginFailure::Malformed.error(format!(
+                "the login endpoint {} answered {status} but {why}",
+                self.cfg.url
+            ))
         };
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|_| malformed("the body is not JSON".into()))?;
+        let json = json.ok_or_else(|| malformed("the body is not JSON".into()))?;
+        if let Some(matched) = self.error_answer(&json) {
+            let error = CustomLoginFailure::Rejected.error(format!(
+                "the login endpoint {} answered {status} with an error answer ({} is {matched}); check the credentials",
+                self.cfg.url,
+                self.cfg.error_pointer.as_deref().unwrap_or_default()
+            ));
+            return Err(self.with_portal_message(error, Some(&json)));
+        }
         let token = json
             .pointer(&self.cfg.token_pointer)
             .and_then(|v| v.as_str())
@@ -316,12 +374,7 @@ impl CustomLoginSource {
             .ok_or_else(|| {
                 malformed(format!("no non-empty string at {}", self.cfg.token_pointer))
             })?;
-        let expires_in = self
-            .cfg
-            .expires_in_pointer
-            .as_deref()
-            .and_then(|p| json.pointer(p))
-            .and_then(idp::lifetime_from_json);
+        let expires_in = self.lifetime(&json, token, now).map_err(malformed)?;
         Ok(TokenResponse {
             access_token: Secret::new(token),
             token_type: self.cfg.token_type.clone(),
@@ -330,11 +383,175 @@ impl CustomLoginSource {
             scope: None,
         })
     }
+
+    /// The configured error value the answer holds at `error_pointer`, if it is an error answer.
+    fn error_answer(&self, json: &serde_json::Value) -> Option<String> {
+        let found = json.pointer(self.cfg.error_pointer.as_deref()?)?;
+        let found_text = scalar_text(found)?;
+        self.cfg
+            .error_values
+            .iter()
+            .find(|want| {
+                *want == found
+                    || scalar_text(want).is_some_and(|w| w.eq_ignore_ascii_case(&found_text))
+            })
+            .map(|want| want.to_string())
+    }
+
+    /// Adds the portal's explanation (`error_message_pointer`), cleaned and capped, to the message
+    /// and as context. Only that one field is read: nothing else of the body is copied.
+    fn with_portal_message(&self, error: Error, json: Option<&serde_json::Value>) -> Error {
+        let said = self
+            .cfg
+            .error_message_pointer
+            .as_deref()
+            .and_then(|p| json?.pointer(p))
+            .and_then(scalar_text)
+            .map(|t| idp::clean(&t, idp::MAX_OAUTH_DESCRIPTION_CHARS))
+            .filter(|t| !t.is_empty());
+        match said {
+            Some(said) => Error::new(
+                error.kind(),
+                error.code(),
+                format!("{}; the portal says: {said}", error.message()),
+            )
+            .with(CUSTOM_LOGIN_MESSAGE, said),
+            None => error,
+        }
+    }
+
+    /// The token's lifetime, from the first source that has one: `expires_in_pointer`,
+    /// `expires_at_pointer`, the token's `exp` when it is a JWT (read, not verified: this side
+    /// only needs to know when to fetch again). `None`: the default lifetime applies. An expiry
+    /// that has already passed is an error (the token is dead, or a clock is wrong).
+    fn lifetime(
+        &self,
+        json: &serde_json::Value,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<Duration>, String> {
+        if let Some(d) = self
+            .cfg
+            .expires_in_pointer
+            .as_deref()
+            .and_then(|p| json.pointer(p))
+            .and_then(idp::lifetime_from_json)
+        {
+            return Ok(Some(d));
+        }
+        let absolute = self.cfg.expires_at_pointer.as_deref().and_then(|p| {
+            let at = expiry_from_json(json.pointer(p)?);
+            if at.is_none() {
+                tracing::warn!(
+                    profile = %self.profile,
+                    pointer = p,
+                    "the value at expires_at_pointer is neither epoch seconds nor an RFC 3339 time with a zone; ignored"
+                );
+            }
+            Some((at?, p))
+        });
+        let Some((at, from)) =
+            absolute.or_else(|| jwt_expiry(token).map(|at| (at, "the token's exp")))
+        else {
+            return Ok(None);
+        };
+        if at <= now {
+            return Err(format!(
+                "the expiry at {from} ({} s since the epoch) has already passed ({} s now); the token is dead or a clock is wrong",
+                at.as_secs(),
+                now.as_secs()
+            ));
+        }
+        Ok(Some(now.until(at)))
+    }
+}
+
+/// A string, number or boolean as text (what error values are compared by).
+fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.trim().to_owned()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An absolute expiry: epoch seconds (milliseconds when too large for seconds) as a number or a
+/// numeric string, or an RFC 3339 time with `Z` or a numeric offset.
+fn expiry_from_json(v: &serde_json::Value) -> Option<UnixTime> {
+    let epoch = match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => match s.trim().parse::<f64>() {
+            Ok(n) => Some(n),
+            Err(_) => return rfc3339(s.trim()),
+        },
+        _ => None,
+    }?;
+    if !epoch.is_finite() || epoch <= 0.0 {
+        return None;
+    }
+    let millis = if epoch >= EPOCH_MILLIS_FROM {
+        epoch
+    } else {
+        epoch * 1000.0
+    };
+    // Beyond the year 10000 nothing is meant.
+    (millis < 253_402_300_800_000.0).then(|| UnixTime::from_millis(millis as i64))
+}
+
+/// RFC 3339 (`2026-05-01T10:00:00Z`, `…T10:00:00.5+02:00`): humantime reads the UTC form; a
+/// numeric offset is taken off here. A time without a zone is refused: it means no instant.
+fn rfc3339(s: &str) -> Option<UnixTime> {
+    let s = s.replacen(['t', ' '], "T", 1);
+    let (local, offset_secs) = if let Some(utc) = s.strip_suffix(['Z', 'z']) {
+        (utc.to_owned(), 0i64)
+    } else {
+        let split = s.len().checked_sub(6)?;
+        let (local, zone) = (s.get(..split)?, s.get(split..)?);
+        let sign = match zone.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let (h, m) = zone.get(1..)?.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        (local.to_owned(), sign * (h * 3600 + m * 60))
+    };
+    let utc = humantime::parse_rfc3339(&format!("{local}Z")).ok()?;
+    let millis = i64::try_from(utc.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    Some(UnixTime::from_millis(millis - offset_secs * 1000))
+}
+
+/// The `exp` of a token that is a JWT, read without verifying it: the broker is a client, the
+/// API verifies. `None` for opaque tokens or a JWT without a numeric `exp`.
+fn jwt_expiry(token: &str) -> Option<UnixTime> {
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: Option<serde_json::Value>,
+    }
+    if token.split('.').count() != 3 {
+        return None;
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Exp>(token).ok()?;
+    match claims.exp? {
+        serde_json::Value::Number(n) => {
+            let secs = n.as_f64()?;
+            (secs.is_finite() && secs > 0.0 && secs < 253_402_300_800.0)
+                .then(|| UnixTime::from_millis((secs * 1000.0) as i64))
+        }
+        _ => None,
+    }
 }
 
 impl TokenSource for CustomLoginSource {
-    fn fetch(&self, _now: UnixTime) -> BoxFuture<'_, Result<TokenResponse, Error>> {
-        Box::pin(self.fetch_inner())
+    fn fetch(&self, now: UnixTime) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+        Box::pin(self.fetch_inner(now))
     }
 
     fn describe(&self) -> String {

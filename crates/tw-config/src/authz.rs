@@ -56,6 +56,12 @@ pub struct AuthzConfig {
     /// Unknown principals: denied (`unknown_principal`) unless auto-provisioning is on.
     #[serde(default)]
     pub auto_provision: Option<AutoProvisionConfig>,
+    /// What users (tokens that are not service accounts) get on the routes a rule matches:
+    /// `authorize` (default: the rule's requirement, as for service accounts) or `pass_through`
+    /// (let through without permissions, for an upstream that authorizes its users itself).
+    /// A rule's own `users` overrides it. Service accounts are always authorized here.
+    #[serde(default)]
+    pub users: UserAuthorization,
     /// Ordered route rules: the first match wins; no match is denied (`no_matching_rule`).
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -84,6 +90,7 @@ impl Default for AuthzConfig {
             issuer_sources: BTreeMap::new(),
             roles: BTreeMap::new(),
             auto_provision: None,
+            users: UserAuthorization::default(),
             rules: Vec::new(),
             rate_limit: None,
             rate_limits: BTreeMap::new(),
@@ -100,6 +107,19 @@ pub enum AuthzMode {
     Enforce,
     /// Log and audit what would be denied, but allow.
     DryRun,
+}
+
+/// How the gateway treats a user's token on a route a rule matches.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UserAuthorization {
+    /// The rule's requirement applies, as for service accounts.
+    #[default]
+    Authorize,
+    /// Verified and let through with no permissions header; the upstream authorizes the user.
+    /// Only for a token that names its user (`preferred_username`, not a `service-account-`
+    /// name): anything else is authorized as usual.
+    PassThrough,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,8 +151,10 @@ pub struct ClaimEquals {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoProvisionConfig {
-    /// Give unknown principals this role (from `[gateway.authz.roles]`) on first sight, through
-    /// the registry (recorded in the audit log).
+    /// Give unknown principals this role on first sight, through the registry (recorded in the
+    /// audit log). The role's permissions are those stored in the registry plus, when the role
+    /// is also in `[gateway.authz.roles]`, those; a role the registry lacks is created there
+    /// without stored permissions.
     pub role: String,
     /// Only service accounts (default) or every principal.
     #[serde(default = "default_true")]
@@ -192,6 +214,9 @@ pub struct RuleConfig {
     pub require_any: Vec<String>,
     #[serde(default)]
     pub allow_any_authenticated: bool,
+    /// Overrides `[gateway.authz] users` on this rule's routes.
+    #[serde(default)]
+    pub users: Option<UserAuthorization>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -205,7 +230,7 @@ pub struct PrincipalRateLimit {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryCacheConfig {
-    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    #[serde(default = "default_cache_ttl", with = "crate::duration")]
     pub ttl: Duration,
     #[serde(default = "default_cache_entries")]
     pub max_entries: u64,
@@ -227,7 +252,7 @@ pub struct AuditConfig {
     #[serde(default = "default_audit_queue")]
     pub queue_capacity: usize,
     /// Dropped events are reported in the log at most once per this interval.
-    #[serde(default = "default_drop_report", with = "humantime_serde")]
+    #[serde(default = "default_drop_report", with = "crate::duration")]
     pub drop_report_interval: Duration,
 }
 
@@ -267,6 +292,9 @@ fn default_audit_queue() -> usize {
 fn default_drop_report() -> Duration {
     Duration::from_secs(60)
 }
+
+/// The longest role name the registry stores (tw-store's `MAX_CODE_LEN`).
+const MAX_ROLE_NAME_LEN: usize = 200;
 
 /// A permission code: `resource:action` segments of `[A-Za-z0-9._-]`, separated by `:`; the last
 /// segment may be `*` (`events:*`); `*` alone is every permission.
@@ -482,12 +510,20 @@ pub(crate) fn validate_authz(
         }
     }
     if let Some(ap) = &a.auto_provision {
-        if !a.roles.contains_key(&ap.role) {
+        // The role may live in the registry only: it is looked up (or created) when an account
+        // is provisioned, so only its spelling can be checked here.
+        let role = &ap.role;
+        if role.is_empty()
+            || role.chars().count() > MAX_ROLE_NAME_LEN
+            || role
+                .chars()
+                .any(|c| c.is_whitespace() || tw_core::text::is_terminal_unsafe(c))
+        {
             return Err(fail(
                 k("auto_provision.role"),
                 format!(
-                    "no role `{}` in [gateway.authz.roles] to provision with",
-                    ap.role
+                    "`{}` is not a role name: 1 to {MAX_ROLE_NAME_LEN} characters, without spaces, control characters or bidirectional overrides",
+                    tw_core::text::terminal_cell(role, 64)
                 ),
             ));
         }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod authz;
+pub mod duration;
 mod load;
 mod model;
 mod secret_ref;

@@ -270,9 +270,17 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
                 ));
             }
             check_pointer(&custom.token_pointer).map_err(|m| fail(k("custom.token_pointer"), m))?;
-            if let Some(ptr) = &custom.expires_in_pointer {
-                check_pointer(ptr).map_err(|m| fail(k("custom.expires_in_pointer"), m))?;
+            for (field, ptr) in [
+                ("expires_in_pointer", &custom.expires_in_pointer),
+                ("expires_at_pointer", &custom.expires_at_pointer),
+                ("error_pointer", &custom.error_pointer),
+                ("error_message_pointer", &custom.error_message_pointer),
+            ] {
+                if let Some(ptr) = ptr {
+                    check_pointer(ptr).map_err(|m| fail(k(&format!("custom.{field}")), m))?;
+                }
             }
+            check_custom_error_answer(custom).map_err(|(field, m)| fail(k(field), m))?;
         } else {
             if p.issuer.is_none() && p.token_url.is_none() {
                 return Err(fail(
@@ -723,6 +731,42 @@ pub fn validate_gateway_config(gw: &GatewayConfig, source_name: &str) -> Result<
     let source = ConfigSource::Inline(source_name.to_owned());
     let fail = |key: String, msg: String| config_error(&source, Some(&key), &msg);
     validate_gateway(gw, &fail)
+}
+
+/// The error-answer keys of a custom login profile go together; the values must be scalars.
+fn check_custom_error_answer(custom: &CustomLoginConfig) -> Result<(), (&'static str, String)> {
+    match (&custom.error_pointer, custom.error_values.is_empty()) {
+        (Some(_), true) => {
+            return Err((
+                "custom.error_values",
+                "`error_pointer` needs the values that mean failure, e.g. error_values = [\"error\", \"failed\"]".into(),
+            ));
+        }
+        (None, false) => {
+            return Err((
+                "custom.error_pointer",
+                "`error_values` needs the pointer to compare them with, e.g. error_pointer = \"/status\"".into(),
+            ));
+        }
+        _ => {}
+    }
+    if custom.error_message_pointer.is_some() && custom.error_pointer.is_none() {
+        return Err((
+            "custom.error_message_pointer",
+            "only read for error answers: set `error_pointer` and `error_values` too".into(),
+        ));
+    }
+    if custom
+        .error_values
+        .iter()
+        .any(|v| v.is_null() || v.is_array() || v.is_object())
+    {
+        return Err((
+            "custom.error_values",
+            "each value must be a string, a number or a boolean".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_pointer(p: &str) -> Result<(), String> {

@@ -153,7 +153,7 @@ pub struct FileSinkConfig {
     pub mode: String,
     /// Program and arguments run after each write (e.g. to signal a consumer to re-read).
     pub command: Option<Vec<String>>,
-    #[serde(default = "default_command_timeout", with = "humantime_serde")]
+    #[serde(default = "default_command_timeout", with = "crate::duration")]
     pub command_timeout: Duration,
 }
 
@@ -224,7 +224,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub strip_prefix: bool,
     /// Whole-request timeout towards the upstream (until response headers).
-    #[serde(default = "default_route_timeout", with = "humantime_serde")]
+    #[serde(default = "default_route_timeout", with = "crate::duration")]
     pub timeout: Duration,
     /// Extra attempts for idempotent requests when the upstream connection fails.
     #[serde(default = "default_connect_retries")]
@@ -263,7 +263,7 @@ pub struct CircuitBreakerConfig {
     #[serde(default = "default_failure_threshold")]
     pub failure_threshold: u32,
     /// How long the circuit stays open before one trial request is let through.
-    #[serde(default = "default_open_for", with = "humantime_serde")]
+    #[serde(default = "default_open_for", with = "crate::duration")]
     pub open_for: Duration,
 }
 
@@ -341,18 +341,18 @@ pub struct TimingConfig {
     #[serde(default = "default_jitter_fraction")]
     pub jitter_fraction: f64,
     /// Lifetime assumed when the IdP sends no `expires_in`.
-    #[serde(default = "default_lifetime", with = "humantime_serde")]
+    #[serde(default = "default_lifetime", with = "crate::duration")]
     pub default_lifetime: Duration,
     /// How long a caller waits for an in-flight fetch when no usable token is cached.
-    #[serde(default = "default_wait_timeout", with = "humantime_serde")]
+    #[serde(default = "default_wait_timeout", with = "crate::duration")]
     pub wait_timeout: Duration,
     /// Timeout of one request to the IdP.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "crate::duration")]
     pub request_timeout: Duration,
     /// First delay after a transient failure; doubles up to `backoff_max`.
-    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    #[serde(default = "default_backoff_initial", with = "crate::duration")]
     pub backoff_initial: Duration,
-    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    #[serde(default = "default_backoff_max", with = "crate::duration")]
     pub backoff_max: Duration,
 }
 
@@ -436,8 +436,25 @@ pub struct CustomLoginConfig {
     /// JSON pointer (RFC 6901) to the token in the response.
     #[serde(default = "default_token_pointer")]
     pub token_pointer: String,
-    /// JSON pointer to the lifetime in seconds; `default_lifetime` applies when absent.
+    /// JSON pointer to the lifetime in seconds (a number or a numeric string).
+    ///
+    /// The lifetime comes from the first of: this pointer, `expires_at_pointer`, the token's own
+    /// `exp` when it is a JWT (read, not verified), then `timing.default_lifetime`.
     pub expires_in_pointer: Option<String>,
+    /// JSON pointer to the absolute expiry: epoch seconds (a number or numeric string; values
+    /// too large for seconds are read as milliseconds) or an RFC 3339 time with `Z` or an offset.
+    pub expires_at_pointer: Option<String>,
+    /// JSON pointer to the field that tells an error answer, for portals that answer a refused
+    /// login with a 2xx status (e.g. "/status"). Needs `error_values`.
+    pub error_pointer: Option<String>,
+    /// Values at `error_pointer` that mean the login failed (e.g. ["error", "failed"]): the answer
+    /// is then a permanent rejection (`custom_login_rejected`), not retried. Strings compare
+    /// case-insensitively; numbers and booleans by value or by their text.
+    #[serde(default)]
+    pub error_values: Vec<serde_json::Value>,
+    /// JSON pointer to the portal's explanation of an error answer (e.g. "/message"), shown in
+    /// the error without control characters and cut at 200 characters.
+    pub error_message_pointer: Option<String>,
     /// Token type reported to callers.
     #[serde(default = "default_token_type")]
     pub token_type: String,
@@ -548,14 +565,14 @@ impl Default for PathsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsConfig {
     /// A request's headers must arrive within this (slowloris protection).
-    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    #[serde(default = "default_header_read_timeout", with = "crate::duration")]
     pub header_read_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this.
-    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[serde(default = "default_idle_timeout", with = "crate::duration")]
     pub idle_timeout: Duration,
     /// A connection serving a request is closed when its client stops reading the response, or
     /// stops sending the request body the upstream is waiting for, for this long.
-    #[serde(default = "default_stall_timeout", with = "humantime_serde")]
+    #[serde(default = "default_stall_timeout", with = "crate::duration")]
     pub stall_timeout: Duration,
     /// Concurrent connections at most (lowered to fit the process's file-descriptor limit). A
     /// connection over the cap makes room by closing the oldest connection that has no request
@@ -626,15 +643,15 @@ pub struct IssuerConfig {
     /// Accepted `azp` (authorized party = client id). Empty: any.
     #[serde(default)]
     pub allowed_azp: Vec<String>,
-    #[serde(default = "default_leeway", with = "humantime_serde")]
+    #[serde(default = "default_leeway", with = "crate::duration")]
     pub leeway: Duration,
     #[serde(default)]
     pub token_type: TokenTypeMode,
     /// How long fetched keys are trusted before a background refresh replaces them.
-    #[serde(default = "default_jwks_ttl", with = "humantime_serde")]
+    #[serde(default = "default_jwks_ttl", with = "crate::duration")]
     pub jwks_ttl: Duration,
     /// At most one JWKS fetch for an unknown `kid` per this interval.
-    #[serde(default = "default_jwks_cooldown", with = "humantime_serde")]
+    #[serde(default = "default_jwks_cooldown", with = "crate::duration")]
     pub jwks_refetch_cooldown: Duration,
     /// RFC 7662 introspection for opaque tokens (and for JWTs on routes that demand it).
     pub introspection: Option<IntrospectionConfig>,
@@ -677,10 +694,10 @@ pub struct IntrospectionConfig {
     pub client_id: String,
     pub client_secret: SecretRef,
     /// Longest time a positive answer is cached (never past the token's `exp`).
-    #[serde(default = "default_introspection_ttl", with = "humantime_serde")]
+    #[serde(default = "default_introspection_ttl", with = "crate::duration")]
     pub cache_ttl: Duration,
     /// How long an inactive answer is cached.
-    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    #[serde(default = "default_negative_ttl", with = "crate::duration")]
     pub negative_cache_ttl: Duration,
 }
 
@@ -704,7 +721,7 @@ pub struct GatewayRouteConfig {
     /// Check every token on this route by introspection, even valid JWTs (revocation).
     #[serde(default)]
     pub introspect: bool,
-    #[serde(default = "default_route_timeout", with = "humantime_serde")]
+    #[serde(default = "default_route_timeout", with = "crate::duration")]
     pub timeout: Duration,
 }
 

@@ -25,7 +25,7 @@ pub struct StorageConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// How long to wait for a connection (at start and from the pool).
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[serde(default = "default_connect_timeout", with = "crate::duration")]
     pub connect_timeout: Duration,
 }
 

@@ -85,7 +85,7 @@ pub struct VaultIdpConfig {
     #[serde(default)]
     pub auth_method: AuthMethod,
     /// Timeout of one request to the IdP.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "crate::duration")]
     pub request_timeout: Duration,
 }
 
@@ -101,7 +101,7 @@ pub struct ConsentConfig {
     #[serde(default = "default_scope")]
     pub scope: String,
     /// How long a consent URL (its signed `state`) stays usable.
-    #[serde(default = "default_state_ttl", with = "humantime_serde")]
+    #[serde(default = "default_state_ttl", with = "crate::duration")]
     pub state_ttl: Duration,
     /// Where the browser goes after a successful consent. Absent: the callback answers JSON.
     pub redirect_after: Option<Url>,
@@ -203,7 +203,7 @@ pub struct MintConfig {
     #[serde(default = "default_true")]
     pub cache: bool,
     /// A cached token is served until `exp` minus this margin.
-    #[serde(default = "default_reuse_margin", with = "humantime_serde")]
+    #[serde(default = "default_reuse_margin", with = "crate::duration")]
     pub reuse_margin: Duration,
 }
 

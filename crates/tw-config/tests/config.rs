@@ -415,3 +415,80 @@ fn the_clis_own_variables_are_not_config_keys() {
         Ok(())
     });
 }
+
+/// A duration reads the same in the file and in the environment: humantime text or whole seconds.
+#[test]
+fn durations_are_humantime_or_whole_seconds_in_the_file_and_the_environment() {
+    use std::time::Duration;
+    let with_leeway =
+        |v: &str| MINIMAL_GATEWAY.replace("issuer = ", &format!("leeway = {v}\nissuer = "));
+    let leeway = |doc: &str| {
+        load_str(doc, "gateway.toml").map(|c| c.gateway.expect("gateway").issuers[0].leeway)
+    };
+    isolated(|| {
+        assert_eq!(leeway(&with_leeway("60")).unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            leeway(&with_leeway("\"90\"")).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            leeway(&with_leeway("\"2m\"")).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            leeway(&with_leeway("\"1m 30s\"")).unwrap(),
+            Duration::from_secs(90)
+        );
+        for bad in [
+            "-5",
+            "1.5",
+            "\"-5\"",
+            "\"5 parsecs\"",
+            "\"\"",
+            "true",
+            "[60]",
+        ] {
+            let msg = leeway(&with_leeway(bad)).expect_err(bad).to_string();
+            assert!(msg.contains("gateway.toml"), "{bad}: {msg}");
+            assert!(msg.contains("gateway.issuers.0.leeway`"), "{bad}: {msg}");
+            assert!(msg.contains("whole number of seconds"), "{bad}: {msg}");
+        }
+    });
+    Jail::expect_with(|jail| {
+        // figment reads `60` from the environment as an integer, `30s` as a string.
+        jail.set_env("TOKENWARDEN_GATEWAY__CONNECTIONS__IDLE_TIMEOUT", "60");
+        jail.set_env(
+            "TOKENWARDEN_GATEWAY__CONNECTIONS__HEADER_READ_TIMEOUT",
+            "5s",
+        );
+        jail.set_env("TOKENWARDEN_STORAGE__CONNECT_TIMEOUT", "7");
+        jail.set_env(
+            "TOKENWARDEN_PROFILES__SMARTEM__TIMING__DEFAULT_LIFETIME",
+            "300",
+        );
+        let doc = format!("{GOOD}\n{MINIMAL_GATEWAY}");
+        let cfg = load_str(&doc, "all.toml").expect("integer and text durations from env");
+        let connections = cfg.gateway.expect("gateway").connections;
+        assert_eq!(connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(connections.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(
+            cfg.storage.expect("storage").connect_timeout,
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            cfg.profiles["smartem"].timing.default_lifetime,
+            Duration::from_secs(300)
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("TOKENWARDEN_GATEWAY__CONNECTIONS__IDLE_TIMEOUT", "-60");
+        let msg = load_str(MINIMAL_GATEWAY, "gateway.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("environment"), "{msg}");
+        assert!(msg.contains("gateway.connections.idle_timeout"), "{msg}");
+        assert!(msg.contains("negative"), "{msg}");
+        Ok(())
+    });
+}

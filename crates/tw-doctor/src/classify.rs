@@ -2,6 +2,7 @@
 
 use crate::report::Step;
 use tw_broker::idp;
+use tw_broker::source::CustomLoginFailure;
 use tw_config::AuthMethod;
 use tw_core::{Error, ErrorKind};
 
@@ -202,6 +203,10 @@ pub fn credentials_of(e: &Error, method: AuthMethod) -> Option<Credentials> {
 
 /// The cause of a failed token fetch that is not about the client's credentials.
 pub fn token_failure_cause(e: &Error) -> &'static str {
+    // A custom login's failures keep the API's own code.
+    if let Some(failure) = CustomLoginFailure::of(e) {
+        return failure.code();
+    }
     match (e.kind(), e.code()) {
         (_, "secret_unavailable") => "secret_unavailable",
         (ErrorKind::Config, _) => "config_invalid",
@@ -211,9 +216,6 @@ pub fn token_failure_cause(e: &Error) -> &'static str {
         (_, "idp_redirect") => "token_endpoint_redirect",
         (_, "idp_invalid_request") => "invalid_request",
         (_, "idp_malformed_response") => "token_response_invalid",
-        (_, "custom_login_rejected") => "custom_login_rejected",
-        (_, "custom_login_malformed") => "custom_login_answer_shape",
-        (_, "custom_login_unavailable") => "idp_5xx",
         (_, "idp_discovery_failed") => "discovery_http_status",
         (_, "idp_discovery_malformed") => "discovery_invalid",
         (_, "idp_issuer_mismatch") => "issuer_mismatch",

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tw_authz::{Authz, AuthzDecision, AuthzRequest, PrincipalExtractor, RegistrySource};
 use tw_broker::idp::{self, Discovery};
+use tw_broker::source::CustomLoginFailure;
 use tw_config::{AuthMethod, Config, GatewayConfig, PermissionSourceKind, ProfileConfig};
 use tw_core::{Clock, Secret, TokenFingerprint, UnixTime};
 use tw_verify::{Check, InspectReport, VerifiedToken, Verifier};
@@ -621,7 +622,10 @@ impl Doctor {
             None => {
                 let cause = token_failure_cause(&e);
                 let step = failed_on("token", pn, cause, &e);
-                explain_token_failure(step, cause, p)
+                match CustomLoginFailure::of(&e) {
+                    Some(failure) => explain_custom_login_failure(step, failure, p),
+                    None => explain_token_failure(step, cause, p),
+                }
             }
         };
         report.push(step);
@@ -964,14 +968,54 @@ fn explain_token_failure(step: Step, cause: &'static str, p: &ProfileConfig) -> 
             .fix("check the IdP's health and logs; the agent retries with backoff"),
         "token_endpoint_redirect" => step
             .fix("use the exact token URL: https vs http, and the realm path (…/realms/REALM/protocol/openid-connect/token)"),
-        "custom_login_answer_shape" => step
-            .detail("the login endpoint answered, but the token is not where the profile looks for it")
-            .fix("set `custom.token_pointer` (JSON pointer, e.g. /data/token) to where the answer holds the token"),
-        "custom_login_rejected" => step.fix("check the credentials in `custom.fields` / `custom.secret_fields`"),
         "token_response_invalid" => step
             .detail("the token endpoint answered 200 without a usable token (an HTML page from a proxy?)")
             .fix("check the token URL and any proxy in front of the IdP"),
         _ => step,
+    }
+}
+
+/// What a custom login's failure means and how to fix it; the cause is the API's code.
+fn explain_custom_login_failure(
+    step: Step,
+    failure: CustomLoginFailure,
+    p: &ProfileConfig,
+) -> Step {
+    let Some(custom) = &p.custom else {
+        return step;
+    };
+    let declares_errors = custom.error_pointer.is_some();
+    match failure {
+        CustomLoginFailure::Rejected => {
+            let step = step
+                .detail("the login endpoint refused the login; the agent does not retry it until `timing.backoff_max` has passed")
+                .fix("check the credentials in `custom.fields` / `custom.secret_fields`");
+            if declares_errors {
+                step.fix(format!(
+                    "if the portal answers a good login with {} at `custom.error_pointer` too, correct `custom.error_values`",
+                    custom.error_pointer.as_deref().unwrap_or_default()
+                ))
+            } else {
+                step
+            }
+        }
+        CustomLoginFailure::Malformed => {
+            let step = step
+                .detail("the login endpoint answered 2xx, but not with a usable token: not JSON, no token where the profile looks for it, or an expiry that has already passed")
+                .fix(format!(
+                    "if the answer holds a token, set `custom.token_pointer` (now {:?}; a JSON pointer, e.g. /data/token) to where it is",
+                    custom.token_pointer
+                ));
+            let step = if declares_errors {
+                step
+            } else {
+                step.fix(format!("if this is how the portal refuses a login (a 2xx with e.g. {{\"status\":\"error\"}}), declare it: `custom.error_pointer = \"/status\"` and `custom.error_values = [\"error\"]`, so it counts as a refusal ({}) and is not retried", CustomLoginFailure::Rejected.code()))
+            };
+            step.fix("an expiry in the past: compare this machine's clock with the portal's, or check `custom.expires_at_pointer`")
+        }
+        CustomLoginFailure::Unavailable => step
+            .detail("the login endpoint failed (408, 429 or 5xx): down, restarting or overloaded")
+            .fix("check the portal's health; the agent retries with backoff"),
     }
 }
 
@@ -1070,16 +1114,18 @@ async fn authz_step(
             token,
         })
         .await;
-    let roles: Vec<String> = gateway
-        .and_then(|g| g.cfg.authz.as_ref())
-        .map(|a| {
-            PrincipalExtractor::new(a)
-                .principal(token)
-                .roles
-                .into_iter()
-                .collect()
-        })
+    let authz_cfg = gateway.and_then(|g| g.cfg.authz.as_ref());
+    let principal = authz_cfg.map(|a| PrincipalExtractor::new(a).principal(token));
+    let roles: Vec<String> = principal
+        .as_ref()
+        .map(|p| p.roles.iter().cloned().collect())
         .unwrap_or_default();
+    // The registry command that names this account, when the registry is one of the
+    // permission sources for the token's issuer.
+    let registry_account = match (authz_cfg, &principal) {
+        (Some(a), Some(p)) if registry_is_source(a, &token.issuer) => Some(account_flags(p)),
+        _ => None,
+    };
     let roles_line = format!(
         "the token's roles: {}",
         list_or_none(&roles.iter().map(String::as_str).collect::<Vec<_>>())
@@ -1120,15 +1166,33 @@ async fn authz_step(
             if let Some(rule) = &rule {
                 step = step.detail(format!("deciding rule: {rule}"));
             }
+            let permission = scope.as_deref().unwrap_or("PERMISSION");
             step = match cause {
-                "missing_permission" => step.fix(format!(
-                    "grant {}: map one of the token's roles to it in [gateway.authz.roles], or give the service account a role that maps to it (Keycloak: Clients → {} → Service accounts roles → Assign role)",
-                    scope.as_deref().unwrap_or("the permission"),
-                    token.client_id.as_deref().unwrap_or("CLIENT")
-                )),
+                "missing_permission" => {
+                    let step = step.fix(format!(
+                        "grant {}: map one of the token's roles to it in [gateway.authz.roles], or give the service account a role that maps to it (Keycloak: Clients → {} → Service accounts roles → Assign role)",
+                        scope.as_deref().unwrap_or("the permission"),
+                        token.client_id.as_deref().unwrap_or("CLIENT")
+                    ));
+                    match &registry_account {
+                        Some(account) => step.fix(format!(
+                            "or grant it in the account registry (a permission source of this gateway): `tokenwarden accounts grant {account} ROLE` with a ROLE holding {permission} (`tokenwarden roles list`; a new one: `tokenwarden roles create ROLE --permission {}`; an account not registered yet: `tokenwarden accounts create {account} --role ROLE`)",
+                            shell_word(permission)
+                        )),
+                        None => step,
+                    }
+                }
                 "no_matching_rule" => step.fix("add a [[gateway.authz.rules]] entry whose `paths` and `methods` match this request (rules are ordered; the first match wins)"),
-                "unknown_principal" => step.fix("map one of the token's roles in [gateway.authz.roles], or register the account (`tokenwarden accounts create`)"),
-                "account_disabled" => step.fix("enable the account: tokenwarden accounts enable …"),
+                "unknown_principal" => match &registry_account {
+                    Some(account) => step.fix(format!(
+                        "map one of the token's roles in [gateway.authz.roles], or register the account: `tokenwarden accounts create {account} --role ROLE`"
+                    )),
+                    None => step.fix("map one of the token's roles in [gateway.authz.roles] (the account registry is not a permission source for this issuer)"),
+                },
+                "account_disabled" => step.fix(format!(
+                    "enable the account: `tokenwarden accounts enable {}`",
+                    registry_account.as_deref().unwrap_or("…")
+                )),
                 _ => step,
             };
             report.push(step);
@@ -1150,6 +1214,39 @@ async fn authz_step(
             report.push(Step::warn("authz", pn, "registry_unavailable", description));
             None
         }
+    }
+}
+
+/// Whether `[gateway.authz]` reads the account registry for tokens of `issuer` (`issuer_sources`
+/// for that issuer, else `sources`).
+fn registry_is_source(a: &tw_config::AuthzConfig, issuer: &str) -> bool {
+    a.issuer_sources
+        .get(issuer)
+        .unwrap_or(&a.sources)
+        .contains(&PermissionSourceKind::Registry)
+}
+
+/// `--issuer ISS --client-id ID` (a service account) or `--issuer ISS --subject SUB`: the
+/// account the registry would look up for this principal, as `tokenwarden accounts` flags.
+fn account_flags(p: &tw_authz::Principal) -> String {
+    let identity = match (p.is_service_account(), &p.client_id, &p.subject) {
+        (true, Some(client), _) => format!("--client-id {}", shell_word(client)),
+        (_, _, Some(subject)) => format!("--subject {}", shell_word(subject)),
+        _ => "--subject SUBJECT".to_owned(),
+    };
+    format!("--issuer {} {identity}", shell_word(&p.issuer))
+}
+
+/// `s` as one shell word: as is when it holds only harmless characters, else single-quoted, so a
+/// claim value cannot turn a suggested command into another one.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -1427,6 +1524,27 @@ mod tests {
         assert_eq!(p[2].1, "aud: no accepted audience");
         assert!(challenge_params("Bearer").is_empty());
         assert!(challenge_params("Bearer error=\"unterminated").len() == 1);
+    }
+
+    #[test]
+    fn claim_values_stay_one_shell_word_in_suggested_commands() {
+        for (value, word) in [
+            ("agent-basic", "agent-basic"),
+            (
+                "https://kc.example/realms/dls",
+                "https://kc.example/realms/dls",
+            ),
+            ("a b", "'a b'"),
+            ("x; rm -rf ~", "'x; rm -rf ~'"),
+            ("$(id)", "'$(id)'"),
+            ("`id`", "'`id`'"),
+            ("it's", "'it'\\''s'"),
+            ("*", "'*'"),
+            ("new\nline", "'new\nline'"),
+            ("", "''"),
+        ] {
+            assert_eq!(shell_word(value), word, "{value:?}");
+        }
     }
 
     proptest::proptest! {

@@ -621,6 +621,90 @@ async fn auto_provision(db: Db) {
 }
 both!(auto_provision_on_first_sight, auto_provision);
 
+/// As the README documents it: the provisioning role exists only in the registry (not in
+/// `[gateway.authz.roles]`), and a newcomer gets exactly its stored permissions. A role the
+/// registry lacks as well is created there without permissions: the newcomer holds nothing
+/// until `roles create` gives the role some, which applies within a second.
+async fn auto_provision_registry_role(db: Db) {
+    let idp = Idp::start(idp_config()).await;
+    let up = Upstream::start().await;
+    let store = db.open().await;
+    setup_roles(&store).await;
+    let gw = gateway(
+        &idp,
+        &up,
+        &store,
+        "enforce",
+        "auto_provision = { role = \"attributes-all\" }",
+        Arc::new(SystemClock),
+        "gw-apr",
+    )
+    .await;
+    let mut newcomer = Caller::new(&idp, "newcomer").await;
+    let a = newcomer.call(&gw, "GET", "/api/attributes/7").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.permissions, ["attributes:*"]);
+    let a = newcomer.call(&gw, "GET", "/api/events").await;
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (403, Some("insufficient_scope")),
+        "{a:?}"
+    );
+    let account = store
+        .find_account(&idp.issuer(), None, Some("newcomer"))
+        .await
+        .expect("find")
+        .expect("provisioned");
+    assert_eq!(account.roles, ["attributes-all"]);
+    let role = store.get_role("attributes-all").await.expect("role");
+    assert_eq!(
+        role.permissions,
+        ["attributes:*"],
+        "the stored role untouched"
+    );
+    gw.stop().await;
+
+    let gw = gateway(
+        &idp,
+        &up,
+        &store,
+        "enforce",
+        "auto_provision = { role = \"defined-later\" }",
+        Arc::new(SystemClock),
+        "gw-apl",
+    )
+    .await;
+    let mut stranger = Caller::new(&idp, "stranger").await;
+    let a = stranger.call(&gw, "GET", "/api/events").await;
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (403, Some("insufficient_scope")),
+        "{a:?}"
+    );
+    let role = store.get_role("defined-later").await.expect("role created");
+    assert!(role.permissions.is_empty(), "{role:?}");
+    let admin = db.open().await;
+    admin
+        .upsert_role("defined-later", None, &["events:read".into()])
+        .await
+        .expect("define the role");
+    let a = stranger
+        .until(
+            &gw,
+            "GET",
+            "/api/events",
+            "the role's new permission",
+            |a| a.status == 200,
+        )
+        .await;
+    assert_eq!(a.permissions, ["events:read"]);
+    gw.stop().await;
+}
+both!(
+    auto_provision_with_a_role_only_in_the_registry,
+    auto_provision_registry_role
+);
+
 /// Two gateway instances, each with its own store on one database: a change made through
 /// instance A's store is enforced by instance B within a second.
 async fn two_instances(db: Db) {

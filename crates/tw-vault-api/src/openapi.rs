@@ -44,6 +44,7 @@ pub fn document(callback_path: &str) -> Value {
     let not_found = || {
         err("No such entry for this caller (vault_entry_not_found): knowing an id is never enough")
     };
+    let bad_id = || err("The id is not a UUID (invalid_entry_id)");
     let mut paths = serde_json::Map::new();
     paths.insert(
         "/v1/offline-token".into(),
@@ -90,7 +91,7 @@ pub fn document(callback_path: &str) -> Value {
             None,
             json!({
                 "200": ok("A fresh access token (Cache-Control: no-store)", schema_ref("AccessToken")),
-                "400": err("No or a malformed entry id (invalid_entry_id, invalid_json)"),
+                "400": err("No entry id, one that is not a UUID, or two different ones (invalid_entry_id, invalid_json)"),
                 "404": not_found(),
                 "409": err("vault_reconsent_required: the IdP says the stored token is spent, revoked or expired; ask the user to consent again"),
                 "502": err("The IdP refused the refresh for another reason"),
@@ -106,7 +107,8 @@ pub fn document(callback_path: &str) -> Value {
             Some(schema_ref("StoreToken")),
             json!({
                 "201": ok("Stored", entry()),
-                "400": err("invalid_json, invalid_attributes"),
+                "400": err("invalid_json, invalid_attributes, vault_token_missing, vault_token_rejected (the IdP refused the token)"),
+                "403": err("token_owner_mismatch: the refresh token belongs to another user (nothing stored; the grant the check obtained is revoked)"),
             }),
         )}),
     );
@@ -125,11 +127,11 @@ pub fn document(callback_path: &str) -> Value {
         "/v1/entries/{id}".into(),
         json!({
             "get": op("One entry (never the token)", "getEntry", vec![entry_id()], None,
-                json!({ "200": ok("The entry", entry()), "404": not_found() })),
+                json!({ "200": ok("The entry", entry()), "400": bad_id(), "404": not_found() })),
             "delete": op(
                 "Delete an entry: its token is revoked at the IdP (RFC 7009), and the IdP session too when no other entry shares it",
                 "deleteEntry", vec![entry_id()], None,
-                json!({ "200": ok("Deleted", schema_ref("Deleted")), "404": not_found() })),
+                json!({ "200": ok("Deleted", schema_ref("Deleted")), "400": bad_id(), "404": not_found() })),
         }),
     );
     paths.insert(
@@ -137,7 +139,7 @@ pub fn document(callback_path: &str) -> Value {
         json!({ "post": op(
             "Duplicate an offline entry: a second entry for the same session (deleting one keeps the session for the other)",
             "duplicateEntry", vec![entry_id()], None,
-            json!({ "201": ok("The new entry", entry()), "404": not_found(),
+            json!({ "201": ok("The new entry", entry()), "400": bad_id(), "404": not_found(),
                     "503": err("vault_refresh_in_progress, vault_lease_lost (another instance took the entry's lease over: nothing written, retry), vault_commit_conflict") }),
         )}),
     );

@@ -263,14 +263,14 @@ async fn malformed_paths_and_queries_are_answered_in_json() {
         (http.delete(format!("{base}/v1/entries/%C3%28")), 400),
         (http.get(format!("{base}/v1/entries/%E2%82")), 400),
         (http.post(format!("{base}/v1/entries/%FF/duplicate")), 400),
-        (http.get(format!("{base}/v1/entries/not-a-uuid")), 404),
+        (http.get(format!("{base}/v1/entries/not-a-uuid")), 400),
         (http.get(format!("{base}/v1/entries?all=%FF")), 400),
         (
             http.get(format!("{base}/v1/offline-token?attributes=%FF")),
             400,
         ),
-        (http.post(format!("{base}/v1/access-token?id=%FF%FE")), 404),
-        (http.post(format!("{base}/v1/access-token?id=%")), 404),
+        (http.post(format!("{base}/v1/access-token?id=%FF%FE")), 400),
+        (http.post(format!("{base}/v1/access-token?id=%")), 400),
         (http.get(format!("{base}/%FF%FE")), 404),
         (
             http.get(format!(
@@ -391,4 +391,149 @@ async fn callers_are_rate_limited_and_pending_consents_capped() {
     clock.advance(std::time::Duration::from_secs(1));
     let (status, body) = call(consent()).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// An entry id is a UUID in the hyphenated form the vault hands out: anything else is 400
+/// `invalid_entry_id` (JSON, the input never echoed) on every route that takes one, including
+/// the other spellings a UUID parser reads and look-alikes; a well-formed id that names no entry
+/// of the caller's is 404. Upper-case hex is the same UUID.
+#[tokio::test]
+async fn entry_ids_that_are_not_uuids_are_400_and_unknown_ones_404() {
+    // Many requests from one caller: a budget they fit in.
+    let scene = Scene::start_with(
+        true,
+        "[vault.limits]\nrate_limit = { per_second = 1000, burst = 1000 }\n",
+    )
+    .await;
+    let id = scene.alice_entry().await;
+    let (http, base, caller) = (&scene.http, &scene.base, &scene.caller);
+    let unknown = "7d5b1c1e-0000-4000-8000-000000000000";
+    let simple = id.replace('-', "");
+    let not_uuids = [
+        "not-a-uuid".to_owned(),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        simple.clone(),
+        format!("{id} "),
+        format!(" {id}"),
+        format!("{id}0"),
+        id[..35].to_owned(),
+        format!("+{}", &id[1..]),
+        id.replacen('-', "\u{2010}", 1),
+        id.replacen('-', "_", 1),
+        id.replacen(&id[..1], "\u{ff10}", 1),
+        format!("{id}\n"),
+        format!("{id}/../{id}"),
+        "g".repeat(36),
+        "a".repeat(4000),
+        String::new(),
+    ];
+    let path_of = |text: &str| -> String {
+        url::form_urlencoded::byte_serialize(text.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    for text in &not_uuids {
+        let escaped = path_of(text);
+        let mut requests = vec![(
+            "mint (body)",
+            http.post(format!("{base}/v1/access-token"))
+                .json(&json!({ "id": text })),
+        )];
+        if !text.is_empty() {
+            requests.extend([
+                (
+                    "mint (query)",
+                    http.post(format!("{base}/v1/access-token?id={escaped}")),
+                ),
+                ("get", http.get(format!("{base}/v1/entries/{escaped}"))),
+                (
+                    "delete",
+                    http.delete(format!("{base}/v1/entries/{escaped}")),
+                ),
+                (
+                    "duplicate",
+                    http.post(format!("{base}/v1/entries/{escaped}/duplicate")),
+                ),
+            ]);
+        }
+        for (what, req) in requests {
+            let (status, body) = call(req.bearer_auth(caller)).await;
+            assert_eq!(status, 400, "{what} {text:?}: {body}");
+            assert_eq!(body["error"]["code"], "invalid_entry_id", "{what} {text:?}");
+            if text.len() > 4 {
+                assert!(
+                    !body.to_string().contains(text.trim()),
+                    "{what}: the id was echoed: {body}"
+                );
+            }
+        }
+    }
+
+    for (what, req) in [
+        (
+            "mint",
+            http.post(format!("{base}/v1/access-token"))
+                .json(&json!({ "id": unknown })),
+        ),
+        ("get", http.get(format!("{base}/v1/entries/{unknown}"))),
+        (
+            "delete",
+            http.delete(format!("{base}/v1/entries/{unknown}")),
+        ),
+        (
+            "duplicate",
+            http.post(format!("{base}/v1/entries/{unknown}/duplicate")),
+        ),
+    ] {
+        let (status, body) = call(req.bearer_auth(caller)).await;
+        assert_eq!(status, 404, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "vault_entry_not_found", "{what}");
+    }
+
+    // The same UUID in upper case names the same entry.
+    let (status, body) = call(
+        http.get(format!("{base}/v1/entries/{}", id.to_uppercase()))
+            .bearer_auth(caller),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], id.as_str());
+}
+
+/// Storing another user's refresh token is refused with its own code and words (not the
+/// consent's `consent_user_mismatch`), and stores nothing.
+#[tokio::test]
+async fn storing_another_users_refresh_token_is_token_owner_mismatch() {
+    let scene = Scene::start(true).await;
+    let (http, base) = (&scene.http, &scene.base);
+    let bob = user_token(http, &scene.idp, "bob").await;
+    let alices = scene.alice_refresh_token().await;
+    let (status, body) = call(
+        http.post(format!("{base}/v1/refresh-token"))
+            .bearer_auth(&bob)
+            .json(&json!({ "refresh_token": alices })),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "token_owner_mismatch", "{body}");
+    assert_eq!(
+        body["error"]["message"], "the refresh token belongs to another user",
+        "{body}"
+    );
+    assert!(!body.to_string().contains(&alices), "the token was echoed");
+    for who in [&bob, &scene.caller] {
+        let (status, list) = call(http.get(format!("{base}/v1/entries")).bearer_auth(who)).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["entries"], json!([]), "nothing stored: {list}");
+    }
+    // A token of the caller's own is stored as before.
+    let own = scene.alice_refresh_token().await;
+    let (status, body) = call(
+        http.post(format!("{base}/v1/refresh-token"))
+            .bearer_auth(&scene.caller)
+            .json(&json!({ "refresh_token": own })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }

@@ -28,11 +28,29 @@ pub(crate) fn forbidden(what: &str, permission: &str) -> Error {
     .with("permission", permission)
 }
 
+/// 403 at the consent callback: someone other than the caller signed in at the IdP.
 pub(crate) fn user_mismatch() -> Error {
     Error::new(
         ErrorKind::Forbidden,
         "consent_user_mismatch",
         "the user who signed in at the IdP is not the caller who asked for this token",
+    )
+}
+
+/// 403 when storing a caller's token: the IdP says it was issued to another user.
+pub(crate) fn token_owner_mismatch() -> Error {
+    Error::new(
+        ErrorKind::Forbidden,
+        "token_owner_mismatch",
+        "the refresh token belongs to another user",
+    )
+}
+
+/// 400 `invalid_entry_id`: entry ids are UUIDs in their hyphenated form.
+pub(crate) fn invalid_entry_id() -> Error {
+    Error::bad_request(
+        "invalid_entry_id",
+        "an entry id is a UUID such as 7d5b1c1e-0000-4000-8000-000000000000",
     )
 }
 

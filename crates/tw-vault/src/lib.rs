@@ -44,7 +44,9 @@
 //! Error codes: `vault_entry_not_found` (404, also for someone else's entry),
 //! `vault_state_invalid` / `vault_state_expired` / `vault_state_used` / `vault_code_missing`
 //! (400), `consent_denied` (400, the IdP's `error` in context `idp_error`),
-//! `consent_user_mismatch` and `vault_forbidden` (403), `vault_reconsent_required` (409),
+//! `consent_user_mismatch` (another user signed in at the consent), `token_owner_mismatch` (a
+//! caller-supplied token is another user's) and `vault_forbidden` (403),
+//! `vault_reconsent_required` (409), `invalid_entry_id` (400, an id that is not a UUID),
 //! `vault_attributes_invalid`, `vault_token_missing`, `vault_token_rejected`,
 //! `vault_duplicate_unsupported`, `redirect_not_allowed` (400, also at the callback), `vault_key_unknown` / `vault_decrypt_failed` (500),
 //! `vault_too_many_pending_consents` (429, retry when the owner's oldest pending consent

@@ -120,11 +120,17 @@ impl fmt::Display for EntryId {
 
 impl FromStr for EntryId {
     type Err = Error;
-    /// Anything that is not a UUID is answered like an unknown entry (404 `vault_entry_not_found`).
+    /// Only the hyphenated form the vault hands out (either case); anything else, including the
+    /// other spellings `uuid` would read (braced, `urn:uuid:`, bare hex), is 400
+    /// `invalid_entry_id`, while a well-formed unknown id is a 404 at lookup.
     fn from_str(s: &str) -> Result<Self, Error> {
-        uuid::Uuid::parse_str(s)
+        const HYPHENATED_LEN: usize = 36;
+        if s.len() != HYPHENATED_LEN {
+            return Err(crate::errors::invalid_entry_id());
+        }
+        uuid::Uuid::try_parse(s)
             .map(EntryId)
-            .map_err(|_| crate::errors::entry_not_found_text())
+            .map_err(|_| crate::errors::invalid_entry_id())
     }
 }
 

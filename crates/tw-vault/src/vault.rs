@@ -3,7 +3,8 @@
 
 use crate::binding::{EntryBinding, PendingBinding, Seals};
 use crate::errors::{
-    bad_attributes, entry_not_found, forbidden, redirect_not_allowed, user_mismatch,
+    bad_attributes, entry_not_found, forbidden, redirect_not_allowed, token_owner_mismatch,
+    user_mismatch,
 };
 use crate::idp::{Grant, IdpClient, expiry};
 use crate::keyring::AadLayout;
@@ -554,7 +555,7 @@ impl Vault {
         let identity = self.inner.idp.identity(grant).await?;
         if !(same_issuer(&identity.issuer, &caller.issuer) && identity.subject == caller.subject) {
             tracing::warn!(caller = %caller.subject, token_subject = %identity.subject, "vault refused to store another user's token");
-            return Err(user_mismatch());
+            return Err(token_owner_mismatch());
         }
         self.insert_grant(
             &caller.issuer,

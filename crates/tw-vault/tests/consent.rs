@@ -83,11 +83,9 @@ async fn idp_errors_and_the_wrong_user(h: Harness) {
     // Alice asked, Bob signed in: refused, and nothing stored for either.
     h.idp.reset_stats().await;
     let swapped = h.browser_consent(&h.alice, "bob", &[]).await;
-    assert_code(
-        h.vault.complete_consent(swapped).await,
-        "consent_user_mismatch",
-        403,
-    );
+    let e = h.vault.complete_consent(swapped).await.unwrap_err();
+    assert_eq!((e.code(), e.http_status()), ("consent_user_mismatch", 403));
+    assert!(e.message().contains("signed in"), "about the consent: {e}");
     assert!(h.vault.list(&h.alice).await.unwrap().is_empty());
     assert!(h.vault.list(&h.bob).await.unwrap().is_empty());
     assert_eq!(
@@ -112,14 +110,15 @@ both!(idp_errors, idp_errors_and_the_wrong_user);
 async fn caller_supplied_tokens(h: Harness) {
     let token = h.offline_token_of("alice").await;
     let attrs = BTreeMap::from([("source".to_owned(), "import".to_owned())]);
-    // Not Bob's to store.
-    assert_code(
-        h.vault
-            .store_token(&h.bob, Secret::new(token.clone()), attrs.clone())
-            .await,
-        "consent_user_mismatch",
-        403,
-    );
+    // Not Bob's to store: its own code and words, nothing about a consent.
+    let e = h
+        .vault
+        .store_token(&h.bob, Secret::new(token.clone()), attrs.clone())
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), e.http_status()), ("token_owner_mismatch", 403));
+    assert_eq!(e.message(), "the refresh token belongs to another user");
+    assert!(!e.to_string().contains(&token), "the token was echoed: {e}");
     // Bob's attempt rotated it at the IdP: the same value is now spent.
     assert_code(
         h.vault

@@ -138,12 +138,29 @@ async fn consent_mint_rotate_share_revoke(h: Harness) {
         h.vault.mint(&minter, &entry.id).await.unwrap().access_token,
         tokens[0]
     );
+    // Not a UUID (or not the hyphenated spelling): 400, never confused with an unknown entry.
+    let id = entry.id.to_string();
+    for text in [
+        "not-a-uuid".to_owned(),
+        String::new(),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        id.replace('-', ""),
+        format!(" {id}"),
+        format!("{id}\0"),
+        id.replacen('-', "\u{2011}", 1),
+        "f".repeat(100_000),
+    ] {
+        let e = text.parse::<tw_vault::EntryId>().unwrap_err();
+        assert_eq!(
+            (e.code(), e.http_status()),
+            ("invalid_entry_id", 400),
+            "{text:?}"
+        );
+    }
     assert_eq!(
-        "not-a-uuid"
-            .parse::<tw_vault::EntryId>()
-            .unwrap_err()
-            .code(),
-        "vault_entry_not_found"
+        id.to_uppercase().parse::<tw_vault::EntryId>().unwrap(),
+        entry.id
     );
 
     // ----- duplicate: same session; rotation keeps both usable -----

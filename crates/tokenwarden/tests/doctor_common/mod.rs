@@ -84,14 +84,10 @@ impl Files {
     }
 }
 
-/// Runs `tokenwarden doctor <args> --json` with `env`, never inheriting TOKENWARDEN_* settings.
+/// Runs `tokenwarden doctor <args> --json` with `env` added to the inherited environment.
 pub async fn doctor(args: &[&str], env: &[(&str, &str)]) -> Diagnosis {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
-    cmd.arg("doctor")
-        .args(args)
-        .arg("--json")
-        .env_remove("TOKENWARDEN_CONFIG")
-        .env_remove("TOKENWARDEN_LOG");
+    cmd.arg("doctor").args(args).arg("--json");
     for (k, v) in env {
         cmd.env(k, v);
     }

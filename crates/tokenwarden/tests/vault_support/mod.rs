@@ -237,10 +237,7 @@ audiences = ["api"]
     /// Runs `tokenwarden vault <args>` with this setup's environment.
     pub async fn run_cli_plain(&self, args: &[&str]) -> (i32, String, String) {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
-        cmd.arg("vault")
-            .args(args)
-            .env_remove("TOKENWARDEN_CONFIG")
-            .env_remove("TOKENWARDEN_LOG");
+        cmd.arg("vault").args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -265,8 +262,6 @@ audiences = ["api"]
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
         cmd.args(["vault", "serve", "--config"])
             .arg(&self.config)
-            .env_remove("TOKENWARDEN_CONFIG")
-            .env_remove("TOKENWARDEN_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true);

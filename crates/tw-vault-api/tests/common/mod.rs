@@ -1,5 +1,5 @@
 //! An in-process vault for this crate's tests and benchmark: the real test IdP (the vault's
-//! client, a caller app, alice), a `Vault` over SQLite in a temp dir, the API router served on a
+//! client, a caller app, alice and bob), a `Vault` over SQLite in a temp dir, the API router served on a
 //! free port. Secrets are passed by file reference (tests cannot set environment variables).
 #![allow(dead_code)]
 
@@ -39,7 +39,8 @@ pub async fn start_idp_with(clients: Vec<ClientSpec>) -> Idp {
             ClientSpec::secret_basic(CALLER_APP, CALLER_SECRET)
                 .grants(["authorization_code", "refresh_token"]),
         )
-        .user(UserSpec::new("alice"));
+        .user(UserSpec::new("alice"))
+        .user(UserSpec::new("bob"));
     for client in clients {
         cfg = cfg.client(client);
     }
@@ -259,9 +260,14 @@ pub struct Scene {
 impl Scene {
     /// `cache`: whether minted access tokens are cached (`[vault.mint] cache`).
     pub async fn start(cache: bool) -> Scene {
+        Scene::start_with(cache, "").await
+    }
+
+    /// [`Scene::start`] with more `[vault]` configuration (`extra`, TOML).
+    pub async fn start_with(cache: bool, extra: &str) -> Scene {
         let idp = start_idp().await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = vault_config(dir.path(), &idp.issuer(), cache);
+        let cfg = vault_config_with(dir.path(), &idp.issuer(), cache, extra);
         let base = serve_vault(&cfg, sqlite_store(dir.path()).await).await;
         let http = http_client();
         let caller = user_token(&http, &idp, "alice").await;

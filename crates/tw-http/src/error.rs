@@ -79,6 +79,9 @@ pub fn error_body(error: &Error) -> Value {
     Value::Object(outer)
 }
 
+/// `Retry-After` of a 503 whose cause names no time.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// `Retry-After` in whole seconds, rounded up so a client never comes back too early.
 pub fn retry_after_secs(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -91,7 +94,12 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(error_body(&self.error))).into_response();
         let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(d) = self.error.retry_after() {
+        // Every 503 tells the client when to come back (a second when the cause did not say).
+        let retry_after = self
+            .error
+            .retry_after()
+            .or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(DEFAULT_RETRY_AFTER));
+        if let Some(d) = retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(d)));
         }
         if let Some(challenge) = self.challenge {
@@ -158,6 +166,23 @@ mod tests {
         assert_eq!(body["error"]["message"], "no token yet");
         assert_eq!(body["error"]["profile"], "smartem");
         assert_eq!(body["error"]["retryable"], true);
+    }
+
+    #[tokio::test]
+    async fn every_503_says_when_to_retry() {
+        for kind in [
+            ErrorKind::IdpUnavailable,
+            ErrorKind::TokenUnavailable,
+            ErrorKind::StorageUnavailable,
+            ErrorKind::UpstreamCircuitOpen,
+            ErrorKind::Overloaded,
+        ] {
+            let response = ApiError::from(Error::new(kind, "x", "down")).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], "1", "{kind:?}");
+        }
+        let response = ApiError::from(Error::bad_request("x", "no")).into_response();
+        assert!(response.headers().get(RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

@@ -33,6 +33,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 # nginx: the forward-auth tests run a real nginx with auth_request.
 apt_install nginx
+# curl and openssl: the README's commands, run as written by tests/readme_commands.rs.
+apt_install curl openssl
 # postgresql: the storage tests (tw-store) run the same scenarios on SQLite and a real PostgreSQL.
 apt_install postgresql
 node_major=$(node -p 'process.versions.node.split(".")[0]')

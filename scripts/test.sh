@@ -58,6 +58,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test (unit and integration tests; the IdP is started by the tests)"
 cargo test --workspace --locked --no-fail-fast
 
+log "fuzzing: every target in fuzz/ for ${TW_FUZZ_SECONDS:-20} s (scripts/fuzz.sh)"
+scripts/fuzz.sh "${TW_FUZZ_SECONDS:-20}"
+
 log "the README's main-job command, non-interactively (tokenwarden demo --once)"
 demo_dir=$(mktemp -d)
 cargo run -q --locked -p tokenwarden -- demo --once --base-port 0 --dir "$demo_dir"

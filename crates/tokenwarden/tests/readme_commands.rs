@@ -32,6 +32,10 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 const NOT_RUN: &[(&str, &str)] = &[
     ("scripts/test.sh", "the test command itself"),
     (
+        "scripts/fuzz.sh ",
+        "scripts/test.sh runs `scripts/fuzz.sh 20`; longer runs take minutes to hours",
+    ),
+    (
         "cargo run -p tokenwarden -- demo",
         "serves until Ctrl-C; scripts/test.sh runs `tokenwarden demo --once` and tests/demo.rs checks its story",
     ),

@@ -6,6 +6,7 @@
 use crate::access::{self, CallerAccess};
 use crate::metrics_names::*;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
-use tw_core::{Clock, Error};
+use tw_core::{Clock, Error, TokenFingerprint};
 use tw_http::{ApiError, ErrorCode, MetricsRender, Readiness};
 
 /// Header alternative to `?min_ttl=`.
@@ -105,14 +106,50 @@ async fn get_token(
     Ok(token_response(&profile, &served.token, st.clock.as_ref()))
 }
 
+/// A new token; concurrent calls share one IdP request (see [`Profile::force_refresh`]).
+///
+/// The optional JSON body `{"rejected_token": "<the access token that was refused>"}` names the
+/// token to replace: when the agent has replaced it already (another caller's refresh), the
+/// current token comes back without an IdP request, however late the call arrives. An empty body
+/// names the token current when the call arrives.
 async fn refresh_token(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let profile = find_profile(&st.broker, &name)?;
-    let token = profile.force_refresh(None).await?;
+    let rejected = rejected_token(&body)?;
+    let token = profile.force_refresh(rejected).await?;
     metrics::counter!(METRIC_API_TOKENS, "profile" => name, "state" => "fresh").increment(1);
     Ok(token_response(&profile, &token, st.clock.as_ref()))
+}
+
+/// The fingerprint of the token the refresh body names, if it names one.
+fn rejected_token(body: &[u8]) -> Result<Option<TokenFingerprint>, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    // The body carries a token: the message never echoes it.
+    let invalid = || {
+        Error::bad_request(
+            "invalid_refresh_request",
+            "the refresh body must be empty or a JSON object {\"rejected_token\": \"<the access token that was refused>\"}",
+        )
+    };
+    let serde_json::Value::Object(fields) = serde_json::from_slice(body).map_err(|_| invalid())?
+    else {
+        return Err(invalid());
+    };
+    let mut rejected = None;
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("rejected_token", serde_json::Value::String(t)) if !t.is_empty() => {
+                rejected = Some(TokenFingerprint::of(&t));
+            }
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(rejected)
 }
 
 fn find_profile(broker: &Broker, name: &str) -> Result<Arc<Profile>, Error> {
@@ -195,6 +232,31 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).expect("value"));
         }
         h
+    }
+
+    #[test]
+    fn refresh_body_names_the_rejected_token_or_nothing() {
+        for empty in ["", " \n", "{}"] {
+            assert_eq!(
+                rejected_token(empty.as_bytes()).expect("ok"),
+                None,
+                "{empty:?}"
+            );
+        }
+        assert_eq!(
+            rejected_token(br#"{"rejected_token": "abc"}"#).expect("ok"),
+            Some(TokenFingerprint::of("abc"))
+        );
+        for bad in [
+            "abc",
+            r#"{"rejected_token": ""}"#,
+            r#"{"rejected_token": null}"#,
+            r#"{"token": "abc"}"#,
+        ] {
+            let e = rejected_token(bad.as_bytes()).expect_err(bad);
+            assert_eq!(e.code(), "invalid_refresh_request");
+            assert!(!e.message().contains("abc"), "echoed: {}", e.message());
+        }
     }
 
     #[test]

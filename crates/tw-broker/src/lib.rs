@@ -20,4 +20,6 @@ pub mod timing;
 
 pub use broker::Broker;
 pub use metrics_names::*;
-pub use profile::{Freshness, IssuedToken, Profile, ProfileStatus, Served, TokenRequest};
+pub use profile::{
+    FORCED_REFRESH_COALESCE, Freshness, IssuedToken, Profile, ProfileStatus, Served, TokenRequest,
+};

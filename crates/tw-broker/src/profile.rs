@@ -19,7 +19,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tw_config::TimingConfig;
@@ -30,6 +30,10 @@ const DEMAND_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Forced refreshes (e.g. after upstream 401s): a burst of this many, then one per interval.
 const FORCED_BURST: f64 = 3.0;
 const FORCED_REFILL: Duration = Duration::from_secs(10);
+/// A forced refresh that names no token, arriving this soon after a forced refresh got the
+/// current token, shares that token: the callers of one burst (1,000 `POST .../refresh` take a
+/// while to arrive) cause one IdP request. Naming the token forces another at once.
+pub const FORCED_REFRESH_COALESCE: Duration = Duration::from_secs(1);
 /// The refresher re-checks at least this often (clock jumps, suspend/resume).
 const MAX_REFRESHER_SLEEP: Duration = Duration::from_secs(30);
 
@@ -107,6 +111,8 @@ pub struct ProfileStatus {
     pub last_error: Option<Error>,
     pub next_attempt_at: Option<UnixTime>,
     pub fetching: bool,
+    /// Callers waiting for the fetch in flight (they all get its outcome).
+    pub waiting: usize,
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<IssuedToken>, Error>>>;
@@ -124,6 +130,9 @@ struct State {
     last_error: Option<Error>,
     forced_budget: f64,
     forced_budget_at: Option<UnixTime>,
+    /// The fetch the last forced refresh started, and then the token it got and when.
+    forced_fetch: Option<u64>,
+    forced_token: Option<(TokenFingerprint, UnixTime)>,
 }
 
 /// One configured token profile. Share it as `Arc<Profile>`.
@@ -140,6 +149,7 @@ pub struct Profile {
     wake: Arc<Notify>,
     refresher_started: AtomicBool,
     fetch_ids: AtomicU64,
+    waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for Profile {
@@ -180,6 +190,7 @@ impl Profile {
             wake: Arc::new(Notify::new()),
             refresher_started: AtomicBool::new(false),
             fetch_ids: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -250,8 +261,23 @@ impl Profile {
         })
     }
 
-    /// Gets a new token now. With `rejected`, only if that token is still the current one, so
-    /// any number of concurrent 401s for the same token cause a single refresh.
+    /// A token newer than the one the caller wants replaced, from at most one IdP request shared
+    /// by every concurrent caller.
+    ///
+    /// `rejected` names that token (the one an upstream refused); `None` names the token current
+    /// when the call arrives. Then, in this order:
+    /// - the current token is usable and is not the named one — it replaced the named one since
+    ///   the caller saw it: it is returned, no IdP request;
+    /// - a fetch is in flight (forced, background or on demand): its outcome, the token or the
+    ///   error, is shared;
+    /// - otherwise this caller starts the one fetch, unless a permanent failure's pause or the
+    ///   IdP's `Retry-After` runs, or the forced-refresh limit (a burst of 3, then one per 10 s)
+    ///   is spent. Only a start takes from the limit; callers sharing a fetch take nothing.
+    ///
+    /// So a refresh asked for after a shared one finished gets that result if it names the token
+    /// the shared one replaced, and starts a fetch of its own (within the limit) if it names the
+    /// new one. `None` names the new one only once it is [`FORCED_REFRESH_COALESCE`] old: until
+    /// then an unnamed forced refresh shares the token a forced refresh just got.
     pub async fn force_refresh(
         self: &Arc<Self>,
         rejected: Option<TokenFingerprint>,
@@ -259,11 +285,15 @@ impl Profile {
         let now = self.clock.now();
         let fut = {
             let mut st = self.state.lock();
-            let usable = st.current.clone().filter(|t| t.expires_at > now);
-            if let (Some(fp), Some(cur)) = (rejected, &usable)
-                && cur.fingerprint != fp
-            {
-                return Ok(cur.clone());
+            let current = st.current.clone();
+            let named = rejected.or_else(|| current.as_ref().map(|t| t.fingerprint));
+            if let Some(cur) = current.filter(|t| t.expires_at > now) {
+                let just_forced = st.forced_token.is_some_and(|(fp, at)| {
+                    fp == cur.fingerprint && now < at.plus(FORCED_REFRESH_COALESCE)
+                });
+                if Some(cur.fingerprint) != named || (rejected.is_none() && just_forced) {
+                    return Ok(cur);
+                }
             }
             match st.inflight.clone() {
                 Some((_, f)) => f,
@@ -272,23 +302,29 @@ impl Profile {
                         return Err(err);
                     }
                     if !Self::take_forced_budget(&mut st, now) {
-                        return Err(Error::new(
-                            ErrorKind::RateLimited,
-                            "forced_refresh_limited",
-                            format!(
-                                "profile `{}`: forced refreshes are limited to a burst of {FORCED_BURST} then one per {}s",
-                                self.name,
-                                FORCED_REFILL.as_secs()
-                            ),
-                        )
-                        .with("profile", self.name.clone())
-                        .with_retry_after(FORCED_REFILL));
+                        return Err(self.forced_limited_error());
                     }
-                    self.start_fetch(&mut st, now)
+                    let fetch = self.start_fetch(&mut st, now);
+                    st.forced_fetch = st.inflight.as_ref().map(|(id, _)| *id);
+                    fetch
                 }
             }
         };
         self.await_fetch(fut).await
+    }
+
+    fn forced_limited_error(&self) -> Error {
+        Error::new(
+            ErrorKind::RateLimited,
+            "forced_refresh_limited",
+            format!(
+                "profile `{}`: forced refreshes are limited to a burst of {FORCED_BURST} then one per {}s",
+                self.name,
+                FORCED_REFILL.as_secs()
+            ),
+        )
+        .with("profile", self.name.clone())
+        .with_retry_after(FORCED_REFILL)
     }
 
     pub fn status(&self) -> ProfileStatus {
@@ -310,6 +346,7 @@ impl Profile {
                 (a, b) => a.or(b),
             },
             fetching: st.inflight.is_some(),
+            waiting: self.waiting.load(Ordering::SeqCst),
         }
     }
 
@@ -417,6 +454,9 @@ impl Profile {
                 Ok(resp) => {
                     let tok = Arc::new(self.issued(resp, sent_at));
                     st.current = Some(tok.clone());
+                    if st.forced_fetch == Some(id) {
+                        st.forced_token = Some((tok.fingerprint, now));
+                    }
                     st.failures = 0;
                     st.backoff_until = None;
                     st.hard_gate_until = None;
@@ -557,6 +597,15 @@ impl Profile {
     }
 
     async fn await_fetch(&self, fut: SharedFetch) -> Result<Arc<IssuedToken>, Error> {
+        /// Counts this caller in [`ProfileStatus::waiting`] until it has its outcome or gives up.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         match tokio::time::timeout(self.timing.wait_timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(Error::new(

@@ -344,3 +344,51 @@ async fn spent_refresh_token_is_a_clear_permanent_error() {
     assert_eq!(e.code(), "idp_invalid_grant", "{e}");
     assert!(!e.is_retryable());
 }
+
+#[tokio::test]
+async fn a_thousand_concurrent_forced_refreshes_make_one_token_request() {
+    let idp = Idp::start_default().await;
+    let s = Secrets::new();
+    let clock = ManualClock::starting_now();
+    let b = Arc::new(broker(&basic_profile(&idp, &s, "p"), &clock));
+    let p = profile(&b, "p").clone();
+    let first = p.token(TokenRequest::default()).await.unwrap().token;
+    idp.reset_stats().await;
+
+    // All spawned before this task yields, so all arrive while the one fetch is in flight.
+    let tasks: Vec<JoinHandle<Result<_, Error>>> = (0..1000)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.force_refresh(None).await })
+        })
+        .collect();
+    let mut tokens = std::collections::HashSet::new();
+    for t in tasks {
+        tokens.insert(t.await.unwrap().expect("refreshed").fingerprint);
+    }
+    assert_eq!(tokens.len(), 1, "every caller got the same new token");
+    let shared = *tokens.iter().next().unwrap();
+    assert_ne!(shared, first.fingerprint, "a new token, not the old one");
+    assert_eq!(
+        idp.stats().await.token_requests_for("agent-basic"),
+        1,
+        "one IdP request for 1,000 forced refreshes"
+    );
+
+    // Afterwards: a refresh for the token the shared one replaced gets it without a request,
+    // and so does one naming no token within the coalescing window (a late caller of the burst);
+    // one naming the current token gets its own, within the limit (the burst took one unit).
+    let late = p.force_refresh(Some(first.fingerprint)).await.unwrap();
+    assert_eq!(late.fingerprint, shared);
+    let unnamed = p.force_refresh(None).await.unwrap();
+    assert_eq!(unnamed.fingerprint, shared);
+    assert_eq!(idp.stats().await.token_requests_for("agent-basic"), 1);
+    let own = p.force_refresh(Some(shared)).await.unwrap();
+    assert_ne!(own.fingerprint, shared);
+    assert_ne!(own.fingerprint, first.fingerprint);
+    assert_eq!(idp.stats().await.token_requests_for("agent-basic"), 2);
+    let next = p.force_refresh(Some(own.fingerprint)).await.unwrap();
+    let e = p.force_refresh(Some(next.fingerprint)).await.unwrap_err();
+    assert_eq!(e.code(), "forced_refresh_limited");
+    assert_eq!(idp.stats().await.token_requests_for("agent-basic"), 3);
+}

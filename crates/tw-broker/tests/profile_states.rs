@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tw_broker::idp::TokenResponse;
 use tw_broker::source::TokenSource;
-use tw_broker::{Freshness, Profile, TokenRequest};
+use tw_broker::{FORCED_REFRESH_COALESCE, Freshness, Profile, TokenRequest};
 use tw_config::TimingConfig;
 use tw_core::{Clock, Error, ErrorKind, ManualClock, Secret, UnixTime};
 
@@ -343,10 +343,12 @@ async fn forced_refreshes_are_rate_limited() {
     let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
     let src = Scripted::new(vec![]);
     let p = profile(&src, &clock);
+    // Each names the token it wants replaced (an unnamed one would share a token just forced).
+    let mut named = None;
     for _ in 0..3 {
-        p.force_refresh(None).await.unwrap();
+        named = Some(p.force_refresh(named).await.unwrap().fingerprint);
     }
-    let e = p.force_refresh(None).await.unwrap_err();
+    let e = p.force_refresh(named).await.unwrap_err();
     assert_eq!(e.code(), "forced_refresh_limited");
     assert_eq!(src.calls(), 3);
     clock.advance(Duration::from_secs(10));
@@ -416,4 +418,166 @@ async fn status_and_updates_reflect_the_cache() {
         !dbg.contains("t1\""),
         "status must not leak the token: {dbg}"
     );
+}
+
+/// `n` forced refreshes of the current token, spawned at once.
+fn spawn_forced_refreshes(
+    p: &Arc<Profile>,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Arc<tw_broker::IssuedToken>, Error>>> {
+    (0..n)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.force_refresh(None).await })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_forced_refreshes_of_the_current_token_share_one_fetch() {
+    let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
+    let (gate, src) = Scripted::gated_t1_then_t2();
+    let p = profile(&src, &clock);
+    let t1 = get(&p).await.unwrap().token;
+
+    let tasks = spawn_forced_refreshes(&p, 1000);
+    settle().await;
+    assert_eq!(
+        src.calls(),
+        2,
+        "one fetch in flight for 1,000 forced refreshes"
+    );
+    assert_eq!(
+        p.status().waiting,
+        1000,
+        "every caller waits for that fetch"
+    );
+    gate.add_permits(1);
+    for t in tasks {
+        let tok = t.await.unwrap().unwrap();
+        assert_eq!(tok.access_token.expose(), "t2");
+        assert_ne!(tok.fingerprint, t1.fingerprint);
+    }
+    assert_eq!(src.calls(), 2);
+    assert_eq!(p.status().waiting, 0);
+}
+
+#[tokio::test]
+async fn concurrent_forced_refreshes_share_one_failure() {
+    let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
+    let gate = Arc::new(Semaphore::new(1));
+    let src = Scripted::gated(
+        vec![
+            Ok(token("t1", Some(300))),
+            Err(transient(None)),
+            Ok(token("t2", Some(300))),
+        ],
+        gate.clone(),
+    );
+    let p = profile(&src, &clock);
+    get(&p).await.unwrap();
+
+    let tasks = spawn_forced_refreshes(&p, 1000);
+    settle().await;
+    assert_eq!(p.status().waiting, 1000);
+    gate.add_permits(1);
+    for t in tasks {
+        let e = t.await.unwrap().unwrap_err();
+        assert_eq!(
+            e.code(),
+            "idp_unavailable",
+            "every caller gets the one error"
+        );
+    }
+    assert_eq!(src.calls(), 2, "one IdP request for all");
+    // Asked for afterwards, with the old token still current: a fetch of its own.
+    gate.add_permits(1);
+    let tok = p.force_refresh(None).await.unwrap();
+    assert_eq!(tok.access_token.expose(), "t2");
+    assert_eq!(src.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_forced_refresh_after_the_shared_one_finished_gets_its_own_token_within_the_limit() {
+    let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
+    let gate = Arc::new(Semaphore::new(1));
+    let src = Scripted::gated(
+        vec![
+            Ok(token("t1", Some(300))),
+            Ok(token("t2", Some(300))),
+            Ok(token("t3", Some(300))),
+            Ok(token("t4", Some(300))),
+            Ok(token("t5", Some(300))),
+        ],
+        gate.clone(),
+    );
+    let p = profile(&src, &clock);
+    let t1 = get(&p).await.unwrap().token;
+    let tasks = spawn_forced_refreshes(&p, 100);
+    settle().await;
+    gate.add_permits(1);
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().access_token.expose(), "t2");
+    }
+    assert_eq!(src.calls(), 2);
+
+    // A late refresh for the token the shared one replaced: that result, no IdP request.
+    let late = p.force_refresh(Some(t1.fingerprint)).await.unwrap();
+    assert_eq!(late.access_token.expose(), "t2");
+    assert_eq!(src.calls(), 2);
+
+    // Naming no token, within the coalescing window: the token just forced, no IdP request.
+    assert_eq!(
+        p.force_refresh(None).await.unwrap().access_token.expose(),
+        "t2"
+    );
+    assert_eq!(src.calls(), 2);
+
+    // Sequential refreshes naming the current token: each its own, the shared one took one unit
+    // of the burst of three.
+    gate.add_permits(2);
+    let t3 = p.force_refresh(Some(late.fingerprint)).await.unwrap();
+    assert_eq!(t3.access_token.expose(), "t3");
+    let t4 = p.force_refresh(Some(t3.fingerprint)).await.unwrap();
+    assert_eq!(t4.access_token.expose(), "t4");
+    let e = p.force_refresh(Some(t4.fingerprint)).await.unwrap_err();
+    assert_eq!(e.code(), "forced_refresh_limited");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(10)));
+    assert_eq!(src.calls(), 4);
+    clock.advance(Duration::from_secs(10));
+    gate.add_permits(1);
+    assert_eq!(
+        p.force_refresh(None).await.unwrap().access_token.expose(),
+        "t5"
+    );
+    assert_eq!(src.calls(), 5);
+}
+
+#[tokio::test]
+async fn an_unnamed_forced_refresh_shares_a_token_forced_less_than_the_window_ago() {
+    let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
+    let src = Scripted::new(vec![
+        Ok(token("t1", Some(300))),
+        Ok(token("t2", Some(300))),
+        Ok(token("t3", Some(300))),
+    ]);
+    let p = profile(&src, &clock);
+    get(&p).await.unwrap();
+    // The current token came from an ordinary fetch: an unnamed forced refresh replaces it.
+    let forced = |p: &Arc<Profile>| {
+        let p = p.clone();
+        async move {
+            let t = p.force_refresh(None).await.unwrap();
+            t.access_token.expose().to_owned()
+        }
+    };
+    assert_eq!(forced(&p).await, "t2");
+    // The late callers of the same burst share it, up to the end of the window.
+    assert_eq!(forced(&p).await, "t2");
+    clock.advance(FORCED_REFRESH_COALESCE - Duration::from_millis(1));
+    assert_eq!(forced(&p).await, "t2");
+    assert_eq!(src.calls(), 2);
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(forced(&p).await, "t3");
+    assert_eq!(src.calls(), 3);
 }

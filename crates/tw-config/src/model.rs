@@ -650,7 +650,8 @@ pub struct IssuerConfig {
     /// How long fetched keys are trusted before a background refresh replaces them.
     #[serde(default = "default_jwks_ttl", with = "crate::duration")]
     pub jwks_ttl: Duration,
-    /// At most one JWKS fetch for an unknown `kid` per this interval.
+    /// The cap of the adaptive wait between JWKS refetches for unknown `kid`s (it starts at 1 s and
+    /// doubles while they find no new key), and how long a kid confirmed unknown is remembered.
     #[serde(default = "default_jwks_cooldown", with = "crate::duration")]
     pub jwks_refetch_cooldown: Duration,
     /// RFC 7662 introspection for opaque tokens (and for JWTs on routes that demand it).

@@ -321,6 +321,12 @@ impl DevIssuer {
     }
 }
 
+/// Checks one realm export the way loading it would (parse, compile, every refusal with the
+/// source and the JSON path), without loading it: no keys are made and nothing is served.
+pub fn check_export(source: &str, text: &str) -> Result<(), Error> {
+    load_export(source, text, &BTreeMap::new()).map(drop)
+}
+
 /// Parses and compiles one export; errors name the source and the JSON path.
 fn load_export(
     source: &str,

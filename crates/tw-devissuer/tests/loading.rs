@@ -398,3 +398,16 @@ async fn a_disabled_realm_is_loaded_but_not_served() {
         404
     );
 }
+
+#[test]
+fn check_export_refuses_what_loading_refuses_and_loads_nothing() {
+    let good = std::fs::read_to_string(fixture("lab-realm.json")).unwrap();
+    tw_devissuer::check_export("lab-realm.json", &good).unwrap();
+    let bad = good.replacen("\"realm\": \"lab\"", "\"realm\": \"a/b\"", 1);
+    assert_ne!(bad, good, "the fixture names its realm as expected");
+    let err = tw_devissuer::check_export("lab-realm.json", &bad).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.message().contains("lab-realm.json: $.realm"), "{err}");
+    let err = tw_devissuer::check_export("x.json", "{\"realm\": 7}").unwrap_err();
+    assert!(err.message().starts_with("x.json: $.realm"), "{err}");
+}

@@ -286,6 +286,11 @@ fn decode_segment(raw: &str, policy: PathPolicy) -> Result<(String, String), Pat
         }
     }
     let decoded = String::from_utf8(decoded).map_err(|_| PathRefusal::NotUtf8)?;
+    // C1 controls (U+0080..U+009F, e.g. U+009B, a terminal's CSI) are controls as much as the
+    // ASCII ones refused above; no path needs them.
+    if decoded.chars().any(char::is_control) {
+        return Err(PathRefusal::ControlCharacter);
+    }
     if decoded
         .chars()
         .any(|c| !c.is_ascii() && look_alike(c, policy.case_insensitive))
@@ -385,6 +390,8 @@ mod tests {
             ("/a%00", PathRefusal::ControlCharacter),
             ("/a%0d%0aX-Evil:1", PathRefusal::ControlCharacter),
             ("/a%7f", PathRefusal::ControlCharacter),
+            ("/a%c2%9b2J", PathRefusal::ControlCharacter),
+            ("/a\u{85}b", PathRefusal::ControlCharacter),
             ("/a%c0%ae%c0%ae/x", PathRefusal::NotUtf8),
             ("/a%ff", PathRefusal::NotUtf8),
             ("/a%", PathRefusal::MalformedEscape),

@@ -13,6 +13,11 @@
 //!   another instance (or a concurrent request) created the account first, `account_exists` is
 //!   answered with the existing account. A username that cannot be stored as a display name
 //!   (too long, control characters) is left out.
+//!
+//!   While a [`crate::health::StoreHealth`] pinger of this store saw its last ping fail, both
+//!   answer `storage_unavailable` (503, retryable, `Retry-After` 1 s) at once, without waiting
+//!   for the pool's connect timeout; the registry cache in front of them keeps serving its
+//!   entries for their TTL. The next ping that answers lets them through again.
 //! - [`StoreAuditSink`]: [`AuditEvent`]s → [`AuditRecord`]s, one batch insert per queue drain.
 
 use crate::model::{
@@ -111,14 +116,20 @@ impl RegistrySource for Store {
         &'a self,
         key: &'a AccountKey,
     ) -> BoxFuture<'a, std::result::Result<Option<RegistryAccount>, Error>> {
-        Box::pin(self.registry_account(key))
+        Box::pin(async move {
+            self.fail_fast_if_down("find account")?;
+            self.registry_account(key).await
+        })
     }
 
     fn provision<'a>(
         &'a self,
         request: &'a ProvisionRequest,
     ) -> BoxFuture<'a, std::result::Result<RegistryAccount, Error>> {
-        Box::pin(self.provision_account(request))
+        Box::pin(async move {
+            self.fail_fast_if_down("provision account")?;
+            self.provision_account(request).await
+        })
     }
 }
 

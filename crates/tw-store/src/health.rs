@@ -1,6 +1,13 @@
 //! The store's reachability for readiness probes, kept by a background task that pings the
 //! database every second: a probe reads the last answer and never waits on the database (a
 //! database that hangs would otherwise hang every probe with it, and a probe storm would load it).
+//!
+//! The same verdict guards the registry port of the pinged [`Store`] (and of every clone of it):
+//! while the last ping failed, [`tw_authz::RegistrySource`] lookups and provisioning answer
+//! `storage_unavailable` (503, retryable, `Retry-After`) at once instead of each waiting for the
+//! pool's connect timeout; the registry cache keeps serving what it holds for its TTL. Only the
+//! pings decide (they always go to the database), so the first ping that answers lets lookups
+//! through again; a pinger that stops takes its verdict with it.
 
 use crate::store::Store;
 use std::sync::{Arc, Mutex};
@@ -47,17 +54,21 @@ impl StoreHealth {
         let weak = Arc::downgrade(&last_error);
         let backend = store.backend().as_str();
         tokio::spawn(async move {
+            let mut report = DownReport { store, down: false };
             let mut tick = tokio::time::interval(PING_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let failure = match tokio::time::timeout(PING_EVERY, store.ping()).await {
+                let failure = match tokio::time::timeout(PING_EVERY, report.store.ping()).await {
                     Ok(answer) => answer.err().map(|e| e.message().to_owned()),
                     Err(_) => Some(format!("no answer within {}s", PING_EVERY.as_secs())),
                 };
                 let Some(last_error) = weak.upgrade() else {
                     return;
                 };
+                // The store's gate first: whoever sees the new readiness also sees lookups
+                // follow it.
+                report.set(failure.is_some());
                 if let Ok(mut slot) = last_error.lock() {
                     *slot = failure;
                 }
@@ -69,7 +80,8 @@ impl StoreHealth {
         }
     }
 
-    /// The last ping's outcome (no I/O).
+    /// The last ping's outcome (no I/O). While it is unreachable, the store's registry lookups
+    /// fail fast (see the module documentation).
     pub fn readiness(&self) -> StoreReadiness {
         // A poisoned lock (a panic while holding it: none is possible) reads as unreachable.
         let error = match self.last_error.lock() {
@@ -81,5 +93,28 @@ impl StoreHealth {
             reachable: error.is_none(),
             error,
         }
+    }
+}
+
+/// A pinger's verdict as the store's registry port sees it: marked down while its last ping
+/// failed, and taken back when a ping answers or the pinger stops (its task returns, or is
+/// dropped with its runtime), so no store stays marked down by a pinger that no longer runs.
+struct DownReport {
+    store: Store,
+    down: bool,
+}
+
+impl DownReport {
+    fn set(&mut self, down: bool) {
+        if down != self.down {
+            self.store.report_health(down);
+            self.down = down;
+        }
+    }
+}
+
+impl Drop for DownReport {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -102,6 +103,11 @@ struct Inner {
     location: String,
     clock: Arc<dyn Clock>,
     version: watch::Sender<i64>,
+    /// How many health pingers ([`crate::health::StoreHealth`]) saw their last ping fail. While
+    /// it is not zero, the registry port answers `storage_unavailable` without touching the pool
+    /// (see [`Store::fail_fast_if_down`]). Only the pingers change it, and each takes its count
+    /// back when it stops, so a failed lookup can never keep the store marked down.
+    health_down: AtomicUsize,
 }
 
 /// The registry and audit log. Cheap to clone (one shared pool).
@@ -375,6 +381,7 @@ impl Store {
                 location,
                 clock,
                 version,
+                health_down: AtomicUsize::new(0),
             }),
         };
         let current = store.registry_version().await?;
@@ -398,6 +405,31 @@ impl Store {
 
     fn now(&self) -> i64 {
         self.inner.clock.now().as_millis()
+    }
+
+    /// A health pinger's verdict changed: `down` when its last ping failed, else back up.
+    /// Called by [`crate::health`] only (every change is matched by its opposite, at the latest
+    /// when the pinger stops).
+    pub(crate) fn report_health(&self, down: bool) {
+        if down {
+            self.inner.health_down.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.inner.health_down.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// `storage_unavailable` (503, retryable, `Retry-After`) at once, without waiting on the
+    /// pool, while a health pinger has seen the store down; `Ok` otherwise (and always when no
+    /// pinger runs). For the registry port ([`tw_authz::RegistrySource`]), whose callers would
+    /// otherwise wait for the pool's connect timeout on every lookup during an outage.
+    pub(crate) fn fail_fast_if_down(&self, op: &'static str) -> Result<()> {
+        if self.inner.health_down.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        Err(
+            unavailable(op, "the database did not answer the last health check")
+                .with("operation", op),
+        )
     }
 
     /// The pool, for the other table modules of this crate (`vault`).

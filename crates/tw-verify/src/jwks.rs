@@ -1,6 +1,29 @@
 //! One issuer's published keys: startup load, background refresh before `jwks_ttl`, last good keys
-//! kept on failure, and the unknown-`kid` refetch rules (single-flight, at most one per cooldown,
-//! negative cache).
+//! kept on failure, and the unknown-`kid` refetch rules.
+//!
+//! # Unknown `kid`s
+//!
+//! A token whose `kid` is not in the key set may cause a refetch, single-flight (a caller joins
+//! the fetch in flight, whatever the rules below). Otherwise the rules, by the injected clock:
+//!
+//! - **Adaptive cooldown.** After an unknown-kid refetch, a kid not seen before waits for the
+//!   cooldown. It starts at [`MIN_REFETCH_COOLDOWN`] (1 s), doubles after each unknown-kid fetch
+//!   that brought no new key (or failed), up to `jwks_refetch_cooldown` (the cap, default 30 s);
+//!   it is back at the minimum when any fetch brings a key not published before, and once no
+//!   unknown kid has been seen for one full cap. A flood of made-up kids thus costs fetches at
+//!   0, 2, 6, 14, 30 s, then one per cap.
+//! - **Kids asked about again.** A kid refused without a fetch is remembered as *unchecked* (never
+//!   as unknown). When it is presented again, it gets a fetch once
+//!   [`REPEATED_KID_REFETCH_INTERVAL`] (1 s) has passed since the last unknown-kid refetch,
+//!   whatever the cooldown. A genuinely new key is presented by every caller holding a new
+//!   token, a made-up kid of a flood once: so a rotation is accepted within about 1 s of its
+//!   first token even during or after a flood, while a flood of single-use kids stays on the
+//!   cooldown. (Made-up kids each sent twice can cost at most one fetch per second: the price of
+//!   that guarantee, since they cannot be told from a real rotation without the key.)
+//! - **Confirmed unknown.** A kid is remembered as unknown (refused with no fetch, for the cap)
+//!   only when a successful fetch that *started after* the kid was first presented did not
+//!   publish it. A caller that joined a fetch begun before its token arrived (perhaps before the
+//!   IdP rotated) learns nothing about its kid from that fetch.
 
 use crate::http::{self, Discovered, FetchError};
 use crate::keys::KeySet;
@@ -22,8 +45,13 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// First retry delay after a failed background fetch; doubles up to [`MAX_RETRY_DELAY`].
 pub const INITIAL_RETRY_DELAY: Duration = Duration::from_secs(1);
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
-/// Most unknown `kid`s remembered per issuer.
+/// Most unknown `kid`s remembered per issuer (as confirmed unknown, and as unchecked, each).
 pub const NEGATIVE_KID_CAPACITY: u64 = 10_000;
+/// The floor of the adaptive unknown-kid refetch cooldown (its cap is `jwks_refetch_cooldown`).
+pub const MIN_REFETCH_COOLDOWN: Duration = Duration::from_secs(1);
+/// A kid already refused once without a fetch gets a fetch when presented again, once this long
+/// has passed since the last unknown-kid refetch (at most the cap).
+pub const REPEATED_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a JWKS fetch happens (`cause` label of [`METRIC_JWKS_FETCHES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +120,29 @@ struct InFlight {
     fut: Shared<BoxFuture<'static, FetchResult>>,
 }
 
-#[derive(Default)]
 struct RefetchState {
+    /// When the last unknown-kid refetch started.
     last_unknown_kid_fetch: Option<UnixTime>,
+    /// The adaptive cooldown: how long a kid not seen before waits after the last unknown-kid
+    /// refetch. [`MIN_REFETCH_COOLDOWN`] ..= the configured cap.
+    cooldown: Duration,
+    /// The last unknown kid that reached the refetch decision (for the decay after a quiet cap).
+    last_unknown_kid: Option<UnixTime>,
+    /// Generation of the newest successful fetch (0: none).
+    ok_generation: u64,
     in_flight: Option<InFlight>,
     /// When the background loop tries again after a failure (None: follow the TTL).
     retry_at: Option<UnixTime>,
     retry_delay: Duration,
+}
+
+/// A kid refused without a fetch that would have told whether it is published.
+#[derive(Debug, Clone, Copy)]
+struct Unchecked {
+    /// The fetch generation when the kid was first presented: only a fetch of a later generation
+    /// started after it.
+    seen_generation: u64,
+    first_seen: UnixTime,
 }
 
 pub(crate) struct JwksSource {
@@ -108,14 +152,18 @@ pub(crate) struct JwksSource {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     ttl: Duration,
-    cooldown: Duration,
+    /// `jwks_refetch_cooldown`: the cap of the adaptive cooldown, and how long a kid confirmed
+    /// unknown (or left unchecked) is remembered.
+    max_cooldown: Duration,
     keys: RwLock<Option<Arc<KeySet>>>,
     last_success: Mutex<Option<UnixTime>>,
     state: Mutex<RefetchState>,
+    /// Number of fetches started (any cause); a fetch's generation is the value it set.
     generation: AtomicU64,
-    /// Unknown kid → when it was last found unknown (decisions by `clock`; moka's own TTL only
-    /// bounds memory).
+    /// Kid confirmed unknown → when (decisions by `clock`; moka's own TTL only bounds memory).
     negative: moka::sync::Cache<String, UnixTime>,
+    /// Kids refused without a fetch, not known either way.
+    unchecked: moka::sync::Cache<String, Unchecked>,
 }
 
 impl std::fmt::Debug for JwksSource {
@@ -135,8 +183,9 @@ impl JwksSource {
         http: reqwest::Client,
         clock: Arc<dyn Clock>,
         ttl: Duration,
-        cooldown: Duration,
+        max_cooldown: Duration,
     ) -> Self {
+        let min_cooldown = MIN_REFETCH_COOLDOWN.min(max_cooldown);
         Self {
             issuer,
             configured_url,
@@ -144,19 +193,37 @@ impl JwksSource {
             http,
             clock,
             ttl,
-            cooldown,
+            max_cooldown,
             keys: RwLock::new(None),
             last_success: Mutex::new(None),
             state: Mutex::new(RefetchState {
+                last_unknown_kid_fetch: None,
+                cooldown: min_cooldown,
+                last_unknown_kid: None,
+                ok_generation: 0,
+                in_flight: None,
+                retry_at: None,
                 retry_delay: INITIAL_RETRY_DELAY,
-                ..Default::default()
             }),
             generation: AtomicU64::new(0),
             negative: moka::sync::Cache::builder()
                 .max_capacity(NEGATIVE_KID_CAPACITY)
-                .time_to_live(cooldown)
+                .time_to_live(max_cooldown)
+                .build(),
+            unchecked: moka::sync::Cache::builder()
+                .max_capacity(NEGATIVE_KID_CAPACITY)
+                .time_to_live(max_cooldown)
                 .build(),
         }
+    }
+
+    fn min_cooldown(&self) -> Duration {
+        MIN_REFETCH_COOLDOWN.min(self.max_cooldown)
+    }
+
+    /// The current key set, if it publishes `kid`.
+    fn keys_with(&self, kid: &str) -> Option<Arc<KeySet>> {
+        self.current().filter(|k| !k.with_kid(kid).is_empty())
     }
 
     /// The last good key set, if any was ever loaded.
@@ -171,27 +238,27 @@ impl JwksSource {
     /// Fetches now (joining a fetch already in flight), whatever the cooldown. Used at start and by
     /// the background loop.
     pub(crate) async fn fetch(self: &Arc<Self>, cause: FetchCause) -> FetchResult {
-        let fut = {
+        let (_, fut) = {
             let mut st = self.state.lock();
             self.join_or_start(&mut st, cause)
         };
         fut.await
     }
 
-    /// Must be called with the state lock held; never awaits.
+    /// Must be called with the state lock held; never awaits. Returns the fetch's generation.
     fn join_or_start(
         self: &Arc<Self>,
         st: &mut RefetchState,
         cause: FetchCause,
-    ) -> Shared<BoxFuture<'static, FetchResult>> {
+    ) -> (u64, Shared<BoxFuture<'static, FetchResult>>) {
         if let Some(f) = &st.in_flight {
-            return f.fut.clone();
+            return (f.generation, f.fut.clone());
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let this = self.clone();
         // The fetch runs in its own task: a caller that gives up never cancels it.
         let handle = tokio::spawn(async move {
-            let result = this.do_fetch(cause).await;
+            let result = this.do_fetch(cause, generation).await;
             let mut st = this.state.lock();
             if st
                 .in_flight
@@ -209,7 +276,7 @@ impl JwksSource {
             generation,
             fut: fut.clone(),
         });
-        fut
+        (generation, fut)
     }
 
     async fn jwks_url(&self) -> Result<Url, FetchError> {
@@ -225,7 +292,7 @@ impl JwksSource {
             ))
     }
 
-    async fn do_fetch(&self, cause: FetchCause) -> FetchResult {
+    async fn do_fetch(&self, cause: FetchCause, generation: u64) -> FetchResult {
         let started = self.clock.now();
         let outcome = async {
             let url = self.jwks_url().await?;
@@ -244,18 +311,28 @@ impl JwksSource {
             Ok((set, skipped)) => {
                 tracing::info!(issuer = %self.issuer, cause = cause.as_str(), keys = set.len(), skipped,
                     "JWKS loaded");
+                let brought_new = self.current().is_none_or(|old| set.has_keys_not_in(&old));
+                // Keys first, then the generation: whoever sees the generation sees the keys.
                 *self.keys.write() = Some(Arc::new(set));
                 *self.last_success.lock() = Some(started);
                 let mut st = self.state.lock();
                 st.retry_at = None;
                 st.retry_delay = INITIAL_RETRY_DELAY;
+                st.ok_generation = st.ok_generation.max(generation);
+                if brought_new {
+                    st.cooldown = self.min_cooldown();
+                } else if cause == FetchCause::UnknownKid {
+                    self.lengthen_cooldown(&mut st);
+                }
                 Ok(())
             }
             Err(e) => {
                 let kept = self.is_loaded();
                 tracing::warn!(issuer = %self.issuer, cause = cause.as_str(), error = %e,
                     kept_last_good_keys = kept, "JWKS fetch failed");
-                if cause != FetchCause::UnknownKid {
+                if cause == FetchCause::UnknownKid {
+                    self.lengthen_cooldown(&mut self.state.lock());
+                } else {
                     let mut st = self.state.lock();
                     let delay = st.retry_delay;
                     st.retry_at = Some(self.clock.now().plus(delay));
@@ -267,43 +344,109 @@ impl JwksSource {
         }
     }
 
-    /// A token names `kid`, which is not in the current key set. Refetches at most once per
-    /// cooldown (single-flight, joining any fetch in flight); a kid found unknown within the
-    /// cooldown neither waits nor fetches.
+    /// After a fruitless (or failed) unknown-kid fetch: the cooldown doubles, up to the cap.
+    fn lengthen_cooldown(&self, st: &mut RefetchState) {
+        st.cooldown = (st.cooldown * 2).clamp(self.min_cooldown(), self.max_cooldown);
+        tracing::debug!(issuer = %self.issuer, cooldown = ?st.cooldown,
+            "unknown-kid refetch found no new key; cooldown lengthened");
+    }
+
+    fn confirm_unknown(&self, kid: &str, at: UnixTime) {
+        self.negative.insert(kid.to_owned(), at);
+        self.unchecked.invalidate(kid);
+    }
+
+    /// A token names `kid`, which is not in the current key set. Joins the fetch in flight, or
+    /// starts one if the adaptive cooldown (or, for a kid presented again, the
+    /// [`REPEATED_KID_REFETCH_INTERVAL`]) allows; a kid confirmed unknown within the cap neither
+    /// waits nor fetches. See the module documentation.
     pub(crate) async fn unknown_kid(self: &Arc<Self>, kid: &str) -> UnknownKid {
+        // The set may have changed since the caller looked.
+        if let Some(keys) = self.keys_with(kid) {
+            return UnknownKid::Found(keys);
+        }
         let now = self.clock.now();
         if self
             .negative
             .get(kid)
-            .is_some_and(|seen| now < seen.plus(self.cooldown))
+            .is_some_and(|seen| now < seen.plus(self.max_cooldown))
         {
             return UnknownKid::Unknown;
         }
-        let fut = {
+        let unchecked = self
+            .unchecked
+            .get(kid)
+            .filter(|u| now < u.first_seen.plus(self.max_cooldown));
+        let (seen_generation, fetch_generation, fut) = {
             let mut st = self.state.lock();
-            if st.in_flight.is_none()
-                && st
-                    .last_unknown_kid_fetch
-                    .is_some_and(|t| now < t.plus(self.cooldown))
+            if st
+                .last_unknown_kid
+                .is_some_and(|t| now >= t.plus(self.max_cooldown))
             {
-                // Refused without a fetch. Not remembered as unknown: only a fetch may confirm
-                // that, or one attacker kid per cooldown would keep a genuinely new key refused
-                // for a second cooldown.
-                return UnknownKid::Unknown;
+                // A full cap without unknown kids: back to the minimum.
+                st.cooldown = self.min_cooldown();
             }
+            st.last_unknown_kid = Some(now);
+            let seen_generation = unchecked.map_or_else(
+                || self.generation.load(Ordering::Relaxed),
+                |u| u.seen_generation,
+            );
             if st.in_flight.is_none() {
+                if unchecked.is_some() && st.ok_generation > seen_generation {
+                    // A fetch that started after this kid was first presented succeeded: the
+                    // current keys are its (or newer).
+                    if let Some(keys) = self.keys_with(kid) {
+                        return UnknownKid::Found(keys);
+                    }
+                    drop(st);
+                    self.confirm_unknown(kid, now);
+                    return UnknownKid::Unknown;
+                }
+                let wait = if unchecked.is_some() {
+                    st.cooldown
+                        .min(REPEATED_KID_REFETCH_INTERVAL.min(self.max_cooldown))
+                } else {
+                    st.cooldown
+                };
+                if st
+                    .last_unknown_kid_fetch
+                    .is_some_and(|t| now < t.plus(wait))
+                {
+                    // Refused without a fetch. Not remembered as unknown: only a fetch may
+                    // confirm that, or one attacker kid would keep a genuinely new key refused.
+                    drop(st);
+                    if unchecked.is_none() {
+                        self.unchecked.insert(
+                            kid.to_owned(),
+                            Unchecked {
+                                seen_generation,
+                                first_seen: now,
+                            },
+                        );
+                    }
+                    return UnknownKid::Unknown;
+                }
                 st.last_unknown_kid_fetch = Some(now);
             }
-            self.join_or_start(&mut st, FetchCause::UnknownKid)
+            let (generation, fut) = self.join_or_start(&mut st, FetchCause::UnknownKid);
+            (seen_generation, generation, fut)
         };
         let fetched = fut.await;
-        if let Some(keys) = self.current()
-            && !keys.with_kid(kid).is_empty()
-        {
+        if let Some(keys) = self.keys_with(kid) {
+            self.unchecked.invalidate(kid);
             return UnknownKid::Found(keys);
         }
-        if fetched.is_ok() {
-            self.negative.insert(kid.to_owned(), self.clock.now());
+        if fetched.is_ok() && fetch_generation > seen_generation {
+            self.confirm_unknown(kid, self.clock.now());
+        } else if unchecked.is_none() {
+            // A fetch begun before this token arrived (or a failed one) says nothing about it.
+            self.unchecked.insert(
+                kid.to_owned(),
+                Unchecked {
+                    seen_generation,
+                    first_seen: now,
+                },
+            );
         }
         UnknownKid::Unknown
     }

@@ -268,6 +268,11 @@ impl KeySet {
             .any(|k| Arc::ptr_eq(k, key) || k.material == key.material)
     }
 
+    /// Whether this set publishes a key (by material) that `older` did not.
+    pub(crate) fn has_keys_not_in(&self, older: &KeySet) -> bool {
+        self.all.iter().any(|k| !older.contains_key(k))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.all.len()
     }

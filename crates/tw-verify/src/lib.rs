@@ -15,9 +15,14 @@
 //! 10. `aud`, 11. `azp`, 12. token type (Keycloak / strict RFC 9068 / off).
 //!
 //! Keys come from each issuer's JWKS (discovery or `jwks_url`), refreshed in the background before
-//! `jwks_ttl`; the last good keys are kept when a refresh fails. An unknown `kid` causes at most one
-//! refetch per `jwks_refetch_cooldown` per issuer (single-flight), and unknown kids are
-//! remembered for the cooldown, so a flood of random kids never becomes IdP traffic.
+//! `jwks_ttl`; the last good keys are kept when a refresh fails. An unknown `kid` causes a refetch
+//! (single-flight per issuer) under an adaptive cooldown: 1 s ([`MIN_REFETCH_COOLDOWN`]), doubled
+//! by each refetch that brought no new key up to `jwks_refetch_cooldown` (the cap), back to 1 s
+//! when a new key appears or after a quiet cap. A kid refused without a fetch and presented again
+//! gets a fetch once [`REPEATED_KID_REFETCH_INTERVAL`] (1 s) has passed since the last one, so a
+//! real rotation is accepted within about a second of its first token whatever came before,
+//! while a flood of random kids costs a handful of fetches, then one per cap. A kid is remembered
+//! as unknown (for the cap) only when a fetch begun after it was first seen did not publish it.
 //!
 //! Valid JWTs are cached by SHA-256 (never past `exp`, dropped when their key is no longer
 //! published). Opaque tokens, and JWTs on routes that ask for it, are introspected (RFC 7662) with
@@ -46,8 +51,8 @@ pub use http::{CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT};
 pub use inspect::{INSPECT_ORDER, InspectReport, InspectStep, StepStatus};
 pub use introspect::INTROSPECTION_CACHE_ENTRIES;
 pub use jwks::{
-    FetchCause, INITIAL_RETRY_DELAY, MAX_RETRY_DELAY, NEGATIVE_KID_CAPACITY, RECHECK_INTERVAL,
-    REFRESH_FRACTION,
+    FetchCause, INITIAL_RETRY_DELAY, MAX_RETRY_DELAY, MIN_REFETCH_COOLDOWN, NEGATIVE_KID_CAPACITY,
+    RECHECK_INTERVAL, REFRESH_FRACTION, REPEATED_KID_REFETCH_INTERVAL,
 };
 pub use keys::{KeyKind, MAX_KEYS, MAX_KIDLESS_CANDIDATES, MIN_RSA_BITS};
 pub use metrics_names::*;

@@ -348,3 +348,239 @@ async fn introspection_failures_are_transient() {
     idp.clear_faults().await;
     v.verify(&t, INTROSPECT).await.expect("active");
 }
+
+// --- Unknown-kid refetches: a made-up kid must not hold up a real rotation ---------------------
+
+/// `token` with its `kid` replaced (signature left as is: it can only fail).
+fn with_kid(token: &str, kid: &str) -> String {
+    let mut h = decode_segment(token, 0);
+    h["kid"] = json!(kid);
+    with_header(token, &h)
+}
+
+async fn jwks_fetches(idp: &Idp) -> u64 {
+    idp.stats().await.jwks_requests
+}
+
+/// Presents `token` every 100 ms of clock time (as callers retrying would) until it is accepted,
+/// at most `limit` of clock time; returns the clock time from `first` (its first presentation) to
+/// acceptance. Every refusal must be a `kid` refusal.
+async fn accepted_after(
+    v: &Verifier,
+    clock: &ManualClock,
+    token: &str,
+    first: tw_core::UnixTime,
+    limit: Duration,
+) -> Option<Duration> {
+    use tw_core::Clock;
+    while first.until(clock.now()) < limit {
+        clock.advance(Duration::from_millis(100));
+        match v.verify(token, PLAIN).await {
+            Ok(_) => return Some(first.until(clock.now())),
+            Err(e) => assert_eq!(e.check(), Check::Key, "{e:?}"),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_junk_kid_just_before_a_rotation_delays_the_new_key_by_at_most_two_seconds() {
+    use tw_core::Clock;
+    let (idp, _s, clock, v) = setup().await;
+    let real = basic_token(&idp).await;
+    v.verify(&real, PLAIN).await.expect("control");
+    let before = jwks_fetches(&idp).await;
+
+    // One token with a made-up kid: one fruitless refetch.
+    let e = v
+        .verify(&with_kid(&real, "made-up-kid"), PLAIN)
+        .await
+        .expect_err("junk kid");
+    assert_eq!(e.check(), Check::Key);
+    assert_eq!(jwks_fetches(&idp).await, before + 1);
+
+    // Less than a second later the IdP rotates, and tokens with the new kid arrive.
+    clock.advance(Duration::from_millis(400));
+    let new_kid = idp.rotate_keys(true).await;
+    let fresh = basic_token(&idp).await;
+    assert_eq!(decode_segment(&fresh, 0)["kid"], json!(new_kid));
+    let first = clock.now();
+    let e = v
+        .verify(&fresh, PLAIN)
+        .await
+        .expect_err("refused at first: the junk kid's refetch was 0.4 s ago");
+    assert_eq!(e.check(), Check::Key);
+    assert_eq!(
+        jwks_fetches(&idp).await,
+        before + 1,
+        "a refusal within the cooldown costs no fetch"
+    );
+
+    let took = accepted_after(&v, &clock, &fresh, first, Duration::from_secs(2))
+        .await
+        .expect("the new key must be accepted within 2 s of its first token");
+    eprintln!("new key accepted {took:?} (clock) after its first token");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    assert_eq!(
+        jwks_fetches(&idp).await,
+        before + 2,
+        "exactly one refetch for the rotation"
+    );
+    // Other holders of new tokens: accepted, no fetch.
+    let other = basic_token(&idp).await;
+    v.verify(&other, PLAIN).await.expect("another new token");
+    v.verify(&real, PLAIN)
+        .await
+        .expect("old key kept by the IdP");
+    assert_eq!(jwks_fetches(&idp).await, before + 2);
+}
+
+#[tokio::test]
+async fn a_sparse_caller_s_next_token_after_a_junk_kid_is_accepted() {
+    // A caller that does not retry: its first new token is refused 0.9 s after the junk kid's
+    // refetch; its next one (same new kid, 1.1 s later, 2 s after the junk kid) is accepted.
+    let (idp, _s, clock, v) = setup().await;
+    let real = basic_token(&idp).await;
+    let before = jwks_fetches(&idp).await;
+    assert!(v.verify(&with_kid(&real, "made-up"), PLAIN).await.is_err());
+    clock.advance(Duration::from_millis(900));
+    idp.rotate_keys(true).await;
+    let fresh = basic_token(&idp).await;
+    assert_eq!(
+        v.verify(&fresh, PLAIN)
+            .await
+            .expect_err("within 1 s")
+            .check(),
+        Check::Key
+    );
+    assert_eq!(jwks_fetches(&idp).await, before + 1);
+    clock.advance(Duration::from_millis(1100));
+    let fresh2 = basic_token(&idp).await;
+    v.verify(&fresh2, PLAIN)
+        .await
+        .expect("new kid accepted 1.1 s after its first token");
+    v.verify(&fresh, PLAIN).await.expect("and the first one");
+    assert_eq!(jwks_fetches(&idp).await, before + 2);
+}
+
+#[tokio::test]
+async fn a_random_kid_flood_costs_a_handful_of_fetches_then_one_per_cooldown() {
+    let (idp, _s, clock, v) = setup().await;
+    // The control token must outlive two minutes of clock time.
+    idp.set_access_token_ttl(3600).await;
+    let real = basic_token(&idp).await;
+    let before = jwks_fetches(&idp).await;
+    // One new random kid every 100 ms of clock time, for two minutes.
+    let mut per_minute = Vec::new();
+    let mut mark = before;
+    for i in 0..1200usize {
+        let forged = with_kid(&real, &format!("flood-{i}-{:016x}", uuid_like(i)));
+        assert_eq!(
+            v.verify(&forged, PLAIN).await.expect_err("forged").check(),
+            Check::Key
+        );
+        clock.advance(Duration::from_millis(100));
+        if (i + 1) % 600 == 0 {
+            let now = jwks_fetches(&idp).await;
+            per_minute.push(now - mark);
+            mark = now;
+        }
+    }
+    eprintln!("JWKS fetches per minute of flood: {per_minute:?}");
+    assert!(per_minute[0] <= 8, "first minute: {per_minute:?}");
+    assert!(per_minute[1] <= 3, "second minute: {per_minute:?}");
+    v.verify(&real, PLAIN)
+        .await
+        .expect("valid tokens undisturbed");
+}
+
+#[tokio::test]
+async fn a_rotation_during_a_random_kid_flood_is_accepted_within_two_seconds() {
+    use tw_core::Clock;
+    let (idp, _s, clock, v) = setup().await;
+    let real = basic_token(&idp).await;
+    let before = jwks_fetches(&idp).await;
+    let flood = |i: usize| with_kid(&real, &format!("flood-{i}-{:016x}", uuid_like(i)));
+    // 30 s of flood: the cooldown has grown to its cap (the last refetch was by the kid at 30 s).
+    for i in 0..=300usize {
+        assert!(v.verify(&flood(i), PLAIN).await.is_err());
+        if i < 300 {
+            clock.advance(Duration::from_millis(100));
+        }
+    }
+    let during = jwks_fetches(&idp).await - before;
+    assert!(during <= 5, "{during} fetches in 30 s of flood");
+
+    // The IdP rotates now; its tokens arrive among the flood.
+    idp.rotate_keys(true).await;
+    let fresh = basic_token(&idp).await;
+    let first = clock.now();
+    assert_eq!(
+        v.verify(&fresh, PLAIN).await.expect_err("first").check(),
+        Check::Key
+    );
+    let mut accepted = None;
+    for i in 301..=330usize {
+        clock.advance(Duration::from_millis(100));
+        assert!(v.verify(&flood(i), PLAIN).await.is_err());
+        if v.verify(&fresh, PLAIN).await.is_ok() {
+            accepted = Some(first.until(clock.now()));
+            break;
+        }
+    }
+    let took = accepted.expect("the new key must be accepted within 2 s, flood or not");
+    eprintln!("new key accepted {took:?} (clock) after its first token, during the flood");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    assert_eq!(
+        jwks_fetches(&idp).await - before,
+        during + 1,
+        "one refetch for the rotation"
+    );
+}
+
+#[tokio::test]
+async fn a_new_kid_that_joins_a_fetch_begun_before_the_rotation_is_not_remembered_as_unknown() {
+    use tw_core::Clock;
+    let (idp, _s, clock, v) = setup().await;
+    let real = basic_token(&idp).await;
+    let before = jwks_fetches(&idp).await;
+    // The junk kid's refetch is answered with the keys of before the rotation, and that answer
+    // is held back while the IdP rotates and a new token arrives (which joins that fetch).
+    idp.fault(Fault::hold(Endpoint::Jwks, Duration::from_secs(2)).times(1))
+        .await;
+    let junk = with_kid(&real, "made-up");
+    let v2 = v.clone();
+    let junk_task = tokio::spawn(async move { v2.verify(&junk, PLAIN).await.map(|_| ()) });
+    assert!(
+        common::eventually(Duration::from_secs(5), async || idp
+            .stats()
+            .await
+            .held_responses
+            == 1)
+        .await
+    );
+    idp.rotate_keys(true).await;
+    let fresh = basic_token(&idp).await;
+    assert!(
+        !junk_task.is_finished(),
+        "test premise: the stale answer is still held back"
+    );
+    let first = clock.now();
+    let e = v
+        .verify(&fresh, PLAIN)
+        .await
+        .expect_err("the joined fetch had the old keys");
+    assert_eq!(e.check(), Check::Key);
+    assert_eq!(
+        junk_task.await.unwrap().expect_err("junk").check(),
+        Check::Key
+    );
+    assert_eq!(jwks_fetches(&idp).await, before + 1);
+
+    let took = accepted_after(&v, &clock, &fresh, first, Duration::from_secs(2))
+        .await
+        .expect("not remembered as unknown: accepted within 2 s");
+    eprintln!("new key accepted {took:?} (clock) after its first token");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    assert_eq!(jwks_fetches(&idp).await, before + 2);
+}

@@ -190,8 +190,9 @@ async fn a_kid_refused_during_the_cooldown_is_accepted_as_soon_as_it_ends() {
     );
     assert_eq!(publisher.jwks_requests(), 2);
 
-    // The cooldown (30 s since the attacker's refetch) is over: the genuine kid gets its fetch
-    // now, not a cooldown after it was first refused.
+    // Long after (the adaptive cooldown after one fruitless refetch is 2 s, and a kid presented
+    // again may fetch 1 s after the last refetch): the genuine kid gets its fetch now, not a
+    // cooldown after it was first refused.
     clock.advance(Duration::from_secs(29));
     v.verify(&rotated, OPTS)
         .await
@@ -447,4 +448,139 @@ async fn inspect_reports_every_step() {
     assert_eq!(status(Check::Introspection), Skip, "{text}");
     assert_eq!(r.verdict.as_ref().unwrap_err().check(), Check::Expiry);
     assert!(text.contains("fail  exp"), "{text}");
+}
+
+fn forged(clock: &ManualClock, kid: &str) -> String {
+    with_header(
+        &token(clock, RSA_KID),
+        &json!({"alg":"RS256","typ":"JWT","kid":kid}),
+    )
+}
+
+async fn refused_kid(v: &Verifier, t: &str) {
+    assert_eq!(
+        v.verify(t, OPTS).await.expect_err("unknown kid").check(),
+        Check::Key
+    );
+}
+
+#[tokio::test]
+async fn the_cooldown_doubles_after_fruitless_refetches_and_decays_after_a_quiet_cap() {
+    // Only kids never seen before: the adaptive cooldown alone decides.
+    let (publisher, clock, v) = setup(json!({})).await;
+    let step = |s: u64| clock.advance(Duration::from_millis(s));
+    refused_kid(&v, &forged(&clock, "k0")).await; // t = 0: fetch; cooldown 1 s -> 2 s
+    assert_eq!(publisher.jwks_requests(), 2);
+    step(1900);
+    refused_kid(&v, &forged(&clock, "k1")).await; // 1.9 s: within 2 s
+    assert_eq!(publisher.jwks_requests(), 2);
+    step(100);
+    refused_kid(&v, &forged(&clock, "k2")).await; // 2 s: fetch; -> 4 s
+    assert_eq!(publisher.jwks_requests(), 3);
+    step(3900);
+    refused_kid(&v, &forged(&clock, "k3")).await; // 5.9 s: within 4 s
+    assert_eq!(publisher.jwks_requests(), 3);
+    step(100);
+    refused_kid(&v, &forged(&clock, "k4")).await; // 6 s: fetch; -> 8 s
+    assert_eq!(publisher.jwks_requests(), 4);
+    step(7900);
+    refused_kid(&v, &forged(&clock, "k5")).await; // 13.9 s: within 8 s
+    assert_eq!(publisher.jwks_requests(), 4);
+    // Then a full cap (30 s) without unknown kids: back to 1 s.
+    step(30_000);
+    refused_kid(&v, &forged(&clock, "k6")).await; // fetch; 1 s -> 2 s (not 8 -> 16 s)
+    assert_eq!(publisher.jwks_requests(), 5);
+    step(2000);
+    refused_kid(&v, &forged(&clock, "k7")).await;
+    assert_eq!(
+        publisher.jwks_requests(),
+        6,
+        "the cooldown decayed to the minimum after the quiet cap"
+    );
+}
+
+#[tokio::test]
+async fn the_cooldown_is_capped_by_jwks_refetch_cooldown() {
+    let (publisher, clock, v) = setup(json!({"jwks_refetch_cooldown": "5s"})).await;
+    // Fetches at 0, 2, 6 (cooldown 4 -> capped at 5), 11, 16: one per cap from then on.
+    let mut fetched_at = Vec::new();
+    for i in 0..200u64 {
+        let n = publisher.jwks_requests();
+        refused_kid(&v, &forged(&clock, &format!("k{i}"))).await;
+        if publisher.jwks_requests() > n {
+            fetched_at.push(i as f64 / 10.0);
+        }
+        clock.advance(Duration::from_millis(100));
+    }
+    assert_eq!(fetched_at, [0.0, 2.0, 6.0, 11.0, 16.0]);
+}
+
+#[tokio::test]
+async fn a_new_key_resets_the_cooldown_to_the_minimum() {
+    let (publisher, clock, v) = setup(json!({})).await;
+    let step = |s: u64| clock.advance(Duration::from_millis(s));
+    // Fruitless refetches at 0, 2 and 6 s: the cooldown is now 8 s.
+    for (wait, kid) in [(0, "a"), (2000, "b"), (4000, "c")] {
+        step(wait);
+        refused_kid(&v, &forged(&clock, kid)).await;
+    }
+    assert_eq!(publisher.jwks_requests(), 4);
+    // The IdP publishes a new key; a background refresh brings it.
+    let new_key = untrusted_key();
+    publisher.set_jwks(json!({"keys": [
+        public_jwk(&rsa_key(), Algorithm::RS256, RSA_KID, "sig", false),
+        public_jwk(&new_key, Algorithm::RS256, "rotated", "sig", false),
+    ]}));
+    assert!(v.refresh_keys().await);
+    assert_eq!(publisher.jwks_requests(), 5);
+    // 1 s after the last unknown-kid refetch, a new made-up kid may fetch again (not 8 s).
+    step(1000);
+    refused_kid(&v, &forged(&clock, "d")).await;
+    assert_eq!(publisher.jwks_requests(), 6, "cooldown back at 1 s");
+    step(1000);
+    refused_kid(&v, &forged(&clock, "e")).await;
+    assert_eq!(publisher.jwks_requests(), 6, "and doubled to 2 s again");
+}
+
+#[tokio::test]
+async fn a_kid_confirmed_unknown_is_not_fetched_again_within_the_cap() {
+    let (publisher, clock, v) = setup(json!({})).await;
+    let junk = forged(&clock, "confirmed");
+    refused_kid(&v, &junk).await;
+    assert_eq!(publisher.jwks_requests(), 2);
+    // Presented again and again, well past the cooldown and the repeated-kid interval: the fetch
+    // that started after its first presentation said it is unknown; no more fetches for it.
+    for _ in 0..29 {
+        clock.advance(Duration::from_secs(1));
+        refused_kid(&v, &junk).await;
+    }
+    assert_eq!(publisher.jwks_requests(), 2);
+    // Other kids still get their refetches (29 s: cooldown 2 s -> 4 s); once the cap has passed
+    // and that cooldown too, so does this one.
+    refused_kid(&v, &forged(&clock, "other")).await;
+    assert_eq!(publisher.jwks_requests(), 3);
+    clock.advance(Duration::from_secs(4));
+    refused_kid(&v, &junk).await;
+    assert_eq!(publisher.jwks_requests(), 4);
+}
+
+#[tokio::test]
+async fn made_up_kids_each_sent_twice_cost_at_most_one_fetch_per_second() {
+    // The price of accepting a rotation within 2 s: kids refused once and presented again look
+    // like a rotation's, and get a fetch at most once per second. Each 100 ms: a new kid, and
+    // again the kid of a second ago.
+    let (publisher, clock, v) = setup(json!({})).await;
+    for i in 0..600usize {
+        refused_kid(&v, &forged(&clock, &random_kid(i))).await;
+        if i >= 10 {
+            refused_kid(&v, &forged(&clock, &random_kid(i - 10))).await;
+        }
+        clock.advance(Duration::from_millis(100));
+    }
+    let fetches = publisher.jwks_requests() - 1;
+    eprintln!("{fetches} JWKS fetches in 60 s of twice-sent random kids");
+    assert!(fetches <= 61, "{fetches}");
+    v.verify(&token(&clock, RSA_KID), OPTS)
+        .await
+        .expect("valid tokens undisturbed");
 }

@@ -417,15 +417,15 @@ impl World {
         }
         if !out.status.success() {
             self.fail(command, &out);
-        } else if let Some((_, want)) = expected {
-            if !stdout.contains(want) {
-                self.failures.push(format!(
-                    "{}: `{}` printed no `{want}`:\n{stdout}\n{}",
-                    command.source,
-                    first_line(text),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
+        } else if let Some((_, want)) = expected
+            && !stdout.contains(want)
+        {
+            self.failures.push(format!(
+                "{}: `{}` printed no `{want}`:\n{stdout}\n{}",
+                command.source,
+                first_line(text),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let _ = writeln!(
             self.report,

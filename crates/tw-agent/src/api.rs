@@ -7,7 +7,8 @@ use crate::access::{self, CallerAccess};
 use crate::metrics_names::*;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,7 +44,10 @@ pub fn api_router(
     };
     let token_routes = Router::new()
         .route("/v1/token/{profile}", get(get_token))
-        .route("/v1/token/{profile}/refresh", post(refresh_token))
+        .route(
+            "/v1/token/{profile}/refresh",
+            post(refresh_token).layer(DefaultBodyLimit::max(MAX_REFRESH_BODY_BYTES)),
+        )
         .route_layer(middleware::from_fn_with_state(access, access::guard))
         .with_state(state);
 
@@ -106,6 +110,9 @@ async fn get_token(
     Ok(token_response(&profile, &served.token, st.clock.as_ref()))
 }
 
+/// The largest refresh body read (a token and its JSON wrapping).
+const MAX_REFRESH_BODY_BYTES: usize = 16 * 1024;
+
 /// A new token; concurrent calls share one IdP request (see [`Profile::force_refresh`]).
 ///
 /// The optional JSON body `{"rejected_token": "<the access token that was refused>"}` names the
@@ -115,9 +122,15 @@ async fn get_token(
 async fn refresh_token(
     State(st): State<ApiState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let profile = find_profile(&st.broker, &name)?;
+    let body = body.map_err(|_| {
+        Error::bad_request(
+            "invalid_refresh_request",
+            format!("the refresh body must be at most {MAX_REFRESH_BODY_BYTES} bytes"),
+        )
+    })?;
     let rejected = rejected_token(&body)?;
     let token = profile.force_refresh(rejected).await?;
     metrics::counter!(METRIC_API_TOKENS, "profile" => name, "state" => "fresh").increment(1);
@@ -143,8 +156,19 @@ fn rejected_token(body: &[u8]) -> Result<Option<TokenFingerprint>, Error> {
     let mut rejected = None;
     for (key, value) in fields {
         match (key.as_str(), value) {
-            ("rejected_token", serde_json::Value::String(t)) if !t.is_empty() => {
-                rejected = Some(TokenFingerprint::of(&t));
+            ("rejected_token", serde_json::Value::String(t)) => {
+                // As copied from a header or a file: `Bearer ` and surrounding blanks are not
+                // part of the token.
+                let t = t.trim();
+                let t = match t.split_once(char::is_whitespace) {
+                    Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                    _ if t.eq_ignore_ascii_case("bearer") => "",
+                    _ => t,
+                };
+                if t.is_empty() || rejected.is_some() {
+                    return Err(invalid());
+                }
+                rejected = Some(TokenFingerprint::of(t));
             }
             _ => return Err(invalid()),
         }
@@ -243,13 +267,22 @@ mod tests {
                 "{empty:?}"
             );
         }
-        assert_eq!(
-            rejected_token(br#"{"rejected_token": "abc"}"#).expect("ok"),
-            Some(TokenFingerprint::of("abc"))
-        );
+        for named in [
+            r#"{"rejected_token": "abc"}"#,
+            r#"{"rejected_token": "abc\n"}"#,
+            r#"{"rejected_token": "Bearer abc"}"#,
+            r#"{"rejected_token": " bearer  abc "}"#,
+        ] {
+            assert_eq!(
+                rejected_token(named.as_bytes()).expect(named),
+                Some(TokenFingerprint::of("abc")),
+                "{named}"
+            );
+        }
         for bad in [
             "abc",
             r#"{"rejected_token": ""}"#,
+            r#"{"rejected_token": "Bearer "}"#,
             r#"{"rejected_token": null}"#,
             r#"{"token": "abc"}"#,
         ] {

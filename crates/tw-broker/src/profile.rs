@@ -18,6 +18,7 @@ use crate::timing::{Backoff, Lifetime, TokenState};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -34,6 +35,8 @@ const FORCED_REFILL: Duration = Duration::from_secs(10);
 /// current token, shares that token: the callers of one burst (1,000 `POST .../refresh` take a
 /// while to arrive) cause one IdP request. Naming the token forces another at once.
 pub const FORCED_REFRESH_COALESCE: Duration = Duration::from_secs(1);
+/// How many replaced tokens a forced refresh can still name to get the current one.
+const REMEMBERED_REPLACED_TOKENS: usize = 8;
 /// The refresher re-checks at least this often (clock jumps, suspend/resume).
 const MAX_REFRESHER_SLEEP: Duration = Duration::from_secs(30);
 
@@ -133,6 +136,8 @@ struct State {
     /// The fetch the last forced refresh started, and then the token it got and when.
     forced_fetch: Option<u64>,
     forced_token: Option<(TokenFingerprint, UnixTime)>,
+    /// Fingerprints of the tokens this profile held before the current one, newest last.
+    replaced: VecDeque<TokenFingerprint>,
 }
 
 /// One configured token profile. Share it as `Arc<Profile>`.
@@ -286,6 +291,11 @@ impl Profile {
         let fut = {
             let mut st = self.state.lock();
             let current = st.current.clone();
+            // A token this profile never held (another instance's, one from before a restart, a
+            // typo) names nothing: it is treated as unnamed, never as "already replaced".
+            let rejected = rejected.filter(|fp| {
+                current.as_ref().is_some_and(|c| c.fingerprint == *fp) || st.replaced.contains(fp)
+            });
             let named = rejected.or_else(|| current.as_ref().map(|t| t.fingerprint));
             if let Some(cur) = current.filter(|t| t.expires_at > now) {
                 let just_forced = st.forced_token.is_some_and(|(fp, at)| {
@@ -296,7 +306,11 @@ impl Profile {
                 }
             }
             match st.inflight.clone() {
-                Some((_, f)) => f,
+                Some((id, f)) => {
+                    // Whatever started it, its token is what this burst asked for.
+                    st.forced_fetch = Some(id);
+                    f
+                }
                 None => {
                     if let Some(err) = self.hard_gate(&st, now) {
                         return Err(err);
@@ -453,7 +467,12 @@ impl Profile {
             match result {
                 Ok(resp) => {
                     let tok = Arc::new(self.issued(resp, sent_at));
-                    st.current = Some(tok.clone());
+                    if let Some(old) = st.current.replace(tok.clone()) {
+                        st.replaced.push_back(old.fingerprint);
+                        if st.replaced.len() > REMEMBERED_REPLACED_TOKENS {
+                            st.replaced.pop_front();
+                        }
+                    }
                     if st.forced_fetch == Some(id) {
                         st.forced_token = Some((tok.fingerprint, now));
                     }

@@ -581,3 +581,21 @@ async fn an_unnamed_forced_refresh_shares_a_token_forced_less_than_the_window_ag
     assert_eq!(forced(&p).await, "t3");
     assert_eq!(src.calls(), 3);
 }
+
+#[tokio::test]
+async fn a_named_token_the_profile_never_held_counts_as_unnamed() {
+    let clock = ManualClock::new(UnixTime::from_secs(1_000_000));
+    let src = Scripted::new(vec![Ok(token("t1", Some(300))), Ok(token("t2", Some(300)))]);
+    let p = profile(&src, &clock);
+    let t1 = get(&p).await.unwrap().token;
+    // Another instance's token, or one from before a restart: not "already replaced".
+    let stranger = tw_core::TokenFingerprint::of("a token this agent never issued");
+    let t2 = p.force_refresh(Some(stranger)).await.unwrap();
+    assert_eq!(t2.access_token.expose(), "t2");
+    assert_eq!(src.calls(), 2);
+    // The token it replaced is remembered: naming it gets the current one, no IdP request.
+    clock.advance(FORCED_REFRESH_COALESCE);
+    let again = p.force_refresh(Some(t1.fingerprint)).await.unwrap();
+    assert_eq!(again.access_token.expose(), "t2");
+    assert_eq!(src.calls(), 2);
+}

@@ -571,6 +571,14 @@ pub(crate) fn validate_issuers(
                 "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
             ));
         }
+        // The cap of a cooldown that starts at 1 s: below it, made-up kids would cost more than
+        // one JWKS fetch per second.
+        if iss.jwks_refetch_cooldown < std::time::Duration::from_secs(1) {
+            return Err(fail(
+                k("jwks_refetch_cooldown"),
+                "must be at least 1s (it caps a wait that starts at 1 s)".into(),
+            ));
+        }
     }
     Ok(())
 }

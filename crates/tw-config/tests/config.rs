@@ -257,6 +257,13 @@ fn gateway_section_rules_name_the_key() {
                 ),
                 "gateway.routes[0].host",
             ),
+            (
+                GATEWAY.replace(
+                    "issuer = \"https://kc.example/realms/dls\"",
+                    "issuer = \"https://kc.example/realms/dls\"\njwks_refetch_cooldown = \"500ms\"",
+                ),
+                "gateway.issuers[0].jwks_refetch_cooldown",
+            ),
         ];
         for (doc, key) in cases {
             let err = load_str(&doc, "gw.toml").expect_err(key);

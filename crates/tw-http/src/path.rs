@@ -197,6 +197,10 @@ pub fn canonicalize(raw: &str, policy: PathPolicy) -> Result<CanonicalPath, Path
     };
     let decoded = join(|s| &s.0);
     let encoded = join(|s| &s.1);
+    // What is forwarded obeys the same limit as what was received (escaping can triple it).
+    if encoded.len() > MAX_PATH_BYTES {
+        return Err(PathRefusal::TooLong);
+    }
     let matching = policy
         .case_insensitive
         .then(|| tw_core::text::fold_case(&decoded));
@@ -324,8 +328,26 @@ fn look_alike(c: char, case_insensitive: bool) -> bool {
         '\u{2007}', '\u{2008}', '\u{2009}', '\u{200A}', '\u{200B}', '\u{205F}',
         '\u{3000}', // spaces
         '\u{FEFF}', // ZERO WIDTH NO-BREAK SPACE
+        '\u{1680}', '\u{202F}', // more spaces (Zs)
+        '\u{2028}', '\u{2029}', // LINE / PARAGRAPH SEPARATOR: line breaks to many parsers
+        '\u{00A5}', // YEN SIGN: `\` in Windows code page 932 ("best fit")
+        '\u{20A9}', // WON SIGN: `\` in code page 949
+    ];
+    /// Whole blocks that fold to ASCII or vanish under NFKC and in "best fit" conversions.
+    const RANGES: &[(char, char)] = &[
+        ('\u{FF01}', '\u{FF5E}'), // fullwidth ASCII: `／ａｄｍｉｎ`, `％`, `；`, `？`, `＃`
+        ('\u{FE50}', '\u{FE6B}'), // small form variants: `﹪`, `﹔`, `﹖`, `﹟`
+        ('\u{00AD}', '\u{00AD}'), // SOFT HYPHEN (invisible, stripped by some)
+        ('\u{061C}', '\u{061C}'), // format characters (Cf) ...
+        ('\u{180E}', '\u{180E}'),
+        ('\u{200B}', '\u{200F}'),
+        ('\u{202A}', '\u{202E}'),
+        ('\u{2060}', '\u{206F}'),
+        ('\u{FFF9}', '\u{FFFB}'),
+        ('\u{E0000}', '\u{E007F}'), // tags
     ];
     SEPARATORS.contains(&c)
+        || RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
         || (case_insensitive
             && (c.to_lowercase().any(|l| l.is_ascii()) || c.to_uppercase().any(|u| u.is_ascii())))
 }
@@ -333,6 +355,20 @@ fn look_alike(c: char, case_insensitive: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarded_form_obeys_the_length_limit_too() {
+        let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(canon(&long), Err(PathRefusal::TooLong));
+        // Short enough as received, three times longer once `"` is escaped.
+        let quotes = format!("/{}", "\"".repeat(MAX_PATH_BYTES / 3 + 1));
+        assert!(quotes.len() <= MAX_PATH_BYTES);
+        assert_eq!(canon(&quotes), Err(PathRefusal::TooLong));
+        let fits = format!("/{}", "\"".repeat(MAX_PATH_BYTES / 3 - 1));
+        let (_, encoded) = canon(&fits).expect("fits");
+        assert!(encoded.len() <= MAX_PATH_BYTES);
+        assert_eq!(canon(&encoded).expect("a fixed point").1, encoded);
+    }
 
     fn canon(raw: &str) -> Result<(String, String), PathRefusal> {
         canonicalize(raw, PathPolicy::default()).map(|c| (c.decoded, c.encoded))
@@ -407,6 +443,14 @@ mod tests {
             ("/api/%ef%bc%8e%ef%bc%8e/x", PathRefusal::LookAlike),
             ("/api/admin/users/%E2%80%A5/x", PathRefusal::LookAlike),
             ("/api/%E3%80%80/x", PathRefusal::LookAlike),
+            ("/files/..%C2%A5..%C2%A5admin", PathRefusal::LookAlike),
+            ("/files/..%E2%82%A9admin", PathRefusal::LookAlike),
+            ("/%EF%BD%81dmin", PathRefusal::LookAlike),
+            ("/a%E2%80%A8b", PathRefusal::LookAlike),
+            ("/ad%C2%ADmin", PathRefusal::LookAlike),
+            ("/a%EF%B9%94b", PathRefusal::LookAlike),
+            ("/a%E2%80%AFb", PathRefusal::LookAlike),
+            ("/a%F3%A0%80%81b", PathRefusal::LookAlike),
         ] {
             assert_eq!(canon(raw), Err(why), "{raw}");
         }

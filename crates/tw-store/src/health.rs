@@ -2,8 +2,10 @@
 //! database every second: a probe reads the last answer and never waits on the database (a
 //! database that hangs would otherwise hang every probe with it, and a probe storm would load it).
 //!
+//! The store counts as unreachable after [`FAILED_PINGS_FOR_DOWN`] failed pings in a row (one
+//! is a blip: a pool busy for a second fails a ping too), and reachable at the first answer.
 //! The same verdict guards the registry port of the pinged [`Store`] (and of every clone of it):
-//! while the last ping failed, [`tw_authz::RegistrySource`] lookups and provisioning answer
+//! while it is unreachable, [`tw_authz::RegistrySource`] lookups and provisioning answer
 //! `storage_unavailable` (503, retryable, `Retry-After`) at once instead of each waiting for the
 //! pool's connect timeout; the registry cache keeps serving what it holds for its TTL. Only the
 //! pings decide (they always go to the database), so the first ping that answers lets lookups
@@ -15,6 +17,8 @@ use std::time::Duration;
 
 /// How often the store is pinged, and how long one ping may take before it counts as a failure.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// Failed pings in a row that make the store unreachable.
+pub const FAILED_PINGS_FOR_DOWN: u32 = 2;
 
 /// The last ping's outcome, as probes show it (`{"backend", "reachable", "error"}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,7 @@ impl StoreHealth {
             let mut report = DownReport { store, down: false };
             let mut tick = tokio::time::interval(PING_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failed_in_a_row = 0u32;
             loop {
                 tick.tick().await;
                 let failure = match tokio::time::timeout(PING_EVERY, report.store.ping()).await {
@@ -66,6 +71,16 @@ impl StoreHealth {
                 let Some(last_error) = weak.upgrade() else {
                     return;
                 };
+                failed_in_a_row = if failure.is_some() {
+                    failed_in_a_row.saturating_add(1)
+                } else {
+                    0
+                };
+                // One failed ping is not an outage (a pool busy for a second looks the same);
+                // two in a row are.
+                if failure.is_some() && failed_in_a_row < FAILED_PINGS_FOR_DOWN {
+                    continue;
+                }
                 // The store's gate first: whoever sees the new readiness also sees lookups
                 // follow it.
                 report.set(failure.is_some());

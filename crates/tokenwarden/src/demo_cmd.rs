@@ -138,6 +138,13 @@ impl DemoFiles {
             let p = PathBuf::from(format!("{}{suffix}", files.registry.display()));
             let _ = std::fs::remove_file(p);
         }
+        let spool = files.registry.with_extension("audit-spool");
+        for p in [
+            spool.clone(),
+            PathBuf::from(format!("{}.offset", spool.display())),
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(files)
     }
 }
@@ -213,6 +220,10 @@ mode = "enforce"
 sources = ["roles", "registry"]
 service_accounts = {{ client_ids = ["{CLIENT_ID}"] }}
 
+# Decisions the database cannot take at once wait here (replayed in order).
+[gateway.authz.audit]
+spool_path = {spool}
+
 # Keycloak realm roles -> permissions.
 [gateway.authz.roles]
 "attributes-reader" = ["attributes:read"]
@@ -240,6 +251,7 @@ require_all = ["reports:read"]
         api = ports.api,
         issuer = ports.issuer_url(),
         registry = quoted(&format!("sqlite://{}", registry.display())),
+        spool = quoted(&registry.with_extension("audit-spool").display().to_string()),
     )
 }
 

@@ -29,7 +29,8 @@ pub mod registry;
 pub mod rules;
 
 pub use audit::{
-    AuditEvent, AuditOutcome, AuditQueue, AuditSink, MemoryAuditSink, TracingAuditSink,
+    AuditEvent, AuditOutcome, AuditQueue, AuditSettings, AuditSink, MemoryAuditSink, SpoolSettings,
+    TracingAuditSink,
 };
 pub use metrics_names::*;
 pub use pattern::PathPattern;
@@ -122,7 +123,8 @@ impl AuthzBuilder {
         self
     }
 
-    /// Where audit events go (default: the tracing log).
+    /// Where audit events go (default: the tracing log). Only with a sink given here does the
+    /// audit writer use its spool (`[gateway.authz.audit] spool_path`).
     pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.audit = Some(sink);
         self
@@ -155,12 +157,17 @@ impl AuthzBuilder {
                 version,
             )
         });
-        let (audit, _task) = AuditQueue::start(
-            self.audit.unwrap_or_else(|| Arc::new(TracingAuditSink)),
-            cfg.audit.queue_capacity,
-            cfg.audit.drop_report_interval,
-            self.clock.clone(),
-        )?;
+        let mut audit_settings = AuditSettings::from(&cfg.audit);
+        let sink: Arc<dyn AuditSink> = match self.audit {
+            Some(sink) => sink,
+            None => {
+                // The log never fails, and a spool left by a database sink must not be replayed
+                // into it (the doctor builds an authorizer of the gateway's config this way).
+                audit_settings.spool = None;
+                Arc::new(TracingAuditSink)
+            }
+        };
+        let (audit, _task) = AuditQueue::start_with(sink, audit_settings, self.clock.clone())?;
         Ok(Authz {
             dry_run: cfg.mode == AuthzMode::DryRun,
             extractor: PrincipalExtractor::new(&cfg),
@@ -265,6 +272,7 @@ impl Authz {
             metrics::counter!(METRIC_AUTHZ_DECISIONS, "outcome" => outcome.as_str(), "reason" => reason.to_owned())
                 .increment(1);
             self.audit.push(AuditEvent {
+                id: None,
                 time: self.clock.now(),
                 principal: principal.display(),
                 issuer: principal.issuer.clone(),

@@ -17,6 +17,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 use tw_core::Error;
 
@@ -254,6 +255,24 @@ pub struct AuditConfig {
     /// Dropped events are reported in the log at most once per this interval.
     #[serde(default = "default_drop_report", with = "crate::duration")]
     pub drop_report_interval: Duration,
+    /// The local spool: an append-only file (one JSON line per decision, fsynced per batch) that
+    /// holds the decisions the database has not taken yet (it failed, or the in-memory queue was
+    /// full). Replayed in order, first thing at start and as soon as the database answers again;
+    /// emptied only once its rows are committed. A relative path is taken from the working
+    /// directory. Default `tokenwarden-audit.spool`. Only one gateway process may use a file.
+    #[serde(default = "default_spool_path")]
+    pub spool_path: PathBuf,
+    /// The spool's size limit in bytes (default 256 MiB, about a million decisions); decisions
+    /// beyond it are dropped and counted (`tokenwarden_audit_dropped_total{reason="spool_full"}`).
+    /// `0` turns the spool off: failed batches are then retried from memory only.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// The first wait before a failed write is retried; doubles up to `retry_max_delay`.
+    #[serde(default = "default_retry_min", with = "crate::duration")]
+    pub retry_min_delay: Duration,
+    /// The longest wait between two attempts while the database fails.
+    #[serde(default = "default_retry_max", with = "crate::duration")]
+    pub retry_max_delay: Duration,
 }
 
 impl Default for AuditConfig {
@@ -261,6 +280,10 @@ impl Default for AuditConfig {
         Self {
             queue_capacity: default_audit_queue(),
             drop_report_interval: default_drop_report(),
+            spool_path: default_spool_path(),
+            spool_max_bytes: default_spool_max_bytes(),
+            retry_min_delay: default_retry_min(),
+            retry_max_delay: default_retry_max(),
         }
     }
 }
@@ -291,6 +314,18 @@ fn default_audit_queue() -> usize {
 }
 fn default_drop_report() -> Duration {
     Duration::from_secs(60)
+}
+fn default_spool_path() -> PathBuf {
+    PathBuf::from("tokenwarden-audit.spool")
+}
+fn default_spool_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_retry_min() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// The longest role name the registry stores (tw-store's `MAX_CODE_LEN`).
@@ -634,6 +669,18 @@ pub(crate) fn validate_authz(
         return Err(fail(
             k("audit"),
             "queue_capacity and drop_report_interval must be positive".into(),
+        ));
+    }
+    if a.audit.retry_min_delay.is_zero() || a.audit.retry_min_delay > a.audit.retry_max_delay {
+        return Err(fail(
+            k("audit"),
+            "retry_min_delay must be positive and at most retry_max_delay".into(),
+        ));
+    }
+    if a.audit.spool_max_bytes > 0 && a.audit.spool_path.as_os_str().is_empty() {
+        return Err(fail(
+            k("audit"),
+            "spool_path must not be empty (set spool_max_bytes = 0 to turn the spool off)".into(),
         ));
     }
     Ok(())

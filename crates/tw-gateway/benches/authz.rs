@@ -114,8 +114,11 @@ async fn setup() -> Setup {
         })
         .await
         .expect("account");
+    // The audit spool next to the bench's database, not in the working directory.
+    let mut authz_cfg = on_cfg.authz.clone().expect("authz");
+    authz_cfg.audit.spool_path = dir.path().join("audit.spool");
     let build = || {
-        Authz::builder(on_cfg.authz.as_ref().expect("authz"))
+        Authz::builder(&authz_cfg)
             .registry(Arc::new(store.clone()), Some(store.watch()))
             .audit_sink(Arc::new(StoreAuditSink::new(store.clone(), "bench")))
             .build()

@@ -159,7 +159,14 @@ async fn gateway(
         AUTHZ.replace("MODE", mode).replace("EXTRA", extra)
     );
     let cfg = gateway_config(&idp_gateway_toml(idp, "", &routes));
-    let authz = Authz::builder(cfg.authz.as_ref().expect("authz"))
+    // Each instance's audit spool in a directory of its own, not in the working directory (the
+    // spool is deleted once replayed; the empty directory stays in the system's temp dir).
+    let mut authz_cfg = cfg.authz.clone().expect("authz");
+    authz_cfg.audit.spool_path = tempfile::tempdir()
+        .expect("temp dir")
+        .keep()
+        .join("audit.spool");
+    let authz = Authz::builder(&authz_cfg)
         .clock(clock)
         .registry(Arc::new(store.clone()), Some(store.watch()))
         .audit_sink(Arc::new(StoreAuditSink::new(store.clone(), instance)))

@@ -18,7 +18,9 @@
 //!   answer `storage_unavailable` (503, retryable, `Retry-After` 1 s) at once, without waiting
 //!   for the pool's connect timeout; the registry cache in front of them keeps serving its
 //!   entries for their TTL. The next ping that answers lets them through again.
-//! - [`StoreAuditSink`]: [`AuditEvent`]s → [`AuditRecord`]s, one batch insert per queue drain.
+//! - [`StoreAuditSink`]: [`AuditEvent`]s → [`AuditRecord`]s, one batch insert per queue drain,
+//!   each decision stored once by its event id (`audit_log.event_id`, unique), so the audit
+//!   writer's replay of its spool after a crash adds no row twice.
 
 use crate::model::{
     AuditKind, AuditOutcome as StoredOutcome, AuditRecord, MAX_DISPLAY_NAME_LEN, NewAccount,
@@ -187,14 +189,23 @@ impl StoreAuditSink {
 }
 
 impl AuditSink for StoreAuditSink {
+    /// One transaction per batch, each decision stored once by its id (a replayed batch adds
+    /// nothing twice). While a health pinger sees the store down, fails at once (the audit
+    /// writer keeps the batch, spools and retries it) instead of waiting for the pool.
     fn write<'a>(
         &'a self,
         events: &'a [AuditEvent],
     ) -> BoxFuture<'a, std::result::Result<(), Error>> {
         Box::pin(async move {
+            self.store.fail_fast_if_down("append audit")?;
             let started = tokio::time::Instant::now();
-            let rows: Vec<AuditRecord> = events.iter().map(|e| self.record(e)).collect();
-            let result = self.store.append_audit(&rows).await;
+            let records: Vec<AuditRecord> = events.iter().map(|e| self.record(e)).collect();
+            let rows: Vec<(Option<&str>, &AuditRecord)> = events
+                .iter()
+                .map(|e| e.id.as_deref())
+                .zip(&records)
+                .collect();
+            let result = self.store.insert_audit(&rows).await;
             // Pace the writer: meanwhile the queue fills, so the next batch is bigger and the
             // database sees a few large transactions instead of one per request.
             tokio::time::sleep_until(started + AUDIT_WRITE_PACE).await;

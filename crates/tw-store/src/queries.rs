@@ -63,8 +63,13 @@ macro_rules! audit_columns {
     };
 }
 
-/// Followed by `VALUES (...), (...)` (one group per row, same columns, built by `QueryBuilder`).
-pub const INSERT_AUDIT_PREFIX: &str = concat!("INSERT INTO audit_log (", audit_columns!(), ") ");
+/// Followed by `VALUES (...), (...)` (one group per row: the audit columns and `event_id`, built
+/// by `QueryBuilder`) and [`INSERT_AUDIT_SUFFIX`].
+pub const INSERT_AUDIT_PREFIX: &str =
+    concat!("INSERT INTO audit_log (", audit_columns!(), ", event_id) ");
+/// A row whose `event_id` is stored already is skipped (a replayed batch); NULL ids never
+/// conflict.
+pub const INSERT_AUDIT_SUFFIX: &str = " ON CONFLICT DO NOTHING";
 /// One row (an admin change, inside the change's transaction).
 pub const INSERT_AUDIT_ROW: &str = concat!(
     "INSERT INTO audit_log (",

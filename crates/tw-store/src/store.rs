@@ -25,7 +25,7 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/p
 const SQLITE_POLL: Duration = Duration::from_millis(250);
 /// PostgreSQL: a poll as a safety net besides LISTEN/NOTIFY (missed notifications on reconnect).
 const POSTGRES_POLL: Duration = Duration::from_secs(5);
-/// Rows per audit INSERT statement (16 parameters each: well under SQLite's and PostgreSQL's
+/// Rows per audit INSERT statement (17 parameters each: well under SQLite's and PostgreSQL's
 /// limits).
 const AUDIT_INSERT_CHUNK: usize = 200;
 /// The NOTIFY channel the `registry_version` trigger announces on.
@@ -855,17 +855,25 @@ impl Store {
 
     /// Appends the records in one transaction. Their `id`s are ignored.
     pub async fn append_audit(&self, rows: &[AuditRecord]) -> Result<()> {
+        let keyed: Vec<(Option<&str>, &AuditRecord)> = rows.iter().map(|r| (None, r)).collect();
+        self.insert_audit(&keyed).await
+    }
+
+    /// Appends `(event id, record)`s in one transaction. A record whose event id (a decision's
+    /// [`tw_authz::AuditEvent::id`]) is stored already is skipped, so a batch written twice (a
+    /// spool replayed after a crash) is stored once; records without one are always appended.
+    pub(crate) async fn insert_audit(&self, rows: &[(Option<&str>, &AuditRecord)]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         let op = "append audit";
         // Multi-row INSERTs (far fewer round trips than one statement per row), in order, with
-        // at most AUDIT_INSERT_CHUNK rows (16 parameters each) per statement.
+        // at most AUDIT_INSERT_CHUNK rows (17 parameters each) per statement.
         with_pool!(&self.inner.pool, |p| {
             let mut tx = p.begin().await.map_err(db(op))?;
             for chunk in rows.chunks(AUDIT_INSERT_CHUNK) {
                 let mut insert = sqlx::QueryBuilder::new(q::INSERT_AUDIT_PREFIX);
-                insert.push_values(chunk, |mut b, r| {
+                insert.push_values(chunk, |mut b, (event_id, r)| {
                     b.push_bind(r.at.as_millis())
                         .push_bind(r.issuer.clone())
                         .push_bind(r.subject.clone())
@@ -881,8 +889,10 @@ impl Store {
                         .push_bind(r.kind.as_str())
                         .push_bind(r.username.clone())
                         .push_bind(r.action.clone())
-                        .push_bind(r.object.clone());
+                        .push_bind(r.object.clone())
+                        .push_bind(event_id.map(str::to_owned));
                 });
+                insert.push(q::INSERT_AUDIT_SUFFIX);
                 insert.build().execute(&mut *tx).await.map_err(db(op))?;
             }
             tx.commit().await.map_err(db(op))?;

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod audit;
+pub mod relay;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use tw_config::{SecretRef, StorageConfig};

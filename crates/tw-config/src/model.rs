@@ -491,6 +491,10 @@ pub struct GatewayConfig {
     /// Verified-token cache entries (keyed by SHA-256 of the token, never past `exp`).
     #[serde(default = "default_verified_cache_entries")]
     pub verified_cache_entries: u64,
+    /// Bytes the verified-token cache may hold (each entry weighed by its claims' heap size),
+    /// alongside the entry cap; 0 = no cache.
+    #[serde(default = "default_verified_cache_max_bytes")]
+    pub verified_cache_max_bytes: u64,
     #[serde(default)]
     pub identity_headers: IdentityHeaders,
     /// `[gateway.paths]`: how request paths are made canonical and compared.
@@ -624,6 +628,12 @@ fn default_max_token_bytes() -> usize {
 }
 fn default_verified_cache_entries() -> u64 {
     10_000
+}
+/// 16 MiB: a verified Keycloak access token of ~1.3 KB holds ~9 KB of claims in memory, so about
+/// 1,900 such tokens (more for smaller tokens; the entry cap applies too).
+pub const DEFAULT_VERIFIED_CACHE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+fn default_verified_cache_max_bytes() -> u64 {
+    DEFAULT_VERIFIED_CACHE_MAX_BYTES
 }
 
 /// One trusted issuer.

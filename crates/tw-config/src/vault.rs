@@ -339,6 +339,7 @@ impl CallersConfig {
             forward_auth_path: "/auth".into(),
             max_token_bytes: self.max_token_bytes,
             verified_cache_entries: 10_000,
+            verified_cache_max_bytes: crate::model::DEFAULT_VERIFIED_CACHE_MAX_BYTES,
             identity_headers: IdentityHeaders::default(),
             paths: crate::model::PathsConfig::default(),
             connections: crate::model::ConnectionsConfig::default(),

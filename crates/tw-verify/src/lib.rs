@@ -25,8 +25,9 @@
 //! as unknown (for the cap) only when a fetch begun after it was first seen did not publish it.
 //!
 //! Valid JWTs are cached by SHA-256 (never past `exp`, dropped when their key is no longer
-//! published). Opaque tokens, and JWTs on routes that ask for it, are introspected (RFC 7662) with
-//! a per-token cache.
+//! published), bounded by `verified_cache_entries` and by `verified_cache_max_bytes` (each entry
+//! weighed by an estimate of the heap its claims hold, so the cache's memory stays flat). Opaque
+//! tokens, and JWTs on routes that ask for it, are introspected (RFC 7662) with a per-token cache.
 //!
 //! Errors: [`VerifyError`] names the failed [`Check`]; its description is safe for
 //! `WWW-Authenticate`; [`VerifyError::into_error`] gives the [`tw_core::Error`] (401

@@ -90,6 +90,76 @@ struct CachedToken {
     issuer: usize,
     key: Arc<VerifyKey>,
     ttl: Duration,
+    /// Estimated bytes held by this entry (see [`entry_weight`]), computed once at insertion.
+    weight: u32,
+}
+
+/// Heap bytes one allocation of `n` bytes costs (malloc's header and 16-byte granularity, 32-byte
+/// minimum chunk).
+fn alloc_bytes(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).div_ceil(16).max(2) * 16
+    }
+}
+
+/// A `BTreeMap<String, Value>` node: 11 keys and 11 values, plus parent link and lengths; internal
+/// nodes add 12 child pointers.
+const BTREE_LEAF_BYTES: usize = 11 * (24 + 32) + 16;
+const BTREE_INTERNAL_BYTES: usize = BTREE_LEAF_BYTES + 12 * 8;
+
+fn string_bytes(s: &str) -> usize {
+    alloc_bytes(s.len())
+}
+
+/// Heap bytes below a JSON value (not counting the value's own 32-byte slot).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => string_bytes(s),
+        Value::Array(a) => {
+            alloc_bytes(a.capacity() * 32) + a.iter().map(value_bytes).sum::<usize>()
+        }
+        Value::Object(m) => map_bytes(m),
+    }
+}
+
+fn map_bytes(m: &Map<String, Value>) -> usize {
+    if m.is_empty() {
+        return 0;
+    }
+    // A half-full B-tree in the worst case: one leaf per 6 entries, one internal node per 6 leaves.
+    let leaves = m.len().div_ceil(6);
+    let internal = if leaves > 1 { leaves.div_ceil(6) } else { 0 };
+    leaves * alloc_bytes(BTREE_LEAF_BYTES)
+        + internal * alloc_bytes(BTREE_INTERNAL_BYTES)
+        + m.iter()
+            .map(|(k, v)| string_bytes(k) + value_bytes(v))
+            .sum::<usize>()
+}
+
+/// The cache's own cost of an entry: its key, the value, and moka's bookkeeping (entry info,
+/// access-order and timer nodes, hash-table slot), rounded up.
+const CACHE_ENTRY_OVERHEAD: usize = 512;
+
+/// Estimated bytes a cached token holds: the claims map and the extracted fields, the `Arc`'d
+/// [`VerifiedToken`] itself and the cache's per-entry overhead. Deliberately on the high side, so
+/// that the byte bound is a bound on the allocator's real footprint.
+fn entry_weight(t: &VerifiedToken) -> u32 {
+    let opt = |s: &Option<String>| s.as_deref().map_or(0, string_bytes);
+    let list =
+        |v: &[String]| alloc_bytes(v.len() * 24) + v.iter().map(|s| string_bytes(s)).sum::<usize>();
+    let bytes = CACHE_ENTRY_OVERHEAD
+        + alloc_bytes(std::mem::size_of::<VerifiedToken>() + 16)
+        + string_bytes(&t.issuer)
+        + opt(&t.subject)
+        + opt(&t.client_id)
+        + opt(&t.username)
+        + list(&t.scopes)
+        + list(&t.audiences)
+        + map_bytes(&t.claims);
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 struct CachedExpiry;
@@ -279,12 +349,21 @@ impl Verifier {
             [one] => OpaqueRoute::Single(*one),
             _ => OpaqueRoute::Ambiguous,
         };
-        let cache = (cfg.verified_cache_entries > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(cfg.verified_cache_entries)
-                .expire_after(CachedExpiry)
-                .build()
-        });
+        // Bounded by bytes (the weigher) and by entries: every entry weighs at least
+        // `max_bytes / max_entries`, so the byte budget also caps the count.
+        let cache =
+            (cfg.verified_cache_entries > 0 && cfg.verified_cache_max_bytes > 0).then(|| {
+                let (max_bytes, max_entries) =
+                    (cfg.verified_cache_max_bytes, cfg.verified_cache_entries);
+                let floor = u32::try_from(max_bytes.div_ceil(max_entries)).unwrap_or(u32::MAX);
+                // (With the floor clamped to u32::MAX, the capacity keeps the count bound.)
+                let capacity = max_bytes.min(max_entries.saturating_mul(u64::from(floor)));
+                moka::sync::Cache::builder()
+                    .max_capacity(capacity)
+                    .weigher(move |_: &TokenFingerprint, v: &CachedToken| v.weight.max(floor))
+                    .expire_after(CachedExpiry)
+                    .build()
+            });
         Ok(Verifier {
             issuers,
             by_name,
@@ -315,6 +394,25 @@ impl Verifier {
             let h = tokio::spawn(JwksSource::run(Arc::downgrade(&iss.jwks)));
             tasks.push(h.abort_handle());
         }
+    }
+
+    /// Entries in the verified-token cache (after pending evictions are applied); 0 without a
+    /// cache. For memory diagnostics and tests.
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.entry_count()
+        })
+    }
+
+    /// Estimated bytes held by the verified-token cache (the sum of its entries' weights, each at
+    /// least `verified_cache_max_bytes / verified_cache_entries`); at most
+    /// `verified_cache_max_bytes` once pending evictions are applied.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.weighted_size()
+        })
     }
 
     /// Every issuer has loaded its keys at least once.
@@ -486,6 +584,7 @@ impl Verifier {
                 cache.insert(
                     fp,
                     CachedToken {
+                        weight: entry_weight(&verified),
                         token: verified.clone(),
                         issuer: idx,
                         key,

@@ -593,10 +593,9 @@ impl Spool {
         let file = match &self.file {
             Some(f) => f,
             None => {
-                let f = OpenOptions::new()
+                let f = private_file()
                     .read(true)
                     .write(true)
-                    .create(true)
                     .truncate(false)
                     .open(&self.path)?;
                 lock(&f, &self.path)?;
@@ -707,9 +706,17 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
+    let mut f = private_file().write(true).truncate(true).open(path)?;
     f.write_all(bytes)?;
     f.sync_data()
+}
+
+/// Spool files name callers and paths: readable by this user only (0600).
+fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600);
+    o
 }
 
 /// What the writer holds that the sink has not taken, oldest first: `mem`, then the spool.
@@ -1173,6 +1180,12 @@ mod tests {
         }
         until("everything spooled", || spool_lines(&path) == 1000).await;
         assert_eq!(q.dropped(), 0);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("spool")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the spool is private");
         sink.set_down(false);
         until("all written", || sink.principals().len() >= 1000).await;
         q.push(event(1000));

@@ -243,7 +243,12 @@ pub(crate) fn check_header(jwt: &UnverifiedJwt) -> Result<Alg, VerifyError> {
             "alg none is never accepted",
         ));
     }
-    if alg.len() >= 2 && alg[..2].eq_ignore_ascii_case("HS") {
+    // By bytes: `alg` is the token's, and may hold any character at any index.
+    if alg
+        .as_bytes()
+        .get(..2)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"HS"))
+    {
         return Err(VerifyError::new(
             Check::Algorithm,
             "symmetric algorithms (HS*) are not accepted",
@@ -551,6 +556,15 @@ mod tests {
             code(parse_unverified(&tok(r#"{"alg":"rs256"}"#, p), 1000)),
             "alg"
         );
+        // Found by fuzzing: a multi-byte character across the `HS` prefix check's index.
+        for alg in ["R\u{305}56", "\u{e9}S256", "H\u{e9}", "\u{e9}"] {
+            let header = format!(r#"{{"alg":"{alg}"}}"#);
+            assert_eq!(
+                code(parse_unverified(&tok(&header, p), 1000)),
+                "alg",
+                "{alg}"
+            );
+        }
         assert_eq!(code(parse_unverified(&tok(r#"{}"#, p), 1000)), "header");
         assert_eq!(
             code(parse_unverified(&tok(r#"{"alg":1}"#, p), 1000)),

@@ -14,7 +14,7 @@
 //!   answered with the existing account. A username that cannot be stored as a display name
 //!   (too long, control characters) is left out.
 //!
-//!   While a [`crate::health::StoreHealth`] pinger of this store saw its last ping fail, both
+//!   While a [`crate::health::StoreHealth`] pinger of this store counts it as down (two failed pings in a row), both
 //!   answer `storage_unavailable` (503, retryable, `Retry-After` 1 s) at once, without waiting
 //!   for the pool's connect timeout; the registry cache in front of them keeps serving its
 //!   entries for their TTL. The next ping that answers lets them through again.

@@ -22,10 +22,10 @@
 //! instances). This crate only stores sealed bytes; it never sees a token in clear.
 //!
 //! [`health`]: [`health::StoreHealth`], a background pinger whose last answer readiness probes
-//! read, so a probe never waits on the database. While its last ping failed, the registry port
-//! of the pinged store fails fast (`storage_unavailable` at once, not after the pool's connect
-//! timeout) and the registry cache serves what it holds; the next ping that answers lets
-//! lookups through again.
+//! read, so a probe never waits on the database. While it counts the store as down (two failed
+//! pings in a row), the registry port of the pinged store fails fast (`storage_unavailable` at
+//! once, not after the pool's connect timeout) and the registry cache serves what it holds; the
+//! next ping that answers lets lookups through again.
 //!
 //! The audit log holds the gateway's decisions and the admin changes ([`AuditKind`]); an admin
 //! change made through [`Store::as_admin`] commits with its audit row (who: subject, username,

@@ -103,7 +103,7 @@ struct Inner {
     location: String,
     clock: Arc<dyn Clock>,
     version: watch::Sender<i64>,
-    /// How many health pingers ([`crate::health::StoreHealth`]) saw their last ping fail. While
+    /// How many health pingers ([`crate::health::StoreHealth`]) count the store as down (their last two pings failed). While
     /// it is not zero, the registry port answers `storage_unavailable` without touching the pool
     /// (see [`Store::fail_fast_if_down`]). Only the pingers change it, and each takes its count
     /// back when it stops, so a failed lookup can never keep the store marked down.
@@ -407,7 +407,7 @@ impl Store {
         self.inner.clock.now().as_millis()
     }
 
-    /// A health pinger's verdict changed: `down` when its last ping failed, else back up.
+    /// A health pinger's verdict changed: `down` after two failed pings in a row, else back up.
     /// Called by [`crate::health`] only (every change is matched by its opposite, at the latest
     /// when the pinger stops).
     pub(crate) fn report_health(&self, down: bool) {

@@ -252,21 +252,52 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Parses a client-authenticated request to a served realm and runs `endpoint` on it.
-fn serve_oauth<T>(
-    issuer: &DevIssuer,
-    realm: &str,
+/// A client-authenticated request (token, introspection, revocation) to a realm endpoint: the
+/// realm name, the caller's address, the headers and the form body, read in that order.
+struct OAuthCall {
+    issuer: DevIssuer,
+    realm: String,
     peer: Option<IpAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
-    endpoint: impl FnOnce(&Issuing<'_>, &Request) -> Result<T, OAuthError>,
-) -> Result<T, Refusal> {
-    let Some(r) = issuer.realm(realm) else {
-        return Err(Refusal::UnknownRealm);
-    };
-    parse_request(headers, body, peer)
-        .and_then(|req| issuer.with_realm(&r, |i| endpoint(i, &req)))
-        .map_err(Refusal::OAuth)
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl FromRequest<DevIssuer> for OAuthCall {
+    type Rejection = OAuthError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        issuer: &DevIssuer,
+    ) -> Result<Self, OAuthError> {
+        let (mut parts, body) = req.into_parts();
+        let RealmName(realm) = RealmName::from_request_parts(&mut parts, issuer).await?;
+        let Ok(Peer(peer)) = Peer::from_request_parts(&mut parts, issuer).await;
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let FormBody(body) = FormBody::from_request(req, issuer).await?;
+        Ok(OAuthCall {
+            issuer: issuer.clone(),
+            realm,
+            peer,
+            headers,
+            body,
+        })
+    }
+}
+
+impl OAuthCall {
+    /// Parses the request to a served realm and runs `endpoint` on it.
+    fn serve<T>(
+        &self,
+        endpoint: impl FnOnce(&Issuing<'_>, &Request) -> Result<T, OAuthError>,
+    ) -> Result<T, Refusal> {
+        let Some(r) = self.issuer.realm(&self.realm) else {
+            return Err(Refusal::UnknownRealm);
+        };
+        parse_request(&self.headers, &self.body, self.peer)
+            .and_then(|req| self.issuer.with_realm(&r, |i| endpoint(i, &req)))
+            .map_err(Refusal::OAuth)
+    }
 }
 
 fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
@@ -425,45 +456,22 @@ async fn certs(
         .ok_or(UnknownRealm)
 }
 
-async fn token(
-    State(issuer): State<DevIssuer>,
-    RealmName(realm): RealmName,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    FormBody(body): FormBody,
-) -> Result<Response, Refusal> {
-    let answer = serve_oauth(&issuer, &realm, peer, &headers, &body, |i, req| i.token(req))
-        .inspect_err(|refusal| {
-            if let Refusal::OAuth(e) = refusal {
-                tracing::info!(realm = %realm, error = e.error, description = %e.description, "token request refused");
-            }
-        })?;
-    Ok((no_store(), axum::Json(answer)).into_response())
-}
-
-async fn introspect(
-    State(issuer): State<DevIssuer>,
-    RealmName(realm): RealmName,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    FormBody(body): FormBody,
-) -> Result<Response, Refusal> {
-    let answer = serve_oauth(&issuer, &realm, peer, &headers, &body, |i, req| {
-        i.introspect(req)
+async fn token(call: OAuthCall) -> Result<Response, Refusal> {
+    let answer = call.serve(|i, req| i.token(req)).inspect_err(|refusal| {
+        if let Refusal::OAuth(e) = refusal {
+            tracing::info!(realm = %call.realm, error = e.error, description = %e.description, "token request refused");
+        }
     })?;
     Ok((no_store(), axum::Json(answer)).into_response())
 }
 
-async fn revoke(
-    State(issuer): State<DevIssuer>,
-    RealmName(realm): RealmName,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    FormBody(body): FormBody,
-) -> Result<Response, Refusal> {
-    serve_oauth(&issuer, &realm, peer, &headers, &body, |i, req| {
-        i.revoke(req)
-    })?;
+async fn introspect(call: OAuthCall) -> Result<Response, Refusal> {
+    let answer = call.serve(|i, req| i.introspect(req))?;
+    Ok((no_store(), axum::Json(answer)).into_response())
+}
+
+async fn revoke(call: OAuthCall) -> Result<Response, Refusal> {
+    call.serve(|i, req| i.revoke(req))?;
     Ok((StatusCode::OK, no_store()).into_response())
 }
 

@@ -4,16 +4,15 @@
 use crate::AdminState;
 use crate::auth::Caller;
 use crate::query::{audit_query, clip};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use tw_core::text::terminal_safe;
 use tw_core::{Clock, Error, SystemClock};
 use tw_http::ApiError;
+use tw_http::json::JsonBody;
 use tw_store::NewAccount;
 
 type Answer = Result<Response, ApiError>;
@@ -44,23 +43,6 @@ pub(crate) struct PutRole {
     permissions: Vec<String>,
 }
 
-/// A JSON body, or 400 `invalid_json` (never axum's plain-text rejection).
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(Error::bad_request(
-            "invalid_json",
-            format!(
-                "the request body is not the expected JSON: {}",
-                clip_long(&e.to_string())
-            ),
-        ))
-    })
-}
-
-fn clip_long(s: &str) -> String {
-    tw_core::text::terminal_cell(s, 200)
-}
-
 fn ok<T: serde::Serialize>(value: T) -> Answer {
     Ok(Json(value).into_response())
 }
@@ -89,9 +71,8 @@ pub(crate) async fn list_accounts(State(s): State<AdminState>) -> Answer {
 pub(crate) async fn create_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    bytes: Bytes,
+    JsonBody(req): JsonBody<CreateAccount>,
 ) -> Answer {
-    let req: CreateAccount = body(&bytes)?;
     let account = s
         .store
         .as_admin(&caller.actor)
@@ -191,9 +172,8 @@ pub(crate) async fn put_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    bytes: Bytes,
+    JsonBody(req): JsonBody<PutRole>,
 ) -> Answer {
-    let req: PutRole = body(&bytes)?;
     let role = s
         .store
         .as_admin(&caller.actor)

@@ -1,12 +1,11 @@
 //! [`Gateway`]: the router (probes, forward-auth endpoint, verifying proxy) and its runner.
 
-use crate::credentials::{Credentials, bearer_token};
 use crate::decision::{AllowAll, Decision, DecisionRequest, Mode, Verdict};
 use crate::identity::{IdentityHeaderNames, is_method_override};
 use crate::metrics_names::*;
 use crate::original::{asked_by_nginx, original_request};
 use crate::paths::{ExemptPaths, Route, Routes, request_host};
-use crate::refusal::Refusal;
+use crate::refusal::{Refusal, outcome, unrepresentable};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -295,7 +294,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let refusal = Refusal::Request(why.into_error());
             log_refusal(&refusal, None);
             let nginx = asked_by_nginx(req.headers());
-            return tally.finish(refusal.outcome(), refusal.into_response(nginx));
+            return tally.finish(outcome(&refusal), refusal.into_response(nginx));
         }
     };
     // The raw path decides too: `/auth/%2e%2e/api` is a forward-auth call whose dot segments
@@ -382,13 +381,9 @@ impl Shared {
         opts: VerifyOptions,
         ctx: DecisionContext<'_>,
     ) -> Result<Identity, Refusal> {
-        let token = match bearer_token(headers) {
-            Ok(Credentials::Bearer(t)) => t,
-            other => {
-                let refusal = match other {
-                    Err(e) => Refusal::Verify(e),
-                    Ok(_) => Refusal::Missing,
-                };
+        let token = match Refusal::bearer(headers) {
+            Ok(t) => t,
+            Err(refusal) => {
                 log_refusal(&refusal, None);
                 return Err(refusal);
             }
@@ -399,7 +394,7 @@ impl Shared {
                 .verifier
                 .verify(token, opts)
                 .await
-                .map_err(Refusal::Verify)?;
+                .map_err(|e| Refusal::Verify(e.into()))?;
             let mut allowed = None;
             for method in ctx.methods {
                 let request = DecisionRequest {
@@ -435,7 +430,7 @@ impl Shared {
                     &allowed.permissions,
                     ctx.mode == Mode::ForwardAuth,
                 )
-                .map_err(Refusal::Unrepresentable)?;
+                .map_err(unrepresentable)?;
             tracing::debug!(
                 token = %fingerprint,
                 issuer = %verified.issuer,
@@ -488,7 +483,7 @@ impl Shared {
             Err(e) => {
                 let refusal = Refusal::Request(e);
                 log_refusal(&refusal, None);
-                return tally.finish(refusal.outcome(), refusal.into_response(false));
+                return tally.finish(outcome(&refusal), refusal.into_response(false));
             }
         };
         let Some(route) = self.routes.find(host.as_deref(), path.matching()) else {
@@ -531,7 +526,7 @@ impl Shared {
                 match result {
                     Ok(identity) => Some(identity),
                     Err(refusal) => {
-                        let outcome = refusal.outcome();
+                        let outcome = outcome(&refusal);
                         return tally.finish(outcome, refusal.into_response(false));
                     }
                 }
@@ -621,7 +616,7 @@ impl Shared {
             let mut tally = Tally::new(Mode::ForwardAuth, method);
             tally.decided();
             log_refusal(&refusal, None);
-            tally.finish(refusal.outcome(), refusal.into_response(nginx))
+            tally.finish(outcome(&refusal), refusal.into_response(nginx))
         };
         let original = match original_request(
             &self.forward_auth_path,
@@ -677,7 +672,7 @@ impl Shared {
             match result {
                 Ok(identity) => tally.finish(Outcome::Allowed, allow(identity)),
                 Err(refusal) => {
-                    let outcome = refusal.outcome();
+                    let outcome = outcome(&refusal);
                     tally.finish(outcome, refusal.into_response(original.only_401_403))
                 }
             }
@@ -699,15 +694,15 @@ fn allow(identity: Identity) -> Response {
 }
 
 fn log_refusal(refusal: &Refusal, fingerprint: Option<&str>) {
-    let outcome = refusal.outcome().as_str();
+    let label = outcome(refusal).as_str();
     let check = refusal.check().unwrap_or("-");
     let token = fingerprint.unwrap_or("-");
     let reason = refusal.reason();
-    match refusal.outcome() {
+    match outcome(refusal) {
         Outcome::Unavailable => {
-            tracing::warn!(outcome, check, token, reason = %reason, "token could not be verified now")
+            tracing::warn!(outcome = label, check, token, reason = %reason, "token could not be verified now")
         }
-        Outcome::MissingToken => tracing::debug!(outcome, "request without a bearer token"),
-        _ => tracing::info!(outcome, check, token, reason = %reason, "request refused"),
+        Outcome::MissingToken => tracing::debug!(outcome = label, "request without a bearer token"),
+        _ => tracing::info!(outcome = label, check, token, reason = %reason, "request refused"),
     }
 }

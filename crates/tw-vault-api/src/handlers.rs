@@ -3,19 +3,17 @@
 use crate::ApiState;
 use crate::metrics_names::{METRIC_VAULT_REQUEST_SECONDS, METRIC_VAULT_REQUESTS};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, HeaderValue, PRAGMA};
 use http::request::Parts;
-use http::{HeaderMap, StatusCode};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use tw_core::{Error, ErrorKind, Secret};
+use tw_core::{Error, Secret};
+use tw_http::json::{JsonBody, RawBody, parse_json};
 use tw_http::{ApiError, ErrorCode};
 use tw_vault::{Caller, ConsentCallback, EntryId, EntryView};
 use url::Url;
@@ -35,7 +33,7 @@ pub(crate) async fn authenticate(
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(refusal) => *refusal,
+        Err(refusal) => refusal.into_response(false),
     }
 }
 
@@ -109,46 +107,6 @@ fn query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
         }
     }
     Ok(out)
-}
-
-/// A JSON body. The error names where the body went wrong but never echoes a value from it
-/// (bodies hold tokens).
-fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let what = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!(
-                    "the body is not valid JSON (line {}, column {})",
-                    inner.line(),
-                    inner.column()
-                )
-            }
-            _ if path == "." || path.is_empty() => {
-                "the body does not have the expected members (see /openapi.json)".to_owned()
-            }
-            _ => format!("`{path}` is missing, unknown or of the wrong type (see /openapi.json)"),
-        };
-        Error::bad_request("invalid_json", what).into()
-    })
-}
-
-/// The body, or a JSON error: too large (413 `body_too_large`) or unreadable (400).
-fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::new(
-                ErrorKind::PayloadTooLarge,
-                "body_too_large",
-                format!("the body is larger than {} bytes", crate::BODY_LIMIT),
-            )
-            .into()
-        } else {
-            Error::bad_request("invalid_body", "the request body could not be read").into()
-        }
-    })
 }
 
 fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
@@ -261,7 +219,7 @@ pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): R
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MintBody {
+pub(crate) struct MintBody {
     id: Option<String>,
 }
 
@@ -270,14 +228,13 @@ pub(crate) async fn mint(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Answer {
-    let body = bytes(body)?;
     let from_query = query(raw.as_deref())?.remove("id");
-    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+    let from_body = if body.is_blank() {
         None
     } else {
-        json_body::<MintBody>(&body)?.id
+        parse_json::<MintBody>(&body.0)?.id
     };
     let id = match (from_query, from_body) {
         (Some(a), Some(b)) if a != b => {
@@ -313,7 +270,7 @@ pub(crate) async fn mint(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoreBody {
+pub(crate) struct StoreBody {
     #[serde(deserialize_with = "de_secret")]
     refresh_token: Secret,
     #[serde(default)]
@@ -324,9 +281,8 @@ struct StoreBody {
 pub(crate) async fn store_token(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<StoreBody>,
 ) -> Answer {
-    let b: StoreBody = json_body(&bytes(body)?)?;
     let entry = s
         .vault
         .store_token(&caller, b.refresh_token, b.attributes)
@@ -410,7 +366,7 @@ pub(crate) async fn duplicate_entry(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ValidateBody {
+pub(crate) struct ValidateBody {
     #[serde(deserialize_with = "de_secret")]
     token: Secret,
 }
@@ -419,34 +375,23 @@ struct ValidateBody {
 pub(crate) async fn validate_token(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<ValidateBody>,
 ) -> Answer {
-    let b: ValidateBody = json_body(&bytes(body)?)?;
     let answer = s.vault.introspect(&caller, b.token).await?;
     Ok(no_store(StatusCode::OK, answer))
 }
 
 // ----- probes, documents -----
 
-pub(crate) async fn health() -> Response {
-    no_store(StatusCode::OK, json!({ "status": "ok" }))
-}
-
 /// Ready when the storage answered its last background ping (see [`tw_store::health`]: the
 /// probe itself never waits on the database) and the callers' issuers' keys are loaded.
-pub(crate) async fn ready(State(s): State<ApiState>) -> Response {
+pub(crate) fn readiness(s: &ApiState) -> tw_http::Readiness {
     let storage = s.storage.readiness();
     let keys = s.auth.verifier().is_ready();
-    let ready = storage.reachable && keys;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    no_store(
-        status,
-        json!({ "ready": ready, "storage": storage.detail(), "caller_keys_loaded": keys }),
-    )
+    tw_http::Readiness {
+        ready: storage.reachable && keys,
+        detail: json!({ "storage": storage.detail(), "caller_keys_loaded": keys }),
+    }
 }
 
 pub(crate) async fn version() -> Response {
@@ -454,20 +399,6 @@ pub(crate) async fn version() -> Response {
         StatusCode::OK,
         json!({ "name": "tokenwarden-vault", "version": env!("CARGO_PKG_VERSION") }),
     )
-}
-
-pub(crate) async fn metrics(State(s): State<ApiState>) -> Response {
-    let text = s
-        .metrics
-        .as_ref()
-        .map(|render| render())
-        .unwrap_or_default();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    (headers, text).into_response()
 }
 
 pub(crate) async fn openapi(State(s): State<ApiState>) -> Response {

@@ -12,10 +12,11 @@
 //! | `GET /openapi.json`, `/docs` | the OpenAPI 3.1 document and a page rendering it |
 //!
 //! Callers authenticate with bearer tokens verified by the gateway's [`tw_verify::Verifier`]
-//! ([`auth`]); a caller reaches only its own entries (owner = issuer + subject) unless a role
-//! grants `vault:mint-any`, `vault:read-any` or `vault:admin`. Errors are [`tw_http::ApiError`]
-//! JSON bodies with stable codes; request bodies are parsed here so that a malformed one is a 400
-//! whose message never echoes a value. Tokens appear only in the mint answer (with
+//! ([`auth`], through tw-http's bearer parser and refusals); a caller reaches only its own
+//! entries (owner = issuer + subject) unless a role grants `vault:mint-any`, `vault:read-any` or
+//! `vault:admin`. Errors are [`tw_http::ApiError`] JSON bodies with stable codes; request bodies
+//! are read by [`tw_http::json`], so a malformed one is a 400 whose message never echoes a value.
+//! The probes are [`tw_http::Probes`], also at the vault's `/health` and `/health/ready`. Tokens appear only in the mint answer (with
 //! `Cache-Control: no-store`); spans record method and path only.
 
 pub mod auth;
@@ -25,7 +26,6 @@ mod openapi;
 mod settings;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -86,24 +86,23 @@ pub fn router(
         .route("/v1/entries/{id}/duplicate", post(h::duplicate_entry))
         .route("/v1/validate-token", post(h::validate_token))
         .route_layer(from_fn_with_state(state.clone(), h::authenticate));
-    let mut public = Router::new()
+    let probe_state = state.clone();
+    let probes = tw_http::Probes::new(Arc::new(move || h::readiness(&probe_state)))
+        .also_at("/health", "/health/ready")
+        .metrics(state.metrics.clone())
+        .router();
+    let public = Router::new()
         .route(&config.consent.callback_path, get(h::consent_callback))
-        .route("/health", get(h::health))
-        .route("/healthz", get(h::health))
-        .route("/health/ready", get(h::ready))
-        .route("/readyz", get(h::ready))
         .route("/version", get(h::version))
         .route("/openapi.json", get(h::openapi))
-        .route("/docs", get(h::docs));
-    if state.metrics.is_some() {
-        public = public.route("/metrics", get(h::metrics));
-    }
-    authenticated
+        .route("/docs", get(h::docs))
+        .merge(probes);
+    let router = authenticated
         .merge(public)
         .route_layer(from_fn(h::observe))
         .fallback(tw_http::not_found_fallback)
-        .method_not_allowed_fallback(tw_http::method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .method_not_allowed_fallback(tw_http::method_not_allowed_fallback);
+    tw_http::json::limit_body(router, BODY_LIMIT)
         .layer(tw_http::trace_layer())
         .with_state(state)
 }

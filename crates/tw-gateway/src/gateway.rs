@@ -19,6 +19,7 @@ use std::time::Instant;
 use tracing::Instrument;
 use tw_config::{ConnectionsConfig, GatewayConfig, ListenAddr};
 use tw_core::{Error, TokenFingerprint};
+use tw_http::ConnectionLimits;
 use tw_http::forward::{self, UpstreamClient};
 use tw_http::path::{CanonicalPath, PathPolicy, canonicalize};
 use tw_http::{ApiError, Listener, MetricsRender, PeerAddr, Readiness, ReadinessFn};
@@ -77,7 +78,7 @@ impl Outcome {
 pub struct Gateway {
     shared: Arc<Shared>,
     listen: String,
-    connections: ConnectionsConfig,
+    connections: ConnectionLimits,
     metrics: Option<MetricsRender>,
     /// Further readiness checks (e.g. the account store): name → check.
     checks: Vec<(&'static str, ReadinessFn)>,
@@ -147,7 +148,7 @@ impl Gateway {
                 keep_method_override: cfg.keep_method_override,
             }),
             listen: cfg.listen.clone(),
-            connections: cfg.connections,
+            connections: connection_limits(&cfg.connections),
             metrics: None,
             checks: Vec::new(),
             extra_routes: None,
@@ -230,7 +231,7 @@ pub struct BoundGateway {
     listener: Listener,
     router: Router,
     verifier: Arc<Verifier>,
-    connections: ConnectionsConfig,
+    connections: ConnectionLimits,
 }
 
 impl BoundGateway {
@@ -682,6 +683,17 @@ impl Shared {
     }
 }
 
+/// `[gateway.connections]` as the listener's limits.
+fn connection_limits(c: &ConnectionsConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: c.header_read_timeout,
+        idle_timeout: c.idle_timeout,
+        stall_timeout: c.stall_timeout,
+        max_connections: c.max_connections,
+        max_requests_per_connection: c.max_requests_per_connection,
+    }
+}
+
 /// The forward-auth "yes": 200, empty body, the identity headers.
 fn allow(identity: Identity) -> Response {
     let mut response = (StatusCode::OK, Body::empty()).into_response();
@@ -704,5 +716,18 @@ fn log_refusal(refusal: &Refusal, fingerprint: Option<&str>) {
         }
         Outcome::MissingToken => tracing::debug!(outcome = label, "request without a bearer token"),
         _ => tracing::info!(outcome = label, check, token, reason = %reason, "request refused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_connection_defaults_are_the_listeners_defaults() {
+        assert_eq!(
+            connection_limits(&ConnectionsConfig::default()),
+            ConnectionLimits::default()
+        );
     }
 }

@@ -200,15 +200,6 @@ impl Refusal {
         )
     }
 
-    /// A credential refusal that is "try again later", not "no".
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Refusal::Verify(e) => e.is_retryable(),
-            Refusal::DecisionUnavailable { .. } => true,
-            _ => false,
-        }
-    }
-
     /// The failed check's code, for logs (`None` when no check ran).
     pub fn check(&self) -> Option<&str> {
         match self {

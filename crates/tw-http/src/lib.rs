@@ -24,6 +24,7 @@ mod probes;
 mod serve;
 mod trace;
 
+pub use connections::ConnectionLimits;
 pub use error::{
     ApiError, ErrorCode, error_body, method_not_allowed_fallback, not_found_fallback,
     retry_after_secs,

@@ -58,6 +58,7 @@ impl From<EntryStatus> for EntryState {
 /// An entry as the API shows it (never the token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Entry {
+    #[schema(format = "uuid")]
     pub id: String,
     pub owner: Owner,
     pub token_type: EntryTokenType,
@@ -136,6 +137,7 @@ impl From<&[EntryView]> for EntryList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ConsentStart {
     /// Where to send the user's browser (authorization code + PKCE, single-use signed state).
+    #[schema(format = "uri")]
     pub consent_url: String,
     /// Unix time after which the state is refused.
     pub expires_at: i64,

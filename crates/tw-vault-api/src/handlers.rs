@@ -145,7 +145,7 @@ fn uncached(mut r: Response) -> Response {
     security(("bearer" = [])),
     params(
         ("attributes" = Option<String>, Query, description = "Free attributes stored with the entry: a JSON object of strings, URL-encoded"),
-        ("redirect" = Option<String>, Query, description = "Page the browser goes to after consent (must be allowed by vault.consent)"),
+        ("redirect" = Option<String>, Query, format = "uri", description = "Page the browser goes to after consent (must be allowed by vault.consent)"),
     ),
     responses(
         (status = 200, description = "The consent URL (authorization code + PKCE, single-use signed state)", body = ConsentStart),

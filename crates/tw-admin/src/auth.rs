@@ -16,7 +16,8 @@
 //!
 //! Wildcard grants count (`tokenwarden:*`, `*`).
 //!
-//! Refusals are the gateway's ([`tw_gateway::Refusal`], RFC 6750): no token → 401 with a bare
+//! The token is read by tw-http's one bearer parser and refused with its RFC 6750 refusals
+//! ([`tw_http::bearer::Refusal`], the gateway's and the vault's too): no token → 401 with a bare
 //! challenge; a malformed `Authorization` → 400 `invalid_request`; a refused token → 401
 //! `invalid_token`; keys unavailable → 503; the registry unavailable → 503
 //! `authorization_unavailable`; no permission → 403 `insufficient_scope` (code
@@ -30,9 +31,7 @@ use http::HeaderMap;
 use std::time::Duration;
 use tw_authz::{Principal, PrincipalKind, Resolution};
 use tw_core::text::{terminal_cell, terminal_safe};
-use tw_gateway::Denied;
-use tw_gateway::Refusal;
-use tw_gateway::credentials::{Credentials, bearer_token};
+use tw_http::bearer::{Denied, Refusal};
 use tw_store::{AdminActor, MAX_CREATED_BY_LEN};
 use tw_verify::VerifyOptions;
 
@@ -89,16 +88,12 @@ async fn authorize(
     method: String,
     path: String,
 ) -> Result<Caller, Refusal> {
-    let token = match bearer_token(headers) {
-        Ok(Credentials::Bearer(t)) => t,
-        Ok(Credentials::Missing) => return Err(Refusal::Missing),
-        Err(e) => return Err(Refusal::Verify(e)),
-    };
+    let token = Refusal::bearer(headers)?;
     let verified = state
         .verifier
         .verify(token, VerifyOptions::default())
         .await
-        .map_err(Refusal::Verify)?;
+        .map_err(|e| Refusal::Verify(e.into()))?;
     let (principal, resolution) = state.authz.resolve(&verified).await;
     let name = principal.display();
     let grants = match resolution {

@@ -2,64 +2,21 @@
 //! through [`Store::as_admin`](tw_store::Store::as_admin), so it commits with its audit row.
 
 use crate::AdminState;
+use crate::api::{self, Account, AuditRecord, Role};
 use crate::auth::Caller;
+use crate::openapi::Refusals;
 use crate::query::{audit_query, clip};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use tw_core::text::terminal_safe;
 use tw_core::{Clock, Error, SystemClock};
 use tw_http::ApiError;
-use tw_store::NewAccount;
+use tw_http::json::JsonBody;
+use tw_http::openapi::ErrorBody;
 
 type Answer = Result<Response, ApiError>;
-
-/// `POST /v1/accounts` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateAccount {
-    issuer: String,
-    subject: Option<String>,
-    client_id: Option<String>,
-    display_name: Option<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// `PUT /v1/roles/{name}` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PutRole {
-    description: Option<String>,
-    permissions: Vec<String>,
-}
-
-/// A JSON body, or 400 `invalid_json` (never axum's plain-text rejection).
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(Error::bad_request(
-            "invalid_json",
-            format!(
-                "the request body is not the expected JSON: {}",
-                clip_long(&e.to_string())
-            ),
-        ))
-    })
-}
-
-fn clip_long(s: &str) -> String {
-    tw_core::text::terminal_cell(s, 200)
-}
 
 fn ok<T: serde::Serialize>(value: T) -> Answer {
     Ok(Json(value).into_response())
@@ -82,20 +39,33 @@ fn log_write(caller: &Caller, action: &str, object: &str) {
     );
 }
 
+#[utoipa::path(get, path = "/v1/accounts", operation_id = "listAccounts",
+    summary = "List service accounts", security(("bearer" = [])),
+    responses((status = 200, description = "Every account", body = [Account]), Refusals))]
 pub(crate) async fn list_accounts(State(s): State<AdminState>) -> Answer {
-    ok(s.store.list_accounts().await?)
+    let accounts = s.store.list_accounts().await?;
+    ok(accounts.into_iter().map(Account::from).collect::<Vec<_>>())
 }
 
+#[utoipa::path(post, path = "/v1/accounts", operation_id = "createAccount",
+    summary = "Register a service account", security(("bearer" = [])),
+    request_body = api::NewAccount,
+    responses(
+        (status = 201, description = "Created", body = Account),
+        (status = 400, description = "Invalid JSON or account (invalid_json, invalid_account: a value too long or holding control characters, named by `field`)", body = ErrorBody),
+        (status = 404, description = "A listed role does not exist (role_not_found)", body = ErrorBody),
+        (status = 409, description = "An account with this issuer and subject or client id exists (account_exists)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn create_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    bytes: Bytes,
+    JsonBody(req): JsonBody<api::NewAccount>,
 ) -> Answer {
-    let req: CreateAccount = body(&bytes)?;
     let account = s
         .store
         .as_admin(&caller.actor)
-        .create_account(NewAccount {
+        .create_account(tw_store::NewAccount {
             issuer: req.issuer,
             subject: req.subject,
             client_id: req.client_id,
@@ -106,13 +76,29 @@ pub(crate) async fn create_account(
         })
         .await?;
     log_write(&caller, "account.create", &account.id);
-    Ok((StatusCode::CREATED, Json(account)).into_response())
+    Ok((StatusCode::CREATED, Json(Account::from(account))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}", operation_id = "getAccount",
+    summary = "Show an account", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The account's id (a UUID)")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn get_account(State(s): State<AdminState>, Path(id): Path<String>) -> Answer {
-    ok(s.store.get_account(&id).await?)
+    ok(Account::from(s.store.get_account(&id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/accounts/{id}", operation_id = "deleteAccount",
+    summary = "Delete an account", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The account's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn delete_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
@@ -123,6 +109,14 @@ pub(crate) async fn delete_account(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/enable", operation_id = "enableAccount",
+    summary = "Enable an account", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The account's id (a UUID)")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn enable_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
@@ -134,9 +128,17 @@ pub(crate) async fn enable_account(
         .set_account_enabled(&id, true)
         .await?;
     log_write(&caller, "account.enable", &id);
-    ok(account)
+    ok(Account::from(account))
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/disable", operation_id = "disableAccount",
+    summary = "Disable an account (its tokens are refused by the registry)", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The account's id (a UUID)")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn disable_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
@@ -148,9 +150,18 @@ pub(crate) async fn disable_account(
         .set_account_enabled(&id, false)
         .await?;
     log_write(&caller, "account.disable", &id);
-    ok(account)
+    ok(Account::from(account))
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/roles/{role}", operation_id = "grantRole",
+    summary = "Grant a role (idempotent)", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The account's id (a UUID)"),
+           ("role" = String, Path, description = "A role name")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account or role", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn grant_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
@@ -162,9 +173,18 @@ pub(crate) async fn grant_role(
         .grant_role(&id, &role)
         .await?;
     log_write(&caller, "account.grant", &format!("{id} {role}"));
-    ok(account)
+    ok(Account::from(account))
 }
 
+#[utoipa::path(delete, path = "/v1/accounts/{id}/roles/{role}", operation_id = "revokeRole",
+    summary = "Revoke a role (idempotent)", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The account's id (a UUID)"),
+           ("role" = String, Path, description = "A role name")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account or role", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn revoke_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
@@ -176,33 +196,64 @@ pub(crate) async fn revoke_role(
         .revoke_role(&id, &role)
         .await?;
     log_write(&caller, "account.revoke", &format!("{id} {role}"));
-    ok(account)
+    ok(Account::from(account))
 }
 
+#[utoipa::path(get, path = "/v1/roles", operation_id = "listRoles",
+    summary = "List roles with their permission codes", security(("bearer" = [])),
+    responses((status = 200, description = "Every role", body = [Role]), Refusals))]
 pub(crate) async fn list_roles(State(s): State<AdminState>) -> Answer {
-    ok(s.store.list_roles().await?)
+    let roles = s.store.list_roles().await?;
+    ok(roles.into_iter().map(Role::from).collect::<Vec<_>>())
 }
 
+#[utoipa::path(get, path = "/v1/roles/{name}", operation_id = "getRole",
+    summary = "Show a role", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The role's name")),
+    responses(
+        (status = 200, description = "The role", body = Role),
+        (status = 404, description = "No such role (role_not_found)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn get_role(State(s): State<AdminState>, Path(name): Path<String>) -> Answer {
-    ok(s.store.get_role(&name).await?)
+    ok(Role::from(s.store.get_role(&name).await?))
 }
 
+#[utoipa::path(put, path = "/v1/roles/{name}", operation_id = "putRole",
+    summary = "Create or replace a role", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The role's name")),
+    request_body = api::RoleBody,
+    responses(
+        (status = 200, description = "The role as stored", body = Role),
+        (status = 400, description = "Invalid JSON, role name, description or permission code (invalid_json, invalid_role, invalid_permission; `field` names it)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn put_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    bytes: Bytes,
+    JsonBody(req): JsonBody<api::RoleBody>,
 ) -> Answer {
-    let req: PutRole = body(&bytes)?;
     let role = s
         .store
         .as_admin(&caller.actor)
         .upsert_role(&name, req.description.as_deref(), &req.permissions)
         .await?;
     log_write(&caller, "role.put", &name);
-    ok(role)
+    ok(Role::from(role))
 }
 
+#[utoipa::path(delete, path = "/v1/roles/{name}", operation_id = "deleteRole",
+    summary = "Delete a role", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The role's name"),
+           ("force" = Option<bool>, Query, description = "Also take the role from the accounts holding it")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "An unknown or invalid query parameter (invalid_parameter)", body = ErrorBody),
+        (status = 404, description = "No such role (role_not_found)", body = ErrorBody),
+        (status = 409, description = "Accounts hold the role; use force=true (role_in_use)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn delete_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
@@ -242,6 +293,21 @@ pub(crate) async fn delete_role(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/v1/audit", operation_id = "queryAudit",
+    summary = "Query the audit log (newest first)", security(("bearer" = [])),
+    params(
+        ("principal" = Option<String>, Query, description = "Subject, username or client id"),
+        ("kind" = Option<api::AuditKind>, Query, description = "decision (the gateway's) or admin (changes through this API); default both"),
+        ("outcome" = Option<api::AuditOutcome>, Query, description = "The decision"),
+        ("since" = Option<String>, Query, description = "Inclusive: a duration back from now (1h, 30m) or an RFC 3339 time"),
+        ("until" = Option<String>, Query, description = "Exclusive: a duration back from now or an RFC 3339 time"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "At most this many records (default 100, at most 10000)"),
+    ),
+    responses(
+        (status = 200, description = "Matching records", body = [AuditRecord]),
+        (status = 400, description = "Invalid filter (invalid_kind, invalid_outcome, invalid_time, invalid_limit, invalid_parameter)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn query_audit(State(s): State<AdminState>, RawQuery(query): RawQuery) -> Answer {
     let raw = query.unwrap_or_default();
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
@@ -251,7 +317,11 @@ pub(crate) async fn query_audit(State(s): State<AdminState>, RawQuery(query): Ra
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         SystemClock.now(),
     )?;
-    ok(s.store.query_audit(&q).await?)
+    let records = s.store.query_audit(&q).await?;
+    ok(records
+        .into_iter()
+        .map(AuditRecord::from)
+        .collect::<Vec<_>>())
 }
 
 pub(crate) async fn openapi(State(s): State<AdminState>) -> Response {

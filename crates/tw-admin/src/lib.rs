@@ -5,7 +5,8 @@
 //! `{prefix}/v1/` needs a bearer token whose principal holds `tokenwarden:admin`, decided by the
 //! gateway's authorizer (see [`auth`]); `{prefix}/v1/openapi.json` (the OpenAPI 3.1 document) and
 //! `{prefix}/docs` (a self-contained page rendering it) are public: they describe the API, not its
-//! data.
+//! data. The bodies are the types of [`api`] (converted from the store's rows), and the document
+//! is generated from them and the handlers by utoipa.
 //!
 //! | Route | |
 //! |---|---|
@@ -25,6 +26,7 @@
 //! [`Store::as_admin`](tw_store::Store::as_admin)) and is logged (target `tokenwarden::admin`),
 //! never with a token.
 
+pub mod api;
 pub mod auth;
 mod handlers;
 mod openapi;

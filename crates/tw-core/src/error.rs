@@ -23,6 +23,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The named thing (profile, route, entry) does not exist.
     NotFound,
+    /// The path exists but not with this method (HTTP 405).
+    MethodNotAllowed,
     /// The request conflicts with the current state (e.g. the thing already exists, or is in use).
     Conflict,
     /// The caller presented no or an invalid credential.
@@ -33,6 +35,9 @@ pub enum ErrorKind {
     RateLimited,
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// The request is well-formed but what it names cannot be processed as it is (e.g. a file to
+    /// reload that does not validate; HTTP 422).
+    Unprocessable,
     /// The IdP refused our credentials or grant (invalid_client, invalid_grant, ...).
     /// Permanent until someone changes the config or the IdP.
     IdpRejected,
@@ -78,8 +83,10 @@ impl ErrorKind {
             Self::Unauthenticated => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::Unprocessable => 422,
             Self::RateLimited => 429,
             Self::Config | Self::Internal => 500,
             Self::IdpRejected | Self::UpstreamUnreachable => 502,
@@ -98,11 +105,13 @@ impl ErrorKind {
             Self::Config => "config",
             Self::BadRequest => "bad_request",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::Unprocessable => "unprocessable",
             Self::IdpRejected => "idp_rejected",
             Self::IdpUnavailable => "idp_unavailable",
             Self::TokenUnavailable => "token_unavailable",
@@ -168,6 +177,13 @@ impl Error {
     /// Keeps the underlying cause for `source()` chains. Its Display must be secret-free too.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The same error (code, message, context, `Retry-After`, cause) as another kind, for a
+    /// boundary that must answer with that kind's status (e.g. a proxy that only relays 401/403).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
         self
     }
 

@@ -6,13 +6,16 @@
 //!   can move time by hand.
 //! - [`secret`]: redacting wrappers so tokens and client secrets cannot reach a log line by accident.
 //! - [`text`]: outside text made safe for a terminal (control characters and bidi overrides escaped).
+//! - [`ListenAddr`]: a listener's address (`HOST:PORT` or `unix:/path`).
 
 pub mod clock;
 pub mod error;
 pub mod fsutil;
+pub mod listen;
 pub mod secret;
 pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{Error, ErrorKind, Result};
+pub use listen::ListenAddr;
 pub use secret::{Secret, TokenFingerprint};

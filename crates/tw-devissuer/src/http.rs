@@ -503,7 +503,7 @@ async fn reload(State(issuer): State<DevIssuer>) -> Result<axum::Json<Value>, Ap
     match issuer.reload() {
         Ok(report) => Ok(axum::Json(json!(report))),
         // The operator's file is wrong; the old realms stay.
-        Err(e) => Err(ApiError::new(e).with_status(StatusCode::UNPROCESSABLE_ENTITY)),
+        Err(e) => Err(ApiError::new(e.with_kind(ErrorKind::Unprocessable))),
     }
 }
 

@@ -53,41 +53,9 @@ pub struct Allowed {
 }
 
 /// Why a verified caller is refused: answered 403 with
-/// `WWW-Authenticate: Bearer error="insufficient_scope"`; the JSON body's code is `code`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denied {
-    /// Stable code of the JSON body: `insufficient_scope`, `unknown_principal`,
-    /// `no_matching_rule`, `account_disabled`, ...
-    pub code: &'static str,
-    /// Shown to the caller (`error_description` and the JSON message): no secrets, no token.
-    pub description: String,
-    /// The rule that denied it (in the JSON body's details).
-    pub rule: Option<String>,
-    /// The scope(s) that would be needed, for the challenge's `scope` attribute.
-    pub scope: Option<String>,
-}
-
-impl Denied {
-    /// `insufficient_scope` with this description.
-    pub fn new(description: impl Into<String>) -> Self {
-        Self {
-            code: "insufficient_scope",
-            description: description.into(),
-            rule: None,
-            scope: None,
-        }
-    }
-
-    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    pub fn with_rule(mut self, rule: impl Into<String>) -> Self {
-        self.rule = Some(rule.into());
-        self
-    }
-}
+/// `WWW-Authenticate: Bearer error="insufficient_scope"`; the JSON body's code is `code`. The
+/// type lives in tw-http, with the refusals of every server.
+pub use tw_http::bearer::Denied;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

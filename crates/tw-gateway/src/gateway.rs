@@ -1,12 +1,11 @@
 //! [`Gateway`]: the router (probes, forward-auth endpoint, verifying proxy) and its runner.
 
-use crate::credentials::{Credentials, bearer_token};
 use crate::decision::{AllowAll, Decision, DecisionRequest, Mode, Verdict};
 use crate::identity::{IdentityHeaderNames, is_method_override};
 use crate::metrics_names::*;
 use crate::original::{asked_by_nginx, original_request};
 use crate::paths::{ExemptPaths, Route, Routes, request_host};
-use crate::refusal::Refusal;
+use crate::refusal::{Refusal, outcome, unrepresentable};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -20,6 +19,7 @@ use std::time::Instant;
 use tracing::Instrument;
 use tw_config::{ConnectionsConfig, GatewayConfig, ListenAddr};
 use tw_core::{Error, TokenFingerprint};
+use tw_http::ConnectionLimits;
 use tw_http::forward::{self, UpstreamClient};
 use tw_http::path::{CanonicalPath, PathPolicy, canonicalize};
 use tw_http::{ApiError, Listener, MetricsRender, PeerAddr, Readiness, ReadinessFn};
@@ -78,7 +78,7 @@ impl Outcome {
 pub struct Gateway {
     shared: Arc<Shared>,
     listen: String,
-    connections: ConnectionsConfig,
+    connections: ConnectionLimits,
     metrics: Option<MetricsRender>,
     /// Further readiness checks (e.g. the account store): name → check.
     checks: Vec<(&'static str, ReadinessFn)>,
@@ -148,7 +148,7 @@ impl Gateway {
                 keep_method_override: cfg.keep_method_override,
             }),
             listen: cfg.listen.clone(),
-            connections: cfg.connections,
+            connections: connection_limits(&cfg.connections),
             metrics: None,
             checks: Vec::new(),
             extra_routes: None,
@@ -231,7 +231,7 @@ pub struct BoundGateway {
     listener: Listener,
     router: Router,
     verifier: Arc<Verifier>,
-    connections: ConnectionsConfig,
+    connections: ConnectionLimits,
 }
 
 impl BoundGateway {
@@ -295,7 +295,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let refusal = Refusal::Request(why.into_error());
             log_refusal(&refusal, None);
             let nginx = asked_by_nginx(req.headers());
-            return tally.finish(refusal.outcome(), refusal.into_response(nginx));
+            return tally.finish(outcome(&refusal), refusal.into_response(nginx));
         }
     };
     // The raw path decides too: `/auth/%2e%2e/api` is a forward-auth call whose dot segments
@@ -382,13 +382,9 @@ impl Shared {
         opts: VerifyOptions,
         ctx: DecisionContext<'_>,
     ) -> Result<Identity, Refusal> {
-        let token = match bearer_token(headers) {
-            Ok(Credentials::Bearer(t)) => t,
-            other => {
-                let refusal = match other {
-                    Err(e) => Refusal::Verify(e),
-                    Ok(_) => Refusal::Missing,
-                };
+        let token = match Refusal::bearer(headers) {
+            Ok(t) => t,
+            Err(refusal) => {
                 log_refusal(&refusal, None);
                 return Err(refusal);
             }
@@ -399,7 +395,7 @@ impl Shared {
                 .verifier
                 .verify(token, opts)
                 .await
-                .map_err(Refusal::Verify)?;
+                .map_err(|e| Refusal::Verify(e.into()))?;
             let mut allowed = None;
             for method in ctx.methods {
                 let request = DecisionRequest {
@@ -435,7 +431,7 @@ impl Shared {
                     &allowed.permissions,
                     ctx.mode == Mode::ForwardAuth,
                 )
-                .map_err(Refusal::Unrepresentable)?;
+                .map_err(unrepresentable)?;
             tracing::debug!(
                 token = %fingerprint,
                 issuer = %verified.issuer,
@@ -488,7 +484,7 @@ impl Shared {
             Err(e) => {
                 let refusal = Refusal::Request(e);
                 log_refusal(&refusal, None);
-                return tally.finish(refusal.outcome(), refusal.into_response(false));
+                return tally.finish(outcome(&refusal), refusal.into_response(false));
             }
         };
         let Some(route) = self.routes.find(host.as_deref(), path.matching()) else {
@@ -531,7 +527,7 @@ impl Shared {
                 match result {
                     Ok(identity) => Some(identity),
                     Err(refusal) => {
-                        let outcome = refusal.outcome();
+                        let outcome = outcome(&refusal);
                         return tally.finish(outcome, refusal.into_response(false));
                     }
                 }
@@ -621,7 +617,7 @@ impl Shared {
             let mut tally = Tally::new(Mode::ForwardAuth, method);
             tally.decided();
             log_refusal(&refusal, None);
-            tally.finish(refusal.outcome(), refusal.into_response(nginx))
+            tally.finish(outcome(&refusal), refusal.into_response(nginx))
         };
         let original = match original_request(
             &self.forward_auth_path,
@@ -677,13 +673,24 @@ impl Shared {
             match result {
                 Ok(identity) => tally.finish(Outcome::Allowed, allow(identity)),
                 Err(refusal) => {
-                    let outcome = refusal.outcome();
+                    let outcome = outcome(&refusal);
                     tally.finish(outcome, refusal.into_response(original.only_401_403))
                 }
             }
         }
         .instrument(span)
         .await
+    }
+}
+
+/// `[gateway.connections]` as the listener's limits.
+fn connection_limits(c: &ConnectionsConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: c.header_read_timeout,
+        idle_timeout: c.idle_timeout,
+        stall_timeout: c.stall_timeout,
+        max_connections: c.max_connections,
+        max_requests_per_connection: c.max_requests_per_connection,
     }
 }
 
@@ -699,15 +706,28 @@ fn allow(identity: Identity) -> Response {
 }
 
 fn log_refusal(refusal: &Refusal, fingerprint: Option<&str>) {
-    let outcome = refusal.outcome().as_str();
+    let label = outcome(refusal).as_str();
     let check = refusal.check().unwrap_or("-");
     let token = fingerprint.unwrap_or("-");
     let reason = refusal.reason();
-    match refusal.outcome() {
+    match outcome(refusal) {
         Outcome::Unavailable => {
-            tracing::warn!(outcome, check, token, reason = %reason, "token could not be verified now")
+            tracing::warn!(outcome = label, check, token, reason = %reason, "token could not be verified now")
         }
-        Outcome::MissingToken => tracing::debug!(outcome, "request without a bearer token"),
-        _ => tracing::info!(outcome, check, token, reason = %reason, "request refused"),
+        Outcome::MissingToken => tracing::debug!(outcome = label, "request without a bearer token"),
+        _ => tracing::info!(outcome = label, check, token, reason = %reason, "request refused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_connection_defaults_are_the_listeners_defaults() {
+        assert_eq!(
+            connection_limits(&ConnectionsConfig::default()),
+            ConnectionLimits::default()
+        );
     }
 }

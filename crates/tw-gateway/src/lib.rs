@@ -12,7 +12,8 @@
 //!   request ([`original`] reads which one); the answer is 200 with the identity headers, or the
 //!   refusal.
 //!
-//! Refusals follow RFC 6750 ([`refusal`]): 401 with a bare `Bearer realm="tokenwarden"` challenge
+//! Refusals follow RFC 6750 ([`refusal`], over [`tw_http::bearer`]: the one bearer parser and
+//! set of refusals, shared with the admin API and the vault): 401 with a bare `Bearer realm="tokenwarden"` challenge
 //! without a token, 400 `invalid_request` for a malformed `Authorization`, 401 `invalid_token`
 //! naming the failed check, 503 + `Retry-After` when keys or introspection are unavailable, 403
 //! `insufficient_scope` when the [`Decision`] denies (the JSON code says why:
@@ -24,7 +25,6 @@
 //! `/healthz`, `/readyz` (every issuer's keys loaded; per-issuer detail) and `/metrics` are served
 //! on the same listener and are not subject to routes.
 
-pub mod credentials;
 mod decision;
 mod gateway;
 pub mod identity;

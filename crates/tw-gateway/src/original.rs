@@ -38,7 +38,7 @@ pub struct OriginalRequest {
 }
 
 fn invalid(description: &str) -> Refusal {
-    Refusal::Verify(VerifyError::invalid_request(description))
+    Refusal::Verify(VerifyError::invalid_request(description).into())
 }
 
 /// Reads the original request from a call to the forward-auth endpoint `endpoint` (e.g. `/auth`)

@@ -1,4 +1,4 @@
-//! Client connections and their limits ([`tw_config::ConnectionsConfig`]): what keeps slow, idle
+//! Client connections and their limits ([`ConnectionLimits`]): what keeps slow, idle
 //! or too many clients from holding a listener.
 //!
 //! Every connection is in one of three phases, each with its own deadline:
@@ -35,9 +35,38 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tw_config::ConnectionsConfig;
 
 use crate::PeerAddr;
+
+/// The limits every client connection of a listener obeys (the gateway reads them from
+/// `[gateway.connections]`; other servers use the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request's headers must arrive within this (slowloris protection). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this. Default 30 s.
+    pub idle_timeout: Duration,
+    /// A connection serving a request is closed when its client stops reading the response, or
+    /// stops sending the request body the upstream is waiting for, for this long. Default 30 s.
+    pub stall_timeout: Duration,
+    /// Concurrent connections at most (lowered to fit the file-descriptor limit). Default 4096.
+    pub max_connections: usize,
+    /// Requests served on one connection before it is closed (`Connection: close`). Default
+    /// 10 000.
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_requests_per_connection: 10_000,
+        }
+    }
+}
 
 /// Connections admitted beyond the cap, for `/healthz` and `/readyz` only.
 pub const PROBE_RESERVE: usize = 16;
@@ -112,7 +141,7 @@ impl Connection {
     }
 
     /// When this connection is closed unless something happens first.
-    fn deadline(&self, limits: &ConnectionsConfig) -> Option<Instant> {
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
         let s = self.state();
         match s.phase {
             Phase::Head => Some(s.since + limits.header_read_timeout),
@@ -267,7 +296,7 @@ pub struct ConnectionContext {
     pub router: Router,
     pub conn: Arc<Connection>,
     pub registry: Arc<ConnectionRegistry>,
-    pub limits: ConnectionsConfig,
+    pub limits: ConnectionLimits,
     pub stop: watch::Receiver<bool>,
 }
 

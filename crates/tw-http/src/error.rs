@@ -6,17 +6,17 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{Map, Value};
 use std::time::Duration;
-use tw_core::Error;
+use tw_core::{Error, ErrorKind};
 
-/// An error on its way to an HTTP caller.
+/// An error on its way to an HTTP caller: the one error type of every server's HTTP edge.
 ///
 /// The response is `{"error":{"code","message","retryable", <context>}}` with the status of the
-/// error's kind, `Cache-Control: no-store`, and `Retry-After` (whole seconds) when the error has a
-/// hint. Messages and context are secret-free by construction of [`tw_core::Error`].
+/// error's kind (the kind alone fixes it: [`tw_core::ErrorKind::http_status`]),
+/// `Cache-Control: no-store`, and `Retry-After` (whole seconds) when the error has a hint.
+/// Messages and context are secret-free by construction of [`tw_core::Error`].
 #[derive(Debug, Clone)]
 pub struct ApiError {
     error: Error,
-    status: Option<StatusCode>,
     // Boxed: rare, and it keeps `Result<_, ApiError>` small.
     challenge: Option<Box<HeaderValue>>,
 }
@@ -25,7 +25,6 @@ impl ApiError {
     pub fn new(error: Error) -> Self {
         Self {
             error,
-            status: None,
             challenge: None,
         }
     }
@@ -36,21 +35,12 @@ impl ApiError {
         self
     }
 
-    /// Overrides the status derived from the error kind, for HTTP-only conditions such as 405.
-    pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = Some(status);
-        self
-    }
-
     pub fn error(&self) -> &Error {
         &self.error
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status.unwrap_or_else(|| {
-            StatusCode::from_u16(self.error.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        })
+        StatusCode::from_u16(self.error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
@@ -119,18 +109,18 @@ pub async fn not_found_fallback(uri: http::Uri) -> ApiError {
 
 /// JSON 405 for a known path with the wrong method.
 pub async fn method_not_allowed_fallback(method: http::Method, uri: http::Uri) -> ApiError {
-    ApiError::new(Error::bad_request(
+    Error::new(
+        ErrorKind::MethodNotAllowed,
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
-    ))
-    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    )
+    .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-    use tw_core::ErrorKind;
 
     async fn body_json(response: Response) -> Value {
         let bytes = response

@@ -1,87 +1,73 @@
-//! What every hand-written OpenAPI document and its docs page share: small builders for the
-//! document's repetitive parts, and [`docs_page`], a self-contained page (no external assets)
-//! that renders a document fetched from the server itself.
+//! What the generated OpenAPI documents of the admin API and the vault share: the `Error`
+//! schema of [`crate::ApiError`]'s body ([`ErrorBody`]), [`with_path_renamed`] for paths known
+//! only at run time (a mount prefix, a configured callback path), and [`docs_page`], a
+//! self-contained page (no external assets) that renders a document fetched from the server
+//! itself. With the `testing` feature, [`testing`] validates real answers against a document.
 
 use axum::response::{Html, IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
-/// `{"$ref": "#/components/schemas/<name>"}`.
-pub fn schema_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
+/// The body of every error answer, `{"error": {"code", "message", "retryable", <context>}}`
+/// ([`crate::error_body`]), as the schema `Error` of the documents.
+pub struct ErrorBody;
 
-/// A JSON body (request or response) of this schema.
-pub fn json_body(schema: Value) -> Value {
-    json!({ "content": { "application/json": { "schema": schema } } })
-}
-
-/// A response with a JSON body.
-pub fn response(description: &str, schema: Value) -> Value {
-    let mut r = json_body(schema);
-    r["description"] = description.into();
-    r
-}
-
-/// An error response (the `Error` schema: [`crate::ApiError`]'s body).
-pub fn error_response(description: &str) -> Value {
-    response(description, schema_ref("Error"))
-}
-
-/// A bearer-authenticated operation: `responses` plus the `refusals` (status, description) every
-/// operation of the API can answer, and a required JSON request body when `body` is given.
-pub fn bearer_operation(
-    summary: &str,
-    id: &str,
-    params: Vec<Value>,
-    body: Option<Value>,
-    mut responses: Value,
-    refusals: &[(&str, &str)],
-) -> Value {
-    for (status, description) in refusals {
-        responses[*status] = error_response(description);
+impl PartialSchema for ErrorBody {
+    fn schema() -> RefOr<Schema> {
+        let string = |description: Option<&str>| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(description)
+        };
+        let inner = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("code", string(Some("Stable, machine-readable")))
+            .required("code")
+            .property("message", string(None))
+            .required("message")
+            .property("retryable", ObjectBuilder::new().schema_type(Type::Boolean))
+            .required("retryable")
+            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+                string(Some("Context of the error (check, field, ...)")).build(),
+            )))));
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("error", inner)
+                .required("error")
+                .build(),
+        ))
     }
-    let mut o = json!({
-        "summary": summary,
-        "operationId": id,
-        "parameters": params,
-        "responses": responses,
-        "security": [{ "bearer": [] }],
-    });
-    if let Some(b) = body {
-        let mut b = json_body(b);
-        b["required"] = true.into();
-        o["requestBody"] = b;
+}
+
+impl ToSchema for ErrorBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Error".into()
     }
-    o
 }
 
-/// The `Error` schema every [`crate::ApiError`] body follows.
-pub fn error_schema() -> Value {
-    json!({
-        "type": "object", "required": ["error"],
-        "properties": { "error": {
-            "type": "object", "required": ["code", "message", "retryable"],
-            "properties": {
-                "code": { "type": "string", "description": "Stable, machine-readable" },
-                "message": { "type": "string" },
-                "retryable": { "type": "boolean" }
-            },
-            "additionalProperties": { "type": "string" }
-        }}
-    })
+/// Moves the operations documented at `from` to `to` (a path the server learns only when it
+/// starts). Nothing happens when `from` is not documented.
+pub fn with_path_renamed(mut doc: OpenApi, from: &str, to: &str) -> OpenApi {
+    if let Some(item) = doc.paths.paths.remove(from) {
+        doc.paths.paths.insert(to.to_owned(), item);
+    }
+    doc
 }
 
-/// A required string path parameter.
-pub fn path_param(name: &str, description: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "description": description,
-            "schema": { "type": "string" } })
-}
-
-/// An optional query parameter.
-pub fn query_param(name: &str, description: &str, schema: Value) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "description": description,
-            "schema": schema })
+/// Prefixes every documented path with `prefix` (a mount point, e.g. `/admin`).
+pub fn with_prefix(mut doc: OpenApi, prefix: &str) -> OpenApi {
+    if !prefix.is_empty() {
+        let paths = std::mem::take(&mut doc.paths.paths);
+        doc.paths.paths = paths
+            .into_iter()
+            .map(|(path, item)| (format!("{prefix}{path}"), item))
+            .collect();
+    }
+    doc
 }
 
 /// The browsable docs: one self-contained page that renders the OpenAPI document at
@@ -102,10 +88,27 @@ pub fn docs_page(openapi_url: &str) -> Response {
     response
 }
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn the_error_schema_follows_error_body() {
+        let schema = serde_json::to_value(ErrorBody::schema()).expect("json");
+        assert_eq!(schema["required"], serde_json::json!(["error"]));
+        assert_eq!(
+            schema["properties"]["error"]["required"],
+            serde_json::json!(["code", "message", "retryable"])
+        );
+        assert_eq!(
+            schema["properties"]["error"]["additionalProperties"]["type"],
+            "string"
+        );
+    }
 
     #[tokio::test]
     async fn docs_page_embeds_the_url_safely() {

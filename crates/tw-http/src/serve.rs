@@ -1,5 +1,6 @@
 //! Binding a configured listener and serving a router on it until shutdown.
 
+use crate::connections::ConnectionLimits;
 use crate::connections::{
     AcceptedStream, ConnectionContext, ConnectionRegistry, effective_max_connections,
     refuse_over_capacity, serve_connection,
@@ -15,8 +16,8 @@ use std::path::{Path, PathBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tw_config::{ConnectionsConfig, ListenAddr};
 use tw_core::Error;
+use tw_core::ListenAddr;
 
 /// Unix sockets hand out tokens to whoever can connect, so only the owner may.
 pub const SOCKET_MODE: u32 = 0o600;
@@ -130,13 +131,13 @@ fn describe_io(e: &io::Error) -> String {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish,
-/// with the default [`ConnectionsConfig`]. Handlers can extract [`PeerAddr`] via
+/// with the default [`ConnectionLimits`]. Handlers can extract [`PeerAddr`] via
 /// `ConnectInfo<PeerAddr>`.
 pub async fn serve<F>(listener: Listener, router: Router, shutdown: F) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    serve_with(listener, router, shutdown, ConnectionsConfig::default()).await
+    serve_with(listener, router, shutdown, ConnectionLimits::default()).await
 }
 
 /// As [`serve`], with these connection limits (see [`crate::connections`]).
@@ -144,7 +145,7 @@ pub async fn serve_with<F>(
     listener: Listener,
     router: Router,
     shutdown: F,
-    limits: ConnectionsConfig,
+    limits: ConnectionLimits,
 ) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,

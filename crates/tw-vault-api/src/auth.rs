@@ -5,7 +5,8 @@
 //! of `[vault.callers] issuer_sources`: an issuer limited to `[]` grants no `vault:*` permission
 //! whatever roles its tokens carry).
 //!
-//! Refusals are the gateway's ([`tw_gateway::Refusal`], RFC 6750): no token → 401 with a bare
+//! The token is read by tw-http's one bearer parser and refused with its RFC 6750 refusals
+//! ([`tw_http::bearer::Refusal`], the gateway's and the admin API's too): no token → 401 with a bare
 //! challenge; a malformed `Authorization` → 400 `invalid_request`; a refused token → 401
 //! `invalid_token` naming the failed check; keys unavailable → 503 with `Retry-After`. A verified
 //! token without `sub` cannot own entries: 401 `invalid_token`. Neither can a token the vault
@@ -16,19 +17,15 @@
 //! [`PrincipalLimiter`], keyed by issuer + subject, specific limits by client id or subject):
 //! over it, 429 `rate_limited` with `Retry-After`, before any IdP request or stored row.
 
-use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tw_authz::{Authz, PrincipalLimiter, Resolution};
 use tw_config::{VAULT_PERMISSIONS, VaultConfig};
-use tw_core::{Clock, Error, ErrorKind};
-use tw_gateway::Refusal;
-use tw_gateway::credentials::{Credentials, bearer_token};
-use tw_gateway::refusal::challenge;
-use tw_http::ApiError;
+use tw_core::{Clock, Error};
+use tw_http::bearer::Refusal;
 use tw_vault::Caller;
-use tw_verify::{INVALID_TOKEN, Verifier, VerifyOptions};
+use tw_verify::{Verifier, VerifyOptions};
 
 /// Authenticates callers and computes their vault permissions.
 pub struct CallerAuth {
@@ -82,18 +79,13 @@ impl CallerAuth {
     }
 
     /// The caller of a request, or the refusal to send back.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-        let refuse = |r: Refusal| Box::new(r.into_response(false));
-        let token = match bearer_token(headers) {
-            Ok(Credentials::Bearer(t)) => t,
-            Ok(Credentials::Missing) => return Err(refuse(Refusal::Missing)),
-            Err(e) => return Err(refuse(Refusal::Verify(e))),
-        };
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Refusal> {
+        let token = Refusal::bearer(headers)?;
         let verified = self
             .verifier
             .verify(token, VerifyOptions::default())
             .await
-            .map_err(|e| refuse(Refusal::Verify(e)))?;
+            .map_err(|e| Refusal::Verify(e.into()))?;
         let claim = |name: &str| {
             verified
                 .claims
@@ -104,13 +96,13 @@ impl CallerAuth {
         // `client_id`).
         let client_id = claim("azp").or_else(|| claim("client_id"));
         if client_id == Some(self.own_client_id.as_str()) {
-            return Err(invalid_token(
+            return Err(Refusal::invalid_token(
                 "the vault itself minted this token (it was issued to the vault's own client); present the caller's own token",
                 "azp",
             ));
         }
         let Some(subject) = verified.subject.clone().filter(|s| !s.is_empty()) else {
-            return Err(invalid_token(
+            return Err(Refusal::invalid_token(
                 "the token has no subject (sub), so it cannot own vault entries",
                 "sub",
             ));
@@ -121,7 +113,7 @@ impl CallerAuth {
             .check(&key, &[client_id, Some(subject.as_str())])
         {
             tracing::info!(caller = %subject, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "vault caller rate limited");
-            return Err(refuse(Refusal::RateLimited(wait)));
+            return Err(Refusal::RateLimited(wait));
         }
         // Token roles are the callers' only permission source (no registry), so every answer is
         // the grants; anything else grants nothing rather than failing the request.
@@ -139,13 +131,4 @@ impl CallerAuth {
             permissions,
         })
     }
-}
-
-/// 401 `invalid_token` for a verified token the vault will not take as a caller.
-fn invalid_token(description: &str, check: &str) -> Box<Response> {
-    let api = ApiError::new(
-        Error::new(ErrorKind::Unauthenticated, INVALID_TOKEN, description).with("check", check),
-    )
-    .with_challenge(challenge(Some(INVALID_TOKEN), Some(description), None));
-    Box::new(api.into_response())
 }

@@ -1,21 +1,25 @@
 //! The route handlers: thin translations between HTTP and [`tw_vault::Vault`].
 
 use crate::ApiState;
+use crate::api::{
+    self, AccessToken, ConsentStart, Deleted, Entry, EntryList, Health, Introspection, Readiness,
+    Version,
+};
 use crate::metrics_names::{METRIC_VAULT_REQUEST_SECONDS, METRIC_VAULT_REQUESTS};
+use crate::openapi::Refusals;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, HeaderValue, PRAGMA};
 use http::request::Parts;
-use http::{HeaderMap, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
-use tw_core::{Error, ErrorKind, Secret};
+use tw_core::Error;
+use tw_http::json::{JsonBody, RawBody, parse_json};
+use tw_http::openapi::ErrorBody;
 use tw_http::{ApiError, ErrorCode};
 use tw_vault::{Caller, ConsentCallback, EntryId, EntryView};
 use url::Url;
@@ -35,7 +39,7 @@ pub(crate) async fn authenticate(
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(refusal) => *refusal,
+        Err(refusal) => refusal.into_response(false),
     }
 }
 
@@ -111,74 +115,19 @@ fn query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
     Ok(out)
 }
 
-/// A JSON body. The error names where the body went wrong but never echoes a value from it
-/// (bodies hold tokens).
-fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let what = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!(
-                    "the body is not valid JSON (line {}, column {})",
-                    inner.line(),
-                    inner.column()
-                )
-            }
-            _ if path == "." || path.is_empty() => {
-                "the body does not have the expected members (see /openapi.json)".to_owned()
-            }
-            _ => format!("`{path}` is missing, unknown or of the wrong type (see /openapi.json)"),
-        };
-        Error::bad_request("invalid_json", what).into()
-    })
-}
-
-/// The body, or a JSON error: too large (413 `body_too_large`) or unreadable (400).
-fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::new(
-                ErrorKind::PayloadTooLarge,
-                "body_too_large",
-                format!("the body is larger than {} bytes", crate::BODY_LIMIT),
-            )
-            .into()
-        } else {
-            Error::bad_request("invalid_body", "the request body could not be read").into()
-        }
-    })
-}
-
-fn de_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-    String::deserialize(d).map(Secret::new)
-}
-
 fn entry_id(text: &str) -> Result<EntryId, ApiError> {
     text.parse::<EntryId>().map_err(ApiError::from)
 }
 
 // ----- output -----
 
-/// An entry as the API shows it (never the token).
+/// An entry as the API shows it (never the token): [`Entry`]'s JSON.
 pub fn entry_json(e: &EntryView) -> Value {
-    json!({
-        "id": e.id.to_string(),
-        "owner": { "issuer": e.owner_issuer, "subject": e.owner_subject },
-        "token_type": e.token_type.as_str(),
-        "status": e.status.as_str(),
-        "session_id": e.session_id,
-        "created_at": e.created_at.as_secs(),
-        "last_used_at": e.last_used_at.map(|t| t.as_secs()),
-        "expires_at": e.expires_at.map(|t| t.as_secs()),
-        "key_id": e.key_id,
-        "attributes": e.attributes,
-    })
+    serde_json::to_value(Entry::from(e)).unwrap_or_default()
 }
 
 /// A JSON answer that no cache may keep (answers name entries, sessions and tokens).
-fn no_store(status: StatusCode, body: Value) -> Response {
+fn no_store(status: StatusCode, body: impl Serialize) -> Response {
     uncached((status, Json(body)).into_response())
 }
 
@@ -191,6 +140,18 @@ fn uncached(mut r: Response) -> Response {
 // ----- consent -----
 
 /// `GET /v1/offline-token?attributes={..}&redirect=URL`.
+#[utoipa::path(get, path = "/v1/offline-token", operation_id = "startConsent",
+    summary = "A consent URL: send the user's browser there to grant the vault an offline token",
+    security(("bearer" = [])),
+    params(
+        ("attributes" = Option<String>, Query, description = "Free attributes stored with the entry: a JSON object of strings, URL-encoded"),
+        ("redirect" = Option<String>, Query, format = "uri", description = "Page the browser goes to after consent (must be allowed by vault.consent)"),
+    ),
+    responses(
+        (status = 200, description = "The consent URL (authorization code + PKCE, single-use signed state)", body = ConsentStart),
+        (status = 400, description = "Bad attributes, an unknown parameter or a redirect that is not allowed (invalid_attributes, invalid_query, redirect_not_allowed)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn start_consent(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
@@ -221,18 +182,29 @@ pub(crate) async fn start_consent(
         .into());
     }
     let start = s.vault.begin_consent(&caller, attributes, redirect).await?;
-    Ok(no_store(
-        StatusCode::OK,
-        json!({
-            "consent_url": start.consent_url.as_str(),
-            "expires_at": start.expires_at.as_secs(),
-        }),
-    ))
+    Ok(no_store(StatusCode::OK, ConsentStart::from(&start)))
 }
 
 /// The IdP's redirect back: `?state=&code=` or `?state=&error=&error_description=`. Redirects
 /// only to a page the vault re-checked against `vault.consent` (a refusal is JSON, never a
-/// redirect).
+/// redirect). Documented at the default path; served at `vault.consent.callback_path`.
+#[utoipa::path(get, path = "/v1/offline-token/callback", operation_id = "consentCallback",
+    summary = "Where the IdP sends the browser back: exchanges the code and stores the offline token (no bearer token: the signed state identifies the request)",
+    params(
+        ("state" = Option<String>, Query, description = "The signed state of the consent URL"),
+        ("code" = Option<String>, Query, description = "The authorization code"),
+        ("error" = Option<String>, Query, description = "The IdP's error code (e.g. access_denied)"),
+        ("error_description" = Option<String>, Query, description = "The IdP's error text"),
+    ),
+    responses(
+        (status = 200, description = "Stored (when no page to redirect to is configured)", body = Entry),
+        (status = 303, description = "Stored; the browser is sent to the consent's page, checked against vault.consent again"),
+        (status = 400, description = "vault_state_invalid, vault_state_expired, vault_state_used, consent_denied (the IdP's error in `idp_error`), redirect_not_allowed (the consent's page is no longer allowed; nothing stored, no redirect)", body = ErrorBody),
+        (status = 403, description = "consent_user_mismatch: the user who signed in is not the one who asked", body = ErrorBody),
+        (status = 500, description = "vault_decrypt_failed: the consent in progress was altered in the database (nothing stored, no redirect), vault_key_unknown", body = ErrorBody),
+        (status = 502, description = "The IdP refused the code exchange", body = ErrorBody),
+        (status = 503, description = "The IdP or the storage is unavailable; retry after Retry-After", body = ErrorBody),
+    ))]
 pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): RawQuery) -> Answer {
     let mut q = query(raw.as_deref())?;
     let Some(state) = q.remove("state") else {
@@ -253,31 +225,37 @@ pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): R
         .await?;
     Ok(match done.redirect_to {
         Some(url) => uncached(Redirect::to(url.as_str()).into_response()),
-        None => no_store(StatusCode::OK, entry_json(&done.entry)),
+        None => no_store(StatusCode::OK, Entry::from(&done.entry)),
     })
 }
 
 // ----- mint, store -----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MintBody {
-    id: Option<String>,
-}
-
 /// `POST /v1/access-token` with `{"id": ..}` or `?id=`.
+#[utoipa::path(post, path = "/v1/access-token", operation_id = "mintAccessToken",
+    summary = "Mint an access token from an entry (a refresh at the IdP, or a cached token until shortly before it expires)",
+    security(("bearer" = [])),
+    params(("id" = Option<String>, Query, description = "The entry id (alternative to the body)")),
+    request_body(content = Option<api::MintRequest>, description = "The entry id (alternative to the query)"),
+    responses(
+        (status = 200, description = "A fresh access token (Cache-Control: no-store)", body = AccessToken),
+        (status = 400, description = "No entry id, one that is not a UUID, or two different ones (invalid_entry_id, invalid_json, invalid_query)", body = ErrorBody),
+        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        (status = 409, description = "vault_reconsent_required: the IdP says the stored token is spent, revoked or expired; ask the user to consent again", body = ErrorBody),
+        (status = 502, description = "The IdP refused the refresh for another reason", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn mint(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
     RawQuery(raw): RawQuery,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Answer {
-    let body = bytes(body)?;
     let from_query = query(raw.as_deref())?.remove("id");
-    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+    let from_body = if body.is_blank() {
         None
     } else {
-        json_body::<MintBody>(&body)?.id
+        parse_json::<api::MintRequest>(&body.0)?.id
     };
     let id = match (from_query, from_body) {
         (Some(a), Some(b)) if a != b => {
@@ -297,46 +275,49 @@ pub(crate) async fn mint(
         }
     };
     let minted = s.vault.mint(&caller, &id).await?;
-    let mut body = json!({
-        "access_token": minted.access_token.expose(),
-        "expires_in": minted.expires_in,
-        "token_type": minted.token_type,
-    });
-    if let Some(scope) = &minted.scope {
-        body["scope"] = scope.as_str().into();
-    }
-    let mut r = no_store(StatusCode::OK, body);
+    let mut r = no_store(StatusCode::OK, AccessToken::from(&minted));
     r.headers_mut()
         .insert(PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(r)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoreBody {
-    #[serde(deserialize_with = "de_secret")]
-    refresh_token: Secret,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-}
-
 /// `POST /v1/refresh-token`.
+#[utoipa::path(post, path = "/v1/refresh-token", operation_id = "storeRefreshToken",
+    summary = "Store a refresh or offline token the caller already holds (it becomes the caller's entry)",
+    security(("bearer" = [])),
+    request_body = api::StoreToken,
+    responses(
+        (status = 201, description = "Stored", body = Entry),
+        (status = 400, description = "invalid_json, invalid_attributes, vault_token_missing, vault_token_rejected (the IdP refused the token)", body = ErrorBody),
+        (status = 403, description = "token_owner_mismatch: the refresh token belongs to another user (nothing stored; the grant the check obtained is revoked)", body = ErrorBody),
+        (status = 413, description = "The body is larger than the vault accepts (body_too_large)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn store_token(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<api::StoreToken>,
 ) -> Answer {
-    let b: StoreBody = json_body(&bytes(body)?)?;
     let entry = s
         .vault
         .store_token(&caller, b.refresh_token, b.attributes)
         .await?;
-    Ok(no_store(StatusCode::CREATED, entry_json(&entry)))
+    Ok(no_store(StatusCode::CREATED, Entry::from(&entry)))
 }
 
 // ----- entries -----
 
 /// `GET /v1/entries[?all=true]`: entries and the sessions they share.
+#[utoipa::path(get, path = "/v1/entries", operation_id = "listEntries",
+    summary = "The caller's entries and the IdP sessions they belong to (`all=true` with vault:read-any: everyone's)",
+    security(("bearer" = [])),
+    params(("all" = Option<bool>, Query, description = "Every owner's entries (needs vault:read-any)")),
+    responses(
+        (status = 200, description = "Entries, newest first, and sessions", body = EntryList),
+        (status = 400, description = "An invalid query (invalid_query)", body = ErrorBody),
+        (status = 403, description = "all=true without vault:read-any (vault_forbidden)", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn list_entries(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
@@ -355,119 +336,140 @@ pub(crate) async fn list_entries(
     } else {
         s.vault.list(&caller).await?
     };
-    let mut sessions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for e in &entries {
-        if let Some(sid) = &e.session_id {
-            sessions.entry(sid).or_default().push(e.id.to_string());
-        }
-    }
-    let sessions: Vec<Value> = sessions
-        .into_iter()
-        .map(|(sid, ids)| json!({ "session_id": sid, "entries": ids }))
-        .collect();
     Ok(no_store(
         StatusCode::OK,
-        json!({
-            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
-            "sessions": sessions,
-        }),
+        EntryList::from(entries.as_slice()),
     ))
 }
 
+#[utoipa::path(get, path = "/v1/entries/{id}", operation_id = "getEntry",
+    summary = "One entry (never the token)", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The entry's id (a UUID)")),
+    responses(
+        (status = 200, description = "The entry", body = Entry),
+        (status = 400, description = "The id is not a UUID (invalid_entry_id)", body = ErrorBody),
+        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn get_entry(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
     EntryPath(id): EntryPath,
 ) -> Answer {
     let entry = s.vault.get(&caller, &id).await?;
-    Ok(no_store(StatusCode::OK, entry_json(&entry)))
+    Ok(no_store(StatusCode::OK, Entry::from(&entry)))
 }
 
+#[utoipa::path(delete, path = "/v1/entries/{id}", operation_id = "deleteEntry",
+    summary = "Delete an entry: its token is revoked at the IdP (RFC 7009), and the IdP session too when no other entry shares it",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The entry's id (a UUID)")),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "The id is not a UUID (invalid_entry_id)", body = ErrorBody),
+        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn delete_entry(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
     EntryPath(id): EntryPath,
 ) -> Answer {
     let outcome = s.vault.delete(&caller, &id).await?;
-    Ok(no_store(
-        StatusCode::OK,
-        json!({
-            "id": id.to_string(),
-            "revoked_at_idp": outcome.revoked_at_idp,
-            "session_revoked": outcome.session_revoked,
-        }),
-    ))
+    Ok(no_store(StatusCode::OK, Deleted::new(&id, outcome)))
 }
 
+#[utoipa::path(post, path = "/v1/entries/{id}/duplicate", operation_id = "duplicateEntry",
+    summary = "Duplicate an offline entry: a second entry for the same session (deleting one keeps the session for the other)",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The entry's id (a UUID)")),
+    responses(
+        (status = 201, description = "The new entry", body = Entry),
+        (status = 400, description = "The id is not a UUID (invalid_entry_id)", body = ErrorBody),
+        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn duplicate_entry(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
     EntryPath(id): EntryPath,
 ) -> Answer {
     let entry = s.vault.duplicate(&caller, &id).await?;
-    Ok(no_store(StatusCode::CREATED, entry_json(&entry)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ValidateBody {
-    #[serde(deserialize_with = "de_secret")]
-    token: Secret,
+    Ok(no_store(StatusCode::CREATED, Entry::from(&entry)))
 }
 
 /// `POST /v1/validate-token` `{"token": ..}`: the IdP's RFC 7662 answer.
+#[utoipa::path(post, path = "/v1/validate-token", operation_id = "validateToken",
+    summary = "Is this token active? RFC 7662 introspection at the IdP, with the vault's client",
+    security(("bearer" = [])),
+    request_body = api::ValidateToken,
+    responses(
+        (status = 200, description = "The introspection answer (RFC 7662)", body = Introspection),
+        (status = 400, description = "invalid_json, vault_token_missing", body = ErrorBody),
+        Refusals,
+    ))]
 pub(crate) async fn validate_token(
     State(s): State<ApiState>,
     Authenticated(caller): Authenticated,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<api::ValidateToken>,
 ) -> Answer {
-    let b: ValidateBody = json_body(&bytes(body)?)?;
     let answer = s.vault.introspect(&caller, b.token).await?;
-    Ok(no_store(StatusCode::OK, answer))
+    Ok(no_store(StatusCode::OK, Introspection(answer)))
 }
 
 // ----- probes, documents -----
 
-pub(crate) async fn health() -> Response {
-    no_store(StatusCode::OK, json!({ "status": "ok" }))
-}
-
 /// Ready when the storage answered its last background ping (see [`tw_store::health`]: the
 /// probe itself never waits on the database) and the callers' issuers' keys are loaded.
-pub(crate) async fn ready(State(s): State<ApiState>) -> Response {
+pub(crate) fn readiness(s: &ApiState) -> tw_http::Readiness {
     let storage = s.storage.readiness();
     let keys = s.auth.verifier().is_ready();
-    let ready = storage.reachable && keys;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let answer = Readiness {
+        ready: storage.reachable && keys,
+        storage: storage.into(),
+        caller_keys_loaded: keys,
     };
-    no_store(
-        status,
-        json!({ "ready": ready, "storage": storage.detail(), "caller_keys_loaded": keys }),
-    )
+    tw_http::Readiness {
+        ready: answer.ready,
+        detail: serde_json::to_value(answer).unwrap_or_default(),
+    }
 }
 
+/// The probes' documentation: served by [`tw_http::Probes`] (also at `/healthz`).
+#[utoipa::path(get, path = "/health", operation_id = "health",
+    summary = "Liveness: 200 while the process serves",
+    responses((status = 200, description = "Alive", body = Health)))]
+#[allow(dead_code)]
+fn health_doc() {}
+
+/// The probes' documentation: served by [`tw_http::Probes`] (also at `/readyz`).
+#[utoipa::path(get, path = "/health/ready", operation_id = "ready",
+    summary = "Readiness: storage reachable and the callers' issuer keys loaded",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready, with the reason", body = Readiness),
+    ))]
+#[allow(dead_code)]
+fn ready_doc() {}
+
+/// The probes' documentation: served by [`tw_http::Probes`].
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
+#[allow(dead_code)]
+fn metrics_doc() {}
+
+#[utoipa::path(get, path = "/version", operation_id = "version",
+    summary = "Name and version",
+    responses((status = 200, description = "Version", body = Version)))]
 pub(crate) async fn version() -> Response {
     no_store(
         StatusCode::OK,
-        json!({ "name": "tokenwarden-vault", "version": env!("CARGO_PKG_VERSION") }),
+        Version {
+            name: "tokenwarden-vault".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
     )
-}
-
-pub(crate) async fn metrics(State(s): State<ApiState>) -> Response {
-    let text = s
-        .metrics
-        .as_ref()
-        .map(|render| render())
-        .unwrap_or_default();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    (headers, text).into_response()
 }
 
 pub(crate) async fn openapi(State(s): State<ApiState>) -> Response {

@@ -289,7 +289,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let cfg = tw_config::load(&args.config)?;
     logging::init(&cfg.log);
     let metrics = install_metrics_recorder()?;
-    let (broker, agent) = build_agent(&cfg, metrics)?;
+    let (broker, agent) = tw_serve::agent::build_agent(&cfg, metrics)?;
     if args.once {
         if cfg.agent.sinks.is_empty() {
             return Err(tw_core::Error::config(
@@ -311,26 +311,6 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     broker.start_background();
     agent.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The broker of `cfg`'s profiles and the agent serving them, with `/metrics` from `metrics`.
-pub(crate) fn build_agent(
-    cfg: &tw_config::Config,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> Result<(Arc<tw_broker::Broker>, tw_agent::Agent), tw_core::Error> {
-    let broker = Arc::new(tw_broker::Broker::from_config(
-        cfg,
-        Arc::new(tw_core::SystemClock),
-    )?);
-    let render: tw_http::MetricsRender = {
-        let broker = broker.clone();
-        Arc::new(move || {
-            broker.update_gauges();
-            metrics.render()
-        })
-    };
-    let agent = tw_agent::Agent::new(cfg, broker.clone(), Some(render));
-    Ok((broker, agent))
 }
 
 /// The Prometheus recorder every metric of the process goes to; `/metrics` renders it.

@@ -133,7 +133,7 @@ async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vaul
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = tw_vault_api::vault_settings(section)?;
-    let store = crate::gateway_cmd::open_store(&cfg, clock.clone()).await?;
+    let store = tw_serve::gateway::open_store(&cfg, clock.clone()).await?;
     let vault = Vault::new(settings, store.clone(), clock).await?;
     Ok((cfg, vault, store))
 }

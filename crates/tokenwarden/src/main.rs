@@ -2,7 +2,9 @@
 //! library crates; this file parses arguments, sets up logging and metrics, and reports errors.
 
 mod cli;
+#[cfg(feature = "dev-issuer")]
 mod demo_cmd;
+#[cfg(feature = "dev-issuer")]
 mod dev_issuer_cmd;
 mod doctor_cmd;
 mod gateway_cmd;

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tw_config::AuditConfig;
+use tw_core::backoff::Backoff;
 use tw_core::{Clock, Error, UnixTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -361,10 +362,10 @@ impl AuditQueue {
             failing: false,
         };
         backlog.publish();
-        let retry = Retry {
-            min: settings.retry_min_delay,
-            max: settings.retry_max_delay.max(settings.retry_min_delay),
-        };
+        let retry = Backoff::exponential(
+            settings.retry_min_delay,
+            settings.retry_max_delay.max(settings.retry_min_delay),
+        );
         let drops = queue.drops.clone();
         Ok((queue, handle.spawn(writer(rx, sink, backlog, drops, retry))))
     }
@@ -411,19 +412,6 @@ impl AuditQueue {
     /// Events dropped since the start, for any reason.
     pub fn dropped(&self) -> u64 {
         self.drops.total.load(Ordering::Relaxed)
-    }
-}
-
-/// The wait before the next attempt: `min`, doubling up to `max`.
-#[derive(Debug, Clone, Copy)]
-struct Retry {
-    min: Duration,
-    max: Duration,
-}
-
-impl Retry {
-    fn next(&self, last: Option<Duration>) -> Duration {
-        last.map_or(self.min, |d| d.saturating_mul(2).min(self.max))
     }
 }
 
@@ -876,12 +864,14 @@ async fn writer(
     sink: Arc<dyn AuditSink>,
     mut backlog: Backlog,
     drops: Arc<Drops>,
-    retry: Retry,
+    retry: Backoff,
 ) {
     let mut incoming = Vec::with_capacity(BATCH);
     let mut open = true;
     // Set after a failed attempt: the wait before the next.
     let mut delay: Option<Duration> = None;
+    // The waits after consecutive failed attempts (restarted after a success).
+    let mut delays = retry.delays();
     loop {
         if backlog.is_empty() {
             if !open || rx.recv_many(&mut incoming, BATCH).await == 0 {
@@ -946,9 +936,12 @@ async fn writer(
             }
         };
         match result {
-            Ok(()) => delay = None,
+            Ok(()) => {
+                delay = None;
+                delays = retry.delays();
+            }
             Err(e) => {
-                let next = retry.next(delay);
+                let next = delays.next().unwrap_or(retry.min());
                 tracing::warn!(
                     code = e.code(),
                     error = %e,

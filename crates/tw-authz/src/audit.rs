@@ -1,6 +1,6 @@
 //! The audit log: every decision goes onto a bounded queue (never blocking the request) drained
-//! by a writer task into an [`AuditSink`] (`tw-store` writes the database table; here: memory and
-//! the tracing log).
+//! by a writer task into an [`AuditSink`] (`tw-store` writes the database table; here: the tracing
+//! log, and memory for tests with the `testing` feature).
 //!
 //! No decision is lost silently:
 //!
@@ -31,7 +31,6 @@
 
 use crate::metrics_names::*;
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -169,12 +168,14 @@ pub trait AuditSink: Send + Sync + 'static {
     }
 }
 
-/// Keeps events in memory (tests; `events()` returns a copy).
+/// Keeps events in memory, for tests (the `testing` feature; `events()` returns a copy).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct MemoryAuditSink {
-    events: Mutex<Vec<AuditEvent>>,
+    events: parking_lot::Mutex<Vec<AuditEvent>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryAuditSink {
     pub fn new() -> Self {
         Self::default()
@@ -185,6 +186,7 @@ impl MemoryAuditSink {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl AuditSink for MemoryAuditSink {
     fn write<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, Result<(), Error>> {
         self.events.lock().extend_from_slice(events);
@@ -1029,6 +1031,7 @@ impl Inbox<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
     use tw_core::ManualClock;
 
     fn event(n: usize) -> AuditEvent {

@@ -1,7 +1,7 @@
 //! Command-line interface.
 
+use crate::process::{install_metrics_recorder, shutdown_signal};
 use crate::{doctor_cmd, gateway_cmd, logging, registry_cmd, token_cmd, vault_cmd};
-use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -348,14 +348,6 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The Prometheus recorder every metric of the process goes to; `/metrics` renders it.
-pub(crate) fn install_metrics_recorder()
--> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")
-}
-
 /// `config check` for the `[gateway]` section: the verifier's own rules, the introspection
 /// secrets (unless skipped), and a summary.
 fn check_gateway(gw: &tw_config::GatewayConfig, skip_secrets: bool) -> anyhow::Result<()> {
@@ -412,28 +404,6 @@ fn check_gateway(gw: &tw_config::GatewayConfig, skip_secrets: bool) -> anyhow::R
         println!("  route {host}{} -> {}", r.prefix, r.upstream);
     }
     Ok(())
-}
-
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

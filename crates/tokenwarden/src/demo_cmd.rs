@@ -25,11 +25,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         level: "warn".into(),
         ..Default::default()
     });
-    let metrics = crate::cli::install_metrics_recorder()?;
+    let metrics = crate::process::install_metrics_recorder()?;
     let options = tw_demo::DemoOptions {
         once: args.once,
         dir: args.dir,
         base_port: args.base_port,
     };
-    Ok(tw_demo::run(&options, metrics, crate::cli::shutdown_signal()).await?)
+    Ok(tw_demo::run(&options, metrics, crate::process::shutdown_signal()).await?)
 }

@@ -27,8 +27,14 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let cfg = tw_config::load(&args.config)?;
     gateway_section(&cfg, &args.config)?;
     crate::logging::init(&cfg.log);
-    let metrics = crate::cli::install_metrics_recorder()?;
-    serve(&cfg, &args.config, metrics, crate::cli::shutdown_signal()).await?;
+    let metrics = crate::process::install_metrics_recorder()?;
+    serve(
+        &cfg,
+        &args.config,
+        metrics,
+        crate::process::shutdown_signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,6 +9,7 @@ mod dev_issuer_cmd;
 mod doctor_cmd;
 mod gateway_cmd;
 mod logging;
+mod process;
 mod registry_cmd;
 mod token_cmd;
 mod vault_cmd;

@@ -52,6 +52,9 @@ log "test IdP self-test"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
+log "cargo check: the slim binary (no dev issuer, no demo) builds"
+cargo check -p tokenwarden --no-default-features --locked
+
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -1,7 +1,7 @@
 //! Command-line interface.
 
+use crate::process::{install_metrics_recorder, shutdown_signal};
 use crate::{doctor_cmd, gateway_cmd, logging, registry_cmd, token_cmd, vault_cmd};
-use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +16,10 @@ use std::sync::Arc;
 /// service accounts by permission. Its vault keeps users' offline tokens encrypted and mints
 /// access tokens from them for unattended jobs. A local dev issuer, a demo and a doctor help
 /// along the way.
+// (A build without the `dev-issuer` feature has neither the dev issuer nor the demo: its long
+// help is `SLIM_LONG_ABOUT`.)
 #[derive(Debug, Parser)]
+#[cfg_attr(not(feature = "dev-issuer"), command(long_about = SLIM_LONG_ABOUT))]
 #[command(
     name = "tokenwarden",
     version,
@@ -30,17 +33,45 @@ pub struct Cli {
 }
 
 /// Shown after the list of subcommands: where to start, and the conventions every command shares.
-const AFTER_HELP: &str = "\
+#[cfg(feature = "dev-issuer")]
+const AFTER_HELP: &str = concat!(
+    "\
 Start here:
   tokenwarden demo                      the whole path on this machine in a minute
-  tokenwarden doctor --config agent.toml --url https://api.example/x
+",
+    after_help_rest!()
+);
+
+/// A build without the `dev-issuer` feature has no demo to start with.
+#[cfg(not(feature = "dev-issuer"))]
+const AFTER_HELP: &str = concat!("Start here:\n", after_help_rest!());
+
+/// The doctor as a place to start, and the conventions every command shares.
+macro_rules! after_help_rest {
+    () => {
+        "  tokenwarden doctor --config agent.toml --url https://api.example/x
                                         why a token is refused, step by step
 
 Every command that reads a file takes --config FILE (or TOKENWARDEN_CONFIG); any key can be
 overridden by TOKENWARDEN_<SECTION>__<KEY> variables. Secrets are given by reference
 ({ env = \"VAR\" } or { file = \"/run/secrets/x\" }), never in clear text.
 Exit codes: 0 success, 1 failure (the reason on stderr), 2 bad input or configuration.
-`tokenwarden help <command>` shows a command's options and examples.";
+`tokenwarden help <command>` shows a command's options and examples."
+    };
+}
+use after_help_rest;
+
+/// The long help of a build without the `dev-issuer` feature (no dev issuer, no demo).
+#[cfg(not(feature = "dev-issuer"))]
+const SLIM_LONG_ABOUT: &str = "\
+Service-account tokens for unattended software, done once and correctly.
+
+tokenwarden obtains OAuth2/OIDC tokens for service accounts (Keycloak or any compliant IdP),
+keeps them fresh without refresh storms, and hands them to any process: a local HTTP API,
+files, or a proxy that injects `Authorization` and retries once on a 401. On the API's side,
+its gateway verifies those tokens (as a reverse proxy or a forward-auth check) and authorizes
+service accounts by permission. Its vault keeps users' offline tokens encrypted and mints
+access tokens from them for unattended jobs. A doctor helps along the way.";
 
 /// The variable every `--config` falls back to.
 const CONFIG_ENV: &str = "TOKENWARDEN_CONFIG";
@@ -96,6 +127,7 @@ pub enum Command {
     /// Examples:
     ///   tokenwarden demo
     ///   tokenwarden demo --once --base-port 0 --dir /tmp/tw-demo   # CI: exit 0 only if all went right
+    #[cfg(feature = "dev-issuer")]
     #[command(verbatim_doc_comment)]
     Demo(crate::demo_cmd::DemoArgs),
     /// Run the token agent: keep every profile's token fresh and serve it (HTTP API, file sinks,
@@ -174,6 +206,7 @@ pub enum Command {
     /// Keycloak's claims, refresh tokens, introspection, revocation, key rotation, reload.
     ///
     /// Example: tokenwarden dev-issuer --realm-file examples/realms/demo-realm.json
+    #[cfg(feature = "dev-issuer")]
     DevIssuer(crate::dev_issuer_cmd::DevIssuerArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     ///
@@ -238,6 +271,7 @@ const ONCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => run_agent(args).await,
+        #[cfg(feature = "dev-issuer")]
         Command::Demo(args) => crate::demo_cmd::run(args).await,
         Command::Gateway(args) => gateway_cmd::run(args).await,
         Command::Token(cmd) => match *cmd {
@@ -276,6 +310,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor(args) => doctor_cmd::run(*args).await,
         Command::Vault(cmd) => vault_cmd::run(cmd).await,
+        #[cfg(feature = "dev-issuer")]
         Command::DevIssuer(args) => crate::dev_issuer_cmd::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -289,7 +324,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let cfg = tw_config::load(&args.config)?;
     logging::init(&cfg.log);
     let metrics = install_metrics_recorder()?;
-    let (broker, agent) = build_agent(&cfg, metrics)?;
+    let (broker, agent) = tw_serve::agent::build_agent(&cfg, metrics)?;
     if args.once {
         if cfg.agent.sinks.is_empty() {
             return Err(tw_core::Error::config(
@@ -311,34 +346,6 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     broker.start_background();
     agent.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The broker of `cfg`'s profiles and the agent serving them, with `/metrics` from `metrics`.
-pub(crate) fn build_agent(
-    cfg: &tw_config::Config,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> Result<(Arc<tw_broker::Broker>, tw_agent::Agent), tw_core::Error> {
-    let broker = Arc::new(tw_broker::Broker::from_config(
-        cfg,
-        Arc::new(tw_core::SystemClock),
-    )?);
-    let render: tw_http::MetricsRender = {
-        let broker = broker.clone();
-        Arc::new(move || {
-            broker.update_gauges();
-            metrics.render()
-        })
-    };
-    let agent = tw_agent::Agent::new(cfg, broker.clone(), Some(render));
-    Ok((broker, agent))
-}
-
-/// The Prometheus recorder every metric of the process goes to; `/metrics` renders it.
-pub(crate) fn install_metrics_recorder()
--> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")
 }
 
 /// `config check` for the `[gateway]` section: the verifier's own rules, the introspection
@@ -399,24 +406,22 @@ fn check_gateway(gw: &tw_config::GatewayConfig, skip_secrets: bool) -> anyhow::R
     Ok(())
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `dev-issuer` feature (on by default) brings the `dev-issuer` and `demo` commands; a
+    /// build without it has neither, nor mentions the demo in its help.
+    #[test]
+    fn the_dev_issuer_and_the_demo_come_with_the_dev_issuer_feature() {
+        let mut command = Cli::command();
+        let with = cfg!(feature = "dev-issuer");
+        for name in ["dev-issuer", "demo"] {
+            assert_eq!(command.find_subcommand(name).is_some(), with, "{name}");
         }
+        let help = command.render_long_help().to_string();
+        assert_eq!(help.contains("tokenwarden demo"), with, "{help}");
+        assert_eq!(help.contains("a demo"), with, "{help}");
+        assert!(help.contains("tokenwarden doctor"), "{help}");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }

@@ -114,7 +114,7 @@ pub async fn run(args: DevIssuerArgs) -> anyhow::Result<ExitCode> {
     });
     tokio::spawn(reload_on_sighup(issuer.clone()));
     let router = issuer.router().layer(tw_http::trace_layer());
-    tw_http::serve(listener, router, crate::cli::shutdown_signal()).await?;
+    tw_http::serve(listener, router, crate::process::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -72,7 +72,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         Some(path) => {
             require_file(path, "the gateway configuration file")?;
             let loaded = tw_config::load(path).and_then(|file| {
-                let gateway = crate::gateway_cmd::gateway_section(&file, path)?.clone();
+                let gateway = tw_serve::gateway::gateway_section(&file, path)?.clone();
                 Ok((file, gateway))
             });
             match loaded {
@@ -90,9 +90,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let storage_from = gateway_file.as_ref().unwrap_or(&cfg);
     if storage_from.storage.is_some()
         && let Some(gw) = gateway.as_ref().or(cfg.gateway.as_ref())
-        && crate::gateway_cmd::uses_storage(storage_from, gw)
+        && tw_serve::gateway::uses_storage(storage_from, gw)
     {
-        match crate::gateway_cmd::open_store(storage_from, clock).await {
+        match tw_serve::gateway::open_store(storage_from, clock).await {
             Ok(store) => doctor = doctor.with_registry(Arc::new(store)),
             Err(e) => eprintln!("note: the account registry is not checked: {e}"),
         }

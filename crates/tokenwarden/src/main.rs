@@ -2,11 +2,14 @@
 //! library crates; this file parses arguments, sets up logging and metrics, and reports errors.
 
 mod cli;
+#[cfg(feature = "dev-issuer")]
 mod demo_cmd;
+#[cfg(feature = "dev-issuer")]
 mod dev_issuer_cmd;
 mod doctor_cmd;
 mod gateway_cmd;
 mod logging;
+mod process;
 mod registry_cmd;
 mod token_cmd;
 mod vault_cmd;

@@ -133,7 +133,7 @@ async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vaul
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = tw_vault_api::vault_settings(section)?;
-    let store = crate::gateway_cmd::open_store(&cfg, clock.clone()).await?;
+    let store = tw_serve::gateway::open_store(&cfg, clock.clone()).await?;
     let vault = Vault::new(settings, store.clone(), clock).await?;
     Ok((cfg, vault, store))
 }
@@ -141,7 +141,7 @@ async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vaul
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let (cfg, vault, store) = open(path, true).await?;
     let section = vault_section(&cfg, path)?;
-    let metrics = crate::cli::install_metrics_recorder()?;
+    let metrics = crate::process::install_metrics_recorder()?;
     let verifier = Arc::new(Verifier::new(
         &section.callers.verifier_config(),
         Arc::new(SystemClock),
@@ -155,7 +155,7 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         Some(Arc::new(move || metrics.render())),
     );
     let listener = tw_vault_api::bind(&section.listen).await?;
-    tw_vault_api::run(listener, router, &auth, crate::cli::shutdown_signal()).await?;
+    tw_vault_api::run(listener, router, &auth, crate::process::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

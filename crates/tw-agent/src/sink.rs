@@ -8,11 +8,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
 use tw_config::{FileSinkConfig, SinkFormat};
+use tw_core::backoff::{Backoff, Delays};
 use tw_core::{Error, TokenFingerprint};
 
 /// Waits between attempts after a failed fetch or write: doubles up to the maximum.
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The waits after consecutive failures, from the first ([`RETRY_INITIAL`] doubling to
+/// [`RETRY_MAX`]).
+fn retry_delays() -> Delays {
+    Backoff::exponential(RETRY_INITIAL, RETRY_MAX).delays()
+}
 
 /// One configured sink, bound to its profile.
 #[derive(Debug, Clone)]
@@ -87,7 +94,7 @@ impl FileSink {
     pub async fn run(self) {
         let mut updates = self.profile.subscribe();
         let mut written: Option<TokenFingerprint> = None;
-        let mut delay = RETRY_INITIAL;
+        let mut delays = retry_delays();
         loop {
             // Asking the broker (rather than reading the channel) also starts lazy profiles.
             let failed = match self.profile.token(TokenRequest::default()).await {
@@ -114,14 +121,13 @@ impl FileSink {
                 }
             };
             if failed {
-                let wait = delay;
-                delay = (delay * 2).min(RETRY_MAX);
+                let wait = delays.next().unwrap_or(RETRY_MAX);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     changed = updates.changed() => if changed.is_err() { return },
                 }
             } else {
-                delay = RETRY_INITIAL;
+                delays = retry_delays();
                 if updates.changed().await.is_err() {
                     return;
                 }
@@ -217,7 +223,7 @@ pub async fn write_all_once(sinks: &[FileSink], patience: Duration) -> Result<()
 
 async fn write_once(sink: &FileSink, deadline: tokio::time::Instant) -> Result<(), Error> {
     let mut updates: watch::Receiver<_> = sink.profile.subscribe();
-    let mut delay = RETRY_INITIAL;
+    let mut delays = retry_delays();
     loop {
         let err = match sink.profile.token(TokenRequest::default()).await {
             Ok(served) => match sink.deliver(&served.token).await {
@@ -230,8 +236,8 @@ async fn write_once(sink: &FileSink, deadline: tokio::time::Instant) -> Result<(
             return Err(err);
         }
         tracing::warn!(code = err.code(), error = %err, "token file not written yet; retrying");
+        let delay = delays.next().unwrap_or(RETRY_MAX);
         let wait = err.retry_after().unwrap_or(delay).min(RETRY_MAX);
-        delay = (delay * 2).min(RETRY_MAX);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
             _ = tokio::time::sleep(wait) => {}

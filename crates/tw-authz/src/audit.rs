@@ -1,6 +1,6 @@
 //! The audit log: every decision goes onto a bounded queue (never blocking the request) drained
-//! by a writer task into an [`AuditSink`] (`tw-store` writes the database table; here: memory and
-//! the tracing log).
+//! by a writer task into an [`AuditSink`] (`tw-store` writes the database table; here: the tracing
+//! log, and memory for tests with the `testing` feature).
 //!
 //! No decision is lost silently:
 //!
@@ -21,13 +21,16 @@
 //!   once per `drop_report_interval` says how many. The gauge
 //!   [`METRIC_AUDIT_SPOOLED`](crate::METRIC_AUDIT_SPOOLED) shows the rows waiting in the spool.
 //!
+//! - A sink may ask for a pace ([`AuditSink::pace`]: `tw-store` asks for 20 ms): the writer starts
+//!   at most one write per pace, taking new events meanwhile, so under load batches grow instead
+//!   of the writes.
+//!
 //! The spool's file operations are small (a batch of lines and one fsync) and run on the writer
-//! task itself. Waits between attempts are Tokio timers (the injected [`Clock`] has no timer; it
-//! paces the drop reports).
+//! task itself. Every wait (the retry delays, the pace) and the drop reports' interval are
+//! measured by the injected [`Clock`] ([`Clock::sleep_until`]), so tests move time by hand.
 
 use crate::metrics_names::*;
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -37,6 +40,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tw_config::AuditConfig;
+use tw_core::backoff::Backoff;
 use tw_core::{Clock, Error, UnixTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,14 +159,23 @@ pub trait AuditSink: Send + Sync + 'static {
     /// Writes a batch (in order), all or nothing. On an error the writer keeps the batch and
     /// retries it later (with the events behind it queued after it).
     fn write<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The shortest time between the starts of two writes; the writer waits the rest of it (on
+    /// its clock) before the next write, taking new events meanwhile, so under load each write
+    /// carries a bigger batch. Zero (the default): no pace.
+    fn pace(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
-/// Keeps events in memory (tests; `events()` returns a copy).
+/// Keeps events in memory, for tests (the `testing` feature; `events()` returns a copy).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct MemoryAuditSink {
-    events: Mutex<Vec<AuditEvent>>,
+    events: parking_lot::Mutex<Vec<AuditEvent>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryAuditSink {
     pub fn new() -> Self {
         Self::default()
@@ -173,6 +186,7 @@ impl MemoryAuditSink {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl AuditSink for MemoryAuditSink {
     fn write<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, Result<(), Error>> {
         self.events.lock().extend_from_slice(events);
@@ -361,12 +375,14 @@ impl AuditQueue {
             failing: false,
         };
         backlog.publish();
-        let retry = Retry {
-            min: settings.retry_min_delay,
-            max: settings.retry_max_delay.max(settings.retry_min_delay),
-        };
+        let retry = Backoff::exponential(
+            settings.retry_min_delay,
+            settings.retry_max_delay.max(settings.retry_min_delay),
+        );
         let drops = queue.drops.clone();
-        Ok((queue, handle.spawn(writer(rx, sink, backlog, drops, retry))))
+        let clock = drops.clock.clone();
+        let task = writer(rx, sink, backlog, drops, retry, clock);
+        Ok((queue, handle.spawn(task)))
     }
 
     /// The queue and its receiving end, without a writer (tests drive the receiver).
@@ -411,19 +427,6 @@ impl AuditQueue {
     /// Events dropped since the start, for any reason.
     pub fn dropped(&self) -> u64 {
         self.drops.total.load(Ordering::Relaxed)
-    }
-}
-
-/// The wait before the next attempt: `min`, doubling up to `max`.
-#[derive(Debug, Clone, Copy)]
-struct Retry {
-    min: Duration,
-    max: Duration,
-}
-
-impl Retry {
-    fn next(&self, last: Option<Duration>) -> Duration {
-        last.map_or(self.min, |d| d.saturating_mul(2).min(self.max))
     }
 }
 
@@ -876,12 +879,18 @@ async fn writer(
     sink: Arc<dyn AuditSink>,
     mut backlog: Backlog,
     drops: Arc<Drops>,
-    retry: Retry,
+    retry: Backoff,
+    clock: Arc<dyn Clock>,
 ) {
     let mut incoming = Vec::with_capacity(BATCH);
     let mut open = true;
     // Set after a failed attempt: the wait before the next.
     let mut delay: Option<Duration> = None;
+    // The waits after consecutive failed attempts (restarted after a success).
+    let mut delays = retry.delays();
+    let pace = sink.pace();
+    // When the last write started (for the pace).
+    let mut last_write: Option<UnixTime> = None;
     loop {
         if backlog.is_empty() {
             if !open || rx.recv_many(&mut incoming, BATCH).await == 0 {
@@ -891,22 +900,29 @@ async fn writer(
             continue;
         }
         if let Some(wait) = delay {
-            let sleep = tokio::time::sleep(wait);
-            tokio::pin!(sleep);
-            while open {
-                tokio::select! {
-                    () = &mut sleep => break,
-                    n = rx.recv_many(&mut incoming, BATCH) => {
-                        if n == 0 {
-                            open = false;
-                        } else {
-                            backlog.add(&mut incoming, &drops);
-                        }
-                    }
-                }
-            }
             // Closed meanwhile: one last attempt at once, then stop if it fails.
+            let until = clock.now().plus(wait);
+            let mut inbox = Inbox {
+                rx: &mut rx,
+                incoming: &mut incoming,
+                open: &mut open,
+            };
+            inbox
+                .take_until(&*clock, until, &mut backlog, &drops, true)
+                .await;
         }
+        if let Some(last) = last_write.filter(|_| !pace.is_zero()) {
+            // The pace holds at shutdown too: never two writes within one pace.
+            let mut inbox = Inbox {
+                rx: &mut rx,
+                incoming: &mut incoming,
+                open: &mut open,
+            };
+            inbox
+                .take_until(&*clock, last.plus(pace), &mut backlog, &drops, false)
+                .await;
+        }
+        last_write = Some(clock.now());
         let result = match backlog.front() {
             Err(e) => Err(Error::internal(
                 "audit_spool",
@@ -946,9 +962,12 @@ async fn writer(
             }
         };
         match result {
-            Ok(()) => delay = None,
+            Ok(()) => {
+                delay = None;
+                delays = retry.delays();
+            }
             Err(e) => {
-                let next = retry.next(delay);
+                let next = delays.next().unwrap_or(retry.min());
                 tracing::warn!(
                     code = e.code(),
                     error = %e,
@@ -968,9 +987,51 @@ async fn writer(
     }
 }
 
+/// The writer's receiving end while it waits.
+struct Inbox<'a> {
+    rx: &'a mut mpsc::Receiver<AuditEvent>,
+    incoming: &'a mut Vec<AuditEvent>,
+    open: &'a mut bool,
+}
+
+impl Inbox<'_> {
+    /// Takes new events into `backlog` until `clock` reaches `until` (or, with `until_closed`,
+    /// until the queue is closed, whichever comes first).
+    async fn take_until(
+        &mut self,
+        clock: &dyn Clock,
+        until: UnixTime,
+        backlog: &mut Backlog,
+        drops: &Drops,
+        until_closed: bool,
+    ) {
+        if until_closed && !*self.open {
+            return;
+        }
+        let sleep = clock.sleep_until(until);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return,
+                n = self.rx.recv_many(self.incoming, BATCH), if *self.open => {
+                    if n == 0 {
+                        *self.open = false;
+                        if until_closed {
+                            return;
+                        }
+                    } else {
+                        backlog.add(self.incoming, drops);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
     use tw_core::ManualClock;
 
     fn event(n: usize) -> AuditEvent {
@@ -1083,12 +1144,14 @@ mod tests {
         range.map(|n| format!("user:{n}")).collect()
     }
 
-    /// Waits (on the paused Tokio clock, which jumps ahead while the runtime idles) until `done`.
-    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    /// Waits until `done`, moving the writer's clock on by 5 ms per look (and the paused Tokio
+    /// clock, which jumps ahead while the runtime idles).
+    async fn until(clock: &ManualClock, what: &str, mut done: impl FnMut() -> bool) {
         for _ in 0..10_000 {
             if done() {
                 return;
             }
+            clock.advance(Duration::from_millis(5));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         panic!("never happened: {what}");
@@ -1102,18 +1165,18 @@ mod tests {
     async fn a_failed_batch_is_retried_until_written_without_a_spool() {
         let sink = FlakySink::down();
         let clock = Arc::new(ManualClock::starting_now());
-        let (q, task) =
-            AuditQueue::start_with(sink.clone(), settings(100, None), clock).expect("start");
+        let (q, task) = AuditQueue::start_with(sink.clone(), settings(100, None), clock.clone())
+            .expect("start");
         for n in 0..50 {
             q.push(event(n));
         }
-        until("several failed attempts", || {
+        until(&clock, "several failed attempts", || {
             sink.failures.load(Ordering::SeqCst) >= 3
         })
         .await;
         assert!(sink.principals().is_empty());
         sink.set_down(false);
-        until("all written", || sink.principals().len() >= 50).await;
+        until(&clock, "all written", || sink.principals().len() >= 50).await;
         for n in 50..60 {
             q.push(event(n));
         }
@@ -1138,12 +1201,12 @@ mod tests {
         let sink = FlakySink::down();
         let clock = Arc::new(ManualClock::starting_now());
         let (q, task) =
-            AuditQueue::start_with(sink.clone(), settings(10, None), clock).expect("start");
+            AuditQueue::start_with(sink.clone(), settings(10, None), clock.clone()).expect("start");
         let drops = q.drops.clone();
         for n in 0..10 {
             q.push(event(n));
         }
-        until("a failed attempt", || {
+        until(&clock, "a failed attempt", || {
             sink.failures.load(Ordering::SeqCst) >= 1
         })
         .await;
@@ -1169,16 +1232,19 @@ mod tests {
         let path = dir.path().join("audit.spool");
         let sink = FlakySink::down();
         let clock = Arc::new(ManualClock::starting_now());
-        let (q, task) =
-            AuditQueue::start_with(sink.clone(), settings(100, Some((&path, 10 << 20))), clock)
-                .expect("start");
+        let (q, task) = AuditQueue::start_with(
+            sink.clone(),
+            settings(100, Some((&path, 10 << 20))),
+            clock.clone(),
+        )
+        .expect("start");
         for n in 0..1000 {
             q.push(event(n));
             if n % 50 == 0 {
                 tokio::task::yield_now().await;
             }
         }
-        until("everything spooled", || spool_lines(&path) == 1000).await;
+        until(&clock, "everything spooled", || spool_lines(&path) == 1000).await;
         assert_eq!(q.dropped(), 0);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path)
@@ -1187,7 +1253,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the spool is private");
         sink.set_down(false);
-        until("all written", || sink.principals().len() >= 1000).await;
+        until(&clock, "all written", || sink.principals().len() >= 1000).await;
         q.push(event(1000));
         drop(q);
         task.await.expect("writer");
@@ -1244,14 +1310,14 @@ mod tests {
         let (q, task) = AuditQueue::start_with(
             sink.clone(),
             settings(20, Some((&path, 30 * line + line / 2))),
-            clock,
+            clock.clone(),
         )
         .expect("start");
         for n in 0..200 {
             q.push(event(n));
             tokio::task::yield_now().await;
         }
-        until("all taken or counted", || {
+        until(&clock, "all taken or counted", || {
             spool_lines(&path) + usize::try_from(q.dropped()).expect("small") >= 180
         })
         .await;
@@ -1349,5 +1415,105 @@ mod tests {
             assert_eq!(sink.principals(), expected, "offset {noted}");
             assert!(!path.exists() && !offset.exists());
         }
+    }
+
+    /// Lets the writer task run (no time passes: the Tokio clock is paused and nothing idles).
+    async fn settle() {
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Retry delays are waited on the injected clock: nothing is tried again until the clock
+    /// reaches the delay (10 ms, then 20 ms, doubling), however long the writer is left to run.
+    /// Tokio's clock is paused and never idles here, so a Tokio timer would never fire.
+    #[tokio::test(start_paused = true)]
+    async fn retry_delays_are_measured_by_the_clock() {
+        let sink = FlakySink::down();
+        let clock = Arc::new(ManualClock::starting_now());
+        let (q, _task) = AuditQueue::start_with(sink.clone(), settings(100, None), clock.clone())
+            .expect("start");
+        q.push(event(0));
+        let failures = || sink.failures.load(Ordering::SeqCst);
+        settle().await;
+        assert_eq!(failures(), 1, "the first attempt is at once");
+        for (attempt, delay_ms) in [(2, 10), (3, 20), (4, 40)] {
+            clock.advance(Duration::from_millis(delay_ms - 1));
+            settle().await;
+            assert_eq!(
+                failures(),
+                attempt - 1,
+                "1 ms before the {delay_ms} ms delay"
+            );
+            clock.advance(Duration::from_millis(1));
+            settle().await;
+            assert_eq!(failures(), attempt, "at the {delay_ms} ms delay");
+        }
+        sink.set_down(false);
+        clock.advance(Duration::from_millis(80));
+        settle().await;
+        assert_eq!(sink.principals(), names(0..1));
+    }
+
+    /// Writes `pace` apart at the most, each recording when it started (by the clock) and how
+    /// many events it carried.
+    #[derive(Debug)]
+    struct PacedSink {
+        clock: Arc<ManualClock>,
+        pace: Duration,
+        writes: Mutex<Vec<(UnixTime, usize)>>,
+    }
+
+    impl AuditSink for PacedSink {
+        fn write<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, Result<(), Error>> {
+            self.writes.lock().push((self.clock.now(), events.len()));
+            Box::pin(async { Ok(()) })
+        }
+
+        fn pace(&self) -> Duration {
+            self.pace
+        }
+    }
+
+    /// The sink's pace is kept by the writer on the injected clock: the next write waits until
+    /// the pace since the last one has passed, and carries everything that arrived meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn the_sink_pace_is_kept_on_the_clock_and_batches_grow_meanwhile() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let t0 = clock.now();
+        let sink = Arc::new(PacedSink {
+            clock: clock.clone(),
+            pace: Duration::from_millis(20),
+            writes: Mutex::new(Vec::new()),
+        });
+        let (q, task) = AuditQueue::start_with(sink.clone(), settings(100, None), clock.clone())
+            .expect("start");
+        q.push(event(0));
+        settle().await;
+        assert_eq!(*sink.writes.lock(), [(t0, 1)], "the first write is at once");
+        for n in 1..6 {
+            q.push(event(n));
+            settle().await;
+        }
+        clock.advance(Duration::from_millis(19));
+        settle().await;
+        assert_eq!(sink.writes.lock().len(), 1, "not within the pace");
+        clock.advance(Duration::from_millis(1));
+        settle().await;
+        let t20 = t0.plus(Duration::from_millis(20));
+        assert_eq!(
+            *sink.writes.lock(),
+            [(t0, 1), (t20, 5)],
+            "one write for all that arrived"
+        );
+        // The pace holds at shutdown too.
+        q.push(event(6));
+        drop(q);
+        settle().await;
+        assert_eq!(sink.writes.lock().len(), 2);
+        clock.advance(Duration::from_millis(20));
+        task.await.expect("writer");
+        let t40 = t0.plus(Duration::from_millis(40));
+        assert_eq!(sink.writes.lock().last(), Some(&(t40, 1)));
     }
 }

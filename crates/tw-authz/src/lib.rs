@@ -13,6 +13,8 @@
 //!   that authorizes its users itself; service accounts are always authorized here.
 //! - Per-principal rate limits ([`ratelimit`]); every decision audited ([`audit`]), never
 //!   blocking the request.
+//! - The `testing` feature adds test doubles for dependents' tests: `MemoryRegistry` and
+//!   `MemoryAuditSink`.
 //!
 //! [`Authz::decide`] gives an [`AuthzDecision`]; `tw-gateway` turns it into its verdict.
 //! [`Authz::resolve`] gives what a token's principal holds by the same sources (no rules), for
@@ -28,18 +30,19 @@ pub mod ratelimit;
 pub mod registry;
 pub mod rules;
 
+#[cfg(any(test, feature = "testing"))]
+pub use audit::MemoryAuditSink;
 pub use audit::{
-    AuditEvent, AuditOutcome, AuditQueue, AuditSettings, AuditSink, MemoryAuditSink, SpoolSettings,
-    TracingAuditSink,
+    AuditEvent, AuditOutcome, AuditQueue, AuditSettings, AuditSink, SpoolSettings, TracingAuditSink,
 };
 pub use metrics_names::*;
 pub use pattern::PathPattern;
 pub use permission::{PermissionSet, grant_satisfies};
 pub use principal::{Principal, PrincipalExtractor, PrincipalKind};
 pub use ratelimit::PrincipalLimiter;
-pub use registry::{
-    AccountKey, CachedRegistry, MemoryRegistry, ProvisionRequest, RegistryAccount, RegistrySource,
-};
+#[cfg(any(test, feature = "testing"))]
+pub use registry::MemoryRegistry;
+pub use registry::{AccountKey, CachedRegistry, ProvisionRequest, RegistryAccount, RegistrySource};
 pub use rules::{Requirement, Rule, RuleSet};
 
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,6 @@
 
 use futures::future::BoxFuture;
 use moka::future::Cache;
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -101,8 +100,8 @@ pub struct ProvisionRequest {
     pub role: String,
 }
 
-/// The registry of accounts. `tw-store` implements it over the database; [`MemoryRegistry`] is
-/// the in-memory one (tests, and configurations without a database).
+/// The registry of accounts. `tw-store` implements it over the database; `MemoryRegistry` (with
+/// the `testing` feature) is an in-memory one for tests.
 pub trait RegistrySource: Send + Sync + 'static {
     /// The account matching `key`: by issuer + subject, else (service accounts: see
     /// [`AccountKey`]) by issuer + client id. `Ok(None)`: unknown.
@@ -118,15 +117,18 @@ pub trait RegistrySource: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<RegistryAccount, Error>>;
 }
 
-/// An in-memory registry. Accounts are matched by issuer + subject, then by client id.
+/// An in-memory registry for tests (the `testing` feature). Accounts are matched by issuer +
+/// subject, then by client id.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
-    accounts: Mutex<Vec<(AccountKey, RegistryAccount)>>,
-    provisioned: Mutex<Vec<ProvisionRequest>>,
+    accounts: parking_lot::Mutex<Vec<(AccountKey, RegistryAccount)>>,
+    provisioned: parking_lot::Mutex<Vec<ProvisionRequest>>,
     lookups: AtomicI64,
-    version: Mutex<Option<watch::Sender<i64>>>,
+    version: parking_lot::Mutex<Option<watch::Sender<i64>>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryRegistry {
     pub fn new() -> Self {
         Self::default()
@@ -188,6 +190,7 @@ impl MemoryRegistry {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl RegistrySource for MemoryRegistry {
     fn find<'a>(
         &'a self,

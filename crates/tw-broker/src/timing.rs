@@ -73,25 +73,28 @@ pub fn floor_margin(lifetime: Duration) -> Duration {
 
 /// Exponential backoff after consecutive transient failures: `initial × 2^(n−1)`, capped at
 /// `max`, minus up to 25 % at random (so a fleet restarted together does not retry in step).
-/// A `Retry-After` from the IdP is honoured when longer (capped at one hour).
+/// A `Retry-After` from the IdP is honoured when longer (capped at one hour). The delays are
+/// the shared policy's, [`tw_core::backoff::Backoff`].
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
 }
 
+/// The part of a backoff delay taken off at random, at most.
+const BACKOFF_JITTER: f64 = 0.25;
+/// The longest `Retry-After` honoured.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+
 impl Backoff {
     /// Delay before the next attempt after `failures` (≥ 1) consecutive failures.
     /// `random` is uniform in [0, 1).
     pub fn delay(&self, failures: u32, retry_after: Option<Duration>, random: f64) -> Duration {
-        let exp = failures.saturating_sub(1).min(32);
-        let base = self
-            .initial
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.max);
-        let jittered = base.mul_f64(1.0 - 0.25 * random.clamp(0.0, 1.0));
+        let jittered = tw_core::backoff::Backoff::exponential(self.initial, self.max)
+            .with_jitter(BACKOFF_JITTER)
+            .jittered(failures, random);
         match retry_after {
-            Some(ra) => jittered.max(ra.min(Duration::from_secs(3600))),
+            Some(ra) => jittered.max(ra.min(RETRY_AFTER_CAP)),
             None => jittered,
         }
     }

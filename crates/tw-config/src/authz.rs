@@ -430,7 +430,7 @@ pub fn check_path_pattern(p: &str) -> Result<(), String> {
     if p.contains(['?', '#']) {
         return Err(format!("`{p}`: give the path only, without `?` or `#`"));
     }
-    crate::load::check_canonical_path(p)?;
+    crate::syntax::check_canonical_path(p)?;
     for seg in p[1..].split('/') {
         if seg == "**" || seg == "*" {
             continue;
@@ -588,7 +588,7 @@ pub(crate) fn validate_authz(
             ));
         }
         for (j, h) in r.hosts.iter().enumerate() {
-            if !crate::load::is_plain_host(h) {
+            if !crate::syntax::is_plain_host(h) {
                 return Err(fail(
                     format!("{}[{j}]", rk("hosts")),
                     format!(

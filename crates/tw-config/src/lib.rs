@@ -8,21 +8,24 @@
 
 mod admin;
 mod authz;
+mod config;
 pub mod duration;
 mod load;
 mod model;
 mod secret_ref;
 mod storage;
+mod syntax;
 mod vault;
 
 pub use admin::AdminConfig;
 pub use authz::*;
+pub use config::Config;
 pub use load::{
-    ACCEPTABLE_ALGORITHMS, ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenAddr,
-    ListenerProblem, check_listener_access, load, load_str, parse_mode, validate_config,
-    validate_gateway_config,
+    ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenerProblem, check_listener_access, load,
+    load_str, parse_mode, validate_config, validate_gateway_config,
 };
 pub use model::*;
 pub use secret_ref::SecretRef;
 pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
+pub use syntax::ListenAddr;
 pub use vault::*;

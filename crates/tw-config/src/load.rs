@@ -1,6 +1,8 @@
 //! Reading, merging and checking the configuration.
 
+use crate::config::Config;
 use crate::model::*;
+use crate::syntax::{ListenAddr, check_canonical_path, is_plain_host};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use std::path::{Path, PathBuf};
@@ -123,8 +125,6 @@ fn config_error(source: &ConfigSource, key: Option<&str>, message: &str) -> Erro
     }
     e
 }
-
-pub use tw_core::ListenAddr;
 
 /// A listener setting that cannot work: the config key and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,12 +379,6 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     Ok(())
 }
 
-/// Algorithms a gateway may accept: asymmetric only (HS* with published keys is the classic
-/// key-confusion attack; `none` is never a signature).
-pub const ACCEPTABLE_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
 fn validate_gateway(
     gw: &GatewayConfig,
     fail: &dyn Fn(String, String) -> Error,
@@ -489,79 +483,6 @@ fn validate_gateway(
     Ok(())
 }
 
-/// Checks a list of trusted issuers (`[[gateway.issuers]]`, `[[vault.callers.issuers]]`); `key`
-/// is the list's key in error messages.
-pub(crate) fn validate_issuers(
-    issuers: &[IssuerConfig],
-    key: &str,
-    fail: &dyn Fn(String, String) -> Error,
-) -> Result<(), Error> {
-    if issuers.is_empty() {
-        return Err(fail(
-            key.into(),
-            "at least one trusted issuer is required".into(),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, iss) in issuers.iter().enumerate() {
-        let k = |field: &str| format!("{key}[{i}].{field}");
-        if iss.issuer.is_empty() {
-            return Err(fail(k("issuer"), "must not be empty".into()));
-        }
-        if !seen.insert(iss.issuer.as_str()) {
-            return Err(fail(
-                k("issuer"),
-                format!("`{}` is listed twice", iss.issuer),
-            ));
-        }
-        if iss.jwks_url.is_none() && url::Url::parse(&iss.issuer).is_err() {
-            return Err(fail(
-                k("jwks_url"),
-                "required when `issuer` is not a URL (no discovery possible)".into(),
-            ));
-        }
-        if iss.algorithms.is_empty() {
-            return Err(fail(k("algorithms"), "list at least one algorithm".into()));
-        }
-        for alg in &iss.algorithms {
-            if !ACCEPTABLE_ALGORITHMS.contains(&alg.as_str()) {
-                return Err(fail(
-                    k("algorithms"),
-                    format!(
-                        "`{alg}` is not accepted; choose from {}",
-                        ACCEPTABLE_ALGORITHMS.join(", ")
-                    ),
-                ));
-            }
-        }
-        if iss.jwks_refetch_cooldown.is_zero() || iss.jwks_ttl.is_zero() {
-            return Err(fail(
-                k("jwks_ttl"),
-                "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
-            ));
-        }
-        // The cap of a cooldown that starts at 1 s: below it, made-up kids would cost more than
-        // one JWKS fetch per second.
-        if iss.jwks_refetch_cooldown < std::time::Duration::from_secs(1) {
-            return Err(fail(
-                k("jwks_refetch_cooldown"),
-                "must be at least 1s (it caps a wait that starts at 1 s)".into(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `api.example.org`, `10.0.0.1` or `[::1]`: no scheme, port or path.
-pub(crate) fn is_plain_host(h: &str) -> bool {
-    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return !inner.is_empty() && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
-    }
-    !h.is_empty()
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
-}
-
 /// Paths the gateway serves itself, whatever the routes say.
 pub const GATEWAY_PROBE_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
@@ -631,27 +552,6 @@ fn check_exempt_path(p: &str) -> Result<(), String> {
         ));
     }
     check_canonical_path(p.trim_end_matches('*'))
-}
-
-/// Configured paths are compared with canonical request paths, so they must be canonical
-/// themselves: no `.`/`..` or empty segments, no `%`-escapes, `;` or `\`.
-pub(crate) fn check_canonical_path(p: &str) -> Result<(), String> {
-    let rest = p.strip_prefix('/').unwrap_or(p);
-    let mut segments = rest.split('/').peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        if matches!(seg, "." | "..") || (seg.is_empty() && !last) {
-            return Err(format!(
-                "`{p}` is not canonical: no `.`, `..` or empty segments (request paths are compared after resolving them)"
-            ));
-        }
-    }
-    if p.contains(['%', ';', '\\']) || p.chars().any(char::is_control) {
-        return Err(format!(
-            "`{p}`: write the path decoded, without `%`-escapes, `;` or `\\`"
-        ));
-    }
-    Ok(())
 }
 
 /// Header names the gateway never lets an identity header take: the request's own framing,

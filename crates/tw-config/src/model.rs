@@ -1,31 +1,13 @@
-//! The configuration schema. Every struct rejects unknown keys.
+//! The configuration schema of the agent, its profiles and the gateway (the file's root is
+//! [`Config`](crate::Config), in `config.rs`). Every struct rejects unknown keys.
 
 use crate::secret_ref::SecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use tw_core::Error;
 use url::Url;
-
-/// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub log: LogConfig,
-    #[serde(default)]
-    pub agent: AgentConfig,
-    /// Token profiles by name: how to obtain one kind of token.
-    #[serde(default)]
-    pub profiles: BTreeMap<String, ProfileConfig>,
-    /// `tokenwarden gateway`: verifies bearer tokens in front of an API.
-    pub gateway: Option<GatewayConfig>,
-    /// Service-account registry and audit log (SQLite by default, or PostgreSQL).
-    #[serde(default)]
-    pub storage: Option<crate::storage::StorageConfig>,
-    /// `tokenwarden vault`: refresh and offline tokens kept encrypted, minted into access tokens.
-    pub vault: Option<crate::vault::VaultConfig>,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -782,4 +764,73 @@ fn h_scopes() -> String {
 }
 fn h_issuer() -> String {
     "X-Auth-Issuer".into()
+}
+
+/// Algorithms a gateway may accept: asymmetric only (HS* with published keys is the classic
+/// key-confusion attack; `none` is never a signature).
+pub const ACCEPTABLE_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// Checks a list of trusted issuers (`[[gateway.issuers]]`, `[[vault.callers.issuers]]`); `key`
+/// is the list's key in error messages.
+pub(crate) fn validate_issuers(
+    issuers: &[IssuerConfig],
+    key: &str,
+    fail: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    if issuers.is_empty() {
+        return Err(fail(
+            key.into(),
+            "at least one trusted issuer is required".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, iss) in issuers.iter().enumerate() {
+        let k = |field: &str| format!("{key}[{i}].{field}");
+        if iss.issuer.is_empty() {
+            return Err(fail(k("issuer"), "must not be empty".into()));
+        }
+        if !seen.insert(iss.issuer.as_str()) {
+            return Err(fail(
+                k("issuer"),
+                format!("`{}` is listed twice", iss.issuer),
+            ));
+        }
+        if iss.jwks_url.is_none() && url::Url::parse(&iss.issuer).is_err() {
+            return Err(fail(
+                k("jwks_url"),
+                "required when `issuer` is not a URL (no discovery possible)".into(),
+            ));
+        }
+        if iss.algorithms.is_empty() {
+            return Err(fail(k("algorithms"), "list at least one algorithm".into()));
+        }
+        for alg in &iss.algorithms {
+            if !ACCEPTABLE_ALGORITHMS.contains(&alg.as_str()) {
+                return Err(fail(
+                    k("algorithms"),
+                    format!(
+                        "`{alg}` is not accepted; choose from {}",
+                        ACCEPTABLE_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if iss.jwks_refetch_cooldown.is_zero() || iss.jwks_ttl.is_zero() {
+            return Err(fail(
+                k("jwks_ttl"),
+                "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
+            ));
+        }
+        // The cap of a cooldown that starts at 1 s: below it, made-up kids would cost more than
+        // one JWKS fetch per second.
+        if iss.jwks_refetch_cooldown < std::time::Duration::from_secs(1) {
+            return Err(fail(
+                k("jwks_refetch_cooldown"),
+                "must be at least 1s (it caps a wait that starts at 1 s)".into(),
+            ));
+        }
+    }
+    Ok(())
 }

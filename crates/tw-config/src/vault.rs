@@ -22,9 +22,9 @@
 //! Storage is the top-level `[storage]` (SQLite by default, or PostgreSQL).
 
 use crate::authz::{AuthzConfig, PermissionSourceKind, PrincipalRateLimit, check_permission_code};
-use crate::load::{ListenAddr, validate_issuers};
-use crate::model::{AuthMethod, GatewayConfig, IdentityHeaders, IssuerConfig};
+use crate::model::{AuthMethod, GatewayConfig, IdentityHeaders, IssuerConfig, validate_issuers};
 use crate::secret_ref::SecretRef;
+use crate::syntax::ListenAddr;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,11 +2,15 @@
 //!
 //! Token lifetimes are wall-clock facts (an `expires_at` we report to callers), so the clock speaks
 //! in Unix milliseconds. Production code uses [`SystemClock`]; tests use [`ManualClock`] and move
-//! time explicitly instead of sleeping.
+//! time explicitly instead of sleeping. Code that waits for a point in time waits on the clock
+//! ([`Clock::sleep_until`]): on a [`ManualClock`] it wakes when the test advances the clock past
+//! that point, without real sleeping.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// A point in wall-clock time, in milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -42,9 +46,27 @@ fn duration_millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What [`Clock::sleep_until`] returns.
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Source of wall-clock time.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> UnixTime;
+
+    /// Completes once [`Clock::now`] has reached `deadline` (at once if it has). The default
+    /// waits on Tokio's timer for the time left, as measured by `now()`, and checks again, which
+    /// suits any clock that follows real time; [`ManualClock`] wakes its sleepers when moved.
+    fn sleep_until(&self, deadline: UnixTime) -> Sleep<'_> {
+        Box::pin(async move {
+            loop {
+                let left = self.now().until(deadline);
+                if left.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(left).await;
+            }
+        })
+    }
 }
 
 /// The real clock.
@@ -61,29 +83,39 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to. Cloning shares the same time.
+/// A clock that only moves when told to. Cloning shares the same time. [`Clock::sleep_until`]
+/// completes when [`ManualClock::advance`] or [`ManualClock::set`] reaches the deadline.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Arc<watch::Sender<i64>>);
 
 impl ManualClock {
     pub fn new(start: UnixTime) -> Self {
-        Self(Arc::new(AtomicI64::new(start.0)))
+        Self(Arc::new(watch::Sender::new(start.0)))
     }
     /// Starts at the real current time, so tokens from a real IdP look plausible.
     pub fn starting_now() -> Self {
         Self::new(SystemClock.now())
     }
     pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(duration_millis(d), Ordering::SeqCst);
+        self.0
+            .send_modify(|t| *t = t.wrapping_add(duration_millis(d)));
     }
     pub fn set(&self, t: UnixTime) {
-        self.0.store(t.0, Ordering::SeqCst);
+        self.0.send_modify(|now| *now = t.0);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> UnixTime {
-        UnixTime(self.0.load(Ordering::SeqCst))
+        UnixTime(*self.0.borrow())
+    }
+
+    fn sleep_until(&self, deadline: UnixTime) -> Sleep<'_> {
+        let mut time = self.0.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as `self`, which this future borrows: never an error.
+            let _ = time.wait_for(|now| *now >= deadline.0).await;
+        })
     }
 }
 
@@ -100,6 +132,51 @@ mod tests {
         let shared = c.clone();
         shared.advance(Duration::from_secs(1));
         assert_eq!(c.now().as_millis(), 102_500);
+    }
+
+    #[test]
+    fn a_manual_clock_wakes_its_sleepers_when_it_reaches_their_deadline() {
+        let c = ManualClock::new(UnixTime::from_secs(100));
+        let mut early = polled(c.sleep_until(UnixTime::from_millis(100_500)));
+        let mut late = polled(c.sleep_until(UnixTime::from_secs(102)));
+        assert!(!early.poll(), "not before its time");
+        assert!(!late.poll());
+        c.advance(Duration::from_millis(499));
+        assert!(!early.poll(), "1 ms short");
+        c.advance(Duration::from_millis(1));
+        assert!(early.poll(), "woken at its deadline");
+        assert!(!late.poll());
+        c.set(UnixTime::from_secs(103));
+        assert!(late.poll(), "woken by a jump past it");
+        assert!(
+            polled(c.sleep_until(UnixTime::from_secs(1))).poll(),
+            "a deadline in the past completes at once"
+        );
+    }
+
+    /// A future polled by hand (no runtime timer involved: only the clock can wake it).
+    struct Polled<'a>(Sleep<'a>, bool);
+
+    fn polled(f: Sleep<'_>) -> Polled<'_> {
+        Polled(f, false)
+    }
+
+    impl Polled<'_> {
+        /// Whether the future has completed (polling it once more if not yet).
+        fn poll(&mut self) -> bool {
+            if !self.1 {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                self.1 = self.0.as_mut().poll(&mut cx).is_ready();
+            }
+            self.1
+        }
+    }
+
+    #[tokio::test]
+    async fn the_system_clock_sleeps_until_its_deadline() {
+        let deadline = SystemClock.now().plus(Duration::from_millis(30));
+        SystemClock.sleep_until(deadline).await;
+        assert!(SystemClock.now() >= deadline);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //!   retrying, the HTTP status and the stable machine-readable code it maps to.
 //! - [`Clock`]: core logic takes time from here, never from `SystemTime::now()` directly, so tests
 //!   can move time by hand.
+//! - [`backoff`]: the one exponential backoff policy (delays from `backon`).
 //! - [`secret`]: redacting wrappers so tokens and client secrets cannot reach a log line by accident.
 //! - [`text`]: outside text made safe for a terminal (control characters and bidi overrides escaped).
 //! - [`ListenAddr`]: a listener's address (`HOST:PORT` or `unix:/path`).
 
+pub mod backoff;
 pub mod clock;
 pub mod error;
 pub mod fsutil;

@@ -33,11 +33,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
 use tw_config::{ProxyConfig, RouteConfig};
+use tw_core::backoff::Backoff;
 use tw_core::{Clock, Error, ErrorKind};
 use tw_http::forward::{self, SendFailure, Target, UpstreamClient as HttpClient};
 use tw_http::{ApiError, PeerAddr};
 
-/// First pause before re-trying a failed connection; doubles per attempt.
+/// First pause before re-trying a failed connection; doubles per attempt (no cap: the attempts
+/// are bounded by `connect_retries`).
 const CONNECT_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The proxy's routes and its pooled upstream client. Cheap to clone.
@@ -325,7 +327,7 @@ impl Route {
             {
                 retries += 1;
                 tracing::debug!(attempt = retries + 1, cause = %cause, "cannot connect to upstream; retrying");
-                let pause = CONNECT_RETRY_BACKOFF * 2u32.saturating_pow(retries - 1);
+                let pause = Backoff::unbounded(CONNECT_RETRY_BACKOFF).delay(retries);
                 if tokio::time::timeout_at(out.deadline, tokio::time::sleep(pause))
                     .await
                     .is_err()

@@ -432,7 +432,7 @@ impl Store {
         )
     }
 
-    /// The pool, for the other table modules of this crate (`vault`).
+    /// The pool, for the other table modules of this crate (`vault::VaultTables`).
     pub(crate) fn pool(&self) -> &Pool {
         &self.inner.pool
     }

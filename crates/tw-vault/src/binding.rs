@@ -34,7 +34,7 @@ use crate::keyring::{AadLayout, KeyRing, aad};
 use crate::model::{TokenType, VaultSettings};
 use std::collections::BTreeMap;
 use tw_core::{Error, Secret};
-use tw_store::{PendingConsent, Sealed, VaultRow};
+use tw_vault_port::{PendingConsent, Sealed, VaultRow};
 
 /// What an entry's token is bound to.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +205,7 @@ mod tests {
     use super::*;
     use base64::Engine;
     use tw_core::UnixTime;
-    use tw_store::VaultStatus;
+    use tw_vault_port::VaultStatus;
 
     fn ring() -> KeyRing {
         let key = Secret::new(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));

@@ -12,7 +12,7 @@ use rand::RngCore;
 use std::collections::BTreeMap;
 use std::fmt;
 use tw_core::{Error, ErrorKind, Secret};
-use tw_store::Sealed;
+use tw_vault_port::Sealed;
 
 /// AES-GCM's standard nonce length.
 const NONCE_LEN: usize = 12;

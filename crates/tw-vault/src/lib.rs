@@ -2,6 +2,10 @@
 //! tokens on demand, revocable. No HTTP server types here (the API is `tw-vault-api`); the IdP is
 //! reached through `tw_broker::idp` and `tw_verify`.
 //!
+//! Storage is a port the vault defines, [`VaultStore`] (crate `tw-vault-port`, re-exported as
+//! [`store`]): rows of sealed bytes, version-guarded writes and the lease fence, in the vault's
+//! own types. The vault never names a database; the binary hands it `tw_store::VaultTables`.
+//!
 //! - [`KeyRing`]: AES-256-GCM keys by id, one active. A random 96-bit nonce per seal; associated
 //!   data (layout v2) binds a sealed token to everything its row decides by: entry id, owner
 //!   (issuer + subject), token type, session id and attributes; a consent in progress binds its
@@ -74,4 +78,5 @@ pub use model::{
     EntryStatus, EntryView, IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY,
     PERM_READ_ANY, RedirectPolicy, RekeyReport, TokenType, VaultSettings,
 };
+pub use tw_vault_port::{self as store, VaultStore};
 pub use vault::Vault;

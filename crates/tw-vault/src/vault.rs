@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tw_core::{Clock, Error, ErrorKind, Secret, UnixTime};
-use tw_store::{FencedWrite, InsertFence, PendingConsent, Store, TokenUpdate, VaultRow};
+use tw_vault_port::{FencedWrite, InsertFence, PendingConsent, TokenUpdate, VaultRow, VaultStore};
 use url::Url;
 
 mod mint;
@@ -43,7 +43,7 @@ struct Inner {
     settings: VaultSettings,
     seals: Seals,
     state: StateSigner,
-    store: Store,
+    store: Arc<dyn VaultStore>,
     clock: Arc<dyn Clock>,
     idp: IdpClient,
     minted: moka::sync::Cache<String, CachedMint>,
@@ -156,10 +156,11 @@ fn sanitize_description(text: &str) -> String {
 
 impl Vault {
     /// Checks the settings and builds the vault. No I/O: the IdP is discovered at first use (so
-    /// the vault starts while the IdP is down), the database is the caller's `store`.
+    /// the vault starts while the IdP is down), the database is the caller's `store` (the
+    /// vault's storage port, [`VaultStore`]; `tw_store::VaultTables` over SQLite or PostgreSQL).
     pub async fn new(
         settings: VaultSettings,
-        store: Store,
+        store: Arc<dyn VaultStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Vault, Error> {
         let state = StateSigner::new(settings.state_signing_key.clone())?;
@@ -210,7 +211,7 @@ impl Vault {
         id: &EntryId,
         permission: &str,
     ) -> Result<VaultRow, Error> {
-        match self.inner.store.vault_get(&id.to_string()).await? {
+        match self.inner.store.get(&id.to_string()).await? {
             Some(row)
                 if caller.owns(&row.owner_issuer, &row.owner_subject) || caller.may(permission) =>
             {
@@ -240,7 +241,7 @@ impl Vault {
         }
         let now = self.now();
         // Expired pending consents are cleared as new ones start (best effort).
-        if let Err(e) = self.inner.store.vault_pending_purge(now).await {
+        if let Err(e) = self.inner.store.pending_purge(now).await {
             tracing::debug!(error = %e, "could not purge expired pending consents");
         }
         let nonce = random_token(32);
@@ -261,7 +262,7 @@ impl Vault {
         let inserted = self
             .inner
             .store
-            .vault_pending_insert(
+            .pending_insert(
                 &PendingConsent {
                     nonce: nonce.clone(),
                     owner_issuer: caller.issuer.clone(),
@@ -279,7 +280,7 @@ impl Vault {
             let (_, first_expiry) = self
                 .inner
                 .store
-                .vault_pending_of_owner(&caller.issuer, &caller.subject, now)
+                .pending_of_owner(&caller.issuer, &caller.subject, now)
                 .await?;
             let wait = first_expiry.map_or(Duration::from_secs(1), |t| now.until(t));
             tracing::info!(owner = %caller.subject, max, "vault consent refused: too many pending");
@@ -337,7 +338,7 @@ impl Vault {
         let pending = self
             .inner
             .store
-            .vault_pending_take(&nonce)
+            .pending_take(&nonce)
             .await?
             .ok_or_else(|| {
                 Error::bad_request(
@@ -495,7 +496,7 @@ impl Vault {
             expires_at: expiry(now, grant.refresh_expires_in),
             version: 1,
         };
-        self.inner.store.vault_insert(&row).await?;
+        self.inner.store.insert(&row).await?;
         view(&row)
     }
 
@@ -594,7 +595,7 @@ impl Vault {
             let row = self
                 .inner
                 .store
-                .vault_get(&id.to_string())
+                .get(&id.to_string())
                 .await?
                 .ok_or_else(|| entry_not_found(id))?;
             let token = self.seals().open_entry(&row)?.secret;
@@ -617,7 +618,7 @@ impl Vault {
             let written = self
                 .inner
                 .store
-                .vault_insert_fenced(
+                .insert_fenced(
                     InsertFence {
                         lineage: &fence.lineage,
                         lease_id: &fence.lease_id,
@@ -649,7 +650,7 @@ impl Vault {
     pub async fn list(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
         self.inner
             .store
-            .vault_list_by_owner(&caller.issuer, &caller.subject)
+            .list_by_owner(&caller.issuer, &caller.subject)
             .await?
             .iter()
             .map(view)
@@ -664,11 +665,7 @@ impl Vault {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self
-                .inner
-                .store
-                .vault_list_page(after.as_deref(), PAGE)
-                .await?;
+            let page = self.inner.store.list_page(after.as_deref(), PAGE).await?;
             for row in &page {
                 out.push(view(row)?);
             }
@@ -737,7 +734,7 @@ impl Vault {
     async fn delete_entry(&self, id: &EntryId) -> Result<DeleteOutcome, Error> {
         let store = &self.inner.store;
         let row = store
-            .vault_get(&id.to_string())
+            .get(&id.to_string())
             .await?
             .ok_or_else(|| entry_not_found(id))?;
         let shared = !self.siblings_of(&row).await?.is_empty();
@@ -767,7 +764,7 @@ impl Vault {
                 }
             }
         }
-        store.vault_delete(&row.id).await?;
+        store.delete(&row.id).await?;
         self.inner.minted.invalidate(&row.id);
         tracing::info!(entry = %row.id, revoked = outcome.revoked_at_idp, shared, "vault entry deleted");
         Ok(outcome)
@@ -800,7 +797,7 @@ impl Vault {
         let mut report = RekeyReport::default();
         let mut after: Option<String> = None;
         loop {
-            let page = store.vault_list_page(after.as_deref(), PAGE).await?;
+            let page = store.list_page(after.as_deref(), PAGE).await?;
             for row in &page {
                 let mut row = row.clone();
                 let mut attempts = 0;
@@ -826,12 +823,12 @@ impl Vault {
                         expires_at: row.expires_at,
                         used_at: None,
                     };
-                    if store.vault_update_tokens(&[update]).await? {
+                    if store.update_tokens(&[update]).await? {
                         report.rewritten += 1;
                         break;
                     }
                     attempts += 1;
-                    match store.vault_get(&row.id).await? {
+                    match store.get(&row.id).await? {
                         Some(current) if attempts < COMMIT_ATTEMPTS => row = current,
                         // Deleted meanwhile: nothing to rekey.
                         None => break,
@@ -848,7 +845,7 @@ impl Vault {
                 _ => break,
             }
         }
-        store.vault_pending_purge(self.now()).await?;
+        store.pending_purge(self.now()).await?;
         tracing::info!(
             rewritten = report.rewritten,
             unchanged = report.unchanged,

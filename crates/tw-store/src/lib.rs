@@ -37,12 +37,15 @@
 //! so nothing stored can drive an operator's terminal (400 `invalid_account` / `invalid_role` /
 //! `invalid_permission`, the context's `field` naming the field).
 //!
-//! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
-//! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
-//! `invalid_role`, `invalid_permission` (400), `storage_unavailable` (503, retryable),
-//! `storage_error` (500). Messages never contain the database password.
+//! Every method returns a [`tw_core::Error`] with a stable code, each a constant in [`codes`]:
+//! `account_not_found`, `role_not_found` (404), `account_exists`, `role_in_use`,
+//! `storage_conflict` (409), `invalid_account`, `invalid_role`, `invalid_permission`,
+//! `invalid_limit` (400), `storage_unavailable` (503, retryable), `storage_error` (500); at open
+//! also `storage_auth_failed`, `storage_database_missing`, `storage_migration_failed`. Messages
+//! never contain the database password.
 
 pub mod authz;
+pub mod codes;
 mod error;
 pub mod health;
 mod model;

@@ -18,6 +18,7 @@
 //! lease ran out and was taken over by another instance therefore cannot write what it learnt
 //! from a token the new holder may already have spent.
 
+use crate::codes;
 use crate::error::db;
 use crate::store::{Pool, Store, tx_execute, with_pool};
 use futures::future::BoxFuture;
@@ -152,20 +153,24 @@ mod sql {
 
 fn corrupt(column: &str, value: &str) -> Error {
     Error::internal(
-        "storage_error",
+        codes::STORAGE_ERROR,
         format!("unexpected value `{value}` in vault_entries.{column}"),
     )
 }
 
 fn attributes_to_text(attributes: &BTreeMap<String, String>) -> Result<String> {
-    serde_json::to_string(attributes)
-        .map_err(|e| Error::internal("storage_error", format!("cannot encode attributes: {e}")))
+    serde_json::to_string(attributes).map_err(|e| {
+        Error::internal(
+            codes::STORAGE_ERROR,
+            format!("cannot encode attributes: {e}"),
+        )
+    })
 }
 
 fn attributes_from_text(text: &str) -> Result<BTreeMap<String, String>> {
     serde_json::from_str(text).map_err(|_| {
         Error::internal(
-            "storage_error",
+            codes::STORAGE_ERROR,
             "vault attributes are not a JSON object of strings",
         )
     })

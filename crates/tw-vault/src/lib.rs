@@ -45,7 +45,8 @@
 //! - Caller-supplied tokens ([`Vault::store_token`]) are validated by one refresh, which also
 //!   tells whose they are (the caller's, or 403); the rotated successor is what is stored.
 //!
-//! Error codes: `vault_entry_not_found` (404, also for someone else's entry),
+//! Error codes (each one the vault raises itself is a constant in [`codes`]):
+//! `vault_entry_not_found` (404, also for someone else's entry),
 //! `vault_state_invalid` / `vault_state_expired` / `vault_state_used` / `vault_code_missing`
 //! (400), `consent_denied` (400, the IdP's `error` in context `idp_error`),
 //! `consent_user_mismatch` (another user signed in at the consent), `token_owner_mismatch` (a
@@ -61,6 +62,7 @@
 //! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
 
 mod binding;
+pub mod codes;
 mod errors;
 mod idp;
 mod keyring;

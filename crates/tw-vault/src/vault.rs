@@ -2,6 +2,7 @@
 //! is in [`mint`]).
 
 use crate::binding::{EntryBinding, PendingBinding, Seals};
+use crate::codes;
 use crate::errors::{
     bad_attributes, entry_not_found, forbidden, redirect_not_allowed, token_owner_mismatch,
     user_mismatch,
@@ -145,7 +146,7 @@ fn check_id_token_nonce(claimed: Option<&str>, sent: &str) -> Result<(), Error> 
     };
     Err(Error::new(
         ErrorKind::IdpRejected,
-        "idp_id_token_invalid",
+        codes::IDP_ID_TOKEN_INVALID,
         why,
     ))
 }
@@ -286,7 +287,7 @@ impl Vault {
             tracing::info!(owner = %caller.subject, max, "vault consent refused: too many pending");
             return Err(Error::new(
                 ErrorKind::RateLimited,
-                "vault_too_many_pending_consents",
+                codes::VAULT_TOO_MANY_PENDING_CONSENTS,
                 format!(
                     "{max} consents of this user are already waiting to be completed (vault.limits.max_pending_consents); complete one, or retry once the oldest expires"
                 ),
@@ -342,13 +343,13 @@ impl Vault {
             .await?
             .ok_or_else(|| {
                 Error::bad_request(
-                    "vault_state_used",
+                    codes::VAULT_STATE_USED,
                     "this consent `state` was already used (or its consent was cleared); start the consent again",
                 )
             })?;
         if pending.expires_at <= now {
             return Err(Error::bad_request(
-                "vault_state_expired",
+                codes::VAULT_STATE_EXPIRED,
                 "the consent took too long: its `state` expired; start the consent again",
             ));
         }
@@ -375,7 +376,7 @@ impl Vault {
                 message.push_str(": ");
                 message.push_str(&sanitize_description(d));
             }
-            return Err(Error::bad_request("consent_denied", message).with("idp_error", code));
+            return Err(Error::bad_request(codes::CONSENT_DENIED, message).with("idp_error", code));
         }
         let code = cb
             .code
@@ -383,7 +384,7 @@ impl Vault {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| {
                 Error::bad_request(
-                    "vault_code_missing",
+                    codes::VAULT_CODE_MISSING,
                     "the callback carries neither `code` nor `error`",
                 )
             })?;
@@ -462,7 +463,7 @@ impl Vault {
         let refresh_token = grant.token.refresh_token.as_ref().or(fallback).ok_or_else(|| {
             Error::new(
                 ErrorKind::IdpRejected,
-                "idp_no_refresh_token",
+                codes::IDP_NO_REFRESH_TOKEN,
                 "the IdP issued no refresh token (is `offline_access` allowed for the vault's client?)",
             )
         })?;
@@ -514,7 +515,7 @@ impl Vault {
         check_attributes(&attributes)?;
         if refresh_token.is_empty() {
             return Err(Error::bad_request(
-                "vault_token_missing",
+                codes::VAULT_TOKEN_MISSING,
                 "no refresh token given",
             ));
         }
@@ -522,7 +523,7 @@ impl Vault {
             Ok(g) => g,
             Err(e) if e.code() == "idp_invalid_grant" => {
                 return Err(Error::bad_request(
-                    "vault_token_rejected",
+                    codes::VAULT_TOKEN_REJECTED,
                     "the IdP does not accept this refresh token from the vault's client (expired, revoked, spent, or issued to another client)",
                 ));
             }
@@ -579,7 +580,7 @@ impl Vault {
         let row = self.visible_row(caller, id, PERM_ADMIN).await?;
         if row.token_type != TokenType::Offline {
             return Err(Error::bad_request(
-                "vault_duplicate_unsupported",
+                codes::VAULT_DUPLICATE_UNSUPPORTED,
                 "only offline entries can be duplicated",
             ));
         }
@@ -724,7 +725,10 @@ impl Vault {
             result
         });
         task.await.map_err(|e| {
-            Error::internal("vault_task_failed", format!("a vault task failed: {e}"))
+            Error::internal(
+                codes::VAULT_TASK_FAILED,
+                format!("a vault task failed: {e}"),
+            )
         })?
     }
 
@@ -780,7 +784,10 @@ impl Vault {
         token: Secret,
     ) -> Result<serde_json::Value, Error> {
         if token.is_empty() {
-            return Err(Error::bad_request("vault_token_missing", "no token given"));
+            return Err(Error::bad_request(
+                codes::VAULT_TOKEN_MISSING,
+                "no token given",
+            ));
         }
         let answer = self.inner.idp.introspect(&token).await?;
         tracing::debug!(caller = %caller.subject, token = %token.fingerprint().short(), active = ?answer.get("active"), "introspected");

@@ -9,6 +9,7 @@
 
 use super::{COMMIT_ATTEMPTS, Vault};
 use crate::binding::EntryBinding;
+use crate::codes;
 use crate::errors::{entry_not_found, entry_not_found_text, reconsent_required};
 use crate::idp::{Grant, expiry};
 use crate::metrics_names::*;
@@ -93,7 +94,10 @@ impl Vault {
             result
         });
         task.await.map_err(|e| {
-            Error::internal("vault_mint_failed", format!("the mint task failed: {e}"))
+            Error::internal(
+                codes::VAULT_MINT_FAILED,
+                format!("the mint task failed: {e}"),
+            )
         })?
     }
 
@@ -179,7 +183,7 @@ impl Vault {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::new(
                     ErrorKind::StorageUnavailable,
-                    "vault_refresh_in_progress",
+                    codes::VAULT_REFRESH_IN_PROGRESS,
                     "another instance is refreshing this entry's token; try again",
                 )
                 .with_retry_after(Duration::from_secs(1)));
@@ -392,7 +396,7 @@ impl Vault {
 pub(super) fn commit_conflict(entry: &str) -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
-        "vault_commit_conflict",
+        codes::VAULT_COMMIT_CONFLICT,
         "the entry was changed concurrently while its token rotated; try again",
     )
     .with("entry", entry.to_owned())
@@ -402,7 +406,7 @@ pub(super) fn commit_conflict(entry: &str) -> Error {
 pub(super) fn lease_lost() -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
-        "vault_lease_lost",
+        codes::VAULT_LEASE_LOST,
         "this instance lost the entry's refresh lease to another one; try again",
     )
     .with_retry_after(Duration::from_secs(1))

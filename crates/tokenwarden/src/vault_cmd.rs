@@ -134,7 +134,8 @@ async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vaul
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = tw_vault_api::vault_settings(section)?;
     let store = tw_serve::gateway::open_store(&cfg, clock.clone()).await?;
-    let vault = Vault::new(settings, store.clone(), clock).await?;
+    let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
+    let vault = Vault::new(settings, tables, clock).await?;
     Ok((cfg, vault, store))
 }
 

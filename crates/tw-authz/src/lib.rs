@@ -2,7 +2,9 @@
 //! this request?
 //!
 //! - [`principal`]: user or service account, roles from the claims (`realm_access.roles`,
-//!   `resource_access.<client>.roles` as `client:role`, paths configurable).
+//!   `resource_access.<client>.roles` as `client:role`, paths configurable). The token
+//!   (`VerifiedToken`) and [`Principal`] types are `tw-claims`'; this crate depends on no HTTP
+//!   client and no JOSE library.
 //! - Permissions from the configured role map and/or the [`registry`] ([`RegistrySource`],
 //!   implemented by `tw-store`; [`CachedRegistry`] keeps lookups off the hot path), combinable
 //!   per issuer; wildcard grants ([`permission`]).
@@ -49,9 +51,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tw_claims::VerifiedToken;
 use tw_config::{AuthzConfig, AuthzMode, PermissionSourceKind, UserAuthorization};
 use tw_core::{Clock, Error, SystemClock};
-use tw_verify::VerifiedToken;
 
 /// The request being authorized.
 #[derive(Debug, Clone, Copy)]

@@ -1,86 +1,13 @@
 //! Who is calling: a user or a service account, with the roles found in the token's claims.
+//! The [`Principal`] type itself lives in `tw-claims` (re-exported here); this module reads it
+//! from a verified token as `[gateway.authz]` says ([`PrincipalExtractor`]).
 
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
+use tw_claims::{SERVICE_ACCOUNT_PREFIX, VerifiedToken, has_service_account_prefix};
 use tw_config::{AuthzConfig, ServiceAccountRules};
-use tw_verify::VerifiedToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PrincipalKind {
-    User,
-    ServiceAccount,
-}
-
-impl PrincipalKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrincipalKind::User => "user",
-            PrincipalKind::ServiceAccount => "service_account",
-        }
-    }
-}
-
-/// The caller, as authorization sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub kind: PrincipalKind,
-    pub issuer: String,
-    pub subject: Option<String>,
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    /// Realm roles as is; client roles named by the configured format (`client:role`).
-    pub roles: BTreeSet<String>,
-    pub scopes: Vec<String>,
-}
-
-impl Principal {
-    pub fn is_service_account(&self) -> bool {
-        self.kind == PrincipalKind::ServiceAccount
-    }
-
-    /// A user whose token names them: `preferred_username` present, not blank and not a
-    /// service-account name (`service-account-`, any case). Only such a token may pass through
-    /// to an upstream that authorizes its users itself: a service account's token that lacks
-    /// the claim (a client without the `profile` scope) is a "user" by kind, but must not skip
-    /// authorization that way.
-    pub fn is_named_user(&self) -> bool {
-        self.kind == PrincipalKind::User
-            && self
-                .username
-                .as_deref()
-                .is_some_and(|u| !u.trim().is_empty() && !has_service_account_prefix(u))
-    }
-
-    /// Rate-limit and log key: the client id for service accounts, else issuer + subject.
-    pub fn key(&self) -> String {
-        match (self.kind, &self.client_id, &self.subject) {
-            (PrincipalKind::ServiceAccount, Some(c), _) => format!("client:{c}"),
-            (_, _, Some(s)) => format!("sub:{}|{s}", self.issuer),
-            (_, Some(c), None) => format!("client:{c}"),
-            _ => format!("issuer:{}", self.issuer),
-        }
-    }
-
-    /// A short name for logs and the audit log.
-    pub fn display(&self) -> String {
-        match self.kind {
-            PrincipalKind::ServiceAccount => format!(
-                "service_account:{}",
-                self.client_id
-                    .as_deref()
-                    .or(self.subject.as_deref())
-                    .unwrap_or("-")
-            ),
-            PrincipalKind::User => format!(
-                "user:{}",
-                self.username
-                    .as_deref()
-                    .or(self.subject.as_deref())
-                    .unwrap_or("-")
-            ),
-        }
-    }
-}
+pub use tw_claims::{Principal, PrincipalKind};
 
 /// Reads principals from verified tokens, as configured.
 #[derive(Debug, Clone)]
@@ -184,17 +111,6 @@ impl PrincipalExtractor {
     }
 }
 
-/// Keycloak's name of a client's service-account user, before the client id.
-const SERVICE_ACCOUNT_PREFIX: &str = "service-account-";
-
-/// `username` starts with Keycloak's service-account prefix, in any case.
-fn has_service_account_prefix(username: &str) -> bool {
-    username
-        .as_bytes()
-        .get(..SERVICE_ACCOUNT_PREFIX.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(SERVICE_ACCOUNT_PREFIX.as_bytes()))
-}
-
 /// `preferred_username` is `service-account-<the token's client id>`, compared without case
 /// (Keycloak stores usernames in lower case).
 fn names_own_service_account(token: &VerifiedToken) -> bool {
@@ -250,8 +166,8 @@ pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Va
 mod tests {
     use super::*;
     use serde_json::json;
+    use tw_claims::VerifiedBy;
     use tw_core::UnixTime;
-    use tw_verify::VerifiedBy;
 
     fn cfg(extra: &str) -> AuthzConfig {
         let doc = format!(

@@ -9,9 +9,9 @@ use tw_authz::{
     AccountKey, AuditEvent, AuditOutcome, Authz, AuthzDecision, AuthzRequest, MemoryAuditSink,
     MemoryRegistry, PermissionSet, PrincipalKind, RegistryAccount, Resolution,
 };
+use tw_claims::{VerifiedBy, VerifiedToken};
 use tw_config::AuthzConfig;
 use tw_core::{ManualClock, UnixTime};
-use tw_verify::{VerifiedBy, VerifiedToken};
 
 const ISSUER: &str = "https://kc.example/realms/evently";
 

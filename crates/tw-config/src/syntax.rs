@@ -1,7 +1,6 @@
 //! Checks of single values that several sections share (listen addresses, configured paths and
 //! hosts). Knows no section: the sections' validation (`load`, `authz`, `vault`) builds on it.
 
-
 pub use tw_core::ListenAddr;
 
 /// `api.example.org`, `10.0.0.1` or `[::1]`: no scheme, port or path.

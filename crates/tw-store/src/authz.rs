@@ -22,6 +22,7 @@
 //!   each decision stored once by its event id (`audit_log.event_id`, unique), so the audit
 //!   writer's replay of its spool after a crash adds no row twice.
 
+use crate::codes;
 use crate::model::{
     AuditKind, AuditOutcome as StoredOutcome, AuditRecord, MAX_DISPLAY_NAME_LEN, NewAccount,
     PrincipalKind, check_text,
@@ -57,7 +58,7 @@ impl Store {
         let permissions = match self.permissions_of(&account.id).await {
             Ok(p) => p,
             // Deleted between the two reads: unknown now.
-            Err(e) if e.code() == "account_not_found" => return Ok(None),
+            Err(e) if e.code() == codes::ACCOUNT_NOT_FOUND => return Ok(None),
             Err(e) => return Err(e),
         };
         Ok(Some(RegistryAccount {
@@ -70,7 +71,13 @@ impl Store {
 
     async fn provision_account(&self, request: &ProvisionRequest) -> Result<RegistryAccount> {
         let display_name = request.username.clone().filter(|u| {
-            check_text("invalid_account", "display_name", u, MAX_DISPLAY_NAME_LEN).is_ok()
+            check_text(
+                codes::INVALID_ACCOUNT,
+                "display_name",
+                u,
+                MAX_DISPLAY_NAME_LEN,
+            )
+            .is_ok()
         });
         let new = NewAccount {
             issuer: request.key.issuer().to_owned(),
@@ -82,19 +89,19 @@ impl Store {
             created_by: AUTO_PROVISION_CREATED_BY.to_owned(),
         };
         let mut created = self.create_account(new.clone()).await;
-        if matches!(&created, Err(e) if e.code() == "role_not_found") {
+        if matches!(&created, Err(e) if e.code() == codes::ROLE_NOT_FOUND) {
             self.ensure_role(&request.role).await?;
             created = self.create_account(new).await;
         }
         match created {
             Ok(_) => {}
             // Another instance or request was first: theirs is the account.
-            Err(e) if e.code() == "account_exists" => {}
+            Err(e) if e.code() == codes::ACCOUNT_EXISTS => {}
             Err(e) => return Err(e),
         }
         self.registry_account(&request.key).await?.ok_or_else(|| {
             Error::internal(
-                "storage_error",
+                codes::STORAGE_ERROR,
                 "the provisioned account cannot be found again",
             )
         })
@@ -104,7 +111,7 @@ impl Store {
     async fn ensure_role(&self, role: &str) -> Result<()> {
         match self.get_role(role).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == "role_not_found" => {
+            Err(e) if e.code() == codes::ROLE_NOT_FOUND => {
                 self.upsert_role(role, Some(PROVISIONED_ROLE_DESCRIPTION), &[])
                     .await?;
                 Ok(())

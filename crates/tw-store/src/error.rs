@@ -1,6 +1,7 @@
 //! sqlx errors → tokenwarden errors. Messages name the operation and the database's own
 //! classification; connection options (and so the password) are never formatted.
 
+use crate::codes;
 use tw_core::{Error, ErrorKind};
 
 /// Maps a database failure during `op` ("create account", ...).
@@ -11,7 +12,7 @@ pub(crate) fn db(op: &'static str) -> impl Fn(sqlx::Error) -> Error {
 pub(crate) fn unavailable(op: &str, detail: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
-        "storage_unavailable",
+        codes::STORAGE_UNAVAILABLE,
         format!("storage unavailable ({op}): {detail}"),
     )
     .with_retry_after(std::time::Duration::from_secs(1))
@@ -28,11 +29,11 @@ fn classify(op: &'static str, e: sqlx::Error) -> Error {
         | E::Tls(_)
         | E::Protocol(_) => unavailable(op, &e),
         E::Database(d) if d.is_unique_violation() => Error::conflict(
-            "storage_conflict",
+            codes::STORAGE_CONFLICT,
             format!("{op}: conflicts with an existing row"),
         ),
         E::Database(d) if transient(d.as_ref()) => unavailable(op, &e),
-        _ => Error::internal("storage_error", format!("storage error ({op}): {e}")),
+        _ => Error::internal(codes::STORAGE_ERROR, format!("storage error ({op}): {e}")),
     }
     .with("operation", op)
 }

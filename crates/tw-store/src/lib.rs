@@ -15,11 +15,12 @@
 //! [`authz`]: the store as the authorization core's ports — [`tw_authz::RegistrySource`] (the
 //! account registry, auto-provisioning) and [`tw_authz::AuditSink`] ([`StoreAuditSink`]).
 //!
-//! `vault`: the token vault's tables for `tw-vault` (`vault_*` methods): sealed tokens with
+//! `vault`: the token vault's tables as [`VaultTables`], the implementation of the vault's storage
+//! port ([`tw_vault_port::VaultStore`]; its row types are re-exported here): sealed tokens with
 //! typed CRUD, token updates guarded by a row version (and fenced by a refresh lease, as are a
-//! duplicate's inserts), pending consents taken exactly once
-//! (`DELETE ... RETURNING`), and per-lineage refresh leases (one refresh at a time across
-//! instances). This crate only stores sealed bytes; it never sees a token in clear.
+//! duplicate's inserts: the lease fence is `vault.rs`'s `require_lease!`), pending consents taken
+//! exactly once (`DELETE ... RETURNING`), and per-lineage refresh leases (one refresh at a time
+//! across instances). This crate only stores sealed bytes; it never sees a token in clear.
 //!
 //! [`health`]: [`health::StoreHealth`], a background pinger whose last answer readiness probes
 //! read, so a probe never waits on the database. While it counts the store as down (two failed
@@ -36,12 +37,15 @@
 //! so nothing stored can drive an operator's terminal (400 `invalid_account` / `invalid_role` /
 //! `invalid_permission`, the context's `field` naming the field).
 //!
-//! Every method returns a [`tw_core::Error`] with a stable code: `account_not_found`,
-//! `role_not_found` (404), `account_exists`, `role_in_use` (409), `invalid_account`,
-//! `invalid_role`, `invalid_permission` (400), `storage_unavailable` (503, retryable),
-//! `storage_error` (500). Messages never contain the database password.
+//! Every method returns a [`tw_core::Error`] with a stable code, each a constant in [`codes`]:
+//! `account_not_found`, `role_not_found` (404), `account_exists`, `role_in_use`,
+//! `storage_conflict` (409), `invalid_account`, `invalid_role`, `invalid_permission`,
+//! `invalid_limit` (400), `storage_unavailable` (503, retryable), `storage_error` (500); at open
+//! also `storage_auth_failed`, `storage_database_missing`, `storage_migration_failed`. Messages
+//! never contain the database password.
 
 pub mod authz;
+pub mod codes;
 mod error;
 pub mod health;
 mod model;
@@ -57,7 +61,8 @@ pub use model::{
     PrincipalKind, Role,
 };
 pub use store::{AdminWrites, Store};
-pub use vault::{
+pub use tw_vault_port::{
     FencedWrite, InsertFence, PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow,
-    VaultStatus, VaultTokenType,
+    VaultStatus, VaultStore, VaultTokenType,
 };
+pub use vault::VaultTables;

@@ -1,5 +1,6 @@
 //! The values the store reads and writes.
 
+use crate::codes;
 use serde::{Serialize, Serializer};
 use tw_core::text::{is_terminal_unsafe, terminal_cell};
 use tw_core::{Error, UnixTime};
@@ -99,7 +100,7 @@ impl NewAccount {
     /// Every field bounded and free of control characters (400 `invalid_account` naming the
     /// field), an issuer and a subject or client id present.
     pub(crate) fn check(&self) -> Result<(), Error> {
-        const CODE: &str = "invalid_account";
+        const CODE: &str = codes::INVALID_ACCOUNT;
         let bad = |field: &'static str, m: &str| {
             Error::bad_request(CODE, m.to_owned()).with("field", field)
         };
@@ -129,7 +130,7 @@ impl NewAccount {
             ));
         }
         for role in &self.roles {
-            check_code("invalid_role", "roles", "role name", role)?;
+            check_code(codes::INVALID_ROLE, "roles", "role name", role)?;
         }
         if self.created_by.trim().is_empty() {
             return Err(bad(
@@ -291,7 +292,7 @@ impl AuditOutcome {
 
 fn corrupt(column: &str, value: &str) -> Error {
     Error::internal(
-        "storage_error",
+        codes::STORAGE_ERROR,
         format!("unexpected value `{value}` in audit_log.{column}"),
     )
 }

@@ -1,5 +1,6 @@
 //! [`Store`]: one API over a SQLite or a PostgreSQL pool.
 
+use crate::codes;
 use crate::error::{db, unavailable};
 use crate::model::*;
 use crate::queries as q;
@@ -211,18 +212,22 @@ fn quoted(v: &str) -> String {
 
 fn account_not_found(id: &str) -> Error {
     let id = quoted(id);
-    Error::not_found("account_not_found", format!("no account with id `{id}`")).with("account", id)
+    Error::not_found(
+        codes::ACCOUNT_NOT_FOUND,
+        format!("no account with id `{id}`"),
+    )
+    .with("account", id)
 }
 
 fn role_not_found(name: &str) -> Error {
     let name = quoted(name);
-    Error::not_found("role_not_found", format!("no role named `{name}`")).with("role", name)
+    Error::not_found(codes::ROLE_NOT_FOUND, format!("no role named `{name}`")).with("role", name)
 }
 
 fn role_in_use(name: &str, holders: i64) -> Error {
     let name = quoted(name);
     Error::conflict(
-        "role_in_use",
+        codes::ROLE_IN_USE,
         format!(
             "role `{name}` is held by {holders} account(s); revoke it first or delete with force"
         ),
@@ -350,7 +355,7 @@ impl Store {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
                         Error::internal(
-                            "storage_error",
+                            codes::STORAGE_ERROR,
                             format!(
                                 "cannot create the directory {} for the SQLite database: {e}",
                                 parent.display()
@@ -432,7 +437,7 @@ impl Store {
         )
     }
 
-    /// The pool, for the other table modules of this crate (`vault`).
+    /// The pool, for the other table modules of this crate (`vault::VaultTables`).
     pub(crate) fn pool(&self) -> &Pool {
         &self.inner.pool
     }
@@ -492,7 +497,7 @@ impl Store {
         let conflict = |e: Error| {
             if e.kind() == tw_core::ErrorKind::Conflict {
                 Error::conflict(
-                    "account_exists",
+                    codes::ACCOUNT_EXISTS,
                     format!(
                         "an account for issuer `{}` with this {} already exists",
                         new.issuer,
@@ -710,13 +715,13 @@ impl Store {
         permissions: &[String],
         actor: Option<&AdminActor>,
     ) -> Result<Role> {
-        check_code("invalid_role", "name", "role name", name)?;
+        check_code(codes::INVALID_ROLE, "name", "role name", name)?;
         if let Some(d) = description {
-            check_text("invalid_role", "description", d, MAX_DESCRIPTION_LEN)?;
+            check_text(codes::INVALID_ROLE, "description", d, MAX_DESCRIPTION_LEN)?;
         }
         if permissions.len() > MAX_LIST_LEN {
             return Err(Error::bad_request(
-                "invalid_permission",
+                codes::INVALID_PERMISSION,
                 format!(
                     "a role has at most {MAX_LIST_LEN} permission codes, not {}",
                     permissions.len()
@@ -725,7 +730,12 @@ impl Store {
             .with("field", "permissions"));
         }
         for code in permissions {
-            check_code("invalid_permission", "permissions", "permission code", code)?;
+            check_code(
+                codes::INVALID_PERMISSION,
+                "permissions",
+                "permission code",
+                code,
+            )?;
         }
         let codes: BTreeSet<&str> = permissions.iter().map(String::as_str).collect();
         let now = self.now();
@@ -905,7 +915,7 @@ impl Store {
         let limit = query.limit.unwrap_or(AUDIT_DEFAULT_LIMIT);
         if limit == 0 || limit > AUDIT_MAX_LIMIT {
             return Err(Error::bad_request(
-                "invalid_limit",
+                codes::INVALID_LIMIT,
                 format!("limit must be between 1 and {AUDIT_MAX_LIMIT}"),
             ));
         }
@@ -1059,14 +1069,14 @@ fn connect_error(cfg: &StorageConfig, e: sqlx::Error) -> Error {
     };
     let mut err = match &e {
         sqlx::Error::Database(d) if d.code().as_deref() == Some("28P01") => Error::config(
-            "storage_auth_failed",
+            codes::STORAGE_AUTH_FAILED,
             format!(
                 "{kind} at {} refused the credentials (check `storage.password`)",
                 cfg.redacted_url()
             ),
         ),
         sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => Error::config(
-            "storage_database_missing",
+            codes::STORAGE_DATABASE_MISSING,
             format!(
                 "{kind} at {}: the database does not exist",
                 cfg.redacted_url()
@@ -1083,7 +1093,7 @@ fn connect_error(cfg: &StorageConfig, e: sqlx::Error) -> Error {
 
 fn migrate_error(cfg: &StorageConfig, e: sqlx::migrate::MigrateError) -> Error {
     Error::internal(
-        "storage_migration_failed",
+        codes::STORAGE_MIGRATION_FAILED,
         format!(
             "migrating the database at {} failed: {e}",
             cfg.redacted_url()

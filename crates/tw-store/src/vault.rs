@@ -1,154 +1,58 @@
-//! The token vault's tables: sealed refresh/offline tokens (`vault_entries`) and consents in
-//! progress (`vault_pending_consents`). This module stores bytes and metadata only: sealing and
-//! opening (AES-256-GCM) is `tw-vault`'s job, so nothing here ever sees a token in clear.
+//! The token vault's tables: sealed refresh/offline tokens (`vault_entries`), consents in
+//! progress (`vault_pending_consents`) and per-lineage refresh leases (`vault_refresh_leases`),
+//! as [`VaultTables`], the implementation of the vault's storage port
+//! ([`tw_vault_port::VaultStore`], whose docs state the contract kept here). This module stores
+//! bytes and metadata only: sealing and opening (AES-256-GCM) is `tw-vault`'s job, so nothing here
+//! ever sees a token in clear.
 //!
 //! Every change of an entry's token bumps its `version`; writers that read a row, talk to the IdP
 //! and write back guard their update on the version they read ([`TokenUpdate::expected_version`]),
 //! so a concurrent writer (another instance, a rekey) is noticed instead of overwritten.
 //!
-//! Refreshes hold a lease per token lineage (`vault_refresh_leases`). Their writes are fenced
-//! ([`Store::vault_update_tokens_fenced`], [`Store::vault_set_status_fenced`], and a
-//! duplicate's [`Store::vault_insert_fenced`]): the transaction
-//! first checks, with a write on the lease row (which also locks it), that the lease is still held
-//! by the writer's `lease_id`. A holder whose lease ran out and was taken over by another instance
-//! therefore cannot write what it learnt from a token the new holder may already have spent.
+//! **The lease fence** lives here: refreshes hold a lease per token lineage
+//! (`vault_refresh_leases`). Their writes are fenced
+//! ([`VaultStore::update_tokens_fenced`], [`VaultStore::set_status_fenced`], and a duplicate's
+//! [`VaultStore::insert_fenced`]): the transaction first checks, with a write on the lease row
+//! (`sql::LEASE_FENCE`, which also locks it), that the lease is still held by the writer's
+//! `lease_id`, then applies the version-guarded writes, all in one transaction. A holder whose
+//! lease ran out and was taken over by another instance therefore cannot write what it learnt
+//! from a token the new holder may already have spent.
 
+use crate::codes;
 use crate::error::db;
 use crate::store::{Pool, Store, tx_execute, with_pool};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
-use std::fmt;
 use tw_core::{Error, Result, UnixTime};
+use tw_vault_port::{
+    FencedWrite, InsertFence, PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow,
+    VaultStatus, VaultStore, VaultTokenType,
+};
 
-/// Largest page [`Store::vault_list_page`] returns.
-pub const VAULT_PAGE_MAX: u32 = 1000;
-
-/// The kind of long-lived token an entry holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VaultTokenType {
-    /// An ordinary refresh token (bound to the user's SSO session at the IdP).
-    Refresh,
-    /// An offline token (`offline_access`): outlives the SSO session.
-    Offline,
+/// The vault's tables in a [`Store`]'s database: the [`VaultStore`] the vault is given. Cheap
+/// to clone (it shares the store's pool).
+#[derive(Clone, Debug)]
+pub struct VaultTables {
+    store: Store,
 }
 
-impl VaultTokenType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VaultTokenType::Refresh => "refresh",
-            VaultTokenType::Offline => "offline",
-        }
+impl VaultTables {
+    /// The vault's tables in `store`'s database (migrated with the rest by [`Store::open`]).
+    pub fn new(store: Store) -> VaultTables {
+        VaultTables { store }
     }
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "refresh" => Ok(VaultTokenType::Refresh),
-            "offline" => Ok(VaultTokenType::Offline),
-            other => Err(corrupt("token_type", other)),
-        }
+
+    fn pool(&self) -> &Pool {
+        self.store.pool()
     }
 }
 
-/// Whether an entry can still mint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VaultStatus {
-    Active,
-    /// The IdP refused the stored token as spent, revoked or expired: the user must consent again.
-    ReconsentRequired,
+fn token_type_of(s: &str) -> Result<VaultTokenType> {
+    VaultTokenType::from_name(s).ok_or_else(|| corrupt("token_type", s))
 }
 
-impl VaultStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VaultStatus::Active => "active",
-            VaultStatus::ReconsentRequired => "reconsent_required",
-        }
-    }
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "active" => Ok(VaultStatus::Active),
-            "reconsent_required" => Ok(VaultStatus::ReconsentRequired),
-            other => Err(corrupt("status", other)),
-        }
-    }
-}
-
-/// AEAD output as stored: which key, the nonce, the ciphertext with its tag.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sealed {
-    pub key_id: String,
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
-}
-
-impl fmt::Debug for Sealed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealed")
-            .field("key_id", &self.key_id)
-            .field("nonce_len", &self.nonce.len())
-            .field("ciphertext_len", &self.ciphertext.len())
-            .finish()
-    }
-}
-
-/// One row of `vault_entries`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VaultRow {
-    pub id: String,
-    pub owner_issuer: String,
-    pub owner_subject: String,
-    pub token_type: VaultTokenType,
-    pub sealed: Sealed,
-    pub session_id: Option<String>,
-    pub status: VaultStatus,
-    /// Free attributes (stored as a JSON object).
-    pub attributes: BTreeMap<String, String>,
-    pub created_at: UnixTime,
-    pub last_used_at: Option<UnixTime>,
-    pub expires_at: Option<UnixTime>,
-    /// Bumped by every change of the token, key or status.
-    pub version: i64,
-}
-
-/// A new sealed token for one entry (a rotation, a rekey, a sibling sharing the session).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenUpdate {
-    pub id: String,
-    /// `Some(v)`: apply only while the row is still at version `v` (else the whole batch rolls
-    /// back). `None`: apply to the row whatever its version (a row deleted meanwhile is skipped).
-    pub expected_version: Option<i64>,
-    pub sealed: Sealed,
-    /// The token's new expiry (`None`: unknown or no expiry).
-    pub expires_at: Option<UnixTime>,
-    /// Set `last_used_at` too (a mint); `None` leaves it.
-    pub used_at: Option<UnixTime>,
-}
-
-/// What a fenced write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FencedWrite {
-    /// Written.
-    Applied,
-    /// Nothing written: the lease is no longer this holder's (it expired and another took it, or
-    /// it was released).
-    LeaseLost,
-    /// Nothing written: a guarded row is gone or at another version.
-    Conflict,
-}
-
-/// One row of `vault_pending_consents`: a consent started and not yet completed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingConsent {
-    /// The nonce the signed `state` carries (the key).
-    pub nonce: String,
-    pub owner_issuer: String,
-    pub owner_subject: String,
-    /// The PKCE verifier, sealed.
-    pub verifier: Sealed,
-    pub attributes: BTreeMap<String, String>,
-    pub redirect_after: Option<String>,
-    pub created_at: UnixTime,
-    pub expires_at: UnixTime,
+fn status_of(s: &str) -> Result<VaultStatus> {
+    VaultStatus::from_name(s).ok_or_else(|| corrupt("status", s))
 }
 
 type EntryTuple = (
@@ -249,20 +153,24 @@ mod sql {
 
 fn corrupt(column: &str, value: &str) -> Error {
     Error::internal(
-        "storage_error",
+        codes::STORAGE_ERROR,
         format!("unexpected value `{value}` in vault_entries.{column}"),
     )
 }
 
 fn attributes_to_text(attributes: &BTreeMap<String, String>) -> Result<String> {
-    serde_json::to_string(attributes)
-        .map_err(|e| Error::internal("storage_error", format!("cannot encode attributes: {e}")))
+    serde_json::to_string(attributes).map_err(|e| {
+        Error::internal(
+            codes::STORAGE_ERROR,
+            format!("cannot encode attributes: {e}"),
+        )
+    })
 }
 
 fn attributes_from_text(text: &str) -> Result<BTreeMap<String, String>> {
     serde_json::from_str(text).map_err(|_| {
         Error::internal(
-            "storage_error",
+            codes::STORAGE_ERROR,
             "vault attributes are not a JSON object of strings",
         )
     })
@@ -289,14 +197,14 @@ fn row_from(t: EntryTuple) -> Result<VaultRow> {
         id,
         owner_issuer,
         owner_subject,
-        token_type: VaultTokenType::parse(&token_type)?,
+        token_type: token_type_of(&token_type)?,
         sealed: Sealed {
             key_id,
             nonce,
             ciphertext,
         },
         session_id,
-        status: VaultStatus::parse(&status)?,
+        status: status_of(&status)?,
         attributes: attributes_from_text(&attributes)?,
         created_at: UnixTime::from_millis(created_at),
         last_used_at: last_used_at.map(UnixTime::from_millis),
@@ -381,35 +289,7 @@ macro_rules! fetch_entry {
     }};
 }
 
-/// Where a fenced insert comes from: the lease its writer holds and the entry it copies, at the
-/// version the writer read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InsertFence<'a> {
-    pub lineage: &'a str,
-    pub lease_id: &'a str,
-    pub source_id: &'a str,
-    pub source_version: i64,
-}
-
-impl Store {
-    /// Inserts a new entry (409 `storage_conflict` if the id exists).
-    pub async fn vault_insert(&self, row: &VaultRow) -> Result<()> {
-        self.insert_entry(None, row).await.map(|_| ())
-    }
-
-    /// Inserts a copy of entry `fence.source_id` (a duplicate) in a transaction that first checks
-    /// that `fence.lease_id` still holds the lease of `fence.lineage` ([`FencedWrite::LeaseLost`])
-    /// and that the source is still at `fence.source_version` ([`FencedWrite::Conflict`]);
-    /// nothing is written otherwise. The source row stays locked until the commit, so no
-    /// rotation can land between the check and the insert.
-    pub async fn vault_insert_fenced(
-        &self,
-        fence: InsertFence<'_>,
-        row: &VaultRow,
-    ) -> Result<FencedWrite> {
-        self.insert_entry(Some(fence), row).await
-    }
-
+impl VaultTables {
     async fn insert_entry(
         &self,
         fence: Option<InsertFence<'_>>,
@@ -452,66 +332,7 @@ impl Store {
         Ok(FencedWrite::Applied)
     }
 
-    pub async fn vault_get(&self, id: &str) -> Result<Option<VaultRow>> {
-        fetch_entry!(self, sql::GET, "get vault entry", [id])
-    }
-
-    /// An owner's entries, oldest first.
-    pub async fn vault_list_by_owner(&self, issuer: &str, subject: &str) -> Result<Vec<VaultRow>> {
-        fetch_entries!(self, sql::BY_OWNER, "list vault entries", [issuer, subject])
-    }
-
-    /// The entries that share an IdP session, oldest first.
-    pub async fn vault_list_by_session(&self, session_id: &str) -> Result<Vec<VaultRow>> {
-        fetch_entries!(
-            self,
-            sql::BY_SESSION,
-            "list vault entries of a session",
-            [session_id]
-        )
-    }
-
-    /// How many entries share an IdP session.
-    pub async fn vault_count_by_session(&self, session_id: &str) -> Result<u64> {
-        let n: i64 = with_pool!(self.pool(), |p| sqlx::query_scalar(sql::COUNT_SESSION)
-            .bind(session_id)
-            .fetch_one(p)
-            .await
-            .map_err(db("count vault entries of a session"))?);
-        // COUNT(*) is never negative.
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// All entries by id, `limit` (at most [`VAULT_PAGE_MAX`]) at a time after `after_id`
-    /// (keyset paging: rows inserted or deleted meanwhile never shift a page).
-    pub async fn vault_list_page(
-        &self,
-        after_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<VaultRow>> {
-        let limit = i64::from(limit.clamp(1, VAULT_PAGE_MAX));
-        fetch_entries!(self, sql::PAGE, "page vault entries", [after_id, limit])
-    }
-
-    /// Applies the updates in one transaction. Returns `false`, changing nothing, when a guarded
-    /// update finds its row gone or at another version; unguarded updates of rows that are gone
-    /// are skipped.
-    pub async fn vault_update_tokens(&self, updates: &[TokenUpdate]) -> Result<bool> {
-        Ok(self.update_tokens(None, updates).await? == FencedWrite::Applied)
-    }
-
-    /// [`Store::vault_update_tokens`] in a transaction that first checks that `lease_id` still
-    /// holds the lease of `lineage` ([`FencedWrite::LeaseLost`] otherwise, nothing written).
-    pub async fn vault_update_tokens_fenced(
-        &self,
-        lineage: &str,
-        lease_id: &str,
-        updates: &[TokenUpdate],
-    ) -> Result<FencedWrite> {
-        self.update_tokens(Some((lineage, lease_id)), updates).await
-    }
-
-    async fn update_tokens(
+    async fn write_tokens(
         &self,
         fence: Option<(&str, &str)>,
         updates: &[TokenUpdate],
@@ -547,9 +368,7 @@ impl Store {
         Ok(FencedWrite::Applied)
     }
 
-    /// Sets the status of entry `id` while it is still at `expected_version` (bumping it), in a
-    /// transaction that first checks that `lease_id` still holds the lease of `lineage`.
-    pub async fn vault_set_status_fenced(
+    async fn write_status_fenced(
         &self,
         lineage: &str,
         lease_id: &str,
@@ -576,8 +395,22 @@ impl Store {
         Ok(FencedWrite::Applied)
     }
 
-    /// Sets the status (bumping the version). `false` if there is no such entry.
-    pub async fn vault_set_status(&self, id: &str, status: VaultStatus) -> Result<bool> {
+    /// How many entries share an IdP session (the vault itself does not ask; for operators and
+    /// tests).
+    pub async fn count_by_session(&self, session_id: &str) -> Result<u64> {
+        let n: i64 = with_pool!(self.pool(), |p| sqlx::query_scalar(sql::COUNT_SESSION)
+            .bind(session_id)
+            .fetch_one(p)
+            .await
+            .map_err(db("count vault entries of a session"))?);
+        // COUNT(*) is never negative.
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Sets the status (bumping the version), neither fenced nor guarded: an operator's write,
+    /// never the vault's (its status writes are [`VaultStore::set_status_fenced`]). `false` if
+    /// there is no such entry.
+    pub async fn set_status(&self, id: &str, status: VaultStatus) -> Result<bool> {
         let done = execute!(
             self,
             sql::SET_STATUS,
@@ -586,135 +419,219 @@ impl Store {
         );
         Ok(done > 0)
     }
+}
 
-    /// Records a use without touching the token (the version stays).
-    pub async fn vault_touch(&self, id: &str, at: UnixTime) -> Result<()> {
-        execute!(self, sql::TOUCH, "touch vault entry", [id, at.as_millis()]);
-        Ok(())
+impl VaultStore for VaultTables {
+    fn insert<'a>(&'a self, row: &'a VaultRow) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.insert_entry(None, row).await.map(|_| ()) })
     }
 
-    /// Deletes the entry and returns what it held (`None`: there was none).
-    pub async fn vault_delete(&self, id: &str) -> Result<Option<VaultRow>> {
-        fetch_entry!(self, sql::DELETE, "delete vault entry", [id])
+    fn insert_fenced<'a>(
+        &'a self,
+        fence: InsertFence<'a>,
+        row: &'a VaultRow,
+    ) -> BoxFuture<'a, Result<FencedWrite>> {
+        Box::pin(self.insert_entry(Some(fence), row))
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<VaultRow>>> {
+        Box::pin(async move { fetch_entry!(self, sql::GET, "get vault entry", [id]) })
+    }
+
+    fn list_by_owner<'a>(
+        &'a self,
+        issuer: &'a str,
+        subject: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VaultRow>>> {
+        Box::pin(async move {
+            fetch_entries!(self, sql::BY_OWNER, "list vault entries", [issuer, subject])
+        })
+    }
+
+    fn list_by_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Vec<VaultRow>>> {
+        Box::pin(async move {
+            fetch_entries!(
+                self,
+                sql::BY_SESSION,
+                "list vault entries of a session",
+                [session_id]
+            )
+        })
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        after_id: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<VaultRow>>> {
+        Box::pin(async move {
+            let limit = i64::from(limit.clamp(1, VAULT_PAGE_MAX));
+            fetch_entries!(self, sql::PAGE, "page vault entries", [after_id, limit])
+        })
+    }
+
+    fn update_tokens<'a>(&'a self, updates: &'a [TokenUpdate]) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.write_tokens(None, updates).await? == FencedWrite::Applied) })
+    }
+
+    fn update_tokens_fenced<'a>(
+        &'a self,
+        lineage: &'a str,
+        lease_id: &'a str,
+        updates: &'a [TokenUpdate],
+    ) -> BoxFuture<'a, Result<FencedWrite>> {
+        Box::pin(self.write_tokens(Some((lineage, lease_id)), updates))
+    }
+
+    fn set_status_fenced<'a>(
+        &'a self,
+        lineage: &'a str,
+        lease_id: &'a str,
+        id: &'a str,
+        expected_version: i64,
+        status: VaultStatus,
+    ) -> BoxFuture<'a, Result<FencedWrite>> {
+        Box::pin(self.write_status_fenced(lineage, lease_id, id, expected_version, status))
+    }
+
+    fn touch<'a>(&'a self, id: &'a str, at: UnixTime) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            execute!(self, sql::TOUCH, "touch vault entry", [id, at.as_millis()]);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<VaultRow>>> {
+        Box::pin(async move { fetch_entry!(self, sql::DELETE, "delete vault entry", [id]) })
     }
 
     // ----- refresh leases -----
 
-    /// Takes the refresh lease of `lineage` for `lease_id` until `until`, unless another holder's
-    /// lease is still live at `now`. `true`: taken.
-    pub async fn vault_lease_claim(
-        &self,
-        lineage: &str,
-        lease_id: &str,
+    fn lease_claim<'a>(
+        &'a self,
+        lineage: &'a str,
+        lease_id: &'a str,
         now: UnixTime,
         until: UnixTime,
-    ) -> Result<bool> {
-        let taken = execute!(
-            self,
-            sql::LEASE_CLAIM,
-            "claim refresh lease",
-            [lineage, lease_id, until.as_millis(), now.as_millis()]
-        );
-        Ok(taken > 0)
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let taken = execute!(
+                self,
+                sql::LEASE_CLAIM,
+                "claim refresh lease",
+                [lineage, lease_id, until.as_millis(), now.as_millis()]
+            );
+            Ok(taken > 0)
+        })
     }
 
-    /// Extends the lease to `until` while `lease_id` still holds it. `false`: it does not (it
-    /// expired and another holder took it, or it was released).
-    pub async fn vault_lease_renew(
-        &self,
-        lineage: &str,
-        lease_id: &str,
+    fn lease_renew<'a>(
+        &'a self,
+        lineage: &'a str,
+        lease_id: &'a str,
         until: UnixTime,
-    ) -> Result<bool> {
-        let renewed = execute!(
-            self,
-            sql::LEASE_RENEW,
-            "renew refresh lease",
-            [lineage, lease_id, until.as_millis()]
-        );
-        Ok(renewed > 0)
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let renewed = execute!(
+                self,
+                sql::LEASE_RENEW,
+                "renew refresh lease",
+                [lineage, lease_id, until.as_millis()]
+            );
+            Ok(renewed > 0)
+        })
     }
 
-    /// Gives the lease back (only if `lease_id` still holds it).
-    pub async fn vault_lease_release(&self, lineage: &str, lease_id: &str) -> Result<()> {
-        execute!(
-            self,
-            sql::LEASE_RELEASE,
-            "release refresh lease",
-            [lineage, lease_id]
-        );
-        Ok(())
+    fn lease_release<'a>(
+        &'a self,
+        lineage: &'a str,
+        lease_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            execute!(
+                self,
+                sql::LEASE_RELEASE,
+                "release refresh lease",
+                [lineage, lease_id]
+            );
+            Ok(())
+        })
     }
 
     // ----- pending consents -----
 
-    /// Inserts the pending consent unless its owner already has `max` pending consents that have
-    /// not expired at `pending.created_at`. `false`: refused, nothing inserted.
-    pub async fn vault_pending_insert(&self, pending: &PendingConsent, max: u32) -> Result<bool> {
-        let attributes = attributes_to_text(&pending.attributes)?;
-        let inserted = execute!(
-            self,
-            sql::PENDING_INSERT,
-            "insert pending consent",
-            [
-                &pending.nonce,
-                &pending.owner_issuer,
-                &pending.owner_subject,
-                &pending.verifier.key_id,
-                &pending.verifier.nonce,
-                &pending.verifier.ciphertext,
-                &attributes,
-                &pending.redirect_after,
-                pending.created_at.as_millis(),
-                pending.expires_at.as_millis(),
-                i64::from(max),
-            ]
-        );
-        Ok(inserted > 0)
+    fn pending_insert<'a>(
+        &'a self,
+        pending: &'a PendingConsent,
+        max: u32,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let attributes = attributes_to_text(&pending.attributes)?;
+            let inserted = execute!(
+                self,
+                sql::PENDING_INSERT,
+                "insert pending consent",
+                [
+                    &pending.nonce,
+                    &pending.owner_issuer,
+                    &pending.owner_subject,
+                    &pending.verifier.key_id,
+                    &pending.verifier.nonce,
+                    &pending.verifier.ciphertext,
+                    &attributes,
+                    &pending.redirect_after,
+                    pending.created_at.as_millis(),
+                    pending.expires_at.as_millis(),
+                    i64::from(max),
+                ]
+            );
+            Ok(inserted > 0)
+        })
     }
 
-    /// How many consents the owner has pending (not expired at `now`), and when the first of
-    /// them expires.
-    pub async fn vault_pending_of_owner(
-        &self,
-        issuer: &str,
-        subject: &str,
+    fn pending_of_owner<'a>(
+        &'a self,
+        issuer: &'a str,
+        subject: &'a str,
         now: UnixTime,
-    ) -> Result<(u64, Option<UnixTime>)> {
-        let (count, first): (i64, Option<i64>) =
-            with_pool!(self.pool(), |p| sqlx::query_as(sql::PENDING_OF_OWNER)
-                .bind(issuer)
-                .bind(subject)
-                .bind(now.as_millis())
-                .fetch_one(p)
-                .await
-                .map_err(db("count pending consents"))?);
-        // COUNT(*) is never negative.
-        Ok((
-            u64::try_from(count).unwrap_or(0),
-            first.map(UnixTime::from_millis),
-        ))
+    ) -> BoxFuture<'a, Result<(u64, Option<UnixTime>)>> {
+        Box::pin(async move {
+            let (count, first): (i64, Option<i64>) =
+                with_pool!(self.pool(), |p| sqlx::query_as(sql::PENDING_OF_OWNER)
+                    .bind(issuer)
+                    .bind(subject)
+                    .bind(now.as_millis())
+                    .fetch_one(p)
+                    .await
+                    .map_err(db("count pending consents"))?);
+            // COUNT(*) is never negative.
+            Ok((
+                u64::try_from(count).unwrap_or(0),
+                first.map(UnixTime::from_millis),
+            ))
+        })
     }
 
-    /// Removes and returns the pending consent: of concurrent callers (on any instance) at most
-    /// one gets `Some`. Expiry is the caller's check (the row is returned even when past it).
-    pub async fn vault_pending_take(&self, nonce: &str) -> Result<Option<PendingConsent>> {
-        let row: Option<PendingTuple> =
-            with_pool!(self.pool(), |p| sqlx::query_as(sql::PENDING_TAKE)
-                .bind(nonce)
-                .fetch_optional(p)
-                .await
-                .map_err(db("take pending consent"))?);
-        row.map(pending_from).transpose()
+    fn pending_take<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<PendingConsent>>> {
+        Box::pin(async move {
+            let row: Option<PendingTuple> =
+                with_pool!(self.pool(), |p| sqlx::query_as(sql::PENDING_TAKE)
+                    .bind(nonce)
+                    .fetch_optional(p)
+                    .await
+                    .map_err(db("take pending consent"))?);
+            row.map(pending_from).transpose()
+        })
     }
 
-    /// Deletes pending consents that expired at or before `now`; returns how many.
-    pub async fn vault_pending_purge(&self, now: UnixTime) -> Result<u64> {
-        Ok(execute!(
-            self,
-            sql::PENDING_PURGE,
-            "purge pending consents",
-            [now.as_millis()]
-        ))
+    fn pending_purge<'a>(&'a self, now: UnixTime) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            Ok(execute!(
+                self,
+                sql::PENDING_PURGE,
+                "purge pending consents",
+                [now.as_millis()]
+            ))
+        })
     }
 }

@@ -25,9 +25,8 @@ use tw_verify::Verifier;
 async fn serve(cfg: &VaultConfig, store: tw_store::Store, keys: bool) -> TestServer {
     let clock = Arc::new(SystemClock);
     let settings = tw_vault_api::vault_settings(cfg).unwrap();
-    let vault = Vault::new(settings, store.clone(), clock.clone())
-        .await
-        .unwrap();
+    let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
+    let vault = Vault::new(settings, tables, clock.clone()).await.unwrap();
     let verifier = Arc::new(Verifier::new(&cfg.callers.verifier_config(), clock.clone()).unwrap());
     if keys {
         verifier.start().await;

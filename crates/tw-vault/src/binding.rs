@@ -30,11 +30,12 @@
 //! part, each as a 4-byte big-endian length and its bytes. An optional part is two parts: `0` and
 //! an empty one, or `1` and the value. Attributes are their JSON object with sorted keys.
 
+use crate::codes;
 use crate::keyring::{AadLayout, KeyRing, aad};
 use crate::model::{TokenType, VaultSettings};
 use std::collections::BTreeMap;
 use tw_core::{Error, Secret};
-use tw_store::{PendingConsent, Sealed, VaultRow};
+use tw_vault_port::{PendingConsent, Sealed, VaultRow};
 
 /// What an entry's token is bound to.
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +124,7 @@ fn push_optional(parts: &mut Vec<String>, value: Option<&str>) {
 /// Sorted keys (a `BTreeMap`), serde_json's escaping: one text per map.
 fn attributes_text(attributes: &BTreeMap<String, String>) -> Result<String, Error> {
     serde_json::to_string(attributes)
-        .map_err(|_| Error::internal("vault_encrypt_failed", "attributes cannot be encoded"))
+        .map_err(|_| Error::internal(codes::VAULT_ENCRYPT_FAILED, "attributes cannot be encoded"))
 }
 
 /// Seals and opens rows with the key ring, in the current layout (v2), opening v1 rows while
@@ -186,7 +187,7 @@ impl Seals {
                 secret,
                 layout: AadLayout::V2,
             }),
-            Err(e) if self.accept_v1 && e.code() == "vault_decrypt_failed" => {
+            Err(e) if self.accept_v1 && e.code() == codes::VAULT_DECRYPT_FAILED => {
                 match self.keys.open(sealed, &aad_of(AadLayout::V1)?) {
                     Ok(secret) => Ok(Opened {
                         secret,
@@ -205,7 +206,7 @@ mod tests {
     use super::*;
     use base64::Engine;
     use tw_core::UnixTime;
-    use tw_store::VaultStatus;
+    use tw_vault_port::VaultStatus;
 
     fn ring() -> KeyRing {
         let key = Secret::new(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));

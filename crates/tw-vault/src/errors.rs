@@ -1,5 +1,6 @@
 //! The vault's error codes (see the crate docs for the list).
 
+use crate::codes;
 use tw_core::{Error, ErrorKind};
 
 /// 404 for an unknown entry, and equally for someone else's: knowing an id is never enough.
@@ -8,12 +9,12 @@ pub(crate) fn entry_not_found(id: &crate::EntryId) -> Error {
 }
 
 pub(crate) fn entry_not_found_text() -> Error {
-    Error::not_found("vault_entry_not_found", "no such vault entry")
+    Error::not_found(codes::VAULT_ENTRY_NOT_FOUND, "no such vault entry")
 }
 
 pub(crate) fn reconsent_required(id: &crate::EntryId) -> Error {
     Error::conflict(
-        "vault_reconsent_required",
+        codes::VAULT_RECONSENT_REQUIRED,
         "the IdP no longer accepts this entry's token (spent, revoked or expired): the user must consent again",
     )
     .with("entry", id.to_string())
@@ -22,7 +23,7 @@ pub(crate) fn reconsent_required(id: &crate::EntryId) -> Error {
 pub(crate) fn forbidden(what: &str, permission: &str) -> Error {
     Error::new(
         ErrorKind::Forbidden,
-        "vault_forbidden",
+        codes::VAULT_FORBIDDEN,
         format!("{what} needs the permission `{permission}`"),
     )
     .with("permission", permission)
@@ -32,7 +33,7 @@ pub(crate) fn forbidden(what: &str, permission: &str) -> Error {
 pub(crate) fn user_mismatch() -> Error {
     Error::new(
         ErrorKind::Forbidden,
-        "consent_user_mismatch",
+        codes::CONSENT_USER_MISMATCH,
         "the user who signed in at the IdP is not the caller who asked for this token",
     )
 }
@@ -41,7 +42,7 @@ pub(crate) fn user_mismatch() -> Error {
 pub(crate) fn token_owner_mismatch() -> Error {
     Error::new(
         ErrorKind::Forbidden,
-        "token_owner_mismatch",
+        codes::TOKEN_OWNER_MISMATCH,
         "the refresh token belongs to another user",
     )
 }
@@ -49,16 +50,19 @@ pub(crate) fn token_owner_mismatch() -> Error {
 /// 400 `invalid_entry_id`: entry ids are UUIDs in their hyphenated form.
 pub(crate) fn invalid_entry_id() -> Error {
     Error::bad_request(
-        "invalid_entry_id",
+        codes::INVALID_ENTRY_ID,
         "an entry id is a UUID such as 7d5b1c1e-0000-4000-8000-000000000000",
     )
 }
 
 pub(crate) fn bad_attributes(why: &str) -> Error {
-    Error::bad_request("vault_attributes_invalid", format!("attributes: {why}"))
+    Error::bad_request(
+        codes::VAULT_ATTRIBUTES_INVALID,
+        format!("attributes: {why}"),
+    )
 }
 
 /// 400 `redirect_not_allowed`: the page after a consent is not one `[vault.consent]` allows.
 pub(crate) fn redirect_not_allowed(why: &str) -> Error {
-    Error::bad_request("redirect_not_allowed", why.to_owned())
+    Error::bad_request(codes::REDIRECT_NOT_ALLOWED, why.to_owned())
 }

@@ -5,6 +5,7 @@
 //! row, or whose metadata was changed, fails to open; the key id is stored with the row so old
 //! keys keep working until `rekey` has moved every row to the active key.
 
+use crate::codes;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -12,7 +13,7 @@ use rand::RngCore;
 use std::collections::BTreeMap;
 use std::fmt;
 use tw_core::{Error, ErrorKind, Secret};
-use tw_store::Sealed;
+use tw_vault_port::Sealed;
 
 /// AES-GCM's standard nonce length.
 const NONCE_LEN: usize = 12;
@@ -54,8 +55,11 @@ impl fmt::Debug for KeyRing {
 }
 
 fn key_error(key_id: &str, why: &str) -> Error {
-    Error::config("vault_key_invalid", format!("vault key `{key_id}`: {why}"))
-        .with("key_id", key_id)
+    Error::config(
+        codes::VAULT_KEY_INVALID,
+        format!("vault key `{key_id}`: {why}"),
+    )
+    .with("key_id", key_id)
 }
 
 impl KeyRing {
@@ -94,7 +98,7 @@ impl KeyRing {
         }
         if !ring.contains_key(active) {
             return Err(Error::config(
-                "vault_key_invalid",
+                codes::VAULT_KEY_INVALID,
                 format!("the active vault key `{active}` is not among the configured keys"),
             )
             .with("key_id", active));
@@ -125,7 +129,7 @@ impl KeyRing {
                     aad,
                 },
             )
-            .map_err(|_| Error::internal("vault_encrypt_failed", "encryption failed"))?;
+            .map_err(|_| Error::internal(codes::VAULT_ENCRYPT_FAILED, "encryption failed"))?;
         Ok(Sealed {
             key_id: self.active.clone(),
             nonce: nonce.to_vec(),
@@ -169,7 +173,7 @@ fn decode_key(text: &str) -> Option<Vec<u8>> {
 fn unknown(key_id: &str) -> Error {
     Error::new(
         ErrorKind::Internal,
-        "vault_key_unknown",
+        codes::VAULT_KEY_UNKNOWN,
         format!(
             "the vault key `{key_id}` that sealed this value is not configured (add it back to the key ring)"
         ),
@@ -180,7 +184,7 @@ fn unknown(key_id: &str) -> Error {
 fn decrypt_failed(key_id: &str) -> Error {
     Error::new(
         ErrorKind::Internal,
-        "vault_decrypt_failed",
+        codes::VAULT_DECRYPT_FAILED,
         format!(
             "a sealed value failed authentication under key `{key_id}`: it was altered, moved to another row, or the key under this id changed"
         ),

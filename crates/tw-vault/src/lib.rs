@@ -2,6 +2,10 @@
 //! tokens on demand, revocable. No HTTP server types here (the API is `tw-vault-api`); the IdP is
 //! reached through `tw_broker::idp` and `tw_verify`.
 //!
+//! Storage is a port the vault defines, [`VaultStore`] (crate `tw-vault-port`, re-exported as
+//! [`store`]): rows of sealed bytes, version-guarded writes and the lease fence, in the vault's
+//! own types. The vault never names a database; the binary hands it `tw_store::VaultTables`.
+//!
 //! - [`KeyRing`]: AES-256-GCM keys by id, one active. A random 96-bit nonce per seal; associated
 //!   data (layout v2) binds a sealed token to everything its row decides by: entry id, owner
 //!   (issuer + subject), token type, session id and attributes; a consent in progress binds its
@@ -41,7 +45,8 @@
 //! - Caller-supplied tokens ([`Vault::store_token`]) are validated by one refresh, which also
 //!   tells whose they are (the caller's, or 403); the rotated successor is what is stored.
 //!
-//! Error codes: `vault_entry_not_found` (404, also for someone else's entry),
+//! Error codes (each one the vault raises itself is a constant in [`codes`]):
+//! `vault_entry_not_found` (404, also for someone else's entry),
 //! `vault_state_invalid` / `vault_state_expired` / `vault_state_used` / `vault_code_missing`
 //! (400), `consent_denied` (400, the IdP's `error` in context `idp_error`),
 //! `consent_user_mismatch` (another user signed in at the consent), `token_owner_mismatch` (a
@@ -57,6 +62,7 @@
 //! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
 
 mod binding;
+pub mod codes;
 mod errors;
 mod idp;
 mod keyring;
@@ -74,4 +80,5 @@ pub use model::{
     EntryStatus, EntryView, IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY,
     PERM_READ_ANY, RedirectPolicy, RekeyReport, TokenType, VaultSettings,
 };
+pub use tw_vault_port::{self as store, VaultStore};
 pub use vault::Vault;

@@ -9,7 +9,7 @@ use tw_core::{Error, Secret, UnixTime};
 use url::Url;
 
 pub use tw_config::RedirectPolicy;
-pub use tw_store::{VaultStatus as EntryStatus, VaultTokenType as TokenType};
+pub use tw_vault_port::{VaultStatus as EntryStatus, VaultTokenType as TokenType};
 
 /// Mint for any entry, not only the caller's own.
 pub const PERM_MINT_ANY: &str = "vault:mint-any";

@@ -5,6 +5,7 @@
 //! `exp` is checked against the injected clock; the nonce names a pending-consent row that the
 //! callback deletes as it reads it, so a state works once.
 
+use crate::codes;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use hmac::{Hmac, Mac};
@@ -35,7 +36,7 @@ pub(crate) struct StateSigner {
 
 pub(crate) fn state_invalid() -> Error {
     Error::bad_request(
-        "vault_state_invalid",
+        codes::VAULT_STATE_INVALID,
         "the consent `state` is not one this vault issued (altered or forged)",
     )
 }
@@ -44,14 +45,15 @@ impl StateSigner {
     pub(crate) fn new(key: Secret) -> Result<Self, Error> {
         if key.expose().len() < MIN_SIGNING_KEY_LEN {
             return Err(Error::config(
-                "vault_state_key_invalid",
+                codes::VAULT_STATE_KEY_INVALID,
                 format!(
                     "the state signing key must be at least {MIN_SIGNING_KEY_LEN} characters (e.g. `openssl rand -base64 32`)"
                 ),
             ));
         }
-        let keyed = <HmacSha256 as Mac>::new_from_slice(key.expose().as_bytes())
-            .map_err(|_| Error::config("vault_state_key_invalid", "unusable state signing key"))?;
+        let keyed = <HmacSha256 as Mac>::new_from_slice(key.expose().as_bytes()).map_err(|_| {
+            Error::config(codes::VAULT_STATE_KEY_INVALID, "unusable state signing key")
+        })?;
         Ok(Self { keyed })
     }
 
@@ -93,7 +95,7 @@ impl StateSigner {
             .ok_or_else(state_invalid)?;
         if now.as_secs() >= payload.exp {
             return Err(Error::bad_request(
-                "vault_state_expired",
+                codes::VAULT_STATE_EXPIRED,
                 "the consent took too long: its `state` expired; start the consent again",
             ));
         }

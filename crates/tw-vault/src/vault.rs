@@ -2,6 +2,7 @@
 //! is in [`mint`]).
 
 use crate::binding::{EntryBinding, PendingBinding, Seals};
+use crate::codes;
 use crate::errors::{
     bad_attributes, entry_not_found, forbidden, redirect_not_allowed, token_owner_mismatch,
     user_mismatch,
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tw_core::{Clock, Error, ErrorKind, Secret, UnixTime};
-use tw_store::{FencedWrite, InsertFence, PendingConsent, Store, TokenUpdate, VaultRow};
+use tw_vault_port::{FencedWrite, InsertFence, PendingConsent, TokenUpdate, VaultRow, VaultStore};
 use url::Url;
 
 mod mint;
@@ -43,7 +44,7 @@ struct Inner {
     settings: VaultSettings,
     seals: Seals,
     state: StateSigner,
-    store: Store,
+    store: Arc<dyn VaultStore>,
     clock: Arc<dyn Clock>,
     idp: IdpClient,
     minted: moka::sync::Cache<String, CachedMint>,
@@ -145,7 +146,7 @@ fn check_id_token_nonce(claimed: Option<&str>, sent: &str) -> Result<(), Error> 
     };
     Err(Error::new(
         ErrorKind::IdpRejected,
-        "idp_id_token_invalid",
+        codes::IDP_ID_TOKEN_INVALID,
         why,
     ))
 }
@@ -156,10 +157,11 @@ fn sanitize_description(text: &str) -> String {
 
 impl Vault {
     /// Checks the settings and builds the vault. No I/O: the IdP is discovered at first use (so
-    /// the vault starts while the IdP is down), the database is the caller's `store`.
+    /// the vault starts while the IdP is down), the database is the caller's `store` (the
+    /// vault's storage port, [`VaultStore`]; `tw_store::VaultTables` over SQLite or PostgreSQL).
     pub async fn new(
         settings: VaultSettings,
-        store: Store,
+        store: Arc<dyn VaultStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Vault, Error> {
         let state = StateSigner::new(settings.state_signing_key.clone())?;
@@ -210,7 +212,7 @@ impl Vault {
         id: &EntryId,
         permission: &str,
     ) -> Result<VaultRow, Error> {
-        match self.inner.store.vault_get(&id.to_string()).await? {
+        match self.inner.store.get(&id.to_string()).await? {
             Some(row)
                 if caller.owns(&row.owner_issuer, &row.owner_subject) || caller.may(permission) =>
             {
@@ -240,7 +242,7 @@ impl Vault {
         }
         let now = self.now();
         // Expired pending consents are cleared as new ones start (best effort).
-        if let Err(e) = self.inner.store.vault_pending_purge(now).await {
+        if let Err(e) = self.inner.store.pending_purge(now).await {
             tracing::debug!(error = %e, "could not purge expired pending consents");
         }
         let nonce = random_token(32);
@@ -261,7 +263,7 @@ impl Vault {
         let inserted = self
             .inner
             .store
-            .vault_pending_insert(
+            .pending_insert(
                 &PendingConsent {
                     nonce: nonce.clone(),
                     owner_issuer: caller.issuer.clone(),
@@ -279,13 +281,13 @@ impl Vault {
             let (_, first_expiry) = self
                 .inner
                 .store
-                .vault_pending_of_owner(&caller.issuer, &caller.subject, now)
+                .pending_of_owner(&caller.issuer, &caller.subject, now)
                 .await?;
             let wait = first_expiry.map_or(Duration::from_secs(1), |t| now.until(t));
             tracing::info!(owner = %caller.subject, max, "vault consent refused: too many pending");
             return Err(Error::new(
                 ErrorKind::RateLimited,
-                "vault_too_many_pending_consents",
+                codes::VAULT_TOO_MANY_PENDING_CONSENTS,
                 format!(
                     "{max} consents of this user are already waiting to be completed (vault.limits.max_pending_consents); complete one, or retry once the oldest expires"
                 ),
@@ -337,17 +339,17 @@ impl Vault {
         let pending = self
             .inner
             .store
-            .vault_pending_take(&nonce)
+            .pending_take(&nonce)
             .await?
             .ok_or_else(|| {
                 Error::bad_request(
-                    "vault_state_used",
+                    codes::VAULT_STATE_USED,
                     "this consent `state` was already used (or its consent was cleared); start the consent again",
                 )
             })?;
         if pending.expires_at <= now {
             return Err(Error::bad_request(
-                "vault_state_expired",
+                codes::VAULT_STATE_EXPIRED,
                 "the consent took too long: its `state` expired; start the consent again",
             ));
         }
@@ -374,7 +376,7 @@ impl Vault {
                 message.push_str(": ");
                 message.push_str(&sanitize_description(d));
             }
-            return Err(Error::bad_request("consent_denied", message).with("idp_error", code));
+            return Err(Error::bad_request(codes::CONSENT_DENIED, message).with("idp_error", code));
         }
         let code = cb
             .code
@@ -382,7 +384,7 @@ impl Vault {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| {
                 Error::bad_request(
-                    "vault_code_missing",
+                    codes::VAULT_CODE_MISSING,
                     "the callback carries neither `code` nor `error`",
                 )
             })?;
@@ -461,7 +463,7 @@ impl Vault {
         let refresh_token = grant.token.refresh_token.as_ref().or(fallback).ok_or_else(|| {
             Error::new(
                 ErrorKind::IdpRejected,
-                "idp_no_refresh_token",
+                codes::IDP_NO_REFRESH_TOKEN,
                 "the IdP issued no refresh token (is `offline_access` allowed for the vault's client?)",
             )
         })?;
@@ -495,7 +497,7 @@ impl Vault {
             expires_at: expiry(now, grant.refresh_expires_in),
             version: 1,
         };
-        self.inner.store.vault_insert(&row).await?;
+        self.inner.store.insert(&row).await?;
         view(&row)
     }
 
@@ -513,7 +515,7 @@ impl Vault {
         check_attributes(&attributes)?;
         if refresh_token.is_empty() {
             return Err(Error::bad_request(
-                "vault_token_missing",
+                codes::VAULT_TOKEN_MISSING,
                 "no refresh token given",
             ));
         }
@@ -521,7 +523,7 @@ impl Vault {
             Ok(g) => g,
             Err(e) if e.code() == "idp_invalid_grant" => {
                 return Err(Error::bad_request(
-                    "vault_token_rejected",
+                    codes::VAULT_TOKEN_REJECTED,
                     "the IdP does not accept this refresh token from the vault's client (expired, revoked, spent, or issued to another client)",
                 ));
             }
@@ -578,7 +580,7 @@ impl Vault {
         let row = self.visible_row(caller, id, PERM_ADMIN).await?;
         if row.token_type != TokenType::Offline {
             return Err(Error::bad_request(
-                "vault_duplicate_unsupported",
+                codes::VAULT_DUPLICATE_UNSUPPORTED,
                 "only offline entries can be duplicated",
             ));
         }
@@ -594,7 +596,7 @@ impl Vault {
             let row = self
                 .inner
                 .store
-                .vault_get(&id.to_string())
+                .get(&id.to_string())
                 .await?
                 .ok_or_else(|| entry_not_found(id))?;
             let token = self.seals().open_entry(&row)?.secret;
@@ -617,7 +619,7 @@ impl Vault {
             let written = self
                 .inner
                 .store
-                .vault_insert_fenced(
+                .insert_fenced(
                     InsertFence {
                         lineage: &fence.lineage,
                         lease_id: &fence.lease_id,
@@ -649,7 +651,7 @@ impl Vault {
     pub async fn list(&self, caller: &Caller) -> Result<Vec<EntryView>, Error> {
         self.inner
             .store
-            .vault_list_by_owner(&caller.issuer, &caller.subject)
+            .list_by_owner(&caller.issuer, &caller.subject)
             .await?
             .iter()
             .map(view)
@@ -664,11 +666,7 @@ impl Vault {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self
-                .inner
-                .store
-                .vault_list_page(after.as_deref(), PAGE)
-                .await?;
+            let page = self.inner.store.list_page(after.as_deref(), PAGE).await?;
             for row in &page {
                 out.push(view(row)?);
             }
@@ -727,7 +725,10 @@ impl Vault {
             result
         });
         task.await.map_err(|e| {
-            Error::internal("vault_task_failed", format!("a vault task failed: {e}"))
+            Error::internal(
+                codes::VAULT_TASK_FAILED,
+                format!("a vault task failed: {e}"),
+            )
         })?
     }
 
@@ -737,7 +738,7 @@ impl Vault {
     async fn delete_entry(&self, id: &EntryId) -> Result<DeleteOutcome, Error> {
         let store = &self.inner.store;
         let row = store
-            .vault_get(&id.to_string())
+            .get(&id.to_string())
             .await?
             .ok_or_else(|| entry_not_found(id))?;
         let shared = !self.siblings_of(&row).await?.is_empty();
@@ -767,7 +768,7 @@ impl Vault {
                 }
             }
         }
-        store.vault_delete(&row.id).await?;
+        store.delete(&row.id).await?;
         self.inner.minted.invalidate(&row.id);
         tracing::info!(entry = %row.id, revoked = outcome.revoked_at_idp, shared, "vault entry deleted");
         Ok(outcome)
@@ -783,7 +784,10 @@ impl Vault {
         token: Secret,
     ) -> Result<serde_json::Value, Error> {
         if token.is_empty() {
-            return Err(Error::bad_request("vault_token_missing", "no token given"));
+            return Err(Error::bad_request(
+                codes::VAULT_TOKEN_MISSING,
+                "no token given",
+            ));
         }
         let answer = self.inner.idp.introspect(&token).await?;
         tracing::debug!(caller = %caller.subject, token = %token.fingerprint().short(), active = ?answer.get("active"), "introspected");
@@ -800,7 +804,7 @@ impl Vault {
         let mut report = RekeyReport::default();
         let mut after: Option<String> = None;
         loop {
-            let page = store.vault_list_page(after.as_deref(), PAGE).await?;
+            let page = store.list_page(after.as_deref(), PAGE).await?;
             for row in &page {
                 let mut row = row.clone();
                 let mut attempts = 0;
@@ -826,12 +830,12 @@ impl Vault {
                         expires_at: row.expires_at,
                         used_at: None,
                     };
-                    if store.vault_update_tokens(&[update]).await? {
+                    if store.update_tokens(&[update]).await? {
                         report.rewritten += 1;
                         break;
                     }
                     attempts += 1;
-                    match store.vault_get(&row.id).await? {
+                    match store.get(&row.id).await? {
                         Some(current) if attempts < COMMIT_ATTEMPTS => row = current,
                         // Deleted meanwhile: nothing to rekey.
                         None => break,
@@ -848,7 +852,7 @@ impl Vault {
                 _ => break,
             }
         }
-        store.vault_pending_purge(self.now()).await?;
+        store.pending_purge(self.now()).await?;
         tracing::info!(
             rewritten = report.rewritten,
             unchanged = report.unchanged,

@@ -10,11 +10,12 @@ use common::{CLIENT_ID, CLIENT_SECRET, Db, DbConn, Harness};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::{ErrorKind, Secret};
+use tw_store::VaultStore;
 use tw_testkit::{Endpoint, Fault};
 use tw_vault::{EntryId, EntryStatus};
 
 async fn row_of(h: &Harness, id: &EntryId) -> tw_store::VaultRow {
-    h.store.vault_get(&id.to_string()).await.unwrap().unwrap()
+    h.store.get(&id.to_string()).await.unwrap().unwrap()
 }
 
 async fn idp_down_leaves_entries_untouched(h: Harness) {

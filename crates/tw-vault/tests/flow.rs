@@ -8,6 +8,7 @@ mod common;
 use common::Harness;
 use std::time::Duration;
 use tw_core::Secret;
+use tw_store::VaultStore;
 use tw_vault::{EntryStatus, PERM_ADMIN, PERM_MINT_ANY, PERM_READ_ANY, TokenType};
 
 fn active(answer: &serde_json::Value) -> bool {
@@ -34,12 +35,7 @@ async fn consent_mint_rotate_share_revoke(h: Harness) {
     assert!(entry.session_id.is_some());
     assert_eq!(h.vault.list(&h.alice).await.unwrap(), vec![entry.clone()]);
     assert_eq!(h.vault.get(&h.alice, &entry.id).await.unwrap(), entry);
-    let stored = h
-        .store
-        .vault_get(&entry.id.to_string())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = h.store.get(&entry.id.to_string()).await.unwrap().unwrap();
 
     // ----- mint: a refresh at the IdP, the rotated token committed -----
     h.idp.reset_stats().await;
@@ -51,12 +47,7 @@ async fn consent_mint_rotate_share_revoke(h: Harness) {
     );
     assert_eq!(first.token_type.to_ascii_lowercase(), "bearer");
     assert_eq!(Harness::refresh_grants(&h.idp.stats().await), 1);
-    let rotated = h
-        .store
-        .vault_get(&entry.id.to_string())
-        .await
-        .unwrap()
-        .unwrap();
+    let rotated = h.store.get(&entry.id.to_string()).await.unwrap().unwrap();
     assert_ne!(
         rotated.sealed.ciphertext, stored.sealed.ciphertext,
         "the row holds a new token"

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Harness, ring};
-use tw_store::TokenUpdate;
+use tw_store::{TokenUpdate, VaultStore};
 use tw_vault::{EntryId, RekeyReport};
 
 fn assert_code<T: std::fmt::Debug>(r: tw_core::Result<T>, code: &str) {
@@ -17,10 +17,10 @@ fn assert_code<T: std::fmt::Debug>(r: tw_core::Result<T>, code: &str) {
 
 /// Writes `sealed` into the entry's row as an attacker with database access would.
 async fn overwrite(h: &Harness, id: &EntryId, sealed: tw_store::Sealed) {
-    let row = h.store.vault_get(&id.to_string()).await.unwrap().unwrap();
+    let row = h.store.get(&id.to_string()).await.unwrap().unwrap();
     let applied = h
         .store
-        .vault_update_tokens(&[TokenUpdate {
+        .update_tokens(&[TokenUpdate {
             id: row.id,
             expected_version: Some(row.version),
             sealed,
@@ -33,12 +33,7 @@ async fn overwrite(h: &Harness, id: &EntryId, sealed: tw_store::Sealed) {
 }
 
 async fn sealed_of(h: &Harness, id: &EntryId) -> tw_store::Sealed {
-    h.store
-        .vault_get(&id.to_string())
-        .await
-        .unwrap()
-        .unwrap()
-        .sealed
+    h.store.get(&id.to_string()).await.unwrap().unwrap().sealed
 }
 
 async fn tampering_and_wrong_keys(h: Harness) {

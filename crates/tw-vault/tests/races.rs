@@ -112,7 +112,7 @@ async fn a_dead_sibling_does_not_keep_the_session(h: Harness) {
     let entry = h.consent(&h.alice, "alice").await.unwrap().entry;
     let dup = h.vault.duplicate(&h.alice, &entry.id).await.unwrap();
     h.store
-        .vault_set_status(&dup.id.to_string(), EntryStatus::ReconsentRequired)
+        .set_status(&dup.id.to_string(), EntryStatus::ReconsentRequired)
         .await
         .unwrap();
     let outcome = h.vault.delete(&h.alice, &entry.id).await.unwrap();

@@ -12,7 +12,7 @@ use common::{DbConn, Harness, seal};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::Clock;
-use tw_store::{TokenUpdate, VaultRow};
+use tw_store::{TokenUpdate, VaultRow, VaultStore};
 use tw_vault::{Caller, EntryId, EntryStatus, RekeyReport, TokenType};
 
 fn assert_tampered<T: std::fmt::Debug>(r: tw_core::Result<T>, what: &str) {
@@ -25,7 +25,7 @@ fn assert_tampered<T: std::fmt::Debug>(r: tw_core::Result<T>, what: &str) {
 }
 
 async fn row_of(h: &Harness, id: &EntryId) -> VaultRow {
-    h.store.vault_get(&id.to_string()).await.unwrap().unwrap()
+    h.store.get(&id.to_string()).await.unwrap().unwrap()
 }
 
 fn authorization_code_exchanges(stats: &tw_testkit::IdpStats) -> u64 {
@@ -278,7 +278,7 @@ async fn online_and_offline_of_one_session(h: &Harness) -> (VaultRow, VaultRow) 
             version: 1,
         };
         row.sealed = seal::seal("k1", 1, &seal::entry_v2(&row), &token);
-        h.store.vault_insert(&row).await.unwrap();
+        h.store.insert(&row).await.unwrap();
         rows.push(row);
     }
     let online = rows.pop().unwrap();
@@ -340,7 +340,7 @@ async fn v1_rows_keep_working_until_resealed(h: Harness) {
         let token = h.offline_token_of("alice").await;
         let applied = h
             .store
-            .vault_update_tokens(&[TokenUpdate {
+            .update_tokens(&[TokenUpdate {
                 id: row.id.clone(),
                 expected_version: Some(row.version),
                 sealed: seal::seal("k1", 1, &seal::entry_v1(&row), &token),

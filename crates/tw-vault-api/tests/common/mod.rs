@@ -176,7 +176,8 @@ pub async fn serve_vault_with_clock(
     clock: Arc<dyn Clock>,
 ) -> String {
     let settings = tw_vault_api::vault_settings(cfg).expect("settings");
-    let vault = Vault::new(settings, store.clone(), clock.clone())
+    let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
+    let vault = Vault::new(settings, tables, clock.clone())
         .await
         .expect("vault");
     let verifier =

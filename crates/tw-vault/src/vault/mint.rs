@@ -9,6 +9,7 @@
 
 use super::{COMMIT_ATTEMPTS, Vault};
 use crate::binding::EntryBinding;
+use crate::codes;
 use crate::errors::{entry_not_found, entry_not_found_text, reconsent_required};
 use crate::idp::{Grant, expiry};
 use crate::metrics_names::*;
@@ -17,7 +18,7 @@ use crate::state::random_token;
 use std::sync::Arc;
 use std::time::Duration;
 use tw_core::{Error, ErrorKind, Secret, UnixTime};
-use tw_store::{FencedWrite, Store, TokenUpdate, VaultRow};
+use tw_vault_port::{FencedWrite, TokenUpdate, VaultRow, VaultStore};
 
 /// How often a mint waiting for another instance's refresh lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(50);
@@ -93,7 +94,10 @@ impl Vault {
             result
         });
         task.await.map_err(|e| {
-            Error::internal("vault_mint_failed", format!("the mint task failed: {e}"))
+            Error::internal(
+                codes::VAULT_MINT_FAILED,
+                format!("the mint task failed: {e}"),
+            )
         })?
     }
 
@@ -171,7 +175,7 @@ impl Vault {
             if self
                 .inner
                 .store
-                .vault_lease_claim(lineage, &lease_id, now, now.plus(ttl))
+                .lease_claim(lineage, &lease_id, now, now.plus(ttl))
                 .await?
             {
                 return Ok(Lease::hold(self, lineage.to_owned(), lease_id, ttl));
@@ -179,7 +183,7 @@ impl Vault {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::new(
                     ErrorKind::StorageUnavailable,
-                    "vault_refresh_in_progress",
+                    codes::VAULT_REFRESH_IN_PROGRESS,
                     "another instance is refreshing this entry's token; try again",
                 )
                 .with_retry_after(Duration::from_secs(1)));
@@ -205,10 +209,7 @@ impl Vault {
         let store = &self.inner.store;
         let mut attempts = 0;
         let (row, refresh_token, grant) = loop {
-            let row = store
-                .vault_get(&key)
-                .await?
-                .ok_or_else(|| entry_not_found(id))?;
+            let row = store.get(&key).await?.ok_or_else(|| entry_not_found(id))?;
             if row.status == EntryStatus::ReconsentRequired {
                 return Err(reconsent_required(id));
             }
@@ -227,7 +228,7 @@ impl Vault {
                     // instance still holds the lease: a refused token that was replaced meanwhile
                     // says nothing about the entry.
                     let marked = store
-                        .vault_set_status_fenced(
+                        .set_status_fenced(
                             &lease.lineage,
                             &lease.id,
                             &key,
@@ -262,7 +263,7 @@ impl Vault {
                     .await?;
             }
             _ => {
-                if let Err(e) = store.vault_touch(&key, now).await {
+                if let Err(e) = store.touch(&key, now).await {
                     tracing::warn!(entry = %key, error = %e, "could not record the entry's last use");
                 }
             }
@@ -332,7 +333,7 @@ impl Vault {
                 });
             }
             match store
-                .vault_update_tokens_fenced(&lease.lineage, &lease.id, &updates)
+                .update_tokens_fenced(&lease.lineage, &lease.id, &updates)
                 .await?
             {
                 FencedWrite::Applied => {
@@ -346,7 +347,7 @@ impl Vault {
                 }
                 FencedWrite::Conflict => {}
             }
-            let current = store.vault_get(&row.id).await?;
+            let current = store.get(&row.id).await?;
             let Some(current) = current else {
                 return Err(entry_not_found_text().with("entry", row.id.clone()));
             };
@@ -372,7 +373,7 @@ impl Vault {
             return Ok(Vec::new());
         };
         let mut siblings = Vec::new();
-        for other in self.inner.store.vault_list_by_session(session).await? {
+        for other in self.inner.store.list_by_session(session).await? {
             if other.id == row.id
                 || other.owner_issuer != row.owner_issuer
                 || other.owner_subject != row.owner_subject
@@ -395,7 +396,7 @@ impl Vault {
 pub(super) fn commit_conflict(entry: &str) -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
-        "vault_commit_conflict",
+        codes::VAULT_COMMIT_CONFLICT,
         "the entry was changed concurrently while its token rotated; try again",
     )
     .with("entry", entry.to_owned())
@@ -405,7 +406,7 @@ pub(super) fn commit_conflict(entry: &str) -> Error {
 pub(super) fn lease_lost() -> Error {
     Error::new(
         ErrorKind::StorageUnavailable,
-        "vault_lease_lost",
+        codes::VAULT_LEASE_LOST,
         "this instance lost the entry's refresh lease to another one; try again",
     )
     .with_retry_after(Duration::from_secs(1))
@@ -423,7 +424,7 @@ pub(super) struct Fence {
 pub(super) struct Lease {
     pub(super) lineage: String,
     pub(super) id: String,
-    store: Store,
+    store: Arc<dyn VaultStore>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -437,7 +438,7 @@ impl Lease {
                 tokio::time::sleep(ttl / 3).await;
                 let until = clock.now().plus(ttl);
                 match renew_store
-                    .vault_lease_renew(&renew_lineage, &renew_id, until)
+                    .lease_renew(&renew_lineage, &renew_id, until)
                     .await
                 {
                     Ok(true) => {}
@@ -470,11 +471,7 @@ impl Lease {
     /// Stops renewing and gives the lease back (if still held).
     pub(super) async fn release(self) {
         self.renewer.abort();
-        if let Err(e) = self
-            .store
-            .vault_lease_release(&self.lineage, &self.id)
-            .await
-        {
+        if let Err(e) = self.store.lease_release(&self.lineage, &self.id).await {
             // It expires by itself; until then other instances wait for it.
             tracing::warn!(error = %e, "could not release a refresh lease");
         }

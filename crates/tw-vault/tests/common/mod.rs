@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tw_config::{SecretRef, StorageConfig};
 use tw_core::{ManualClock, Secret};
-use tw_store::Store;
+use tw_store::{Store, VaultTables};
 use tw_testkit::{Idp, IdpConfig, UserSpec};
 use tw_vault::{Caller, ConsentCallback, IdpClientSettings, KeyRing, Vault, VaultSettings};
 use url::Url;
@@ -91,10 +91,12 @@ impl Storage {
         }
     }
 
-    pub async fn open(&self, clock: &ManualClock) -> Store {
-        Store::open(&self.cfg, Arc::new(clock.clone()))
+    /// The vault's tables in this database, through a store of their own.
+    pub async fn open(&self, clock: &ManualClock) -> VaultTables {
+        let store = Store::open(&self.cfg, Arc::new(clock.clone()))
             .await
-            .expect("open store")
+            .expect("open store");
+        VaultTables::new(store)
     }
 }
 
@@ -102,7 +104,7 @@ pub struct Harness {
     pub idp: Idp,
     pub clock: ManualClock,
     pub storage: Storage,
-    pub store: Store,
+    pub store: VaultTables,
     pub vault: Vault,
     pub alice: Caller,
     pub bob: Caller,
@@ -186,7 +188,12 @@ impl Harness {
     }
 }
 
-pub async fn vault_with(idp: &Idp, store: &Store, clock: &ManualClock, keys: KeyRing) -> Vault {
+pub async fn vault_with(
+    idp: &Idp,
+    store: &VaultTables,
+    clock: &ManualClock,
+    keys: KeyRing,
+) -> Vault {
     vault_from(settings(idp, keys), store, clock).await
 }
 
@@ -215,8 +222,12 @@ pub fn settings(idp: &Idp, keys: KeyRing) -> VaultSettings {
     }
 }
 
-pub async fn vault_from(settings: VaultSettings, store: &Store, clock: &ManualClock) -> Vault {
-    Vault::new(settings, store.clone(), Arc::new(clock.clone()))
+pub async fn vault_from(
+    settings: VaultSettings,
+    store: &VaultTables,
+    clock: &ManualClock,
+) -> Vault {
+    Vault::new(settings, Arc::new(store.clone()), Arc::new(clock.clone()))
         .await
         .expect("vault")
 }

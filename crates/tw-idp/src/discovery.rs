@@ -93,7 +93,8 @@ pub enum IssuerMatch {
 }
 
 impl IssuerMatch {
-    fn matches(self, configured: &str, found: &str) -> bool {
+    /// Whether the document's issuer `found` is the `configured` one by this rule.
+    pub fn matches(self, configured: &str, found: &str) -> bool {
         match self {
             IssuerMatch::Exact => configured == found,
             IssuerMatch::IgnoreTrailingSlash => {
@@ -138,6 +139,29 @@ pub async fn fetch(
     http: &IdpHttp,
     issuer: &str,
     rule: IssuerMatch,
+    timeout: Option<Duration>,
+    now: UnixTime,
+) -> Result<Fetched, Error> {
+    let fetched = fetch_unchecked(http, issuer, timeout, now).await?;
+    if !rule.matches(issuer, &fetched.doc.issuer) {
+        return Err(Error::new(
+            ErrorKind::IdpRejected,
+            codes::IDP_ISSUER_MISMATCH,
+            format!(
+                "discovery document at {} names issuer {} but {issuer} was configured",
+                discovery_url(issuer)?,
+                crate::classify::clean(&fetched.doc.issuer, 200)
+            ),
+        ));
+    }
+    Ok(fetched)
+}
+
+/// [`fetch`] without the issuer check, for a caller that explains a mismatch itself (`doctor`
+/// shows both values); compare with [`IssuerMatch::matches`].
+pub async fn fetch_unchecked(
+    http: &IdpHttp,
+    issuer: &str,
     timeout: Option<Duration>,
     now: UnixTime,
 ) -> Result<Fetched, Error> {
@@ -193,16 +217,6 @@ pub async fn fetch(
             format!("OIDC discovery at {url}: `{member}` is not an http(s) URL"),
         ));
     }
-    if !rule.matches(issuer, &doc.issuer) {
-        return Err(Error::new(
-            ErrorKind::IdpRejected,
-            codes::IDP_ISSUER_MISMATCH,
-            format!(
-                "discovery document at {url} names issuer {} but {issuer} was configured",
-                crate::classify::clean(&doc.issuer, 200)
-            ),
-        ));
-    }
     Ok(Fetched {
         doc,
         date: answer.date(),
@@ -217,7 +231,6 @@ pub struct DiscoveryCache {
     rule: IssuerMatch,
     timeout: Option<Duration>,
     http: IdpHttp,
-    clock: std::sync::Arc<dyn tw_core::Clock>,
     cell: OnceCell<Discovery>,
 }
 
@@ -228,14 +241,12 @@ impl DiscoveryCache {
         rule: IssuerMatch,
         timeout: Option<Duration>,
         http: IdpHttp,
-        clock: std::sync::Arc<dyn tw_core::Clock>,
     ) -> Self {
         Self {
             issuer: issuer.into(),
             rule,
             timeout,
             http,
-            clock,
             cell: OnceCell::new(),
         }
     }
@@ -244,18 +255,11 @@ impl DiscoveryCache {
         &self.issuer
     }
 
-    /// The document, fetching it the first time (and after failures).
-    pub async fn get(&self) -> Result<&Discovery, Error> {
+    /// The document, fetching it the first time (and after failures); `now` dates the attempt.
+    pub async fn get(&self, now: UnixTime) -> Result<&Discovery, Error> {
         self.cell
             .get_or_try_init(|| async {
-                let fetched = fetch(
-                    &self.http,
-                    &self.issuer,
-                    self.rule,
-                    self.timeout,
-                    self.clock.now(),
-                )
-                .await;
+                let fetched = fetch(&self.http, &self.issuer, self.rule, self.timeout, now).await;
                 if let Err(e) = &fetched {
                     tracing::warn!(issuer = %self.issuer, error = %e, "OIDC discovery failed");
                 }

@@ -361,7 +361,6 @@ pub fn root_cause(e: &Error) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! tokenwarden's token vault: refresh and offline tokens stored sealed, minted into access
 //! tokens on demand, revocable. No HTTP server types here (the API is `tw-vault-api`); the IdP is
-//! reached through `tw_broker::idp` and `tw_verify`.
+//! reached through `tw_idp` and `tw_verify`.
 //!
 //! - [`KeyRing`]: AES-256-GCM keys by id, one active. A random 96-bit nonce per seal; associated
 //!   data (layout v2) binds a sealed token to everything its row decides by: entry id, owner
@@ -53,10 +53,11 @@
 //! expires), `vault_commit_conflict`, `vault_refresh_in_progress`, `vault_lease_lost` and the
 //! store's `storage_unavailable`
 //! (503, retryable), the IdP's as
-//! `tw_broker::idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
+//! `tw_idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
 //! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
 
 mod binding;
+pub mod codes;
 mod errors;
 mod idp;
 mod keyring;

@@ -145,7 +145,7 @@ fn check_id_token_nonce(claimed: Option<&str>, sent: &str) -> Result<(), Error> 
     };
     Err(Error::new(
         ErrorKind::IdpRejected,
-        "idp_id_token_invalid",
+        crate::codes::IDP_ID_TOKEN_INVALID,
         why,
     ))
 }
@@ -461,7 +461,7 @@ impl Vault {
         let refresh_token = grant.token.refresh_token.as_ref().or(fallback).ok_or_else(|| {
             Error::new(
                 ErrorKind::IdpRejected,
-                "idp_no_refresh_token",
+                crate::codes::IDP_NO_REFRESH_TOKEN,
                 "the IdP issued no refresh token (is `offline_access` allowed for the vault's client?)",
             )
         })?;
@@ -519,7 +519,7 @@ impl Vault {
         }
         let grant = match self.inner.idp.refresh(&refresh_token).await {
             Ok(g) => g,
-            Err(e) if e.code() == "idp_invalid_grant" => {
+            Err(e) if e.code() == tw_idp::codes::IDP_INVALID_GRANT => {
                 return Err(Error::bad_request(
                     "vault_token_rejected",
                     "the IdP does not accept this refresh token from the vault's client (expired, revoked, spent, or issued to another client)",

@@ -111,15 +111,13 @@ pub fn discovery_url(issuer: &str) -> Result<Url, Error> {
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    Url::parse(&url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| {
-            Error::config(
-                codes::IDP_DISCOVERY_MALFORMED,
-                "the issuer is not an http(s) URL: no discovery is possible",
-            )
-        })
+    Url::parse(&url).map_err(|e| {
+        Error::config(
+            codes::IDP_DISCOVERY_MALFORMED,
+            "the issuer is not a URL: no discovery is possible",
+        )
+        .with_source(e)
+    })
 }
 
 /// A discovery document and the `Date` its answer carried (`doctor` compares clocks by it).

@@ -1,9 +1,8 @@
 //! The verifier: issuers, the verified-token cache and the ordered checks.
 
 use crate::error::{Check, VerifyError};
-use crate::http;
 use crate::introspect::{Answer, Introspector};
-use crate::jwks::{DiscoveryCell, FetchCause, JwksSource, UnknownKid};
+use crate::jwks::{FetchCause, JwksSource, UnknownKid};
 use crate::keys::VerifyKey;
 use crate::metrics_names::{
     METRIC_CACHE_HITS, METRIC_CACHE_MISSES, METRIC_DECISIONS, METRIC_VERIFY_SECONDS,
@@ -242,7 +241,7 @@ impl Verifier {
                 "must be positive",
             ));
         }
-        let http = http::client()?;
+        let http = crate::idp_http()?;
         let mut issuers = Vec::new();
         let mut by_name = HashMap::new();
         for (i, ic) in cfg.issuers.iter().enumerate() {
@@ -273,7 +272,7 @@ impl Verifier {
                     }
                 }
             }
-            let discoverable = http::discovery_url(&ic.issuer).is_ok();
+            let discoverable = tw_idp::discovery::discovery_url(&ic.issuer).is_ok();
             match &ic.jwks_url {
                 Some(u) if !matches!(u.scheme(), "http" | "https") => {
                     return Err(cfg_err(k("jwks_url"), "must be an http(s) URL"));
@@ -292,7 +291,13 @@ impl Verifier {
                     "jwks_ttl and jwks_refetch_cooldown must be positive",
                 ));
             }
-            let discovery = Arc::new(DiscoveryCell::new(ic.issuer.clone(), http.clone()));
+            // The issuer is compared byte for byte, as tokens' `iss` is.
+            let discovery = Arc::new(tw_idp::DiscoveryCache::new(
+                ic.issuer.clone(),
+                tw_idp::IssuerMatch::Exact,
+                None,
+                http.clone(),
+            ));
             let introspection = match &ic.introspection {
                 None => None,
                 Some(intro) => {

@@ -274,7 +274,7 @@ impl IdpClient {
                 .verify(id_token.expose(), VerifyOptions::default())
                 .await
                 .map_err(|e| {
-                    if e.is_transient() {
+                    let wrapped = if e.is_transient() {
                         Error::new(
                             ErrorKind::IdpUnavailable,
                             tw_idp::codes::IDP_UNAVAILABLE,
@@ -289,7 +289,8 @@ impl IdpClient {
                                 e.description()
                             ),
                         )
-                    }
+                    };
+                    wrapped.with_source(e)
                 })?;
             let subject = verified.subject.clone().ok_or_else(|| {
                 Error::new(

@@ -146,7 +146,7 @@ impl Introspector {
     async fn call(&self, token: &str) -> Result<Cached, VerifyError> {
         let secret = self.secret.resolve(&self.secret_key).map_err(|e| {
             tracing::warn!(issuer = %self.issuer, error = %e, "introspection secret unavailable");
-            unavailable("client secret unavailable")
+            unavailable("client secret unavailable").caused_by(e)
         })?;
         // RFC 7662 with `client_secret_basic`.
         let auth = ClientSecretBasic {
@@ -171,7 +171,7 @@ impl Introspector {
                 metrics::counter!(METRIC_INTROSPECTIONS, "issuer" => self.issuer.clone(), "result" => label)
                     .increment(1);
                 tracing::warn!(issuer = %self.issuer, error = %e, "introspection failed");
-                return Err(unavailable(label));
+                return Err(unavailable(label).caused_by(e));
             }
         };
         let now = self.clock.now();

@@ -899,22 +899,30 @@ fn keycloak_auth_endpoint(token_url: Option<&Url>) -> Option<Url> {
 }
 
 /// The HTTP clients doctor uses, all from `tw_idp`'s factory: the IdP client every component
-/// uses (so doctor refuses what they would), and two that keep the first [`MAX_BODY`] bytes of
-/// an answer: for the authorization-endpoint probe, and for the `--url` call.
+/// uses (so doctor refuses what they would), and one that keeps the first [`MAX_BODY`] bytes of
+/// an answer, for the authorization-endpoint probe (the `--url` call has its own,
+/// [`Clients::call`]).
 struct Clients {
     idp: IdpHttp,
     probe: IdpHttp,
-    call: IdpHttp,
 }
 
 impl Clients {
     fn new() -> Result<Self, tw_core::Error> {
-        let small = HttpSettings::default().with_max_answer_bytes(MAX_BODY);
         Ok(Self {
             idp: IdpHttp::new()?,
-            probe: small.build()?,
-            call: small.with_request_timeout(CALL_TIMEOUT).build()?,
+            probe: HttpSettings::default()
+                .with_max_answer_bytes(MAX_BODY)
+                .build()?,
         })
+    }
+
+    /// The client of the `--url` call: [`CALL_TIMEOUT`], answers cut at [`MAX_BODY`].
+    fn call() -> Result<IdpHttp, tw_core::Error> {
+        HttpSettings::default()
+            .with_max_answer_bytes(MAX_BODY)
+            .with_request_timeout(CALL_TIMEOUT)
+            .build()
     }
 }
 
@@ -1257,8 +1265,8 @@ async fn call_step(
     now: UnixTime,
 ) {
     let pn = Some(name);
-    let http = match Clients::new() {
-        Ok(h) => h.call,
+    let http = match Clients::call() {
+        Ok(h) => h,
         Err(e) => {
             report.push(failed_on("call", pn, "internal", &e));
             return;

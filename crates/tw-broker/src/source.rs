@@ -37,12 +37,15 @@ pub fn from_config(
     }
     let endpoint = match (&cfg.token_url, &cfg.issuer) {
         (Some(url), _) => Endpoint::Fixed(url.clone()),
-        (None, Some(issuer)) => Endpoint::Discover(Box::new(DiscoveryCache::new(
-            issuer.as_str(),
-            IssuerMatch::IgnoreTrailingSlash,
-            Some(timeout),
-            http.clone(),
-        ))),
+        (None, Some(issuer)) => Endpoint::Discover(Box::new(
+            DiscoveryCache::new(
+                issuer.as_str(),
+                IssuerMatch::IgnoreTrailingSlash,
+                Some(timeout),
+                http.clone(),
+            )
+            .requiring_token_endpoint(),
+        )),
         (None, None) => {
             return Err(Error::config(
                 "config_invalid",

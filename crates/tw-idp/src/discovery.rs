@@ -229,6 +229,8 @@ pub struct DiscoveryCache {
     rule: IssuerMatch,
     timeout: Option<Duration>,
     http: IdpHttp,
+    /// A document without a token endpoint is not kept (a client's cache).
+    needs_token_endpoint: bool,
     cell: OnceCell<Discovery>,
 }
 
@@ -245,8 +247,16 @@ impl DiscoveryCache {
             rule,
             timeout,
             http,
+            needs_token_endpoint: false,
             cell: OnceCell::new(),
         }
+    }
+
+    /// For a client: a document without `token_endpoint` is an error and is not kept, so the
+    /// next call fetches again.
+    pub fn requiring_token_endpoint(mut self) -> Self {
+        self.needs_token_endpoint = true;
+        self
     }
 
     pub fn issuer(&self) -> &str {
@@ -261,7 +271,11 @@ impl DiscoveryCache {
                 if let Err(e) = &fetched {
                     tracing::warn!(issuer = %self.issuer, error = %e, "OIDC discovery failed");
                 }
-                fetched.map(|f| f.doc)
+                let doc = fetched?.doc;
+                if self.needs_token_endpoint {
+                    doc.token_endpoint()?;
+                }
+                Ok(doc)
             })
             .await
     }

@@ -332,3 +332,56 @@ async fn discovery_checks_status_shape_and_issuer() {
     assert_eq!(e.upstream_status(), Some(404));
     assert_eq!(e.kind(), ErrorKind::IdpRejected);
 }
+
+#[tokio::test]
+async fn the_discovery_cache_keeps_one_good_document_and_no_unusable_one() {
+    let fetches = Arc::new(AtomicU64::new(0));
+    let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (f, c) = (fetches.clone(), complete.clone());
+    let base = serve(Router::new().route(
+        "/r/.well-known/openid-configuration",
+        get(move |headers: HeaderMap| {
+            f.fetch_add(1, Ordering::SeqCst);
+            let complete = c.load(Ordering::SeqCst);
+            async move {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut doc = serde_json::json!({"issuer": format!("http://{host}/r")});
+                if complete {
+                    doc["token_endpoint"] = format!("http://{host}/r/token").into();
+                }
+                axum::Json(doc)
+            }
+        }),
+    ))
+    .await;
+    let cache = tw_idp::DiscoveryCache::new(
+        format!("{base}r"),
+        tw_idp::IssuerMatch::IgnoreTrailingSlash,
+        None,
+        IdpHttp::new().unwrap(),
+    )
+    .requiring_token_endpoint();
+    let now = UnixTime::from_secs(0);
+    for _ in 0..2 {
+        let e = cache.get(now).await.unwrap_err();
+        assert_eq!(e.code(), codes::IDP_DISCOVERY_MALFORMED);
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "an unusable document is not kept"
+    );
+    complete.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert!(cache.get(now).await.unwrap().token_endpoint().is_ok());
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        3,
+        "a good one is fetched once"
+    );
+}

@@ -136,7 +136,8 @@ impl IdpClient {
                 IssuerMatch::IgnoreTrailingSlash,
                 Some(settings.request_timeout),
                 http.clone(),
-            ),
+            )
+            .requiring_token_endpoint(),
             http,
             client_id: settings.client_id.clone(),
             auth,

@@ -27,7 +27,7 @@ impl Broker {
     }
 
     fn build(cfg: &Config, clock: Arc<dyn Clock>, background: bool) -> Result<Self, Error> {
-        let http = crate::idp::http_client()?;
+        let http = tw_idp::IdpHttp::new()?;
         let mut profiles = BTreeMap::new();
         for (name, p) in &cfg.profiles {
             check_secrets(name, p)?;
@@ -86,12 +86,7 @@ fn check_secrets(name: &str, p: &ProfileConfig) -> Result<(), Error> {
         AuthMethod::PrivateKeyJwt => {
             if let Some(r) = &p.private_key {
                 let pem = r.resolve(&key("private_key"))?;
-                crate::assertion::AssertionKey::from_pem(
-                    &pem,
-                    p.signing_alg,
-                    p.key_id.clone(),
-                    &key("private_key"),
-                )?;
+                source::assertion_key(p, &pem, &key("private_key"))?;
             }
         }
         _ => {}

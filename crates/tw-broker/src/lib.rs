@@ -8,11 +8,11 @@
 //! - backs off exponentially on transient IdP failures, honours `Retry-After`, and never retries
 //!   permanent rejections (invalid_client, invalid_grant, ...) in a loop.
 //!
-//! Time comes from a [`tw_core::Clock`]; nothing here knows the HTTP server side.
+//! Every call to the IdP goes through `tw_idp` (client, discovery, client authentication,
+//! classification); this crate decides when to call. Time comes from a [`tw_core::Clock`];
+//! nothing here knows the HTTP server side.
 
-pub mod assertion;
 mod broker;
-pub mod idp;
 mod metrics_names;
 mod profile;
 pub mod source;

@@ -11,7 +11,6 @@
 //!   service resumes within a second of the IdP's return — unless the IdP sent `Retry-After`,
 //!   which is always honoured.
 
-use crate::idp::TokenResponse;
 use crate::metrics_names::*;
 use crate::source::TokenSource;
 use crate::timing::{Backoff, Lifetime, TokenState};
@@ -25,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tw_config::TimingConfig;
 use tw_core::{Clock, Error, ErrorKind, Secret, TokenFingerprint, UnixTime};
+use tw_idp::TokenResponse;
 
 /// Minimum spacing of caller-driven attempts while no usable token exists.
 const DEMAND_PROBE_INTERVAL: Duration = Duration::from_secs(1);

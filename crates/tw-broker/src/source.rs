@@ -1,13 +1,16 @@
 //! Where tokens come from: an OAuth2 token endpoint or a custom (non-OAuth) login endpoint.
 
-use crate::assertion::AssertionKey;
-use crate::idp::{self, ClientAuth, TokenResponse};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::time::Duration;
 use tw_config::{AuthMethod, CustomLoginConfig, GrantType, ProfileConfig, SecretRef, SigningAlg};
 use tw_core::{Error, ErrorKind, Secret, UnixTime};
+use tw_idp::classify::{MAX_OAUTH_DESCRIPTION_CHARS, clean};
+use tw_idp::{
+    AssertionKey, Call, ClientAuthentication, ClientSecretBasic, ClientSecretPost, DiscoveryCache,
+    Grant, IdpHttp, IssuerMatch, NoClientAuth, PrivateKeyJwt, TokenResponse, codes,
+};
 use url::Url;
 
 /// One way of obtaining a token. `fetch` is called by at most one task at a time per profile.
@@ -21,7 +24,7 @@ pub trait TokenSource: Send + Sync + 'static {
 pub fn from_config(
     name: &str,
     cfg: &ProfileConfig,
-    http: reqwest::Client,
+    http: IdpHttp,
 ) -> Result<Box<dyn TokenSource>, Error> {
     let timeout = cfg.timing.request_timeout;
     if let Some(custom) = &cfg.custom {
@@ -34,10 +37,15 @@ pub fn from_config(
     }
     let endpoint = match (&cfg.token_url, &cfg.issuer) {
         (Some(url), _) => Endpoint::Fixed(url.clone()),
-        (None, Some(issuer)) => Endpoint::Discover {
-            issuer: issuer.clone(),
-            cached: Mutex::new(None),
-        },
+        (None, Some(issuer)) => Endpoint::Discover(Box::new(
+            DiscoveryCache::new(
+                issuer.as_str(),
+                IssuerMatch::IgnoreTrailingSlash,
+                Some(timeout),
+                http.clone(),
+            )
+            .requiring_token_endpoint(),
+        )),
         (None, None) => {
             return Err(Error::config(
                 "config_invalid",
@@ -75,10 +83,31 @@ pub fn from_config(
 
 enum Endpoint {
     Fixed(Url),
-    Discover {
-        issuer: Url,
-        cached: Mutex<Option<Url>>,
-    },
+    Discover(Box<DiscoveryCache>),
+}
+
+/// The `private_key_jwt` signing key of a profile: `pem` with the profile's `signing_alg` and
+/// `key_id`. `key_name` names the config key in errors.
+pub fn assertion_key(
+    cfg: &ProfileConfig,
+    pem: &Secret,
+    key_name: &str,
+) -> Result<AssertionKey, Error> {
+    key_for(cfg.signing_alg, cfg.key_id.clone(), pem, key_name)
+}
+
+fn key_for(
+    alg: SigningAlg,
+    kid: Option<String>,
+    pem: &Secret,
+    key_name: &str,
+) -> Result<AssertionKey, Error> {
+    let alg = match alg {
+        SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+        SigningAlg::PS256 => jsonwebtoken::Algorithm::PS256,
+        SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+    };
+    AssertionKey::from_pem(pem, alg, kid, key_name)
 }
 
 /// The refresh token in use; rotated tokens replace it (and are persisted when configured)
@@ -141,7 +170,7 @@ impl RefreshState {
 
 struct OAuthSource {
     profile: String,
-    http: reqwest::Client,
+    http: IdpHttp,
     endpoint: Endpoint,
     client_id: String,
     auth_method: AuthMethod,
@@ -155,22 +184,15 @@ struct OAuthSource {
 }
 
 impl OAuthSource {
-    async fn token_url(&self) -> Result<Url, Error> {
+    async fn token_url(&self, now: UnixTime) -> Result<Url, Error> {
         match &self.endpoint {
             Endpoint::Fixed(u) => Ok(u.clone()),
-            Endpoint::Discover { issuer, cached } => {
-                if let Some(u) = cached.lock().clone() {
-                    return Ok(u);
-                }
-                let doc = idp::discover(&self.http, issuer, self.timeout).await?;
-                *cached.lock() = Some(doc.token_endpoint.clone());
-                Ok(doc.token_endpoint)
-            }
+            Endpoint::Discover(cache) => Ok(cache.get(now).await?.token_endpoint()?.clone()),
         }
     }
 
     /// Secrets are read at each use, so a rotated secret file is picked up without a restart.
-    fn client_auth(&self) -> Result<ClientAuth, Error> {
+    fn client_auth(&self) -> Result<Box<dyn ClientAuthentication>, Error> {
         let client_id = self.client_id.clone();
         let key = |field: &str| format!("profiles.{}.{field}", self.profile);
         let secret = |r: &Option<SecretRef>, field: &str| -> Result<Secret, Error> {
@@ -181,45 +203,42 @@ impl OAuthSource {
                 .resolve(&key(field))
         };
         Ok(match self.auth_method {
-            AuthMethod::ClientSecretBasic => ClientAuth::Basic {
+            AuthMethod::ClientSecretBasic => Box::new(ClientSecretBasic {
                 client_id,
                 secret: secret(&self.client_secret, "client_secret")?,
-            },
-            AuthMethod::ClientSecretPost => ClientAuth::Post {
+            }),
+            AuthMethod::ClientSecretPost => Box::new(ClientSecretPost {
                 client_id,
                 secret: secret(&self.client_secret, "client_secret")?,
-            },
+            }),
             AuthMethod::PrivateKeyJwt => {
                 let pem = secret(&self.private_key, "private_key")?;
-                let key = AssertionKey::from_pem(
-                    &pem,
+                let key = key_for(
                     self.signing_alg,
                     self.key_id.clone(),
+                    &pem,
                     &key("private_key"),
                 )?;
-                ClientAuth::PrivateKeyJwt { client_id, key }
+                Box::new(PrivateKeyJwt { client_id, key })
             }
-            AuthMethod::None => ClientAuth::None { client_id },
+            AuthMethod::None => Box::new(NoClientAuth { client_id }),
         })
     }
 
     async fn fetch_inner(&self, now: UnixTime) -> Result<TokenResponse, Error> {
-        let token_url = self.token_url().await?;
+        let token_url = self.token_url(now).await?;
         let auth = self.client_auth()?;
-        let mut form: Vec<(String, String)> = Vec::with_capacity(self.params.len() + 2);
-        match &self.refresh {
-            None => form.push(("grant_type".into(), "client_credentials".into())),
-            Some(state) => {
-                form.push(("grant_type".into(), "refresh_token".into()));
-                form.push((
-                    "refresh_token".into(),
-                    state.current(&self.profile)?.expose().to_owned(),
-                ));
-            }
-        }
-        form.extend(self.params.iter().cloned());
-        let resp =
-            idp::token_request(&self.http, &token_url, &auth, form, self.timeout, now).await?;
+        let grant = match &self.refresh {
+            None => Grant::ClientCredentials,
+            Some(state) => Grant::RefreshToken(state.current(&self.profile)?),
+        };
+        let call = Call {
+            http: &self.http,
+            auth: auth.as_ref(),
+            timeout: Some(self.timeout),
+            now,
+        };
+        let resp = call.token(&token_url, &grant, &self.params).await?.token;
         if let (Some(state), Some(rotated)) = (&self.refresh, &resp.refresh_token) {
             state.rotate(&self.profile, rotated.clone());
         }
@@ -240,7 +259,7 @@ impl TokenSource for OAuthSource {
         };
         let at = match &self.endpoint {
             Endpoint::Fixed(u) => u.to_string(),
-            Endpoint::Discover { issuer, .. } => format!("issuer {issuer}"),
+            Endpoint::Discover(cache) => format!("issuer {}", cache.issuer()),
         };
         format!("{grant} grant for client `{}` at {at}", self.client_id)
     }
@@ -304,7 +323,7 @@ const EPOCH_MILLIS_FROM: f64 = 1e11;
 /// lifetime) from the JSON answer by JSON pointer.
 struct CustomLoginSource {
     profile: String,
-    http: reqwest::Client,
+    http: IdpHttp,
     cfg: CustomLoginConfig,
     timeout: Duration,
 }
@@ -330,26 +349,39 @@ impl CustomLoginSource {
         for (k, v) in &self.cfg.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let resp = req
-            .send()
+        let answer = match self
+            .http
+            .send(req, "the IdP's custom login endpoint", now)
             .await
-            .map_err(|e| idp::transport_error(&e, "custom login endpoint"))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| idp::transport_error(&e, "custom login endpoint"))?;
-        let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        {
+            Ok(a) => a,
+            // Too large to read: not a usable answer, whatever its status.
+            Err(e) if e.code() == codes::IDP_ANSWER_TOO_LARGE => {
+                let message = format!(
+                    "the login endpoint {} answered with a body larger than {} bytes",
+                    self.cfg.url,
+                    self.http.max_answer_bytes()
+                );
+                return Err(CustomLoginFailure::Malformed
+                    .error(message)
+                    .with_shared_source(std::sync::Arc::new(e)));
+            }
+            Err(e) => return Err(e),
+        };
+        let status = answer.status;
+        let json = serde_json::from_slice::<serde_json::Value>(&answer.body).ok();
         if !(200..300).contains(&status) {
-            let failure = if idp::is_transient_status(status) {
+            let failure = if tw_idp::is_transient_status(status) {
                 CustomLoginFailure::Unavailable
             } else {
                 CustomLoginFailure::Rejected
             };
-            let error = failure.error(format!(
-                "the login endpoint {} answered HTTP {status}",
-                self.cfg.url
-            ));
+            let error = failure
+                .error(format!(
+                    "the login endpoint {} answered HTTP {status}",
+                    self.cfg.url
+                ))
+                .with_upstream_status(status);
             return Err(self.with_portal_message(error, json.as_ref()));
         }
         let malformed = |why: String| {
@@ -374,7 +406,9 @@ impl CustomLoginSource {
             .ok_or_else(|| {
                 malformed(format!("no non-empty string at {}", self.cfg.token_pointer))
             })?;
-        let expires_in = self.lifetime(&json, token, now).map_err(malformed)?;
+        let expires_in = self
+            .lifetime(&json, token, now)
+            .map_err(|past| malformed(past.to_string()))?;
         Ok(TokenResponse {
             access_token: Secret::new(token),
             token_type: self.cfg.token_type.clone(),
@@ -407,15 +441,13 @@ impl CustomLoginSource {
             .as_deref()
             .and_then(|p| json?.pointer(p))
             .and_then(scalar_text)
-            .map(|t| idp::clean(&t, idp::MAX_OAUTH_DESCRIPTION_CHARS))
+            .map(|t| clean(&t, MAX_OAUTH_DESCRIPTION_CHARS))
             .filter(|t| !t.is_empty());
         match said {
-            Some(said) => Error::new(
-                error.kind(),
-                error.code(),
-                format!("{}; the portal says: {said}", error.message()),
-            )
-            .with(CUSTOM_LOGIN_MESSAGE, said),
+            Some(said) => {
+                let message = format!("{}; the portal says: {said}", error.message());
+                error.with_message(message).with(CUSTOM_LOGIN_MESSAGE, said)
+            }
             None => error,
         }
     }
@@ -429,13 +461,13 @@ impl CustomLoginSource {
         json: &serde_json::Value,
         token: &str,
         now: UnixTime,
-    ) -> Result<Option<Duration>, String> {
+    ) -> Result<Option<Duration>, PastExpiry> {
         if let Some(d) = self
             .cfg
             .expires_in_pointer
             .as_deref()
             .and_then(|p| json.pointer(p))
-            .and_then(idp::lifetime_from_json)
+            .and_then(tw_idp::lifetime_from_json)
         {
             return Ok(Some(d));
         }
@@ -456,13 +488,34 @@ impl CustomLoginSource {
             return Ok(None);
         };
         if at <= now {
-            return Err(format!(
-                "the expiry at {from} ({} s since the epoch) has already passed ({} s now); the token is dead or a clock is wrong",
-                at.as_secs(),
-                now.as_secs()
-            ));
+            return Err(PastExpiry {
+                from: from.to_owned(),
+                at,
+                now,
+            });
         }
         Ok(Some(now.until(at)))
+    }
+}
+
+/// A custom login's token whose expiry has already passed.
+#[derive(Debug)]
+struct PastExpiry {
+    /// Where the expiry was read (a pointer, or the token's `exp`).
+    from: String,
+    at: UnixTime,
+    now: UnixTime,
+}
+
+impl std::fmt::Display for PastExpiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the expiry at {} ({} s since the epoch) has already passed ({} s now); the token is dead or a clock is wrong",
+            self.from,
+            self.at.as_secs(),
+            self.now.as_secs()
+        )
     }
 }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tw_broker::idp::TokenResponse;
 use tw_broker::source::TokenSource;
 use tw_broker::{FORCED_REFRESH_COALESCE, Freshness, Profile, TokenRequest};
 use tw_config::TimingConfig;
 use tw_core::{Clock, Error, ErrorKind, ManualClock, Secret, UnixTime};
+use tw_idp::TokenResponse;
 
 /// Answers from a script; optionally holds every answer until the test opens the gate.
 struct Scripted {

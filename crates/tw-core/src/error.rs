@@ -4,7 +4,11 @@
 //! - a [`ErrorKind`], which fixes whether it is retryable and which HTTP status it maps to;
 //! - a stable `code` (snake_case, part of the public API: clients and dashboards key on it);
 //! - a human message that is safe to show and log: it never contains a secret or a token;
-//! - optional context (profile, upstream, file, key) and `Retry-After` hint.
+//! - optional context (profile, upstream, file, key) and `Retry-After` hint;
+//! - typed facts for programs that decide by them ([`Error::network`], [`Error::upstream_status`],
+//!   [`Error::oauth_error`]): they are set where the failure is classified and never re-parsed
+//!   from the message;
+//! - the cause chain ([`std::error::Error::source`]) when the error wraps another.
 //!
 //! Errors are cheap to clone so one failed fetch can be handed to every waiter.
 
@@ -125,6 +129,45 @@ impl ErrorKind {
     }
 }
 
+/// The class of a network failure (no answer came), for callers that explain or count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkClass {
+    /// Nothing accepts connections at the address.
+    ConnectionRefused,
+    /// The host name does not resolve.
+    Dns,
+    /// The TLS handshake failed (plain HTTP port, untrusted certificate, wrong name).
+    Tls,
+    /// No answer within the timeout.
+    Timeout,
+    /// The peer closed or reset the connection without an answer.
+    Reset,
+    /// Anything else.
+    Other,
+}
+
+impl NetworkClass {
+    /// Label for metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionRefused => "connection_refused",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Reset => "connection_reset",
+            Self::Other => "unreachable",
+        }
+    }
+}
+
+/// A remote party's OAuth error (RFC 6749 §5.2): its `error` code and `error_description`,
+/// already cleaned and capped by whoever read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthErrorFact {
+    pub error: String,
+    pub description: Option<String>,
+}
+
 /// A tokenwarden error. See the module docs.
 #[derive(Clone)]
 pub struct Error {
@@ -133,6 +176,9 @@ pub struct Error {
     message: String,
     retry_after: Option<Duration>,
     context: Vec<(&'static str, String)>,
+    network: Option<NetworkClass>,
+    upstream_status: Option<u16>,
+    oauth: Option<Arc<OAuthErrorFact>>,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -145,6 +191,9 @@ impl Error {
             message: message.into(),
             retry_after: None,
             context: Vec::new(),
+            network: None,
+            upstream_status: None,
+            oauth: None,
             source: None,
         }
     }
@@ -179,6 +228,40 @@ impl Error {
         self.source = Some(Arc::new(source));
         self
     }
+    /// [`Error::with_source`] for a cause already shared.
+    pub fn with_shared_source(mut self, source: Arc<dyn std::error::Error + Send + Sync>) -> Self {
+        self.source = Some(source);
+        self
+    }
+    /// The class of the network failure this error stands for.
+    pub fn with_network(mut self, class: NetworkClass) -> Self {
+        self.network = Some(class);
+        self
+    }
+    /// The HTTP status a remote party answered (not the status this error maps to: that is
+    /// [`Error::http_status`]).
+    pub fn with_upstream_status(mut self, status: u16) -> Self {
+        self.upstream_status = Some(status);
+        self
+    }
+    /// The remote party's OAuth error. The caller has cleaned and capped both texts.
+    pub fn with_oauth_error(
+        mut self,
+        error: impl Into<String>,
+        description: Option<String>,
+    ) -> Self {
+        self.oauth = Some(Arc::new(OAuthErrorFact {
+            error: error.into(),
+            description,
+        }));
+        self
+    }
+    /// The same error under another message (a wrapper adding what it was doing): every typed
+    /// fact, the context and the cause are kept.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
 
     /// The same error (code, message, context, `Retry-After`, cause) as another kind, for a
     /// boundary that must answer with that kind's status (e.g. a proxy that only relays 401/403).
@@ -208,6 +291,18 @@ impl Error {
     pub fn context(&self) -> &[(&'static str, String)] {
         &self.context
     }
+    /// The class of the network failure, when no answer came.
+    pub fn network(&self) -> Option<NetworkClass> {
+        self.network
+    }
+    /// The HTTP status the remote party answered, when one did.
+    pub fn upstream_status(&self) -> Option<u16> {
+        self.upstream_status
+    }
+    /// The remote party's OAuth error, when it sent one.
+    pub fn oauth_error(&self) -> Option<&OAuthErrorFact> {
+        self.oauth.as_deref()
+    }
     pub fn context_value(&self, key: &str) -> Option<&str> {
         self.context
             .iter()
@@ -234,6 +329,9 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("context", &self.context)
             .field("retry_after", &self.retry_after)
+            .field("network", &self.network)
+            .field("upstream_status", &self.upstream_status)
+            .field("oauth", &self.oauth)
             .field("source", &self.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
@@ -282,5 +380,35 @@ mod tests {
         assert_eq!(e.to_string(), "client rejected [profile=smartem]");
         assert_eq!(e.context_value("profile"), Some("smartem"));
         assert_eq!(e.code(), "idp_invalid_client");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner cause")]
+    struct Inner;
+
+    #[test]
+    fn typed_facts_and_the_cause_survive_a_new_message() {
+        let e = Error::new(ErrorKind::IdpUnavailable, "idp_unreachable", "first")
+            .with_network(NetworkClass::Dns)
+            .with_upstream_status(503)
+            .with_oauth_error("temporarily_unavailable", None)
+            .with_source(Inner)
+            .with("endpoint", "token")
+            .with_message("second");
+        assert_eq!(e.message(), "second");
+        assert_eq!(e.network(), Some(NetworkClass::Dns));
+        assert_eq!(e.upstream_status(), Some(503));
+        assert_eq!(
+            e.oauth_error().map(|o| o.error.as_str()),
+            Some("temporarily_unavailable")
+        );
+        assert_eq!(e.context_value("endpoint"), Some("token"));
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("inner cause"));
+        // A plain error has none of them.
+        let plain = Error::internal("x", "y");
+        assert_eq!(plain.network(), None);
+        assert_eq!(plain.upstream_status(), None);
+        assert!(plain.oauth_error().is_none());
     }
 }

@@ -18,6 +18,6 @@ pub mod secret;
 pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, NetworkClass, OAuthErrorFact, Result};
 pub use listen::ListenAddr;
 pub use secret::{Secret, TokenFingerprint};

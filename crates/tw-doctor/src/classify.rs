@@ -1,138 +1,34 @@
 //! Turning network errors and IdP answers into a stable cause with an explanation and a fix.
 
 use crate::report::Step;
-use tw_broker::idp;
 use tw_broker::source::CustomLoginFailure;
 use tw_config::AuthMethod;
-use tw_core::{Error, ErrorKind};
+use tw_core::{Error, ErrorKind, NetworkClass};
+use tw_idp::codes;
 
-/// A classified network failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    ConnectionRefused,
-    Dns,
-    Tls,
-    Timeout,
-    Reset,
-    Other,
-}
-
-impl Transport {
-    /// The failures [`Transport::explain`] has more to say about than "check it is reachable".
-    pub(crate) const EXPLAINED: [Transport; 5] = [
-        Transport::ConnectionRefused,
-        Transport::Dns,
-        Transport::Tls,
-        Transport::Timeout,
-        Transport::Reset,
-    ];
-
-    pub fn cause(self) -> &'static str {
-        match self {
-            Transport::ConnectionRefused => "connection_refused",
-            Transport::Dns => "dns",
-            Transport::Tls => "tls",
-            Transport::Timeout => "timeout",
-            Transport::Reset => "connection_reset",
-            Transport::Other => "unreachable",
-        }
-    }
-
-    /// Adds what this failure means for `host` and how to fix it.
-    pub fn explain(self, step: Step, host: &str) -> Step {
-        match self {
-            Transport::ConnectionRefused => step
-                .detail(format!("nothing accepts connections at {host}: the server is down, not started yet, or listening on another port"))
-                .fix(format!("check that the service runs and listens on {host} (docker compose ps / systemctl status); check the port in the URL"))
-                .fix("in a container, `localhost` is the container itself: use the service name (e.g. http://keycloak:8080)"),
-            Transport::Dns => step
-                .detail(format!("the host name of {host} does not resolve"))
-                .fix("check the spelling of the host name; inside containers use the compose service name; check /etc/resolv.conf or the DNS server"),
-            Transport::Tls => step
-                .detail(format!("the TLS handshake with {host} failed: https:// to a plain-HTTP port, an untrusted or expired certificate, or a name that is not in the certificate"))
-                .fix("use http:// if the server speaks plain HTTP (Keycloak's 8080), https:// only on its TLS port (8443)")
-                .fix("for a private CA, add it to the system trust store (update-ca-certificates)"),
-            Transport::Timeout => step
-                .detail(format!("{host} accepted no answer within the request timeout"))
-                .fix("check firewalls and proxies between here and the server, and whether it is overloaded; raise `timing.request_timeout` if it is merely slow"),
-            Transport::Reset => step
-                .detail(format!("{host} closed the connection without an answer"))
-                .fix("check the server's logs; a proxy or load balancer in between may be refusing the connection"),
-            Transport::Other => step
-                .fix(format!("check that {host} is reachable from this machine (curl -v)")),
-        }
-    }
-}
-
-/// The innermost cause of a network error, for a detail line (reqwest errors never carry a
-/// request body or header).
-pub fn root_cause(e: &reqwest::Error) -> String {
-    let mut cur: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string().chars().take(200).collect()
-}
-
-/// Classifies a reqwest error by walking its sources (hyper, std::io, rustls).
-pub fn transport_of(e: &reqwest::Error) -> Transport {
-    if e.is_timeout() {
-        return Transport::Timeout;
-    }
-    let mut text = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return Transport::ConnectionRefused,
-                std::io::ErrorKind::TimedOut => return Transport::Timeout,
-                _ => {}
-            }
-        }
-        text.push_str(&err.to_string());
-        text.push('\n');
-        cur = err.source();
-    }
-    transport_of_text(&text)
-}
-
-/// Classifies a failure by its message (for errors that reached us as text, e.g. the broker's).
-pub fn transport_of_text(text: &str) -> Transport {
-    let t = text.to_ascii_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
-    if has(&["connection refused"]) {
-        Transport::ConnectionRefused
-    } else if has(&[
-        "dns error",
-        "failed to lookup address",
-        "name or service not known",
-        "no such host",
-        "nodename nor servname",
-        "name resolution",
-    ]) {
-        Transport::Dns
-    } else if has(&[
-        "certificate",
-        "tls",
-        "ssl",
-        "handshake",
-        "corrupt message",
-        "invalidcontenttype",
-        "unknownissuer",
-        "peer misbehaved",
-    ]) {
-        Transport::Tls
-    } else if has(&["timed out", "timeout"]) {
-        Transport::Timeout
-    } else if has(&[
-        "connection reset",
-        "connection closed",
-        "broken pipe",
-        "incomplete message",
-    ]) {
-        Transport::Reset
-    } else {
-        Transport::Other
+/// What a network failure (its class, a typed fact of the error) means for `host`, and how to
+/// fix it.
+pub fn explain_network(class: NetworkClass, step: Step, host: &str) -> Step {
+    match class {
+        NetworkClass::ConnectionRefused => step
+            .detail(format!("nothing accepts connections at {host}: the server is down, not started yet, or listening on another port"))
+            .fix(format!("check that the service runs and listens on {host} (docker compose ps / systemctl status); check the port in the URL"))
+            .fix("in a container, `localhost` is the container itself: use the service name (e.g. http://keycloak:8080)"),
+        NetworkClass::Dns => step
+            .detail(format!("the host name of {host} does not resolve"))
+            .fix("check the spelling of the host name; inside containers use the compose service name; check /etc/resolv.conf or the DNS server"),
+        NetworkClass::Tls => step
+            .detail(format!("the TLS handshake with {host} failed: https:// to a plain-HTTP port, an untrusted or expired certificate, or a name that is not in the certificate"))
+            .fix("use http:// if the server speaks plain HTTP (Keycloak's 8080), https:// only on its TLS port (8443)")
+            .fix("for a private CA, add it to the system trust store (update-ca-certificates)"),
+        NetworkClass::Timeout => step
+            .detail(format!("{host} accepted no answer within the request timeout"))
+            .fix("check firewalls and proxies between here and the server, and whether it is overloaded; raise `timing.request_timeout` if it is merely slow"),
+        NetworkClass::Reset => step
+            .detail(format!("{host} closed the connection without an answer"))
+            .fix("check the server's logs; a proxy or load balancer in between may be refusing the connection"),
+        NetworkClass::Other => step
+            .fix(format!("check that {host} is reachable from this machine (curl -v)")),
     }
 }
 
@@ -145,16 +41,15 @@ pub fn host_of(url: &url::Url) -> String {
     }
 }
 
-/// What the IdP said (`error: error_description`), from the context the broker attaches; the
+/// What the IdP said (`error: error_description`), from the error's typed OAuth fact; the
 /// whole message when the refusal came without an OAuth error body.
 pub fn oauth_description(e: &Error) -> String {
-    match (
-        e.context_value(idp::OAUTH_ERROR),
-        e.context_value(idp::OAUTH_ERROR_DESCRIPTION),
-    ) {
-        (Some(error), Some(description)) => format!("{error}: {description}"),
-        (Some(error), None) => error.to_owned(),
-        (None, _) => e.message().to_owned(),
+    match e.oauth_error() {
+        Some(o) => match &o.description {
+            Some(description) => format!("{}: {description}", o.error),
+            None => o.error.clone(),
+        },
+        None => e.message().to_owned(),
     }
 }
 
@@ -174,29 +69,32 @@ pub enum Credentials {
 /// `None` when the refusal is about something else (scope, grant...).
 pub fn credentials_of(e: &Error, method: AuthMethod) -> Option<Credentials> {
     let d = e
-        .context_value(idp::OAUTH_ERROR_DESCRIPTION)
+        .oauth_error()
+        .and_then(|o| o.description.as_deref())
         .unwrap_or_default()
         .to_ascii_lowercase();
     let service_account = d.contains("service account")
         || d.contains("grant type is not allowed")
         || d.contains("not allowed to use this grant");
     match e.code() {
-        "idp_unauthorized_client" | "idp_invalid_request" if service_account => {
+        codes::IDP_UNAUTHORIZED_CLIENT | codes::IDP_INVALID_REQUEST if service_account => {
             Some(Credentials::ServiceAccountDisabled)
         }
-        "idp_invalid_client" | "idp_unauthorized_client" => Some(if d.contains("disabled") {
-            Credentials::Disabled
-        } else if method == AuthMethod::PrivateKeyJwt {
-            Credentials::InvalidAssertion
-        } else if d.contains("invalid client secret") {
-            Credentials::WrongSecret
-        } else if e.code() == "idp_unauthorized_client" && !d.contains("credentials") {
-            // Keycloak's unauthorized_client without a credentials message: the client may
-            // not use this grant.
-            Credentials::ServiceAccountDisabled
-        } else {
-            Credentials::Ambiguous
-        }),
+        codes::IDP_INVALID_CLIENT | codes::IDP_UNAUTHORIZED_CLIENT => {
+            Some(if d.contains("disabled") {
+                Credentials::Disabled
+            } else if method == AuthMethod::PrivateKeyJwt {
+                Credentials::InvalidAssertion
+            } else if d.contains("invalid client secret") {
+                Credentials::WrongSecret
+            } else if e.code() == codes::IDP_UNAUTHORIZED_CLIENT && !d.contains("credentials") {
+                // Keycloak's unauthorized_client without a credentials message: the client may
+                // not use this grant.
+                Credentials::ServiceAccountDisabled
+            } else {
+                Credentials::Ambiguous
+            })
+        }
         _ => None,
     }
 }
@@ -207,22 +105,28 @@ pub fn token_failure_cause(e: &Error) -> &'static str {
     if let Some(failure) = CustomLoginFailure::of(e) {
         return failure.code();
     }
+    // A network failure: its class.
+    if let Some(class) = e.network() {
+        return class.as_str();
+    }
     match (e.kind(), e.code()) {
         (_, "secret_unavailable") => "secret_unavailable",
         (ErrorKind::Config, _) => "config_invalid",
-        (_, "idp_invalid_scope") => "invalid_scope",
-        (_, "idp_invalid_grant") => "invalid_grant",
-        (_, "idp_unsupported_grant_type") => "unsupported_grant_type",
-        (_, "idp_redirect") => "token_endpoint_redirect",
-        (_, "idp_invalid_request") => "invalid_request",
-        (_, "idp_malformed_response") => "token_response_invalid",
-        (_, "idp_discovery_failed") => "discovery_http_status",
-        (_, "idp_discovery_malformed") => "discovery_invalid",
-        (_, "idp_issuer_mismatch") => "issuer_mismatch",
-        (_, "idp_timeout") => "timeout",
-        (_, "idp_unreachable") => transport_of_text(e.message()).cause(),
-        (_, "idp_unavailable") if e.message().contains("HTTP 429") => "rate_limited",
-        (_, "idp_unavailable") => "idp_5xx",
+        (_, codes::IDP_INVALID_SCOPE) => "invalid_scope",
+        (_, codes::IDP_INVALID_GRANT) => "invalid_grant",
+        (_, codes::IDP_UNSUPPORTED_GRANT_TYPE) => "unsupported_grant_type",
+        (_, codes::IDP_REDIRECT) => "token_endpoint_redirect",
+        (_, codes::IDP_INVALID_REQUEST) => "invalid_request",
+        (_, codes::IDP_MALFORMED_RESPONSE | codes::IDP_ANSWER_TOO_LARGE) => {
+            "token_response_invalid"
+        }
+        (_, codes::IDP_DISCOVERY_FAILED) => "discovery_http_status",
+        (_, codes::IDP_DISCOVERY_MALFORMED) => "discovery_invalid",
+        (_, codes::IDP_ISSUER_MISMATCH) => "issuer_mismatch",
+        (_, codes::IDP_TIMEOUT) => "timeout",
+        (_, codes::IDP_UNREACHABLE) => NetworkClass::Other.as_str(),
+        (_, codes::IDP_UNAVAILABLE) if e.upstream_status() == Some(429) => "rate_limited",
+        (_, codes::IDP_UNAVAILABLE) => "idp_5xx",
         _ => "token_request_failed",
     }
 }
@@ -232,38 +136,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn texts_of_real_failures_are_classified() {
-        for (text, want) in [
-            (
-                "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
-                Transport::ConnectionRefused,
-            ),
-            (
-                "client error (Connect): dns error: failed to lookup address information: Name or service not known",
-                Transport::Dns,
-            ),
-            (
-                "client error (Connect): received corrupt message of type InvalidContentType",
-                Transport::Tls,
-            ),
-            ("invalid peer certificate: UnknownIssuer", Transport::Tls),
-            ("operation timed out", Transport::Timeout),
-            (
-                "connection closed before message completed",
-                Transport::Reset,
-            ),
-            ("something else", Transport::Other),
-        ] {
-            assert_eq!(transport_of_text(text), want, "{text}");
-        }
-    }
-
-    #[test]
     fn keycloak_answers_are_told_apart() {
         let err = |code, desc: &str| {
             Error::new(ErrorKind::IdpRejected, code, "hint (HTTP 401, …)")
-                .with(idp::OAUTH_ERROR, "invalid_client")
-                .with(idp::OAUTH_ERROR_DESCRIPTION, desc)
+                .with_oauth_error("invalid_client", Some(desc.to_owned()))
+                .with(tw_idp::OAUTH_ERROR, "invalid_client")
+                .with(tw_idp::OAUTH_ERROR_DESCRIPTION, desc)
         };
         let basic = AuthMethod::ClientSecretBasic;
         for (code, description, method, want) in [
@@ -308,8 +186,8 @@ mod tests {
     }
 
     #[test]
-    fn the_description_comes_from_the_brokers_context() {
-        let e = tw_broker::idp::classify_token_response(
+    fn the_description_comes_from_the_idps_typed_answer() {
+        let e = tw_idp::classify_token_response(
             401,
             br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
             None,

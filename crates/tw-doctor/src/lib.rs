@@ -17,18 +17,19 @@
 mod classify;
 mod report;
 
-pub use classify::{Transport, transport_of, transport_of_text};
 pub use report::{Report, Status, Step};
 
-use classify::{Credentials, credentials_of, host_of, root_cause, token_failure_cause};
+use classify::{Credentials, credentials_of, explain_network, host_of, token_failure_cause};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tw_authz::{Authz, AuthzDecision, AuthzRequest, PrincipalExtractor, RegistrySource};
-use tw_broker::idp::{self, Discovery};
 use tw_broker::source::CustomLoginFailure;
 use tw_config::{AuthMethod, Config, GatewayConfig, PermissionSourceKind, ProfileConfig};
+use tw_core::NetworkClass;
 use tw_core::{Clock, Secret, TokenFingerprint, UnixTime};
+use tw_idp::http::root_cause;
+use tw_idp::{Discovery, HttpSettings, IdpHttp, IssuerMatch, Overflow, codes};
 use tw_verify::{Check, InspectReport, VerifiedToken, Verifier};
 use url::Url;
 
@@ -38,10 +39,12 @@ pub const CLOCK_NOTICE: Duration = Duration::from_secs(5);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Timeout of the `--url` call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest answer body read from the authorization-endpoint probe or the called URL.
+/// Largest answer body read from the authorization-endpoint probe or the called URL (longer
+/// answers are cut there).
 const MAX_BODY: usize = 64 * 1024;
-/// Largest discovery document read: the verifier's limit, so doctor refuses what the gateway would.
-const MAX_DISCOVERY_BYTES: usize = tw_verify::MAX_RESPONSE_BYTES;
+/// Largest discovery document read: every component's limit, so doctor refuses what the gateway
+/// would.
+const MAX_DISCOVERY_BYTES: usize = tw_idp::MAX_ANSWER_BYTES;
 
 /// What to check beyond the configuration itself.
 #[derive(Debug, Clone, Default)]
@@ -151,7 +154,7 @@ impl Doctor {
             Some(gw) => self.gateway_view(gw, &mut report).await,
             None => None,
         };
-        let http = match idp::http_client() {
+        let http = match Clients::new() {
             Ok(h) => h,
             Err(e) => {
                 report.push(failed_on("config", None, "internal", &e));
@@ -240,7 +243,7 @@ impl Doctor {
         report: &mut Report,
         name: &str,
         p: &ProfileConfig,
-        http: &reqwest::Client,
+        http: &Clients,
         gateway: Option<&GatewayView>,
         opts: &Options,
     ) {
@@ -329,7 +332,17 @@ impl Doctor {
         };
 
         if let Some(url) = &opts.url {
-            call_step(report, name, url, &method, &token, verified.is_some(), rule).await;
+            call_step(
+                report,
+                name,
+                url,
+                &method,
+                &token,
+                verified.is_some(),
+                rule,
+                self.clock.now(),
+            )
+            .await;
         }
     }
 
@@ -339,56 +352,49 @@ impl Doctor {
         name: &str,
         issuer: &Url,
         p: &ProfileConfig,
-        http: &reqwest::Client,
+        http: &Clients,
     ) -> Option<Discovered> {
         let pn = Some(name);
-        let url = idp::discovery_url(issuer);
+        let url = tw_idp::discovery::discovery_url(issuer.as_str())
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| issuer.to_string());
         let host = host_of(issuer);
-        let resp = match http
-            .get(&url)
-            .timeout(p.timing.request_timeout)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let t = transport_of(&e);
-                let step = Step::fail(
-                    "discovery",
-                    pn,
-                    t.cause(),
-                    format!("cannot fetch the issuer's discovery document {url}"),
-                );
-                let mut step = t
-                    .explain(step, &host)
-                    .detail(format!("error: {}", root_cause(&e)));
-                if t == Transport::Timeout {
-                    step = step.detail(format!(
-                        "timed out after {} (timing.request_timeout)",
-                        humanize(p.timing.request_timeout)
-                    ));
-                }
-                report.push(step);
-                return None;
-            }
+        let fetched = tw_idp::discovery::fetch_unchecked(
+            &http.idp,
+            issuer.as_str(),
+            Some(p.timing.request_timeout),
+            self.clock.now(),
+        )
+        .await;
+        let e = match fetched {
+            Ok(f) => return self.discovered(report, name, issuer, p, f),
+            Err(e) => e,
         };
-        let status = resp.status().as_u16();
-        let idp_time = resp
-            .headers()
-            .get(reqwest::header::DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .map(UnixTime::from_millis);
-        if !(200..300).contains(&status) {
-            let mut step = Step::fail(
+        let step = if let Some(class) = e.network() {
+            let step = Step::fail(
+                "discovery",
+                pn,
+                class.as_str(),
+                format!("cannot fetch the issuer's discovery document {url}"),
+            );
+            let mut step =
+                explain_network(class, step, &host).detail(format!("error: {}", root_cause(&e)));
+            if class == NetworkClass::Timeout {
+                step = step.detail(format!(
+                    "timed out after {} (timing.request_timeout)",
+                    humanize(p.timing.request_timeout)
+                ));
+            }
+            step
+        } else if let (codes::IDP_DISCOVERY_FAILED, Some(status)) = (e.code(), e.upstream_status())
+        {
+            let step = Step::fail(
                 "discovery",
                 pn,
                 "discovery_http_status",
                 format!("the discovery document {url} answered HTTP {status}"),
             );
-            step = match status {
+            match status {
                 404 => step
                     .detail("the issuer URL does not name a realm this server knows")
                     .fix("Keycloak's issuer is https://HOST/realms/REALM (before Keycloak 17: https://HOST/auth/realms/REALM); realm names are case-sensitive"),
@@ -399,74 +405,65 @@ impl Doctor {
                     .detail("the IdP (or a proxy in front of it) is failing")
                     .fix("check the IdP's logs and health; a 502/504 from a proxy means the IdP behind it is down or slow"),
                 _ => step.fix("check the issuer URL"),
-            };
-            report.push(step);
+            }
+        } else if e.code() == codes::IDP_ANSWER_TOO_LARGE {
+            Step::fail(
+                "discovery",
+                pn,
+                "discovery_invalid",
+                format!("the discovery document {url} is larger than {MAX_DISCOVERY_BYTES} bytes"),
+            )
+            .detail("a discovery document is a few kilobytes; the gateway's verifier reads no more than this from an IdP and would refuse it too")
+            .fix("open the URL with curl; check the issuer URL and any proxy or file server answering in front of the IdP")
+        } else if std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<serde_json::Error>())
+            .is_some_and(|j| j.is_syntax() || j.is_eof())
+        {
+            Step::fail(
+                "discovery",
+                pn,
+                "discovery_invalid",
+                format!("{url} answered 200, but not with JSON"),
+            )
+            .detail("an HTML page (a login page, a proxy's error page) or a truncated answer came back instead of the discovery document")
+            .fix("open the URL in a browser or with curl; check the issuer URL and any proxy in front of the IdP")
+        } else if e.code() == codes::IDP_DISCOVERY_MALFORMED {
+            let problem = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.message().to_owned());
+            not_a_discovery_document(pn, &url, &problem)
+        } else {
+            failed_on("discovery", pn, token_failure_cause(&e), &e)
+        };
+        report.push(step);
+        None
+    }
+
+    /// The checks of a fetched discovery document doctor explains itself: the token endpoint,
+    /// the issuer (both values shown), the client's authentication method.
+    fn discovered(
+        &self,
+        report: &mut Report,
+        name: &str,
+        issuer: &Url,
+        p: &ProfileConfig,
+        fetched: tw_idp::discovery::Fetched,
+    ) -> Option<Discovered> {
+        let pn = Some(name);
+        let url = tw_idp::discovery::discovery_url(issuer.as_str())
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| issuer.to_string());
+        let idp_time = fetched.date;
+        let doc = fetched.doc;
+        let Some(token_endpoint) = doc.token_endpoint.clone() else {
+            report.push(not_a_discovery_document(
+                pn,
+                &url,
+                "missing field `token_endpoint`",
+            ));
             return None;
-        }
-        let body = match read_bounded(resp, MAX_DISCOVERY_BYTES).await {
-            Ok(Bounded {
-                too_large: true, ..
-            }) => {
-                report.push(
-                    Step::fail(
-                        "discovery",
-                        pn,
-                        "discovery_invalid",
-                        format!("the discovery document {url} is larger than {MAX_DISCOVERY_BYTES} bytes"),
-                    )
-                    .detail("a discovery document is a few kilobytes; the gateway's verifier reads no more than this from an IdP and would refuse it too")
-                    .fix("open the URL with curl; check the issuer URL and any proxy or file server answering in front of the IdP"),
-                );
-                return None;
-            }
-            Ok(b) => b.bytes,
-            Err(e) => {
-                let t = transport_of(&e);
-                report.push(t.explain(
-                    Step::fail(
-                        "discovery",
-                        pn,
-                        t.cause(),
-                        format!("reading the discovery document {url} failed"),
-                    ),
-                    &host,
-                ));
-                return None;
-            }
         };
-        let json: Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) => {
-                report.push(
-                    Step::fail(
-                        "discovery",
-                        pn,
-                        "discovery_invalid",
-                        format!("{url} answered {status}, but not with JSON"),
-                    )
-                    .detail("an HTML page (a login page, a proxy's error page) or a truncated answer came back instead of the discovery document")
-                    .fix("open the URL in a browser or with curl; check the issuer URL and any proxy in front of the IdP"),
-                );
-                return None;
-            }
-        };
-        let doc: Discovery = match serde_json::from_value(json) {
-            Ok(d) => d,
-            Err(e) => {
-                report.push(
-                    Step::fail(
-                        "discovery",
-                        pn,
-                        "discovery_invalid",
-                        format!("{url} is JSON, but not an OpenID discovery document"),
-                    )
-                    .detail(format!("problem: {e}"))
-                    .fix("the issuer URL must be the realm's (…/realms/REALM), whose discovery document has `issuer` and `token_endpoint`"),
-                );
-                return None;
-            }
-        };
-        if doc.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+        if !IssuerMatch::IgnoreTrailingSlash.matches(issuer.as_str(), &doc.issuer) {
             report.push(
                 Step::fail(
                     "discovery",
@@ -485,10 +482,7 @@ impl Doctor {
         let mut step = Step::pass(
             "discovery",
             pn,
-            format!(
-                "the issuer's discovery document is valid; token endpoint {}",
-                doc.token_endpoint
-            ),
+            format!("the issuer's discovery document is valid; token endpoint {token_endpoint}"),
         );
         let method = auth_method_name(p.auth_method);
         if p.token_url.is_none()
@@ -576,11 +570,11 @@ impl Doctor {
         report: &mut Report,
         name: &str,
         p: &ProfileConfig,
-        http: &reqwest::Client,
+        http: &Clients,
         doc: Option<&Discovery>,
     ) -> Option<Secret> {
         let pn = Some(name);
-        let source = match tw_broker::source::from_config(name, p, http.clone()) {
+        let source = match tw_broker::source::from_config(name, p, http.idp.clone()) {
             Ok(s) => s,
             Err(e) => {
                 report.push(failed_on("token", pn, "config_invalid", &e));
@@ -618,13 +612,13 @@ impl Doctor {
             Err(e) => e,
         };
         let step = match credentials_of(&e, p.auth_method) {
-            Some(c) => credentials_step(name, p, &e, c, doc, http).await,
+            Some(c) => credentials_step(name, p, &e, c, doc, http, self.clock.now()).await,
             None => {
                 let cause = token_failure_cause(&e);
                 let step = failed_on("token", pn, cause, &e);
                 match CustomLoginFailure::of(&e) {
                     Some(failure) => explain_custom_login_failure(step, failure, p),
-                    None => explain_token_failure(step, cause, p),
+                    None => explain_token_failure(step, cause, e.network(), p),
                 }
             }
         };
@@ -713,12 +707,7 @@ fn secrets_step(report: &mut Report, name: &str, p: &ProfileConfig) -> bool {
         match r.resolve(&k) {
             Ok(secret) => {
                 if k.ends_with(".private_key")
-                    && let Err(e) = tw_broker::assertion::AssertionKey::from_pem(
-                        &secret,
-                        p.signing_alg,
-                        p.key_id.clone(),
-                        &k,
-                    )
+                    && let Err(e) = tw_broker::source::assertion_key(p, &secret, &k)
                 {
                     report.push(
                         failed_on("secrets", pn, "private_key_invalid", &e)
@@ -790,7 +779,8 @@ async fn credentials_step(
     e: &tw_core::Error,
     c: Credentials,
     doc: Option<&Discovery>,
-    http: &reqwest::Client,
+    http: &Clients,
+    now: UnixTime,
 ) -> Step {
     let pn = Some(name);
     let client = p.client_id.clone().unwrap_or_default();
@@ -821,7 +811,7 @@ async fn credentials_step(
             let auth_endpoint = doc
                 .and_then(|d| d.authorization_endpoint.clone())
                 .or_else(|| keycloak_auth_endpoint(p.token_url.as_ref()));
-            match probe_client(http, auth_endpoint.as_ref(), &client, p.timing.request_timeout).await {
+            match probe_client(&http.probe, auth_endpoint.as_ref(), &client, p.timing.request_timeout, now).await {
                 Probe::Unknown => Step::fail("token", pn, "unknown_client", said)
                     .detail(format!("the IdP's authorization endpoint does not know a client `{client}`"))
                     .fix(check_client),
@@ -855,10 +845,11 @@ enum Probe {
 /// answers `invalid_client` for an unknown client. Any other answer about the request means the
 /// client is known.
 async fn probe_client(
-    http: &reqwest::Client,
+    http: &IdpHttp,
     endpoint: Option<&Url>,
     client: &str,
     timeout: Duration,
+    now: UnixTime,
 ) -> Probe {
     let Some(endpoint) = endpoint else {
         return Probe::Inconclusive;
@@ -870,20 +861,23 @@ async fn probe_client(
         .append_pair("scope", "openid")
         // Keycloak localizes its error pages; the texts matched below are the English ones.
         .append_pair("ui_locales", "en");
-    let Ok(resp) = http
+    let req = http
         .get(url)
         .header(reqwest::header::ACCEPT_LANGUAGE, "en")
-        .timeout(timeout)
-        .send()
+        .timeout(timeout);
+    let Ok(answer) = http
+        .send_with(
+            req,
+            "the IdP's authorization endpoint",
+            now,
+            Overflow::KeepPrefix,
+        )
         .await
     else {
         return Probe::Inconclusive;
     };
-    let status = resp.status().as_u16();
-    let Some(body) = read_limited(resp).await else {
-        return Probe::Inconclusive;
-    };
-    let text = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    let status = answer.status;
+    let text = String::from_utf8_lossy(&answer.body).to_ascii_lowercase();
     if text.contains("client not found")
         || (text.contains("invalid_client") && text.contains("client is invalid"))
     {
@@ -904,42 +898,52 @@ fn keycloak_auth_endpoint(token_url: Option<&Url>) -> Option<Url> {
     Url::parse(&format!("{base}/protocol/openid-connect/auth")).ok()
 }
 
-/// The first [`MAX_BODY`] bytes of an answer; `None` when the connection broke while reading.
-async fn read_limited(resp: reqwest::Response) -> Option<Vec<u8>> {
-    read_bounded(resp, MAX_BODY).await.ok().map(|b| b.bytes)
+/// The HTTP clients doctor uses, all from `tw_idp`'s factory: the IdP client every component
+/// uses (so doctor refuses what they would), and one that keeps the first [`MAX_BODY`] bytes of
+/// an answer, for the authorization-endpoint probe (the `--url` call has its own,
+/// [`Clients::call`]).
+struct Clients {
+    idp: IdpHttp,
+    probe: IdpHttp,
 }
 
-/// An answer body read up to a limit.
-struct Bounded {
-    /// At most the limit.
-    bytes: Vec<u8>,
-    /// The answer was longer than the limit (and `bytes` is its beginning).
-    too_large: bool,
-}
-
-/// Reads at most `limit` bytes of `resp`, never more, whatever the IdP sends.
-async fn read_bounded(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> Result<Bounded, reqwest::Error> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() > limit {
-            bytes.truncate(limit);
-            return Ok(Bounded {
-                bytes,
-                too_large: true,
-            });
-        }
+impl Clients {
+    fn new() -> Result<Self, tw_core::Error> {
+        Ok(Self {
+            idp: IdpHttp::new()?,
+            probe: HttpSettings::default()
+                .with_max_answer_bytes(MAX_BODY)
+                .build()?,
+        })
     }
-    Ok(Bounded {
-        bytes,
-        too_large: false,
-    })
+
+    /// The client of the `--url` call: [`CALL_TIMEOUT`], answers cut at [`MAX_BODY`].
+    fn call() -> Result<IdpHttp, tw_core::Error> {
+        HttpSettings::default()
+            .with_max_answer_bytes(MAX_BODY)
+            .with_request_timeout(CALL_TIMEOUT)
+            .build()
+    }
 }
 
-fn explain_token_failure(step: Step, cause: &'static str, p: &ProfileConfig) -> Step {
+/// The discovery document is JSON, but not one: `problem` says what is missing or mistyped.
+fn not_a_discovery_document(pn: Option<&str>, url: &str, problem: &str) -> Step {
+    Step::fail(
+        "discovery",
+        pn,
+        "discovery_invalid",
+        format!("{url} is JSON, but not an OpenID discovery document"),
+    )
+    .detail(format!("problem: {problem}"))
+    .fix("the issuer URL must be the realm's (…/realms/REALM), whose discovery document has `issuer` and `token_endpoint`")
+}
+
+fn explain_token_failure(
+    step: Step,
+    cause: &'static str,
+    network: Option<NetworkClass>,
+    p: &ProfileConfig,
+) -> Step {
     let host = p
         .token_url
         .as_ref()
@@ -947,11 +951,8 @@ fn explain_token_failure(step: Step, cause: &'static str, p: &ProfileConfig) -> 
         .or(p.custom.as_ref().map(|c| &c.url))
         .map(host_of)
         .unwrap_or_default();
-    if let Some(transport) = Transport::EXPLAINED
-        .into_iter()
-        .find(|t| t.cause() == cause)
-    {
-        return transport.explain(step, &host);
+    if let Some(class) = network.filter(|c| *c != NetworkClass::Other) {
+        return explain_network(class, step, &host);
     }
     match cause {
         "invalid_scope" => step
@@ -1252,6 +1253,7 @@ fn shell_word(s: &str) -> String {
 
 /// Calls the URL with the token, directly (not through the agent's proxy, which would retry
 /// and hide the first answer).
+#[allow(clippy::too_many_arguments)]
 async fn call_step(
     report: &mut Report,
     name: &str,
@@ -1260,21 +1262,13 @@ async fn call_step(
     token: &Secret,
     claims_ok: bool,
     rule: Option<String>,
+    now: UnixTime,
 ) {
     let pn = Some(name);
-    let http = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(CALL_TIMEOUT)
-        .build()
-    {
+    let http = match Clients::call() {
         Ok(h) => h,
         Err(e) => {
-            report.push(Step::fail(
-                "call",
-                pn,
-                "internal",
-                format!("cannot build an HTTP client: {e}"),
-            ));
+            report.push(failed_on("call", pn, "internal", &e));
             return;
         }
     };
@@ -1288,18 +1282,18 @@ async fn call_step(
         return;
     };
     let target = format!("{method} {url}");
+    let req = http.request(m, url.clone()).bearer_auth(token.expose());
     let resp = match http
-        .request(m, url.clone())
-        .bearer_auth(token.expose())
-        .send()
+        .send_with(req, "the called URL", now, Overflow::KeepPrefix)
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            let t = transport_of(&e);
+            let class = e.network().unwrap_or(NetworkClass::Other);
             report.push(
-                t.explain(
-                    Step::fail("call", pn, t.cause(), format!("{target}: no answer")),
+                explain_network(
+                    class,
+                    Step::fail("call", pn, class.as_str(), format!("{target}: no answer")),
                     &host_of(url),
                 )
                 .detail(format!("error: {}", root_cause(&e))),
@@ -1307,18 +1301,12 @@ async fn call_step(
             return;
         }
     };
-    let status = resp.status().as_u16();
+    let status = resp.status;
     let challenge = resp
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
+        .header(reqwest::header::WWW_AUTHENTICATE)
         .map(str::to_owned);
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = read_limited(resp).await.unwrap_or_default();
+    let retry_after = resp.header(reqwest::header::RETRY_AFTER).map(str::to_owned);
+    let body = resp.body;
     let error: Value = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("error").cloned())
@@ -1551,8 +1539,8 @@ mod tests {
         #[test]
         fn answers_of_any_shape_never_panic(header in ".*", body in ".*") {
             let _ = challenge_params(&header);
-            let _ = transport_of_text(&body);
-            if let Err(e) = idp::classify_token_response(401, body.as_bytes(), None) {
+            let _ = tw_idp::http::network_class_of_text(&body);
+            if let Err(e) = tw_idp::classify_token_response(401, body.as_bytes(), None) {
                 let _ = classify::oauth_description(&e);
                 let _ = credentials_of(&e, AuthMethod::ClientSecretBasic);
             }

@@ -1,5 +1,6 @@
-//! The vault's calls to its IdP, on `tw_broker::idp` (discovery, client authentication, response
-//! classification) and `tw_verify::Verifier` (id_token signatures through the IdP's JWKS).
+//! The vault's calls to its IdP, on `tw_idp` (the client, discovery, client authentication, the
+//! token, introspection and revocation endpoints, answer classification) and
+//! `tw_verify::Verifier` (id_token signatures through the IdP's JWKS).
 //! Nothing here logs a request or response body: they carry tokens.
 
 use crate::model::IdpClientSettings;
@@ -8,8 +9,11 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
-use tw_broker::idp::{self as broker_idp, ClientAuth, Discovery, TokenResponse};
 use tw_core::{Error, ErrorKind, Secret, UnixTime};
+use tw_idp::{
+    Call, ClientAuthentication, ClientSecretBasic, ClientSecretPost, Discovery, DiscoveryCache,
+    Grant as IdpGrant, IdpHttp, IssuerMatch, NoClientAuth, TokenResponse,
+};
 use tw_verify::{Verifier, VerifyOptions};
 use url::Url;
 
@@ -63,13 +67,12 @@ pub(crate) struct GrantIdentity {
 }
 
 pub(crate) struct IdpClient {
-    http: reqwest::Client,
-    issuer: Url,
+    http: IdpHttp,
     client_id: String,
-    auth: ClientAuth,
+    auth: Box<dyn ClientAuthentication>,
     timeout: Duration,
     clock: Arc<dyn tw_core::Clock>,
-    discovered: OnceCell<Discovery>,
+    discovered: DiscoveryCache,
     /// Built (and its keys loaded) at the first id_token to check: the refresh grant never
     /// needs it, so a mint never waits on the IdP's JWKS.
     id_tokens: OnceCell<Arc<Verifier>>,
@@ -89,16 +92,19 @@ impl IdpClient {
         }
         // By the method named: a missing secret is an error, never a quiet switch to a public
         // client.
-        let auth = match (settings.auth_method.as_str(), &settings.client_secret) {
-            ("none", _) => ClientAuth::None { client_id },
-            ("client_secret_basic", Some(secret)) => ClientAuth::Basic {
+        let auth: Box<dyn ClientAuthentication> = match (
+            settings.auth_method.as_str(),
+            &settings.client_secret,
+        ) {
+            ("none", _) => Box::new(NoClientAuth { client_id }),
+            ("client_secret_basic", Some(secret)) => Box::new(ClientSecretBasic {
                 client_id,
                 secret: secret.clone(),
-            },
-            ("client_secret_post", Some(secret)) => ClientAuth::Post {
+            }),
+            ("client_secret_post", Some(secret)) => Box::new(ClientSecretPost {
                 client_id,
                 secret: secret.clone(),
-            },
+            }),
             ("client_secret_basic" | "client_secret_post", None) => {
                 return Err(Error::config(
                     "config_invalid",
@@ -123,14 +129,20 @@ impl IdpClient {
                 "the vault's IdP request timeout must be positive",
             ));
         }
+        let http = IdpHttp::new()?;
         Ok(Self {
-            http: broker_idp::http_client()?,
-            issuer: settings.issuer.clone(),
+            discovered: DiscoveryCache::new(
+                settings.issuer.as_str(),
+                IssuerMatch::IgnoreTrailingSlash,
+                Some(settings.request_timeout),
+                http.clone(),
+            )
+            .requiring_token_endpoint(),
+            http,
             client_id: settings.client_id.clone(),
             auth,
             timeout: settings.request_timeout,
             clock,
-            discovered: OnceCell::new(),
             id_tokens: OnceCell::new(),
         })
     }
@@ -138,9 +150,17 @@ impl IdpClient {
     /// Discovery once (retried on the next call while it fails). Bounded by the request timeout;
     /// [`crate::Vault`] calls it before taking a refresh lease, so the lease never waits on it.
     pub(crate) async fn discovered(&self) -> Result<&Discovery, Error> {
-        self.discovered
-            .get_or_try_init(|| broker_idp::discover(&self.http, &self.issuer, self.timeout))
-            .await
+        self.discovered.get(self.clock.now()).await
+    }
+
+    /// One call as the vault's client, dated now.
+    fn call(&self) -> Call<'_> {
+        Call {
+            http: &self.http,
+            auth: self.auth.as_ref(),
+            timeout: Some(self.timeout),
+            now: self.clock.now(),
+        }
     }
 
     /// The id_token verifier for the issuer discovery names, its keys loaded (once).
@@ -158,9 +178,10 @@ impl IdpClient {
                 }))
                 .map_err(|e| {
                     Error::internal(
-                        "vault_idp_setup",
-                        format!("cannot describe the IdP to the verifier: {e}"),
+                        crate::codes::VAULT_IDP_SETUP,
+                        "cannot describe the IdP to the verifier",
                     )
+                    .with_source(e)
                 })?;
                 let verifier = Arc::new(Verifier::new(&cfg, self.clock.clone())?);
                 verifier.start().await;
@@ -172,33 +193,29 @@ impl IdpClient {
     /// The authorization endpoint with `params` added.
     pub(crate) async fn authorization_url(&self, params: &[(&str, &str)]) -> Result<Url, Error> {
         let d = self.discovered().await?;
-        let mut url = d.authorization_endpoint.clone().ok_or_else(|| {
-            missing_endpoint("authorization_endpoint", "the authorization code flow")
-        })?;
+        let mut url = d
+            .require(
+                &d.authorization_endpoint,
+                "authorization_endpoint",
+                "the authorization code flow",
+            )?
+            .clone();
         url.query_pairs_mut().extend_pairs(params);
         Ok(url)
     }
 
-    async fn token(&self, form: Vec<(String, String)>) -> Result<Grant, Error> {
+    async fn token(&self, grant: IdpGrant) -> Result<Grant, Error> {
         let d = self.discovered().await?;
-        let (token, body) = broker_idp::token_request_with_body(
-            &self.http,
-            &d.token_endpoint,
-            &self.auth,
-            form,
-            self.timeout,
-            self.clock.now(),
-        )
-        .await?;
+        let answer = self.call().token(d.token_endpoint()?, &grant, &[]).await?;
         // The body already parsed as a token response; members of the wrong type are ignored.
-        let extra: ExtraMembers = serde_json::from_slice(&body).unwrap_or_default();
+        let extra: ExtraMembers = serde_json::from_slice(&answer.body).unwrap_or_default();
         Ok(Grant {
-            token,
+            token: answer.token,
             id_token: extra.id_token.filter(|t| !t.is_empty()).map(Secret::new),
             refresh_expires_in: extra
                 .refresh_expires_in
                 .as_ref()
-                .and_then(broker_idp::lifetime_from_json),
+                .and_then(tw_idp::lifetime_from_json),
             session_state: extra.session_state.filter(|s| !s.is_empty()),
         })
     }
@@ -209,97 +226,39 @@ impl IdpClient {
         verifier: &Secret,
         redirect_uri: &Url,
     ) -> Result<Grant, Error> {
-        self.token(vec![
-            ("grant_type".into(), "authorization_code".into()),
-            ("code".into(), code.to_owned()),
-            ("redirect_uri".into(), redirect_uri.to_string()),
-            ("code_verifier".into(), verifier.expose().to_owned()),
-        ])
+        self.token(IdpGrant::AuthorizationCode {
+            code: code.to_owned(),
+            redirect_uri: redirect_uri.clone(),
+            code_verifier: verifier.clone(),
+        })
         .await
     }
 
     pub(crate) async fn refresh(&self, refresh_token: &Secret) -> Result<Grant, Error> {
-        self.token(vec![
-            ("grant_type".into(), "refresh_token".into()),
-            ("refresh_token".into(), refresh_token.expose().to_owned()),
-        ])
-        .await
-    }
-
-    /// A POST with client authentication to another endpoint; the status and body.
-    async fn post_authenticated(
-        &self,
-        endpoint: &Url,
-        form: Vec<(String, String)>,
-        what: &str,
-    ) -> Result<(u16, Option<Duration>, Vec<u8>), Error> {
-        let answer = broker_idp::post_authenticated(
-            &self.http,
-            endpoint,
-            &self.auth,
-            form,
-            self.timeout,
-            self.clock.now(),
-            what,
-        )
-        .await?;
-        Ok((answer.status, answer.retry_after, answer.body))
+        self.token(IdpGrant::RefreshToken(refresh_token.clone()))
+            .await
     }
 
     /// RFC 7009. An unknown or already invalid token is a success (the RFC says so too).
     pub(crate) async fn revoke(&self, token: &Secret, hint: &str) -> Result<(), Error> {
         let d = self.discovered().await?;
-        let url = d
-            .revocation_endpoint
-            .clone()
-            .ok_or_else(|| missing_endpoint("revocation_endpoint", "deleting entries"))?;
-        let (status, retry_after, body) = self
-            .post_authenticated(
-                &url,
-                vec![
-                    ("token".into(), token.expose().to_owned()),
-                    ("token_type_hint".into(), hint.to_owned()),
-                ],
-                "revocation endpoint",
-            )
-            .await?;
-        if status == 200 {
-            return Ok(());
-        }
-        Err(rejection(status, &body, retry_after, "revocation"))
+        let url = d.require(
+            &d.revocation_endpoint,
+            "revocation_endpoint",
+            "deleting entries",
+        )?;
+        self.call().revoke(url, token, hint).await
     }
 
     /// RFC 7662 with the vault's client. The answer is cut to [`INTROSPECTION_FIELDS`].
     pub(crate) async fn introspect(&self, token: &Secret) -> Result<Map<String, Value>, Error> {
         let d = self.discovered().await?;
-        let url = d
-            .introspection_endpoint
-            .clone()
-            .ok_or_else(|| missing_endpoint("introspection_endpoint", "introspection"))?;
-        let (status, retry_after, body) = self
-            .post_authenticated(
-                &url,
-                vec![("token".into(), token.expose().to_owned())],
-                "introspection endpoint",
-            )
-            .await?;
-        if status != 200 {
-            return Err(rejection(status, &body, retry_after, "introspection"));
-        }
-        let answer: Map<String, Value> = serde_json::from_slice(&body).map_err(|_| {
-            Error::new(
-                ErrorKind::IdpUnavailable,
-                "idp_malformed_response",
-                "the introspection endpoint answered 200 without a JSON object",
-            )
-        })?;
-        if !matches!(answer.get("active"), Some(Value::Bool(_))) {
-            return Err(Error::new(
-                ErrorKind::IdpUnavailable,
-                "idp_malformed_response",
-                "the introspection answer has no boolean `active`",
-            ));
-        }
+        let url = d.require(
+            &d.introspection_endpoint,
+            "introspection_endpoint",
+            "introspection",
+        )?;
+        let answer = self.call().introspect(url, token.expose(), None).await?;
         Ok(answer
             .into_iter()
             .filter(|(k, _)| INTROSPECTION_FIELDS.contains(&k.as_str()))
@@ -316,27 +275,28 @@ impl IdpClient {
                 .verify(id_token.expose(), VerifyOptions::default())
                 .await
                 .map_err(|e| {
-                    if e.is_transient() {
+                    let wrapped = if e.is_transient() {
                         Error::new(
                             ErrorKind::IdpUnavailable,
-                            "idp_unavailable",
+                            tw_idp::codes::IDP_UNAVAILABLE,
                             format!("cannot check the id_token now: {}", e.description()),
                         )
                     } else {
                         Error::new(
                             ErrorKind::IdpRejected,
-                            "idp_id_token_invalid",
+                            crate::codes::IDP_ID_TOKEN_INVALID,
                             format!(
                                 "the IdP's id_token failed verification: {}",
                                 e.description()
                             ),
                         )
-                    }
+                    };
+                    wrapped.with_source(e)
                 })?;
             let subject = verified.subject.clone().ok_or_else(|| {
                 Error::new(
                     ErrorKind::IdpRejected,
-                    "idp_id_token_invalid",
+                    crate::codes::IDP_ID_TOKEN_INVALID,
                     "the IdP's id_token has no `sub`",
                 )
             })?;
@@ -366,31 +326,10 @@ impl IdpClient {
             }),
             _ => Err(Error::new(
                 ErrorKind::IdpRejected,
-                "idp_token_unverifiable",
+                crate::codes::IDP_TOKEN_UNVERIFIABLE,
                 "the IdP sent no id_token and its introspection does not vouch for the access token's subject",
             )),
         }
-    }
-}
-
-fn missing_endpoint(member: &str, needed_for: &str) -> Error {
-    Error::config(
-        "idp_endpoint_missing",
-        format!("the IdP's discovery document has no `{member}`, needed for {needed_for}"),
-    )
-}
-
-/// A non-200 from introspection or revocation, classified like a token endpoint answer
-/// (5xx/429 transient with `Retry-After`, OAuth errors permanent).
-fn rejection(status: u16, body: &[u8], retry_after: Option<Duration>, what: &str) -> Error {
-    match broker_idp::classify_token_response(status, body, retry_after) {
-        Err(e) => e.with("endpoint", what),
-        // classify_token_response answers Ok only for 200, which callers handle first.
-        Ok(_) => Error::new(
-            ErrorKind::IdpUnavailable,
-            "idp_malformed_response",
-            format!("unexpected answer from the IdP's {what} endpoint (HTTP {status})"),
-        ),
     }
 }
 
@@ -422,18 +361,21 @@ mod tests {
 
     #[test]
     fn the_auth_method_is_taken_as_named() {
-        assert!(matches!(
-            build("client_secret_basic", Some("s")).unwrap().auth,
-            ClientAuth::Basic { .. }
-        ));
-        assert!(matches!(
-            build("client_secret_post", Some("s")).unwrap().auth,
-            ClientAuth::Post { .. }
-        ));
-        assert!(matches!(
-            build("none", None).unwrap().auth,
-            ClientAuth::None { .. }
-        ));
+        assert_eq!(
+            build("client_secret_basic", Some("s"))
+                .unwrap()
+                .auth
+                .method(),
+            "client_secret_basic"
+        );
+        assert_eq!(
+            build("client_secret_post", Some("s"))
+                .unwrap()
+                .auth
+                .method(),
+            "client_secret_post"
+        );
+        assert_eq!(build("none", None).unwrap().auth.method(), "none");
         // A secret-based method without its secret is refused, not turned into a public client.
         for method in ["client_secret_basic", "client_secret_post"] {
             let e = build(method, None).err().unwrap();

@@ -1,6 +1,6 @@
 //! tokenwarden's token vault: refresh and offline tokens stored sealed, minted into access
 //! tokens on demand, revocable. No HTTP server types here (the API is `tw-vault-api`); the IdP is
-//! reached through `tw_broker::idp` and `tw_verify`.
+//! reached through `tw_idp` and `tw_verify`.
 //!
 //! Storage is a port the vault defines, [`VaultStore`] (crate `tw-vault-port`, re-exported as
 //! [`store`]): rows of sealed bytes, version-guarded writes and the lease fence, in the vault's
@@ -58,7 +58,7 @@
 //! expires), `vault_commit_conflict`, `vault_refresh_in_progress`, `vault_lease_lost` and the
 //! store's `storage_unavailable`
 //! (503, retryable), the IdP's as
-//! `tw_broker::idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
+//! `tw_idp` classifies them (`idp_*`: 502 permanent, 503 retryable),
 //! `idp_id_token_invalid` / `idp_no_refresh_token` (502). No message ever holds a token or key.
 
 mod binding;

@@ -521,7 +521,7 @@ impl Vault {
         }
         let grant = match self.inner.idp.refresh(&refresh_token).await {
             Ok(g) => g,
-            Err(e) if e.code() == "idp_invalid_grant" => {
+            Err(e) if e.code() == tw_idp::codes::IDP_INVALID_GRANT => {
                 return Err(Error::bad_request(
                     codes::VAULT_TOKEN_REJECTED,
                     "the IdP does not accept this refresh token from the vault's client (expired, revoked, spent, or issued to another client)",

@@ -119,12 +119,24 @@ impl fmt::Display for Check {
 /// `error_description`: it is built from fixed text, configured issuer names and known algorithm
 /// names only — never from the token or its claim values — and holds only the characters RFC 6750
 /// allows there.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct VerifyError {
     check: Check,
     description: String,
     retry_after: Option<Duration>,
+    /// The IdP failure behind a transient refusal (introspection unavailable), for `source()`.
+    cause: Option<std::sync::Arc<Error>>,
 }
+
+/// Two refusals are equal when they say the same; the cause is not compared.
+impl PartialEq for VerifyError {
+    fn eq(&self, other: &Self) -> bool {
+        self.check == other.check
+            && self.description == other.description
+            && self.retry_after == other.retry_after
+    }
+}
+impl Eq for VerifyError {}
 
 /// Stable `error` codes (RFC 6750 section 3.1, plus the transient one).
 pub const INVALID_TOKEN: &str = "invalid_token";
@@ -137,7 +149,14 @@ impl VerifyError {
             check,
             description: sanitize(description.as_ref()),
             retry_after: None,
+            cause: None,
         }
+    }
+
+    /// Keeps the IdP failure this refusal stands for, as its `source()`.
+    pub(crate) fn caused_by(mut self, cause: Error) -> Self {
+        self.cause = Some(std::sync::Arc::new(cause));
+        self
     }
 
     pub(crate) fn with_retry_after(mut self, d: Duration) -> Self {
@@ -193,6 +212,9 @@ impl VerifyError {
         if let Some(d) = self.retry_after {
             e = e.with_retry_after(d);
         }
+        if let Some(cause) = self.cause {
+            e = e.with_shared_source(cause);
+        }
         e
     }
 }
@@ -218,7 +240,13 @@ impl fmt::Display for VerifyError {
     }
 }
 
-impl std::error::Error for VerifyError {}
+impl std::error::Error for VerifyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Keeps only the characters RFC 6750 allows in `error_description`
 /// (`%x20-21 / %x23-5B / %x5D-7E`), and at most 200 of them.

@@ -2,29 +2,24 @@
 
 use crate::error::{Check, VerifyError};
 use crate::parse::{check_header, check_size, decode, is_b64token, looks_like_jwt};
-use crate::verifier::{VerifiedToken, Verifier, check_signature};
+use crate::verifier::{CHECK_ORDER, OPAQUE_CHECKS, VerifiedToken, Verifier, check_signature};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// The checks an [`InspectReport`] lists, in this order.
-pub const INSPECT_ORDER: [Check; 14] = [
-    Check::Size,
-    Check::Format,
-    Check::Header,
-    Check::Issuer,
-    Check::Algorithm,
-    Check::Key,
-    Check::Signature,
-    Check::Expiry,
-    Check::NotBefore,
-    Check::IssuedAt,
-    Check::Audience,
-    Check::AuthorizedParty,
-    Check::TokenType,
-    Check::Introspection,
-];
+/// The checks an [`InspectReport`] lists, in this order: the order [`Verifier::verify`] runs
+/// them in.
+pub const INSPECT_ORDER: [Check; 14] = CHECK_ORDER;
+
+impl Verifier {
+    /// Runs every check in order and reports each as passed, failed or skipped, with a reason;
+    /// `verdict` is what [`Verifier::verify`] would answer (without caches or introspection of
+    /// JWTs). For `tokenwarden token inspect`.
+    pub async fn inspect(&self, token: &str) -> InspectReport {
+        run(self, token).await
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepStatus {
@@ -148,7 +143,7 @@ impl Steps {
     }
 }
 
-pub(crate) async fn run(v: &Verifier, token: &str) -> InspectReport {
+async fn run(v: &Verifier, token: &str) -> InspectReport {
     let mut s = Steps::new();
     let mut report = InspectReport {
         header: None,
@@ -343,14 +338,7 @@ async fn inspect_opaque(
         }
     }
     // The order `introspect_opaque` checks in.
-    let order = [
-        Check::Introspection,
-        Check::Expiry,
-        Check::NotBefore,
-        Check::Audience,
-        Check::AuthorizedParty,
-        Check::TokenType,
-    ];
+    let order = OPAQUE_CHECKS;
     match result {
         Ok(t) => {
             for c in order {

@@ -2,8 +2,6 @@
 //! negative: `negative_cache_ttl`) and single-flight per token.
 
 use crate::error::{Check, VerifyError};
-use crate::http::{self, FetchError};
-use crate::jwks::DiscoveryCell;
 use crate::metrics_names::{METRIC_INTROSPECTION_CACHE, METRIC_INTROSPECTIONS};
 use crate::parse::{RegisteredClaims, registered_claims};
 use serde_json::{Map, Value};
@@ -11,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tw_config::SecretRef;
 use tw_core::{Clock, TokenFingerprint, UnixTime};
+use tw_idp::{Call, ClientSecretBasic, DiscoveryCache, IdpHttp, failure_label};
 use url::Url;
 
 /// What the IdP said about a token.
@@ -46,14 +45,14 @@ impl moka::Expiry<TokenFingerprint, Cached> for CachedExpiry {
 pub(crate) struct Introspector {
     issuer: String,
     configured_url: Option<Url>,
-    discovery: Arc<DiscoveryCell>,
+    discovery: Arc<DiscoveryCache>,
     client_id: String,
     secret: SecretRef,
     secret_key: String,
     cache_ttl: Duration,
     negative_ttl: Duration,
     clock: Arc<dyn Clock>,
-    http: reqwest::Client,
+    http: IdpHttp,
     cache: moka::future::Cache<TokenFingerprint, Cached>,
 }
 
@@ -83,9 +82,9 @@ impl Introspector {
         issuer: String,
         cfg: &tw_config::IntrospectionConfig,
         secret_key: String,
-        discovery: Arc<DiscoveryCell>,
+        discovery: Arc<DiscoveryCache>,
         clock: Arc<dyn Clock>,
-        http: reqwest::Client,
+        http: IdpHttp,
     ) -> Self {
         Self {
             issuer,
@@ -131,44 +130,54 @@ impl Introspector {
         Ok(entry.answer)
     }
 
-    async fn url(&self) -> Result<Url, FetchError> {
+    async fn url(&self) -> Result<Url, tw_core::Error> {
         if let Some(u) = &self.configured_url {
             return Ok(u.clone());
         }
-        self.discovery
-            .get()
-            .await?
-            .introspection_endpoint
-            .ok_or(FetchError::Invalid(
-                "the discovery document has no introspection_endpoint",
-            ))
+        let doc = self.discovery.get(self.clock.now()).await?;
+        doc.require(
+            &doc.introspection_endpoint,
+            "introspection_endpoint",
+            "introspection",
+        )
+        .cloned()
     }
 
     async fn call(&self, token: &str) -> Result<Cached, VerifyError> {
         let secret = self.secret.resolve(&self.secret_key).map_err(|e| {
             tracing::warn!(issuer = %self.issuer, error = %e, "introspection secret unavailable");
-            unavailable("client secret unavailable")
+            unavailable("client secret unavailable").caused_by(e)
         })?;
+        // RFC 7662 with `client_secret_basic`.
+        let auth = ClientSecretBasic {
+            client_id: self.client_id.clone(),
+            secret,
+        };
         let result = async {
             let url = self.url().await?;
-            http::introspect(&self.http, &url, &self.client_id, &secret, token).await
+            let call = Call {
+                http: &self.http,
+                auth: &auth,
+                timeout: None,
+                now: self.clock.now(),
+            };
+            call.introspect(&url, token, Some("access_token")).await
         }
         .await;
         let doc = match result {
             Ok(doc) => doc,
             Err(e) => {
-                metrics::counter!(METRIC_INTROSPECTIONS, "issuer" => self.issuer.clone(), "result" => e.label())
+                let label = failure_label(&e);
+                metrics::counter!(METRIC_INTROSPECTIONS, "issuer" => self.issuer.clone(), "result" => label)
                     .increment(1);
                 tracing::warn!(issuer = %self.issuer, error = %e, "introspection failed");
-                return Err(unavailable(e.label()));
+                return Err(unavailable(label).caused_by(e));
             }
         };
         let now = self.clock.now();
         let (answer, ttl) = match doc.get("active") {
             Some(Value::Bool(true)) => {
-                let Value::Object(claims) = doc else {
-                    return Err(unavailable("garbled"));
-                };
+                let claims = doc;
                 let registered = registered_claims(&claims).map_err(|_| {
                     tracing::warn!(issuer = %self.issuer, "introspection answer has wrongly typed claims");
                     unavailable("garbled")

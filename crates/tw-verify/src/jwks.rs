@@ -25,7 +25,6 @@
 //!   publish it. A caller that joined a fetch begun before its token arrived (perhaps before the
 //!   IdP rotated) learns nothing about its kid from that fetch.
 
-use crate::http::{self, Discovered, FetchError};
 use crate::keys::KeySet;
 use crate::metrics_names::METRIC_JWKS_FETCHES;
 use futures::FutureExt;
@@ -34,8 +33,8 @@ use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 use tw_core::{Clock, UnixTime};
+use tw_idp::{DiscoveryCache, IdpHttp, failure_label};
 use url::Url;
 
 /// Background refresh happens once this fraction of `jwks_ttl` has passed since the last success.
@@ -71,40 +70,9 @@ impl FetchCause {
     }
 }
 
-/// The outcome of a fetch, shared with every caller that joined it.
+/// The outcome of a fetch, shared with every caller that joined it: on failure, the metrics
+/// label of why (`tw_idp::failure_label`).
 pub(crate) type FetchResult = Result<(), &'static str>;
-
-/// Discovery, done once successfully and shared by the JWKS and introspection sides.
-#[derive(Debug)]
-pub(crate) struct DiscoveryCell {
-    issuer: String,
-    http: reqwest::Client,
-    cell: OnceCell<Discovered>,
-}
-
-impl DiscoveryCell {
-    pub(crate) fn new(issuer: String, http: reqwest::Client) -> Self {
-        Self {
-            issuer,
-            http,
-            cell: OnceCell::new(),
-        }
-    }
-
-    /// Concurrent callers share one request; a failure is not remembered (the next call retries).
-    pub(crate) async fn get(&self) -> Result<Discovered, FetchError> {
-        self.cell
-            .get_or_try_init(|| async {
-                let d = http::discover(&self.http, &self.issuer).await;
-                if let Err(e) = &d {
-                    tracing::warn!(issuer = %self.issuer, error = %e, "OIDC discovery failed");
-                }
-                d
-            })
-            .await
-            .cloned()
-    }
-}
 
 /// What a caller learns when its `kid` is not in the key set.
 #[derive(Debug, Clone)]
@@ -148,8 +116,8 @@ struct Unchecked {
 pub(crate) struct JwksSource {
     issuer: String,
     configured_url: Option<Url>,
-    discovery: Arc<DiscoveryCell>,
-    http: reqwest::Client,
+    discovery: Arc<DiscoveryCache>,
+    http: IdpHttp,
     clock: Arc<dyn Clock>,
     ttl: Duration,
     /// `jwks_refetch_cooldown`: the cap of the adaptive cooldown, and how long a kid confirmed
@@ -179,8 +147,8 @@ impl JwksSource {
     pub(crate) fn new(
         issuer: String,
         configured_url: Option<Url>,
-        discovery: Arc<DiscoveryCell>,
-        http: reqwest::Client,
+        discovery: Arc<DiscoveryCache>,
+        http: IdpHttp,
         clock: Arc<dyn Clock>,
         ttl: Duration,
         max_cooldown: Duration,
@@ -279,30 +247,32 @@ impl JwksSource {
         (generation, fut)
     }
 
-    async fn jwks_url(&self) -> Result<Url, FetchError> {
+    async fn jwks_url(&self) -> Result<Url, tw_core::Error> {
         if let Some(u) = &self.configured_url {
             return Ok(u.clone());
         }
-        self.discovery
-            .get()
-            .await?
-            .jwks_uri
-            .ok_or(FetchError::Invalid(
-                "the discovery document has no jwks_uri",
-            ))
+        let doc = self.discovery.get(self.clock.now()).await?;
+        doc.require(&doc.jwks_uri, "jwks_uri", "the signing keys")
+            .cloned()
     }
 
     async fn do_fetch(&self, cause: FetchCause, generation: u64) -> FetchResult {
         let started = self.clock.now();
         let outcome = async {
             let url = self.jwks_url().await?;
-            let doc = http::get_json(&self.http, &url).await?;
-            KeySet::from_jwks(&doc).map_err(FetchError::Invalid)
+            let doc = tw_idp::token::fetch_jwks(&self.http, &url, None, self.clock.now()).await?;
+            KeySet::from_jwks(&serde_json::Value::Object(doc)).map_err(|why| {
+                tw_core::Error::new(
+                    tw_core::ErrorKind::IdpUnavailable,
+                    tw_idp::codes::IDP_INVALID_DOCUMENT,
+                    format!("the JWKS is not usable: {why}"),
+                )
+            })
         }
         .await;
         let result_label = match &outcome {
             Ok(_) => "ok",
-            Err(e) => e.label(),
+            Err(e) => failure_label(e),
         };
         metrics::counter!(METRIC_JWKS_FETCHES,
             "issuer" => self.issuer.clone(), "cause" => cause.as_str(), "result" => result_label)

@@ -35,7 +35,6 @@
 //! Tokens are never logged (only [`tw_core::TokenFingerprint::short`]).
 
 mod error;
-mod http;
 mod inspect;
 mod introspect;
 mod jwks;
@@ -48,7 +47,20 @@ mod verifier;
 pub mod testing;
 
 pub use error::{Check, INVALID_REQUEST, INVALID_TOKEN, TEMPORARILY_UNAVAILABLE, VerifyError};
-pub use http::{CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT};
+/// Largest IdP answer read (discovery, JWKS, introspection): `tw_idp`'s cap on every answer.
+pub use tw_idp::MAX_ANSWER_BYTES as MAX_RESPONSE_BYTES;
+/// Connect timeout of the verifier's IdP calls (`tw_idp`'s).
+pub use tw_idp::http::CONNECT_TIMEOUT;
+/// Whole-request timeout of the verifier's IdP calls (discovery, JWKS, introspection).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The verifier's IdP client: `tw_idp`'s factory with [`REQUEST_TIMEOUT`] on every call.
+fn idp_http() -> Result<tw_idp::IdpHttp, tw_core::Error> {
+    tw_idp::HttpSettings::default()
+        .with_request_timeout(REQUEST_TIMEOUT)
+        .with_user_agent(concat!("tokenwarden-verify/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
 pub use inspect::{INSPECT_ORDER, InspectReport, InspectStep, StepStatus};
 pub use introspect::INTROSPECTION_CACHE_ENTRIES;
 pub use jwks::{

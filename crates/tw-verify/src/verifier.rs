@@ -1,9 +1,8 @@
 //! The verifier: issuers, the verified-token cache and the ordered checks.
 
 use crate::error::{Check, VerifyError};
-use crate::http;
 use crate::introspect::{Answer, Introspector};
-use crate::jwks::{DiscoveryCell, FetchCause, JwksSource, UnknownKid};
+use crate::jwks::{FetchCause, JwksSource, UnknownKid};
 use crate::keys::VerifyKey;
 use crate::metrics_names::{
     METRIC_CACHE_HITS, METRIC_CACHE_MISSES, METRIC_DECISIONS, METRIC_VERIFY_SECONDS,
@@ -200,6 +199,47 @@ fn issuer_label(v: &Verifier, idx: Option<usize>) -> String {
 
 type Fail = (Option<usize>, VerifyError);
 
+/// Every check of a JWT, in the one order [`Verifier::verify`] runs them (stopping at the first
+/// failure) and `inspect` reports them (`tw_verify::INSPECT_ORDER`).
+pub(crate) const CHECK_ORDER: [Check; 14] = [
+    Check::Size,
+    Check::Format,
+    Check::Header,
+    Check::Issuer,
+    Check::Algorithm,
+    Check::Key,
+    Check::Signature,
+    Check::Expiry,
+    Check::NotBefore,
+    Check::IssuedAt,
+    Check::Audience,
+    Check::AuthorizedParty,
+    Check::TokenType,
+    Check::Introspection,
+];
+
+/// The checks of a JWT's claims, after its signature: a run of [`CHECK_ORDER`].
+pub(crate) const JWT_CLAIM_CHECKS: [Check; 6] = [
+    Check::Expiry,
+    Check::NotBefore,
+    Check::IssuedAt,
+    Check::Audience,
+    Check::AuthorizedParty,
+    Check::TokenType,
+];
+
+/// The checks of an opaque token once the issuer is known, in the one order the verifier runs
+/// them and `inspect` reports them: the introspection answer (active, same issuer), then its
+/// claims.
+pub(crate) const OPAQUE_CHECKS: [Check; 6] = [
+    Check::Introspection,
+    Check::Expiry,
+    Check::NotBefore,
+    Check::Audience,
+    Check::AuthorizedParty,
+    Check::TokenType,
+];
+
 impl Verifier {
     /// Validates the config and builds the verifier. No I/O (secrets are read at use).
     pub fn new(cfg: &GatewayConfig, clock: Arc<dyn Clock>) -> Result<Verifier, Error> {
@@ -215,7 +255,7 @@ impl Verifier {
                 "must be positive",
             ));
         }
-        let http = http::client()?;
+        let http = crate::idp_http()?;
         let mut issuers = Vec::new();
         let mut by_name = HashMap::new();
         for (i, ic) in cfg.issuers.iter().enumerate() {
@@ -246,7 +286,7 @@ impl Verifier {
                     }
                 }
             }
-            let discoverable = http::discovery_url(&ic.issuer).is_ok();
+            let discoverable = tw_idp::discovery::discovery_url(&ic.issuer).is_ok();
             match &ic.jwks_url {
                 Some(u) if !matches!(u.scheme(), "http" | "https") => {
                     return Err(cfg_err(k("jwks_url"), "must be an http(s) URL"));
@@ -265,7 +305,13 @@ impl Verifier {
                     "jwks_ttl and jwks_refetch_cooldown must be positive",
                 ));
             }
-            let discovery = Arc::new(DiscoveryCell::new(ic.issuer.clone(), http.clone()));
+            // The issuer is compared byte for byte, as tokens' `iss` is.
+            let discovery = Arc::new(tw_idp::DiscoveryCache::new(
+                ic.issuer.clone(),
+                tw_idp::IssuerMatch::Exact,
+                None,
+                http.clone(),
+            ));
             let introspection = match &ic.introspection {
                 None => None,
                 Some(intro) => {
@@ -536,13 +582,11 @@ impl Verifier {
         let key = check_signature(&jwt, alg, &keys).map_err(at)?;
         let now = self.clock.now();
         let reg = jwt.registered();
+        for (_, outcome) in self.jwt_claim_checks(Some(idx), &jwt, now) {
+            outcome.map_err(at)?;
+        }
+        // Passed above, so present.
         let exp = check_exp(reg, now, iss.leeway).map_err(at)?;
-        check_nbf(reg, now, iss.leeway).map_err(at)?;
-        check_iat(reg, now, iss.leeway).map_err(at)?;
-        iss.check_aud(reg).map_err(at)?;
-        iss.check_azp(reg.azp.as_deref()).map_err(at)?;
-        iss.check_token_type(jwt.header_typ(), reg.typ.as_deref(), None)
-            .map_err(at)?;
         let verified = Arc::new(build_token(
             &iss.name,
             reg,
@@ -690,18 +734,31 @@ impl Verifier {
             }
             Answer::Active { claims, registered } => (claims, registered),
         };
-        iss.check_answer_issuer(&reg)?;
         let now = self.clock.now();
-        if let Some(exp) = reg.exp
-            && now >= exp.plus(iss.leeway)
-        {
-            return Err(VerifyError::new(Check::Expiry, "the token has expired"));
-        }
-        check_nbf(&reg, now, iss.leeway)?;
-        iss.check_aud(&reg)?;
-        iss.check_azp(reg.azp.as_deref().or(reg.client_id.as_deref()))?;
         let token_type = claims.get("token_type").and_then(Value::as_str);
-        iss.check_token_type(None, reg.typ.as_deref(), Some(token_type))?;
+        for check in OPAQUE_CHECKS {
+            match check {
+                // Active (above), and by the same issuer.
+                Check::Introspection => iss.check_answer_issuer(&reg)?,
+                // `exp` is optional in an introspection answer.
+                Check::Expiry => {
+                    if let Some(exp) = reg.exp
+                        && now >= exp.plus(iss.leeway)
+                    {
+                        return Err(VerifyError::new(Check::Expiry, "the token has expired"));
+                    }
+                }
+                Check::NotBefore => check_nbf(&reg, now, iss.leeway)?,
+                Check::Audience => iss.check_aud(&reg)?,
+                Check::AuthorizedParty => {
+                    iss.check_azp(reg.azp.as_deref().or(reg.client_id.as_deref()))?
+                }
+                Check::TokenType => {
+                    iss.check_token_type(None, reg.typ.as_deref(), Some(token_type))?
+                }
+                _ => {}
+            }
+        }
         let mut claims = (*claims).clone();
         claims.remove("active");
         let expires_at = reg.exp.unwrap_or_else(|| now.plus(intro.cache_ttl()));
@@ -739,11 +796,34 @@ impl Verifier {
         }
     }
 
-    /// Runs every check in order and reports each as passed, failed or skipped, with a reason;
-    /// `verdict` is what [`Verifier::verify`] would answer (without caches or introspection of
-    /// JWTs). For `tokenwarden token inspect`.
-    pub async fn inspect(&self, token: &str) -> crate::inspect::InspectReport {
-        crate::inspect::run(self, token).await
+    /// Each of [`JWT_CLAIM_CHECKS`] in order, with its outcome. Without a trusted issuer only the
+    /// time checks run (with no leeway).
+    fn jwt_claim_checks(
+        &self,
+        idx: Option<usize>,
+        jwt: &UnverifiedJwt,
+        now: UnixTime,
+    ) -> Vec<(Check, Result<(), VerifyError>)> {
+        let reg = jwt.registered();
+        let iss = idx.map(|i| &self.issuers[i]);
+        let leeway = iss.map(|i| i.leeway).unwrap_or_default();
+        JWT_CLAIM_CHECKS
+            .into_iter()
+            .filter_map(|check| {
+                let outcome = match (check, iss) {
+                    (Check::Expiry, _) => check_exp(reg, now, leeway).map(|_| ()),
+                    (Check::NotBefore, _) => check_nbf(reg, now, leeway),
+                    (Check::IssuedAt, _) => check_iat(reg, now, leeway),
+                    (Check::Audience, Some(i)) => i.check_aud(reg),
+                    (Check::AuthorizedParty, Some(i)) => i.check_azp(reg.azp.as_deref()),
+                    (Check::TokenType, Some(i)) => {
+                        i.check_token_type(jwt.header_typ(), reg.typ.as_deref(), None)
+                    }
+                    _ => return None,
+                };
+                Some((check, outcome))
+            })
+            .collect()
     }
 
     // --- pieces for `inspect` ---
@@ -779,24 +859,7 @@ impl Verifier {
         idx: Option<usize>,
         jwt: &UnverifiedJwt,
     ) -> Vec<(Check, Result<(), VerifyError>)> {
-        let now = self.clock.now();
-        let reg = jwt.registered();
-        let leeway = idx.map(|i| self.issuers[i].leeway).unwrap_or_default();
-        let mut out = vec![
-            (Check::Expiry, check_exp(reg, now, leeway).map(|_| ())),
-            (Check::NotBefore, check_nbf(reg, now, leeway)),
-            (Check::IssuedAt, check_iat(reg, now, leeway)),
-        ];
-        if let Some(i) = idx {
-            let iss = &self.issuers[i];
-            out.push((Check::Audience, iss.check_aud(reg)));
-            out.push((Check::AuthorizedParty, iss.check_azp(reg.azp.as_deref())));
-            out.push((
-                Check::TokenType,
-                iss.check_token_type(jwt.header_typ(), reg.typ.as_deref(), None),
-            ));
-        }
-        out
+        self.jwt_claim_checks(idx, jwt, self.clock.now())
     }
 
     pub(crate) async fn inspect_opaque(
@@ -1031,5 +1094,28 @@ fn build_token(
         expires_at,
         claims,
         via,
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_checks_are_a_run_of_the_check_order() {
+        let start = CHECK_ORDER
+            .iter()
+            .position(|c| *c == JWT_CLAIM_CHECKS[0])
+            .unwrap();
+        assert_eq!(
+            CHECK_ORDER[start..start + JWT_CLAIM_CHECKS.len()],
+            JWT_CLAIM_CHECKS
+        );
+        // The opaque order keeps the JWT order for the claims both have.
+        let common: Vec<Check> = CHECK_ORDER
+            .into_iter()
+            .filter(|c| OPAQUE_CHECKS[1..].contains(c))
+            .collect();
+        assert_eq!(common, OPAQUE_CHECKS[1..]);
     }
 }

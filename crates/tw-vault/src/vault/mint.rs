@@ -223,7 +223,7 @@ impl Vault {
             .record(started.elapsed().as_secs_f64());
             match refreshed {
                 Ok(grant) => break (row, refresh_token, grant),
-                Err(e) if e.code() == "idp_invalid_grant" => {
+                Err(e) if e.code() == tw_idp::codes::IDP_INVALID_GRANT => {
                     // Marked only if the row still holds the token the IdP refused and this
                     // instance still holds the lease: a refused token that was replaced meanwhile
                     // says nothing about the entry.

@@ -84,7 +84,7 @@ pub struct Backoff {
 /// The part of a backoff delay taken off at random, at most.
 const BACKOFF_JITTER: f64 = 0.25;
 /// The longest `Retry-After` honoured.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+const RETRY_AFTER_CAP: Duration = tw_idp::classify::MAX_RETRY_AFTER;
 
 impl Backoff {
     /// Delay before the next attempt after `failures` (≥ 1) consecutive failures.

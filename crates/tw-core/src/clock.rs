@@ -53,16 +53,14 @@ pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> UnixTime;
 
-    /// Completes once [`Clock::now`] has reached `deadline` (at once if it has). The default
-    /// waits on Tokio's timer for the time left, as measured by `now()`, and checks again, which
-    /// suits any clock that follows real time; [`ManualClock`] wakes its sleepers when moved.
+    /// Completes once `deadline` is reached (at once if it has). The default, for clocks that
+    /// follow real time, measures the time left by `now()` once and waits that long on Tokio's
+    /// monotonic timer, so a wall-clock step backwards (NTP, a restored VM) cannot stretch the
+    /// wait; [`ManualClock`] wakes its sleepers when moved.
     fn sleep_until(&self, deadline: UnixTime) -> Sleep<'_> {
+        let left = self.now().until(deadline);
         Box::pin(async move {
-            loop {
-                let left = self.now().until(deadline);
-                if left.is_zero() {
-                    return;
-                }
+            if !left.is_zero() {
                 tokio::time::sleep(left).await;
             }
         })

@@ -285,8 +285,15 @@ impl Caller {
     }
 }
 
-/// The audit rows of `principal` (subject or client id), oldest first, once there are `n`.
-async fn audit_rows(store: &Store, principal: &str, n: usize) -> Vec<AuditRecord> {
+/// The audit rows of `principal` (subject or client id), oldest first, once there are `n` (or
+/// after [`LIMIT`]). A gateway on a manual clock paces its audit writes on that clock: `clock` is
+/// moved 5 ms per poll.
+async fn audit_rows_on(
+    store: &Store,
+    principal: &str,
+    n: usize,
+    clock: Option<&ManualClock>,
+) -> Vec<AuditRecord> {
     let query = AuditQuery {
         principal: Some(principal.to_owned()),
         limit: Some(10_000),
@@ -299,8 +306,15 @@ async fn audit_rows(store: &Store, principal: &str, n: usize) -> Vec<AuditRecord
             rows.reverse();
             return rows;
         }
+        if let Some(clock) = clock {
+            clock.advance(Duration::from_millis(5));
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn audit_rows(store: &Store, principal: &str, n: usize) -> Vec<AuditRecord> {
+    audit_rows_on(store, principal, n, None).await
 }
 
 /// The rows as requests: method, path, outcome, reason.
@@ -493,7 +507,7 @@ async fn dry_run_and_rate_limit(db: Db) {
     assert_eq!(a.status, 200, "dry run lets it through: {a:?}");
     let a = stranger.call(&gw, "DELETE", "/api/anything").await;
     assert_eq!(a.status, 200, "{a:?}");
-    let rows = audit_rows(&store, "stranger", 2).await;
+    let rows = audit_rows_on(&store, "stranger", 2, Some(&clock)).await;
     let got: Vec<(AuditOutcome, Option<&str>, Option<&str>)> = rows
         .iter()
         .map(|r| (r.outcome, r.reason.as_deref(), r.rule.as_deref()))
@@ -521,7 +535,7 @@ async fn dry_run_and_rate_limit(db: Db) {
     );
     clock.advance(Duration::from_secs(1));
     assert_eq!(limited.call(&gw, "GET", "/api/events").await.status, 200);
-    let rows = audit_rows(&store, "limited", 3).await;
+    let rows = audit_rows_on(&store, "limited", 3, Some(&clock)).await;
     assert_eq!(as_seen(&rows), limited.seen);
     let limited_rows = store
         .query_audit(&AuditQuery {

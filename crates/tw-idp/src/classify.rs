@@ -38,13 +38,19 @@ pub fn parse_retry_after(headers: &reqwest::header::HeaderMap, now: UnixTime) ->
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
-    Some(now.until(UnixTime::from_millis(i64::try_from(at_ms).ok()?)))
+    let wait = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(v).ok()?;
+        let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        now.until(UnixTime::from_millis(i64::try_from(at_ms).ok()?))
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
+
+/// The longest `Retry-After` taken from an IdP: a larger value (a misconfiguration, or a hostile
+/// answer) must not silence a client for days; the broker's gate applies the same cap.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Turns a token endpoint answer into a token or a classified error.
 pub fn classify_token_response(
@@ -247,6 +253,7 @@ pub fn failure_label(e: &Error) -> &'static str {
     match e.code() {
         codes::IDP_ANSWER_TOO_LARGE => "too_large",
         codes::IDP_MALFORMED_RESPONSE => "garbled",
+        codes::IDP_DISCOVERY_MALFORMED if e.upstream_status().is_none() => "garbled",
         _ => match e.upstream_status() {
             Some(s) if s >= 500 => "http_5xx",
             Some(s) if s != 200 => "http_status",
@@ -395,6 +402,20 @@ mod tests {
         );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(parse_retry_after(&h, UnixTime::from_secs(0)), None);
+        // A week, or a date far ahead, is held to the cap.
+        h.insert("retry-after", "604800".parse().unwrap());
+        assert_eq!(
+            parse_retry_after(&h, UnixTime::from_secs(0)),
+            Some(MAX_RETRY_AFTER)
+        );
+        h.insert(
+            "retry-after",
+            "Fri, 01 Jan 2100 00:00:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            parse_retry_after(&h, UnixTime::from_secs(0)),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

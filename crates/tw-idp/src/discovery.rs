@@ -9,24 +9,55 @@ use tokio::sync::OnceCell;
 use tw_core::{Error, ErrorKind, UnixTime};
 use url::Url;
 
-/// The part of an OIDC discovery document tokenwarden uses. Every endpoint is an http(s) URL.
+/// The part of an OIDC discovery document tokenwarden uses. A member tokenwarden does not
+/// depend on never makes the document unusable: an optional endpoint that is absent, `null`,
+/// not an absolute URL or not http(s) reads as absent (a caller that needs it gets a clear
+/// "missing endpoint" error), and a list that is `null` or mistyped reads as empty. The token
+/// endpoint, `jwks_uri` and the introspection endpoint, which receive credentials or decide what
+/// is trusted, must be http(s) when present, or the document is refused.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Discovery {
     pub issuer: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_url")]
     pub token_endpoint: Option<Url>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_url")]
     pub jwks_uri: Option<Url>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_url")]
     pub introspection_endpoint: Option<Url>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_http_url")]
     pub revocation_endpoint: Option<Url>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_http_url")]
     pub authorization_endpoint: Option<Url>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_list")]
     pub token_endpoint_auth_methods_supported: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_list")]
     pub grant_types_supported: Vec<String>,
+}
+
+/// An absolute URL, or absent for anything else (`null`, a relative or empty string, another
+/// type). The scheme is checked after parsing ([`fetch`]).
+fn lenient_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_str().and_then(|s| Url::parse(s).ok()))
+}
+
+/// As [`lenient_url`], and absent unless http(s).
+fn lenient_http_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    Ok(lenient_url(d)?.filter(|u| matches!(u.scheme(), "http" | "https")))
+}
+
+/// The strings of a list; empty for `null` or another type.
+fn lenient_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 impl Discovery {
@@ -278,5 +309,51 @@ impl DiscoveryCache {
                 Ok(doc)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_tokenwarden_does_not_need_never_spoil_the_document() {
+        let doc: Discovery = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example/realms/r",
+            "jwks_uri": "https://idp.example/realms/r/certs",
+            "token_endpoint": "https://idp.example/realms/r/token",
+            "grant_types_supported": null,
+            "token_endpoint_auth_methods_supported": "client_secret_basic",
+            "revocation_endpoint": "",
+            "authorization_endpoint": "urn:example:login",
+            "introspection_endpoint": 42,
+        }))
+        .expect("a usable document");
+        assert_eq!(
+            doc.jwks_uri.as_ref().map(Url::as_str),
+            Some("https://idp.example/realms/r/certs")
+        );
+        assert!(doc.token_endpoint().is_ok());
+        assert!(doc.grant_types_supported.is_empty());
+        assert!(doc.token_endpoint_auth_methods_supported.is_empty());
+        assert!(doc.revocation_endpoint.is_none());
+        assert!(doc.authorization_endpoint.is_none());
+        assert!(doc.introspection_endpoint.is_none());
+    }
+
+    #[test]
+    fn a_credential_endpoint_keeps_its_scheme_for_the_check() {
+        let doc: Discovery = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example/realms/r",
+            "token_endpoint": "file:///etc/passwd",
+        }))
+        .expect("parsed");
+        let (member, url) = doc
+            .endpoints()
+            .into_iter()
+            .find(|(_, u)| u.is_some_and(|u| !matches!(u.scheme(), "http" | "https")))
+            .expect("the check finds it");
+        assert_eq!(member, "token_endpoint");
+        assert_eq!(url.map(Url::scheme), Some("file"));
     }
 }

@@ -255,6 +255,9 @@ impl IdpHttp {
 /// A network-level failure (no usable answer): never includes the request (it may hold
 /// credentials). The class is a typed fact; the reqwest error, without its URL, is the cause.
 pub fn transport_error(e: reqwest::Error, what: &str) -> Error {
+    let url = e.url().map(shown_url).unwrap_or_default();
+    // reqwest's own text names the URL; everything below is said without it.
+    let e = e.without_url();
     let class = network_class(&e);
     let (code, why) = if e.is_timeout() {
         (codes::IDP_TIMEOUT, "timed out".to_owned())
@@ -269,14 +272,24 @@ pub fn transport_error(e: reqwest::Error, what: &str) -> Error {
             format!("request failed ({})", root_cause_of(&e)),
         )
     };
-    let url = e.url().map(|u| u.as_str().to_owned()).unwrap_or_default();
     Error::new(
         ErrorKind::IdpUnavailable,
         code,
         format!("cannot reach {what} {url}: {why}"),
     )
     .with_network(class)
-    .with_source(e.without_url())
+    .with_source(e)
+}
+
+/// A URL as messages may show it: scheme, host, port and path; never userinfo, query or
+/// fragment, which may carry credentials.
+pub fn shown_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 /// Classifies a reqwest error by walking its sources (hyper, std::io, rustls): typed where the

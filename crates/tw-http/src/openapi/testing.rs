@@ -107,6 +107,8 @@ pub fn validate(schema: &Value, components: &Value, instance: &Value) -> Result<
     let root = json!({ "allOf": [schema], "components": components });
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
+        // Documented formats (`uuid`, `uri`, `date-time`) are part of the contract.
+        .should_validate_formats(true)
         .build(&root)
         .map_err(|e| format!("the documented schema does not compile: {e}"))?;
     let errors: Vec<String> = validator
@@ -173,6 +175,20 @@ mod tests {
                 ("get".to_owned(), "/things/{id}".to_owned(), 204),
             ])
         );
+    }
+
+    #[test]
+    fn documented_formats_are_checked() {
+        let schema = json!({ "type": "object", "properties": {
+            "id": { "type": "string", "format": "uuid" },
+            "at": { "type": "string", "format": "uri" },
+        }});
+        let none = json!({});
+        let good =
+            json!({ "id": "ee9e9ad6-9d1c-4c6b-8f5e-2f1b8f0f3a11", "at": "https://a.example/x" });
+        assert_eq!(validate(&schema, &none, &good), Ok(()));
+        assert!(validate(&schema, &none, &json!({ "id": "not-a-uuid" })).is_err());
+        assert!(validate(&schema, &none, &json!({ "at": "no scheme" })).is_err());
     }
 
     #[test]

@@ -351,7 +351,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
 /// `config check` for the `[gateway]` section: the verifier's own rules, the introspection
 /// secrets (unless skipped), and a summary.
 fn check_gateway(gw: &tw_config::GatewayConfig, skip_secrets: bool) -> anyhow::Result<()> {
-    tw_verify::Verifier::new(gw, Arc::new(tw_core::SystemClock))?;
+    tw_verify::Verifier::new(&gw.verifier_settings(), Arc::new(tw_core::SystemClock))?;
     if !skip_secrets {
         for (i, iss) in gw.issuers.iter().enumerate() {
             if let Some(intro) = &iss.introspection {

@@ -94,7 +94,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     };
     let token = read_token(&args.token)?;
     let clock = SystemClock;
-    let verifier = Arc::new(Verifier::new(&gw, Arc::new(clock))?);
+    let verifier = Arc::new(Verifier::new(&gw.verifier_settings(), Arc::new(clock))?);
     verifier.start().await;
     for s in verifier.status().iter().filter(|s| !s.keys_loaded) {
         eprintln!(

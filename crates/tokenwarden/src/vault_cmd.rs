@@ -92,7 +92,7 @@ pub async fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
 /// `config check` for `[vault]`: the callers' verifier rules, every secret (unless skipped:
 /// keys are then not checked either), and a summary.
 pub fn check(section: &VaultConfig, skip_secrets: bool) -> anyhow::Result<()> {
-    Verifier::new(&section.callers.verifier_config(), Arc::new(SystemClock))?;
+    Verifier::new(&section.callers.verifier_settings(), Arc::new(SystemClock))?;
     if !skip_secrets {
         tw_vault_api::vault_settings(section)?;
     }
@@ -144,7 +144,7 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let section = vault_section(&cfg, path)?;
     let metrics = crate::process::install_metrics_recorder()?;
     let verifier = Arc::new(Verifier::new(
-        &section.callers.verifier_config(),
+        &section.callers.verifier_settings(),
         Arc::new(SystemClock),
     )?);
     let auth = Arc::new(CallerAuth::new(section, verifier, Arc::new(SystemClock))?);

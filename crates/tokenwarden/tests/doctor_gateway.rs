@@ -64,8 +64,10 @@ async fn start_gateway(toml: &str) -> (String, Running<Error>) {
         .unwrap_or_else(|e| panic!("gateway config: {e}"))
         .gateway
         .expect("[gateway]");
-    let verifier =
-        Arc::new(tw_verify::Verifier::new(&cfg, Arc::new(SystemClock)).expect("verifier"));
+    let verifier = Arc::new(
+        tw_verify::Verifier::new(&cfg.verifier_settings(), Arc::new(SystemClock))
+            .expect("verifier"),
+    );
     verifier.start().await;
     let bound = tw_gateway::Gateway::new(&cfg, verifier)
         .expect("gateway")

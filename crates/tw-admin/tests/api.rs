@@ -92,7 +92,8 @@ async fn setup_with(
         .unwrap_or_else(|e| panic!("{e}\n{toml}"))
         .gateway
         .expect("gateway");
-    let verifier = Arc::new(Verifier::new(&gw, Arc::new(SystemClock)).expect("verifier"));
+    let verifier =
+        Arc::new(Verifier::new(&gw.verifier_settings(), Arc::new(SystemClock)).expect("verifier"));
     verifier.start().await;
     let store = Store::open(&storage, Arc::new(SystemClock))
         .await
@@ -770,7 +771,7 @@ async fn merges_into_a_router_with_its_own_fallback() {
         .unwrap()
         .gateway
         .unwrap();
-    let verifier = Arc::new(Verifier::new(&gw, Arc::new(SystemClock)).unwrap());
+    let verifier = Arc::new(Verifier::new(&gw.verifier_settings(), Arc::new(SystemClock)).unwrap());
     let app = axum::Router::new()
         .route("/auth", axum::routing::get(|| async { "gateway" }))
         .merge(router(store, verifier, AdminConfig::default()).unwrap())

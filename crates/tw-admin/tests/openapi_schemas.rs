@@ -44,7 +44,8 @@ impl Api {
             .unwrap()
             .gateway
             .unwrap();
-        let verifier = Arc::new(Verifier::new(&gw, Arc::new(SystemClock)).unwrap());
+        let verifier =
+            Arc::new(Verifier::new(&gw.verifier_settings(), Arc::new(SystemClock)).unwrap());
         verifier.start().await;
         let dir = tempfile::tempdir().unwrap();
         let storage = StorageConfig {

@@ -231,7 +231,7 @@ pub struct PrincipalRateLimit {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryCacheConfig {
-    #[serde(default = "default_cache_ttl", with = "crate::duration")]
+    #[serde(default = "default_cache_ttl", with = "tw_core::duration")]
     pub ttl: Duration,
     #[serde(default = "default_cache_entries")]
     pub max_entries: u64,
@@ -253,7 +253,7 @@ pub struct AuditConfig {
     #[serde(default = "default_audit_queue")]
     pub queue_capacity: usize,
     /// Dropped events are reported in the log at most once per this interval.
-    #[serde(default = "default_drop_report", with = "crate::duration")]
+    #[serde(default = "default_drop_report", with = "tw_core::duration")]
     pub drop_report_interval: Duration,
     /// The local spool: an append-only file (one JSON line per decision, fsynced per batch) that
     /// holds the decisions the database has not taken yet (it failed, or the in-memory queue was
@@ -268,10 +268,10 @@ pub struct AuditConfig {
     #[serde(default = "default_spool_max_bytes")]
     pub spool_max_bytes: u64,
     /// The first wait before a failed write is retried; doubles up to `retry_max_delay`.
-    #[serde(default = "default_retry_min", with = "crate::duration")]
+    #[serde(default = "default_retry_min", with = "tw_core::duration")]
     pub retry_min_delay: Duration,
     /// The longest wait between two attempts while the database fails.
-    #[serde(default = "default_retry_max", with = "crate::duration")]
+    #[serde(default = "default_retry_max", with = "tw_core::duration")]
     pub retry_max_delay: Duration,
 }
 

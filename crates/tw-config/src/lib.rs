@@ -9,10 +9,8 @@
 mod admin;
 mod authz;
 mod config;
-pub mod duration;
 mod load;
 mod model;
-mod secret_ref;
 mod storage;
 mod syntax;
 mod vault;
@@ -25,7 +23,7 @@ pub use load::{
     load_str, parse_mode, validate_config, validate_gateway_config,
 };
 pub use model::*;
-pub use secret_ref::SecretRef;
 pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
 pub use syntax::ListenAddr;
+pub use tw_core::{SecretRef, duration};
 pub use vault::*;

@@ -1,13 +1,19 @@
 //! The configuration schema of the agent, its profiles and the gateway (the file's root is
 //! [`Config`](crate::Config), in `config.rs`). Every struct rejects unknown keys.
 
-use crate::secret_ref::SecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tw_core::Error;
+use tw_core::SecretRef;
+use tw_verify::VerifierSettings;
 use url::Url;
+
+pub use tw_verify::{
+    ACCEPTABLE_ALGORITHMS, DEFAULT_VERIFIED_CACHE_MAX_BYTES, IntrospectionConfig, IssuerConfig,
+    TokenTypeMode,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,7 +141,7 @@ pub struct FileSinkConfig {
     pub mode: String,
     /// Program and arguments run after each write (e.g. to signal a consumer to re-read).
     pub command: Option<Vec<String>>,
-    #[serde(default = "default_command_timeout", with = "crate::duration")]
+    #[serde(default = "default_command_timeout", with = "tw_core::duration")]
     pub command_timeout: Duration,
 }
 
@@ -206,7 +212,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub strip_prefix: bool,
     /// Whole-request timeout towards the upstream (until response headers).
-    #[serde(default = "default_route_timeout", with = "crate::duration")]
+    #[serde(default = "default_route_timeout", with = "tw_core::duration")]
     pub timeout: Duration,
     /// Extra attempts for idempotent requests when the upstream connection fails.
     #[serde(default = "default_connect_retries")]
@@ -245,7 +251,7 @@ pub struct CircuitBreakerConfig {
     #[serde(default = "default_failure_threshold")]
     pub failure_threshold: u32,
     /// How long the circuit stays open before one trial request is let through.
-    #[serde(default = "default_open_for", with = "crate::duration")]
+    #[serde(default = "default_open_for", with = "tw_core::duration")]
     pub open_for: Duration,
 }
 
@@ -323,18 +329,18 @@ pub struct TimingConfig {
     #[serde(default = "default_jitter_fraction")]
     pub jitter_fraction: f64,
     /// Lifetime assumed when the IdP sends no `expires_in`.
-    #[serde(default = "default_lifetime", with = "crate::duration")]
+    #[serde(default = "default_lifetime", with = "tw_core::duration")]
     pub default_lifetime: Duration,
     /// How long a caller waits for an in-flight fetch when no usable token is cached.
-    #[serde(default = "default_wait_timeout", with = "crate::duration")]
+    #[serde(default = "default_wait_timeout", with = "tw_core::duration")]
     pub wait_timeout: Duration,
     /// Timeout of one request to the IdP.
-    #[serde(default = "default_request_timeout", with = "crate::duration")]
+    #[serde(default = "default_request_timeout", with = "tw_core::duration")]
     pub request_timeout: Duration,
     /// First delay after a transient failure; doubles up to `backoff_max`.
-    #[serde(default = "default_backoff_initial", with = "crate::duration")]
+    #[serde(default = "default_backoff_initial", with = "tw_core::duration")]
     pub backoff_initial: Duration,
-    #[serde(default = "default_backoff_max", with = "crate::duration")]
+    #[serde(default = "default_backoff_max", with = "tw_core::duration")]
     pub backoff_max: Duration,
 }
 
@@ -551,14 +557,14 @@ impl Default for PathsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsConfig {
     /// A request's headers must arrive within this (slowloris protection).
-    #[serde(default = "default_header_read_timeout", with = "crate::duration")]
+    #[serde(default = "default_header_read_timeout", with = "tw_core::duration")]
     pub header_read_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this.
-    #[serde(default = "default_idle_timeout", with = "crate::duration")]
+    #[serde(default = "default_idle_timeout", with = "tw_core::duration")]
     pub idle_timeout: Duration,
     /// A connection serving a request is closed when its client stops reading the response, or
     /// stops sending the request body the upstream is waiting for, for this long.
-    #[serde(default = "default_stall_timeout", with = "crate::duration")]
+    #[serde(default = "default_stall_timeout", with = "tw_core::duration")]
     pub stall_timeout: Duration,
     /// Concurrent connections at most (lowered to fit the process's file-descriptor limit). A
     /// connection over the cap makes room by closing the oldest connection that has no request
@@ -605,100 +611,14 @@ fn default_gateway_listen() -> String {
 fn default_forward_auth_path() -> String {
     "/auth".into()
 }
-fn default_max_token_bytes() -> usize {
-    16 * 1024
+pub(crate) fn default_max_token_bytes() -> usize {
+    tw_verify::DEFAULT_MAX_TOKEN_BYTES
 }
 fn default_verified_cache_entries() -> u64 {
-    10_000
+    tw_verify::DEFAULT_VERIFIED_CACHE_ENTRIES
 }
-/// 16 MiB: a verified Keycloak access token of ~1.3 KB holds ~9 KB of claims in memory, so about
-/// 1,900 such tokens (more for smaller tokens; the entry cap applies too).
-pub const DEFAULT_VERIFIED_CACHE_MAX_BYTES: u64 = 16 * 1024 * 1024;
 fn default_verified_cache_max_bytes() -> u64 {
-    DEFAULT_VERIFIED_CACHE_MAX_BYTES
-}
-
-/// One trusted issuer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// The exact `iss` value. Discovery (`/.well-known/openid-configuration`) finds the JWKS and
-    /// introspection endpoints unless given below.
-    pub issuer: String,
-    pub jwks_url: Option<Url>,
-    /// Accepted `aud` values (any one must be present). Empty: `aud` is not checked.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// Accepted signature algorithms.
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    /// Accepted `azp` (authorized party = client id). Empty: any.
-    #[serde(default)]
-    pub allowed_azp: Vec<String>,
-    #[serde(default = "default_leeway", with = "crate::duration")]
-    pub leeway: Duration,
-    #[serde(default)]
-    pub token_type: TokenTypeMode,
-    /// How long fetched keys are trusted before a background refresh replaces them.
-    #[serde(default = "default_jwks_ttl", with = "crate::duration")]
-    pub jwks_ttl: Duration,
-    /// The cap of the adaptive wait between JWKS refetches for unknown `kid`s (it starts at 1 s and
-    /// doubles while they find no new key), and how long a kid confirmed unknown is remembered.
-    #[serde(default = "default_jwks_cooldown", with = "crate::duration")]
-    pub jwks_refetch_cooldown: Duration,
-    /// RFC 7662 introspection for opaque tokens (and for JWTs on routes that demand it).
-    pub introspection: Option<IntrospectionConfig>,
-}
-
-fn default_algorithms() -> Vec<String> {
-    ["RS256", "PS256", "ES256", "EdDSA"]
-        .map(String::from)
-        .to_vec()
-}
-fn default_leeway() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_jwks_ttl() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_jwks_cooldown() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// Which token types are accepted.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenTypeMode {
-    /// Keycloak's access tokens: header `typ` `JWT` (or `at+jwt`), payload `typ` `Bearer` when
-    /// present (ID and refresh tokens are refused).
-    #[default]
-    Keycloak,
-    /// RFC 9068: header `typ` must be `at+jwt`.
-    Strict,
-    /// No check.
-    Off,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IntrospectionConfig {
-    /// Defaults to the discovery document's `introspection_endpoint`.
-    pub url: Option<Url>,
-    pub client_id: String,
-    pub client_secret: SecretRef,
-    /// Longest time a positive answer is cached (never past the token's `exp`).
-    #[serde(default = "default_introspection_ttl", with = "crate::duration")]
-    pub cache_ttl: Duration,
-    /// How long an inactive answer is cached.
-    #[serde(default = "default_negative_ttl", with = "crate::duration")]
-    pub negative_cache_ttl: Duration,
-}
-
-fn default_introspection_ttl() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_negative_ttl() -> Duration {
-    Duration::from_secs(10)
+    tw_verify::DEFAULT_VERIFIED_CACHE_MAX_BYTES
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -714,7 +634,7 @@ pub struct GatewayRouteConfig {
     /// Check every token on this route by introspection, even valid JWTs (revocation).
     #[serde(default)]
     pub introspect: bool,
-    #[serde(default = "default_route_timeout", with = "crate::duration")]
+    #[serde(default = "default_route_timeout", with = "tw_core::duration")]
     pub timeout: Duration,
 }
 
@@ -766,11 +686,17 @@ fn h_issuer() -> String {
     "X-Auth-Issuer".into()
 }
 
-/// Algorithms a gateway may accept: asymmetric only (HS* with published keys is the classic
-/// key-confusion attack; `none` is never a signature).
-pub const ACCEPTABLE_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
+impl GatewayConfig {
+    /// What the gateway's verifier takes from this section.
+    pub fn verifier_settings(&self) -> VerifierSettings {
+        VerifierSettings {
+            max_token_bytes: self.max_token_bytes,
+            verified_cache_entries: self.verified_cache_entries,
+            verified_cache_max_bytes: self.verified_cache_max_bytes,
+            ..VerifierSettings::new("gateway", self.issuers.clone())
+        }
+    }
+}
 
 /// Checks a list of trusted issuers (`[[gateway.issuers]]`, `[[vault.callers.issuers]]`); `key`
 /// is the list's key in error messages.
@@ -779,58 +705,5 @@ pub(crate) fn validate_issuers(
     key: &str,
     fail: &dyn Fn(String, String) -> Error,
 ) -> Result<(), Error> {
-    if issuers.is_empty() {
-        return Err(fail(
-            key.into(),
-            "at least one trusted issuer is required".into(),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, iss) in issuers.iter().enumerate() {
-        let k = |field: &str| format!("{key}[{i}].{field}");
-        if iss.issuer.is_empty() {
-            return Err(fail(k("issuer"), "must not be empty".into()));
-        }
-        if !seen.insert(iss.issuer.as_str()) {
-            return Err(fail(
-                k("issuer"),
-                format!("`{}` is listed twice", iss.issuer),
-            ));
-        }
-        if iss.jwks_url.is_none() && url::Url::parse(&iss.issuer).is_err() {
-            return Err(fail(
-                k("jwks_url"),
-                "required when `issuer` is not a URL (no discovery possible)".into(),
-            ));
-        }
-        if iss.algorithms.is_empty() {
-            return Err(fail(k("algorithms"), "list at least one algorithm".into()));
-        }
-        for alg in &iss.algorithms {
-            if !ACCEPTABLE_ALGORITHMS.contains(&alg.as_str()) {
-                return Err(fail(
-                    k("algorithms"),
-                    format!(
-                        "`{alg}` is not accepted; choose from {}",
-                        ACCEPTABLE_ALGORITHMS.join(", ")
-                    ),
-                ));
-            }
-        }
-        if iss.jwks_refetch_cooldown.is_zero() || iss.jwks_ttl.is_zero() {
-            return Err(fail(
-                k("jwks_ttl"),
-                "jwks_ttl and jwks_refetch_cooldown must be positive".into(),
-            ));
-        }
-        // The cap of a cooldown that starts at 1 s: below it, made-up kids would cost more than
-        // one JWKS fetch per second.
-        if iss.jwks_refetch_cooldown < std::time::Duration::from_secs(1) {
-            return Err(fail(
-                k("jwks_refetch_cooldown"),
-                "must be at least 1s (it caps a wait that starts at 1 s)".into(),
-            ));
-        }
-    }
-    Ok(())
+    tw_verify::check_issuers(issuers, key).map_err(|p| fail(p.key, p.message))
 }

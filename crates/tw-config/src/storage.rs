@@ -4,10 +4,10 @@
 //! gateway instances share one registry. The PostgreSQL password is a [`SecretRef`], never part of
 //! the URL.
 
-use crate::secret_ref::SecretRef;
 use serde::Deserialize;
 use std::time::Duration;
 use tw_core::Error;
+use tw_core::SecretRef;
 
 /// The default database: a SQLite file next to the working directory.
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://tokenwarden.db";
@@ -25,7 +25,7 @@ pub struct StorageConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// How long to wait for a connection (at start and from the pool).
-    #[serde(default = "default_connect_timeout", with = "crate::duration")]
+    #[serde(default = "default_connect_timeout", with = "tw_core::duration")]
     pub connect_timeout: Duration,
 }
 

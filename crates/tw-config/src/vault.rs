@@ -22,13 +22,15 @@
 //! Storage is the top-level `[storage]` (SQLite by default, or PostgreSQL).
 
 use crate::authz::{AuthzConfig, PermissionSourceKind, PrincipalRateLimit, check_permission_code};
-use crate::model::{AuthMethod, GatewayConfig, IdentityHeaders, IssuerConfig, validate_issuers};
-use crate::secret_ref::SecretRef;
+use crate::model::{AuthMethod, IssuerConfig, validate_issuers};
 use crate::syntax::ListenAddr;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tw_core::Error;
+use tw_core::SecretRef;
+use tw_vault::RedirectPolicy;
+use tw_verify::VerifierSettings;
 use url::Url;
 
 /// Permission: mint access tokens from any caller's entry.
@@ -85,7 +87,7 @@ pub struct VaultIdpConfig {
     #[serde(default)]
     pub auth_method: AuthMethod,
     /// Timeout of one request to the IdP.
-    #[serde(default = "default_request_timeout", with = "crate::duration")]
+    #[serde(default = "default_request_timeout", with = "tw_core::duration")]
     pub request_timeout: Duration,
 }
 
@@ -101,7 +103,7 @@ pub struct ConsentConfig {
     #[serde(default = "default_scope")]
     pub scope: String,
     /// How long a consent URL (its signed `state`) stays usable.
-    #[serde(default = "default_state_ttl", with = "crate::duration")]
+    #[serde(default = "default_state_ttl", with = "tw_core::duration")]
     pub state_ttl: Duration,
     /// Where the browser goes after a successful consent. Absent: the callback answers JSON.
     pub redirect_after: Option<Url>,
@@ -164,7 +166,7 @@ pub struct CallersConfig {
     /// Trusted issuers of callers' bearer tokens, exactly like `[[gateway.issuers]]`.
     pub issuers: Vec<IssuerConfig>,
     /// Largest accepted caller token, in bytes.
-    #[serde(default = "default_max_token_bytes")]
+    #[serde(default = "crate::model::default_max_token_bytes")]
     pub max_token_bytes: usize,
     /// Where roles are read from the caller's token (as in `[gateway.authz]`).
     #[serde(default = "default_roles_claims")]
@@ -184,9 +186,6 @@ pub struct CallersConfig {
     pub issuer_sources: BTreeMap<String, Vec<PermissionSourceKind>>,
 }
 
-fn default_max_token_bytes() -> usize {
-    16 * 1024
-}
 fn default_roles_claims() -> Vec<String> {
     AuthzConfig::default().roles_claims
 }
@@ -203,7 +202,7 @@ pub struct MintConfig {
     #[serde(default = "default_true")]
     pub cache: bool,
     /// A cached token is served until `exp` minus this margin.
-    #[serde(default = "default_reuse_margin", with = "crate::duration")]
+    #[serde(default = "default_reuse_margin", with = "tw_core::duration")]
     pub reuse_margin: Duration,
 }
 
@@ -276,32 +275,7 @@ impl VaultConfig {
 
     /// Whether a caller may name `target` as the page after consent (see [`RedirectPolicy`]).
     pub fn redirect_allowed(&self, target: &Url) -> bool {
-        redirect_allowed(
-            self.consent.redirect_after.as_ref(),
-            &self.consent.allowed_redirects,
-            target,
-        )
-    }
-}
-
-/// The pages a browser may be sent to after a consent (`[vault.consent]` `redirect_after` and
-/// `allowed_redirects`). The vault checks a consent's page when it begins and again at its
-/// callback, right before redirecting (the configuration may have changed meanwhile).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedirectPolicy {
-    /// `redirect_after`: always allowed.
-    pub redirect_after: Option<Url>,
-    /// `allowed_redirects`: URL prefixes (same origin, whole path segments).
-    pub allowed_redirects: Vec<Url>,
-}
-
-impl RedirectPolicy {
-    pub fn allows(&self, target: &Url) -> bool {
-        redirect_allowed(
-            self.redirect_after.as_ref(),
-            &self.allowed_redirects,
-            target,
-        )
+        self.consent.redirect_policy().allows(target)
     }
 }
 
@@ -314,39 +288,13 @@ impl ConsentConfig {
     }
 }
 
-/// `redirect_after` itself, or under one of `allowed` (same origin, whole path segments).
-fn redirect_allowed(redirect_after: Option<&Url>, allowed: &[Url], target: &Url) -> bool {
-    let under = |prefix: &Url| {
-        if prefix.origin() != target.origin() {
-            return false;
-        }
-        let p = prefix.path().trim_end_matches('/');
-        let t = target.path();
-        t == p || t.starts_with(&format!("{p}/")) || p.is_empty()
-    };
-    redirect_after == Some(target) || allowed.iter().any(under)
-}
-
 impl CallersConfig {
-    /// The verifier settings of `tw_verify::Verifier::new` for these issuers (the same checks as
-    /// the gateway's).
-    pub fn verifier_config(&self) -> GatewayConfig {
-        GatewayConfig {
-            listen: default_listen(),
-            issuers: self.issuers.clone(),
-            routes: Vec::new(),
-            exempt_paths: Vec::new(),
-            forward_auth_path: "/auth".into(),
+    /// What the vault's caller verifier takes from this section (the same checks as the
+    /// gateway's).
+    pub fn verifier_settings(&self) -> VerifierSettings {
+        VerifierSettings {
             max_token_bytes: self.max_token_bytes,
-            verified_cache_entries: 10_000,
-            verified_cache_max_bytes: crate::model::DEFAULT_VERIFIED_CACHE_MAX_BYTES,
-            identity_headers: IdentityHeaders::default(),
-            paths: crate::model::PathsConfig::default(),
-            connections: crate::model::ConnectionsConfig::default(),
-            keep_method_override: false,
-            strip_headers: Vec::new(),
-            authz: None,
-            admin: crate::admin::AdminConfig::default(),
+            ..VerifierSettings::new("vault.callers", self.issuers.clone())
         }
     }
 
@@ -688,7 +636,7 @@ audiences = ["token-vault"]
             v.redirect_uri().as_str(),
             "https://vault.example.org/tw/v1/offline-token/callback"
         );
-        assert_eq!(v.callers.verifier_config().issuers.len(), 1);
+        assert_eq!(v.callers.verifier_settings().issuers.len(), 1);
         let authz = v.callers.authz_config();
         assert_eq!(authz.roles.len(), 2);
         assert_eq!(authz.roles_claims, AuthzConfig::default().roles_claims);

@@ -11,13 +11,16 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod duration;
 pub mod error;
 pub mod fsutil;
 pub mod listen;
 pub mod secret;
+pub mod secret_ref;
 pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{Error, ErrorKind, NetworkClass, OAuthErrorFact, Result};
 pub use listen::ListenAddr;
 pub use secret::{Secret, TokenFingerprint};
+pub use secret_ref::SecretRef;

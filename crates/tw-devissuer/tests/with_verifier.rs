@@ -50,15 +50,16 @@ async fn token(base: &str, realm: &str, client: &str, secret: &str) -> String {
 }
 
 fn verifier(issuer: &str, secret_file: &str, clock: &ManualClock) -> Arc<Verifier> {
-    let cfg: tw_config::GatewayConfig = serde_json::from_value(json!({ "issuers": [{
+    let issuers = serde_json::from_value(json!([{
         "issuer": issuer,
         "audiences": ["demo-api"],
         "allowed_azp": ["demo-agent"],
         "jwks_refetch_cooldown": "10s",
         "introspection": { "client_id": "demo-api", "client_secret": { "file": secret_file } },
-    }]}))
+    }]))
     .unwrap();
-    Arc::new(Verifier::new(&cfg, Arc::new(clock.clone())).unwrap())
+    let settings = tw_verify::VerifierSettings::new("gateway", issuers);
+    Arc::new(Verifier::new(&settings, Arc::new(clock.clone())).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

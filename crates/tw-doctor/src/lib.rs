@@ -169,7 +169,7 @@ impl Doctor {
     }
 
     async fn gateway_view(&self, cfg: GatewayConfig, report: &mut Report) -> Option<GatewayView> {
-        let verifier = match Verifier::new(&cfg, self.clock.clone()) {
+        let verifier = match Verifier::new(&cfg.verifier_settings(), self.clock.clone()) {
             Ok(v) => Arc::new(v),
             Err(e) => {
                 report.push(failed_on("gateway", None, "config_invalid", &e));

@@ -24,7 +24,11 @@ async fn every_hostile_token_is_refused_over_http_with_the_check_named() {
     let up = Upstream::start().await;
     let clock = ManualClock::starting_now();
     let p = CorpusParams::new("https://idp.example/realms/test", clock.now());
-    let mut cfg = p.gateway_config(&publisher.jwks_url());
+    let settings = p.verifier_settings(&publisher.jwks_url());
+    let mut cfg: tw_config::GatewayConfig =
+        serde_json::from_value(serde_json::json!({ "issuers": [] })).expect("gateway section");
+    cfg.issuers = settings.issuers;
+    cfg.max_token_bytes = settings.max_token_bytes;
     cfg.listen = "127.0.0.1:0".into();
     cfg.routes = vec![
         serde_json::from_value(serde_json::json!({"prefix": "/", "upstream": up.url()}))

@@ -40,7 +40,7 @@ where
 {
     let gw = gateway_section(cfg, path)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let verifier = Arc::new(Verifier::new(gw, clock.clone())?);
+    let verifier = Arc::new(Verifier::new(&gw.verifier_settings(), clock.clone())?);
     let registry = open_registry(cfg, gw, clock.clone()).await?;
     // The admin API manages the same store the authorizer reads (opened here if only it needs it).
     let admin_store = match (&registry, gw.admin.enabled) {

@@ -49,7 +49,7 @@ impl std::fmt::Debug for CallerAuth {
 }
 
 impl CallerAuth {
-    /// `verifier` is built from [`tw_config::CallersConfig::verifier_config`] of
+    /// `verifier` is built from `CallersConfig::verifier_settings` (the configuration) of
     /// `vault.callers` (the callers' issuers); `clock` times the rate limits. Needs a Tokio
     /// runtime (the authorization core starts its idle audit writer).
     pub fn new(

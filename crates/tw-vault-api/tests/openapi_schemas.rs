@@ -27,7 +27,8 @@ async fn serve(cfg: &VaultConfig, store: tw_store::Store, keys: bool) -> TestSer
     let settings = tw_vault_api::vault_settings(cfg).unwrap();
     let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
     let vault = Vault::new(settings, tables, clock.clone()).await.unwrap();
-    let verifier = Arc::new(Verifier::new(&cfg.callers.verifier_config(), clock.clone()).unwrap());
+    let verifier =
+        Arc::new(Verifier::new(&cfg.callers.verifier_settings(), clock.clone()).unwrap());
     if keys {
         verifier.start().await;
     }

@@ -64,6 +64,3 @@ pub const IDP_ID_TOKEN_INVALID: &str = "idp_id_token_invalid";
 pub const IDP_NO_REFRESH_TOKEN: &str = "idp_no_refresh_token";
 /// 502: the IdP sent no id_token and its introspection does not vouch for the subject.
 pub const IDP_TOKEN_UNVERIFIABLE: &str = "idp_token_unverifiable";
-/// Settings: the IdP's discovery document could not be turned into the id_token verifier's
-/// settings.
-pub const VAULT_IDP_SETUP: &str = "vault_idp_setup";

@@ -168,22 +168,14 @@ impl IdpClient {
         let doc = self.discovered().await?;
         self.id_tokens
             .get_or_try_init(|| async {
-                let cfg: tw_config::GatewayConfig = serde_json::from_value(serde_json::json!({
-                    "issuers": [{
-                        "issuer": doc.issuer,
-                        "jwks_url": doc.jwks_uri,
-                        "audiences": [self.client_id],
-                        "token_type": "off",
-                    }],
-                }))
-                .map_err(|e| {
-                    Error::internal(
-                        crate::codes::VAULT_IDP_SETUP,
-                        "cannot describe the IdP to the verifier",
-                    )
-                    .with_source(e)
-                })?;
-                let verifier = Arc::new(Verifier::new(&cfg, self.clock.clone())?);
+                let issuer = tw_verify::IssuerConfig {
+                    jwks_url: doc.jwks_uri.clone(),
+                    audiences: vec![self.client_id.clone()],
+                    token_type: tw_verify::TokenTypeMode::Off,
+                    ..tw_verify::IssuerConfig::new(doc.issuer.clone())
+                };
+                let settings = tw_verify::VerifierSettings::new("vault.idp", vec![issuer]);
+                let verifier = Arc::new(Verifier::new(&settings, self.clock.clone())?);
                 verifier.start().await;
                 Ok(verifier)
             })

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tw_core::{Error, Secret, UnixTime};
 use url::Url;
 
-pub use tw_config::RedirectPolicy;
 pub use tw_vault_port::{VaultStatus as EntryStatus, VaultTokenType as TokenType};
 
 /// Mint for any entry, not only the caller's own.
@@ -248,4 +247,38 @@ mod tests {
         };
         assert!(format!("{refused:?}").contains("access_denied"));
     }
+}
+
+/// The pages a browser may be sent to after a consent (`[vault.consent]` `redirect_after` and
+/// `allowed_redirects`). The vault checks a consent's page when it begins and again at its
+/// callback, right before redirecting (the configuration may have changed meanwhile).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedirectPolicy {
+    /// `redirect_after`: always allowed.
+    pub redirect_after: Option<Url>,
+    /// `allowed_redirects`: URL prefixes (same origin, whole path segments).
+    pub allowed_redirects: Vec<Url>,
+}
+
+impl RedirectPolicy {
+    pub fn allows(&self, target: &Url) -> bool {
+        redirect_allowed(
+            self.redirect_after.as_ref(),
+            &self.allowed_redirects,
+            target,
+        )
+    }
+}
+
+/// `redirect_after` itself, or under one of `allowed` (same origin, whole path segments).
+fn redirect_allowed(redirect_after: Option<&Url>, allowed: &[Url], target: &Url) -> bool {
+    let under = |prefix: &Url| {
+        if prefix.origin() != target.origin() {
+            return false;
+        }
+        let p = prefix.path().trim_end_matches('/');
+        let t = target.path();
+        t == p || t.starts_with(&format!("{p}/")) || p.is_empty()
+    };
+    redirect_after == Some(target) || allowed.iter().any(under)
 }

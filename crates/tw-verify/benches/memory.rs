@@ -83,7 +83,7 @@ fn main() {
     let issuer = "https://idp.example/realms/test";
     let p = Arc::new(CorpusParams::new(issuer, SystemClock.now()));
     let publisher = rt.block_on(KeyPublisher::start(fixture_jwks()));
-    let mut cfg = p.gateway_config(&publisher.jwks_url());
+    let mut cfg = p.verifier_settings(&publisher.jwks_url());
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
     if let Some(n) = env("TW_MEM_CACHE_ENTRIES") {
         cfg.verified_cache_entries = n;

@@ -31,7 +31,7 @@ fn setup() -> Setup {
     let issuer = "https://idp.example/realms/test";
     let p = CorpusParams::new(issuer, SystemClock.now());
     let publisher = rt.block_on(KeyPublisher::start(fixture_jwks()));
-    let mut cfg = p.gateway_config(&publisher.jwks_url());
+    let mut cfg = p.verifier_settings(&publisher.jwks_url());
     let cached = Arc::new(Verifier::new(&cfg, Arc::new(SystemClock)).unwrap());
     cfg.verified_cache_entries = 0;
     let cold = Arc::new(Verifier::new(&cfg, Arc::new(SystemClock)).unwrap());

@@ -7,7 +7,7 @@ use crate::parse::{RegisteredClaims, registered_claims};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tw_config::SecretRef;
+use tw_core::SecretRef;
 use tw_core::{Clock, TokenFingerprint, UnixTime};
 use tw_idp::{Call, ClientSecretBasic, DiscoveryCache, IdpHttp, failure_label};
 use url::Url;
@@ -80,7 +80,7 @@ impl Introspector {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         issuer: String,
-        cfg: &tw_config::IntrospectionConfig,
+        cfg: &crate::IntrospectionConfig,
         secret_key: String,
         discovery: Arc<DiscoveryCache>,
         clock: Arc<dyn Clock>,

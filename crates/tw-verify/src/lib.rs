@@ -41,6 +41,7 @@ mod jwks;
 mod keys;
 mod metrics_names;
 mod parse;
+mod settings;
 mod verifier;
 
 #[cfg(feature = "testing")]
@@ -72,7 +73,5 @@ pub use metrics_names::*;
 pub use parse::{
     Alg, MAX_KID_BYTES, RegisteredClaims, StrictValue, UnverifiedJwt, parse_unverified,
 };
+pub use settings::*;
 pub use verifier::{IssuerStatus, VerifiedBy, VerifiedToken, Verifier, VerifyOptions};
-
-/// The default `max_token_bytes` (16 KiB), for callers that parse without a config.
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;

@@ -5,6 +5,7 @@
 //! The keys are `testing/fixtures/keys` (public in the repository, protecting nothing).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::VerifierSettings;
 use crate::error::Check;
 use axum::Router;
 use axum::extract::State;
@@ -20,7 +21,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tw_config::GatewayConfig;
 use tw_core::UnixTime;
 
 pub const AGENT_RSA_PEM: &str = include_str!("../../../testing/fixtures/keys/agent-rsa.pem");
@@ -164,11 +164,10 @@ impl CorpusParams {
         })
     }
 
-    /// The gateway config the corpus expectations assume, with both issuers on `jwks_url`.
-    pub fn gateway_config(&self, jwks_url: &str) -> GatewayConfig {
+    /// The verifier settings the corpus expectations assume, with both issuers on `jwks_url`.
+    pub fn verifier_settings(&self, jwks_url: &str) -> VerifierSettings {
         let leeway = format!("{}s", self.leeway.as_secs());
-        serde_json::from_value(json!({
-            "issuers": [
+        let issuers = serde_json::from_value(json!([
                 {
                     "issuer": self.issuer,
                     "jwks_url": jwks_url,
@@ -184,10 +183,12 @@ impl CorpusParams {
                     "leeway": leeway,
                     "token_type": "strict",
                 },
-            ],
-            "max_token_bytes": self.max_token_bytes,
-        }))
-        .expect("corpus gateway config")
+        ]))
+        .expect("corpus issuers");
+        VerifierSettings {
+            max_token_bytes: self.max_token_bytes,
+            ..VerifierSettings::new("gateway", issuers)
+        }
     }
 }
 

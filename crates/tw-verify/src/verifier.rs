@@ -11,6 +11,7 @@ use crate::parse::{
     Alg, RegisteredClaims, UnverifiedJwt, check_header, check_size, decode, is_b64token,
     looks_like_jwt,
 };
+use crate::settings::{TokenTypeMode, VerifierSettings, check_issuers};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
-use tw_config::{GatewayConfig, TokenTypeMode};
 use tw_core::{Clock, Error, TokenFingerprint, UnixTime};
 
 /// The verified token and how it was verified live in `tw-claims` (no HTTP, no JOSE), so crates
@@ -242,16 +242,13 @@ pub(crate) const OPAQUE_CHECKS: [Check; 6] = [
 
 impl Verifier {
     /// Validates the config and builds the verifier. No I/O (secrets are read at use).
-    pub fn new(cfg: &GatewayConfig, clock: Arc<dyn Clock>) -> Result<Verifier, Error> {
-        if cfg.issuers.is_empty() {
-            return Err(cfg_err(
-                "gateway.issuers".into(),
-                "at least one trusted issuer is required",
-            ));
-        }
+    pub fn new(settings: &VerifierSettings, clock: Arc<dyn Clock>) -> Result<Verifier, Error> {
+        let cfg = settings;
+        let list_key = format!("{}.issuers", cfg.config_key);
+        check_issuers(&cfg.issuers, &list_key).map_err(|p| cfg_err(p.key, p.message))?;
         if cfg.max_token_bytes == 0 {
             return Err(cfg_err(
-                "gateway.max_token_bytes".into(),
+                format!("{}.max_token_bytes", cfg.config_key),
                 "must be positive",
             ));
         }
@@ -259,52 +256,13 @@ impl Verifier {
         let mut issuers = Vec::new();
         let mut by_name = HashMap::new();
         for (i, ic) in cfg.issuers.iter().enumerate() {
-            let k = |f: &str| format!("gateway.issuers[{i}].{f}");
-            if ic.issuer.is_empty() {
-                return Err(cfg_err(k("issuer"), "must not be empty"));
-            }
-            if by_name.insert(ic.issuer.clone(), i).is_some() {
-                return Err(cfg_err(k("issuer"), "this issuer is listed twice"));
-            }
-            if ic.algorithms.is_empty() {
-                return Err(cfg_err(k("algorithms"), "list at least one algorithm"));
-            }
-            let mut algorithms = Vec::new();
-            for a in &ic.algorithms {
-                match Alg::from_name(a) {
-                    Some(alg) if tw_config::ACCEPTABLE_ALGORITHMS.contains(&a.as_str()) => {
-                        algorithms.push(alg)
-                    }
-                    _ => {
-                        return Err(cfg_err(
-                            k("algorithms"),
-                            format!(
-                                "`{a}` is not accepted; choose from {}",
-                                tw_config::ACCEPTABLE_ALGORITHMS.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-            let discoverable = tw_idp::discovery::discovery_url(&ic.issuer).is_ok();
-            match &ic.jwks_url {
-                Some(u) if !matches!(u.scheme(), "http" | "https") => {
-                    return Err(cfg_err(k("jwks_url"), "must be an http(s) URL"));
-                }
-                None if !discoverable => {
-                    return Err(cfg_err(
-                        k("jwks_url"),
-                        "required when `issuer` is not a URL (no discovery possible)",
-                    ));
-                }
-                _ => {}
-            }
-            if ic.jwks_ttl.is_zero() || ic.jwks_refetch_cooldown.is_zero() {
-                return Err(cfg_err(
-                    k("jwks_ttl"),
-                    "jwks_ttl and jwks_refetch_cooldown must be positive",
-                ));
-            }
+            let k = |f: &str| format!("{list_key}[{i}].{f}");
+            by_name.insert(ic.issuer.clone(), i);
+            let algorithms = ic
+                .algorithms
+                .iter()
+                .filter_map(|a| Alg::from_name(a))
+                .collect();
             // The issuer is compared byte for byte, as tokens' `iss` is.
             let discovery = Arc::new(tw_idp::DiscoveryCache::new(
                 ic.issuer.clone(),
@@ -312,31 +270,16 @@ impl Verifier {
                 None,
                 http.clone(),
             ));
-            let introspection = match &ic.introspection {
-                None => None,
-                Some(intro) => {
-                    match &intro.url {
-                        Some(u) if !matches!(u.scheme(), "http" | "https") => {
-                            return Err(cfg_err(k("introspection.url"), "must be an http(s) URL"));
-                        }
-                        None if !discoverable => {
-                            return Err(cfg_err(
-                                k("introspection.url"),
-                                "required when `issuer` is not a URL (no discovery possible)",
-                            ));
-                        }
-                        _ => {}
-                    }
-                    Some(Introspector::new(
-                        ic.issuer.clone(),
-                        intro,
-                        k("introspection.client_secret"),
-                        discovery.clone(),
-                        clock.clone(),
-                        http.clone(),
-                    ))
-                }
-            };
+            let introspection = ic.introspection.as_ref().map(|intro| {
+                Introspector::new(
+                    ic.issuer.clone(),
+                    intro,
+                    k("introspection.client_secret"),
+                    discovery.clone(),
+                    clock.clone(),
+                    http.clone(),
+                )
+            });
             let jwks = Arc::new(JwksSource::new(
                 ic.issuer.clone(),
                 ic.jwks_url.clone(),

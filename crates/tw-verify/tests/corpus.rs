@@ -12,7 +12,7 @@ async fn setup() -> (KeyPublisher, ManualClock, CorpusParams, Arc<Verifier>) {
     let publisher = KeyPublisher::start(fixture_jwks()).await;
     let clock = ManualClock::starting_now();
     let p = CorpusParams::new("https://idp.example/realms/test", clock.now());
-    let cfg = p.gateway_config(&publisher.jwks_url());
+    let cfg = p.verifier_settings(&publisher.jwks_url());
     let v = common::verifier(&cfg, &clock);
     v.start().await;
     assert!(v.is_ready());

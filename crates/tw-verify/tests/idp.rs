@@ -16,7 +16,7 @@ use tw_verify::{Check, VerifiedBy, Verifier, VerifyOptions};
 const PLAIN: VerifyOptions = VerifyOptions { introspect: false };
 const INTROSPECT: VerifyOptions = VerifyOptions { introspect: true };
 
-fn config(idp: &Idp, secrets: &Secrets) -> tw_config::GatewayConfig {
+fn config(idp: &Idp, secrets: &Secrets) -> tw_verify::VerifierSettings {
     common::gateway(json!([{
         "issuer": idp.issuer(),
         "audiences": ["api"],

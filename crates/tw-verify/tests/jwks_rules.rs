@@ -18,7 +18,7 @@ use tw_verify::{Check, Verifier, VerifyOptions};
 
 const ISSUER: &str = "https://idp.example/realms/test";
 
-fn config(jwks_url: &str, extra: Value) -> tw_config::GatewayConfig {
+fn config(jwks_url: &str, extra: Value) -> tw_verify::VerifierSettings {
     let mut iss = json!({
         "issuer": ISSUER,
         "jwks_url": jwks_url,

@@ -25,7 +25,7 @@ async fn env(entries: u64, max_bytes: u64) -> Env {
     let clock = ManualClock::starting_now();
     let p = CorpusParams::new(ISSUER, tw_core::Clock::now(&clock));
     let publisher = KeyPublisher::start(fixture_jwks()).await;
-    let mut cfg = p.gateway_config(&publisher.jwks_url());
+    let mut cfg = p.verifier_settings(&publisher.jwks_url());
     cfg.verified_cache_entries = entries;
     cfg.verified_cache_max_bytes = max_bytes;
     let v = Arc::new(Verifier::new(&cfg, Arc::new(clock.clone())).expect("verifier"));

@@ -65,7 +65,7 @@ impl RunningGateway {
         decision: Option<Arc<dyn Decision>>,
         metrics: Option<tw_http::MetricsRender>,
     ) -> Self {
-        let verifier = Arc::new(Verifier::new(cfg, clock).expect("verifier"));
+        let verifier = Arc::new(Verifier::new(&cfg.verifier_settings(), clock).expect("verifier"));
         verifier.start().await;
         let mut gateway = match decision {
             Some(d) => Gateway::new_with_decision(cfg, verifier.clone(), d),

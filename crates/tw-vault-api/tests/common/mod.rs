@@ -181,7 +181,7 @@ pub async fn serve_vault_with_clock(
         .await
         .expect("vault");
     let verifier =
-        Arc::new(Verifier::new(&cfg.callers.verifier_config(), clock.clone()).expect("verifier"));
+        Arc::new(Verifier::new(&cfg.callers.verifier_settings(), clock.clone()).expect("verifier"));
     verifier.start().await;
     let auth = Arc::new(CallerAuth::new(cfg, verifier, clock).expect("caller auth"));
     let storage = tw_store::health::StoreHealth::start(store.clone());

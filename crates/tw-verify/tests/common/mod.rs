@@ -1,7 +1,7 @@
 //! Helpers shared by the integration test binaries.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tw_core::ManualClock;
@@ -21,12 +21,15 @@ impl Secrets {
     }
 }
 
-/// A gateway config from JSON issuer objects.
-pub fn gateway(issuers: Value) -> tw_config::GatewayConfig {
-    serde_json::from_value(json!({ "issuers": issuers })).expect("gateway config")
+/// Verifier settings (as the gateway's) from JSON issuer objects.
+pub fn gateway(issuers: Value) -> tw_verify::VerifierSettings {
+    tw_verify::VerifierSettings::new(
+        "gateway",
+        serde_json::from_value(issuers).expect("issuer settings"),
+    )
 }
 
-pub fn verifier(cfg: &tw_config::GatewayConfig, clock: &ManualClock) -> Arc<Verifier> {
+pub fn verifier(cfg: &tw_verify::VerifierSettings, clock: &ManualClock) -> Arc<Verifier> {
     Arc::new(Verifier::new(cfg, Arc::new(clock.clone())).expect("verifier"))
 }
 

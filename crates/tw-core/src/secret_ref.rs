@@ -1,10 +1,14 @@
 //! `{ env = "VAR" }` / `{ file = "/path" }` secret references.
 
+use crate::{Error, Secret};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::path::PathBuf;
-use tw_core::{Error, Secret};
+
+/// The code of an error resolving a secret reference: the variable is unset, the file unreadable
+/// or empty.
+pub const SECRET_UNAVAILABLE: &str = "secret_unavailable";
 
 /// Where a secret lives. Never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,7 +27,7 @@ impl SecretRef {
         let value = match self {
             SecretRef::Env(var) => std::env::var(var).map_err(|_| {
                 Error::config(
-                    "secret_unavailable",
+                    SECRET_UNAVAILABLE,
                     format!("`{key}`: environment variable {var} is not set"),
                 )
                 .with("key", key)
@@ -31,7 +35,7 @@ impl SecretRef {
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| {
                     Error::config(
-                        "secret_unavailable",
+                        SECRET_UNAVAILABLE,
                         format!("`{key}`: cannot read secret file {}: {e}", path.display()),
                     )
                     .with("key", key)
@@ -41,7 +45,7 @@ impl SecretRef {
         };
         if value.is_empty() {
             return Err(Error::config(
-                "secret_unavailable",
+                SECRET_UNAVAILABLE,
                 format!("`{key}`: the secret at {} is empty", self.describe()),
             )
             .with("key", key));

@@ -2,8 +2,8 @@
 //! seconds (`60` or `"60"`). One reading for the file, `TOKENWARDEN_*` variables (which figment
 //! turns into integers when they look like one) and command-line flags.
 //!
-//! In a config struct: `#[serde(with = "crate::duration")]`; for a flag:
-//! `#[arg(value_parser = tw_config::duration::parse)]`.
+//! In a config struct: `#[serde(with = "tw_core::duration")]`; for a flag:
+//! `#[arg(value_parser = tw_core::duration::parse)]`.
 
 use serde::Deserializer;
 use serde::de::{self, Visitor};
@@ -14,16 +14,21 @@ use std::time::Duration;
 const EXPECTED: &str =
     "a duration such as \"30s\", \"5m\" or \"1h 30m\", or a whole number of seconds";
 
+/// A text that is not a duration; its message says what one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
 /// Parses `"30s"`, `"5m"`, `"1h 30m"` or a bare number of seconds (`"60"`).
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| format!("`{text}` is too many seconds; expected {EXPECTED}"));
+        return text.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            DurationError(format!("`{text}` is too many seconds; expected {EXPECTED}"))
+        });
     }
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not {EXPECTED} ({e})"))
+    humantime::parse_duration(text)
+        .map_err(|e| DurationError(format!("`{text}` is not {EXPECTED} ({e})")))
 }
 
 /// The serde side of [`parse`]: a string, or a non-negative integer of seconds.
@@ -87,7 +92,10 @@ mod tests {
             "99999999999999999999999",
         ] {
             let err = parse(bad).expect_err(bad);
-            assert!(err.contains("whole number of seconds"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("whole number of seconds"),
+                "{bad}: {err}"
+            );
         }
     }
 }

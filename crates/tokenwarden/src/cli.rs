@@ -287,7 +287,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let cfg = tw_config::load(&config)?;
             if !skip_secrets {
-                tw_broker::Broker::from_config_manual(&cfg, Arc::new(tw_core::SystemClock))?;
+                tw_broker::Broker::from_profiles_manual(
+                    &cfg.profiles,
+                    Arc::new(tw_core::SystemClock),
+                )?;
             }
             println!("{}: OK", config.display());
             for (name, p) in &cfg.profiles {

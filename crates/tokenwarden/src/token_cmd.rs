@@ -110,7 +110,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         (None, _) => (config_from_flags(&args.client)?, "cli".to_owned()),
     };
     let clock = Arc::new(SystemClock);
-    let broker = tw_broker::Broker::from_config_manual(&config, clock.clone())?;
+    let broker = tw_broker::Broker::from_profiles_manual(&config.profiles, clock.clone())?;
     let p = broker.profile(&profile).ok_or_else(|| {
         Error::not_found(
             "profile_not_found",

@@ -63,8 +63,9 @@ profile = "api"
         .install_recorder()
         .expect("recorder");
     let cfg = common::load(&toml);
-    let broker =
-        Arc::new(tw_broker::Broker::from_config(&cfg, Arc::new(SystemClock)).expect("broker"));
+    let broker = Arc::new(
+        tw_broker::Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"),
+    );
     let bound = tw_agent::Agent::new(
         &cfg,
         broker.clone(),

@@ -36,8 +36,9 @@ profile = "api"
     );
     std::fs::write(h.path("caller-key"), CALLER_KEY).expect("key file");
     let cfg = load(&toml);
-    let broker =
-        Arc::new(tw_broker::Broker::from_config(&cfg, Arc::new(SystemClock)).expect("broker"));
+    let broker = Arc::new(
+        tw_broker::Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"),
+    );
     let render: tw_http::MetricsRender = Arc::new(move || handle.render());
     let bound = tw_agent::Agent::new(&cfg, broker.clone(), Some(render))
         .bind()

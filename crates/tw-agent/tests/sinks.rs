@@ -192,7 +192,8 @@ command_timeout = "200ms"
         slow = h.path("slow").display(),
     );
     let cfg = load(&sink_toml(&h, &extra));
-    let broker = Arc::new(Broker::from_config(&cfg, Arc::new(SystemClock)).expect("broker"));
+    let broker =
+        Arc::new(Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"));
     let agent = Agent::new(&cfg, broker.clone(), None);
     tokio::time::timeout(Duration::from_secs(10), agent.write_sinks_once(LIMIT))
         .await
@@ -216,7 +217,8 @@ async fn once_fails_at_once_and_clearly_when_the_idp_rejects_the_client() {
     let h = Harness::start().await;
     h.idp.disable_client(CLIENT_ID).await;
     let cfg = load(&sink_toml(&h, ""));
-    let broker = Arc::new(Broker::from_config(&cfg, Arc::new(SystemClock)).expect("broker"));
+    let broker =
+        Arc::new(Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"));
     let agent = Agent::new(&cfg, broker, None);
     let err = tokio::time::timeout(
         Duration::from_secs(10),

@@ -1,11 +1,12 @@
 //! The set of configured profiles.
 
 use crate::profile::Profile;
+use crate::settings::{GrantType, ProfileConfig};
 use crate::source;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tw_config::{AuthMethod, Config, GrantType, ProfileConfig};
 use tw_core::{Clock, Error};
+use tw_idp::AuthMethod;
 
 /// All token profiles of one process.
 #[derive(Debug)]
@@ -16,20 +17,30 @@ pub struct Broker {
 impl Broker {
     /// Builds every profile, checking that each secret reference resolves and each key parses,
     /// so a typo fails at start with the config key named.
-    pub fn from_config(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
-        Self::build(cfg, clock, true)
+    pub fn from_profiles(
+        profiles: &BTreeMap<String, ProfileConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        Self::build(profiles, clock, true)
     }
 
-    /// Like [`Broker::from_config`] but without background refresh loops: tests that move a
+    /// Like [`Broker::from_profiles`] but without background refresh loops: tests that move a
     /// [`tw_core::ManualClock`] by hand drive every fetch themselves.
-    pub fn from_config_manual(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
-        Self::build(cfg, clock, false)
+    pub fn from_profiles_manual(
+        profiles: &BTreeMap<String, ProfileConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        Self::build(profiles, clock, false)
     }
 
-    fn build(cfg: &Config, clock: Arc<dyn Clock>, background: bool) -> Result<Self, Error> {
+    fn build(
+        cfg: &BTreeMap<String, ProfileConfig>,
+        clock: Arc<dyn Clock>,
+        background: bool,
+    ) -> Result<Self, Error> {
         let http = tw_idp::IdpHttp::new()?;
         let mut profiles = BTreeMap::new();
-        for (name, p) in &cfg.profiles {
+        for (name, p) in cfg {
             check_secrets(name, p)?;
             let source = source::from_config(name, p, http.clone())?;
             let profile = Profile::new(

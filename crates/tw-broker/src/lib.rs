@@ -15,6 +15,7 @@
 mod broker;
 mod metrics_names;
 mod profile;
+mod settings;
 pub mod source;
 pub mod timing;
 
@@ -23,3 +24,4 @@ pub use metrics_names::*;
 pub use profile::{
     FORCED_REFRESH_COALESCE, Freshness, IssuedToken, Profile, ProfileStatus, Served, TokenRequest,
 };
+pub use settings::{CustomLoginConfig, GrantType, ProfileConfig, TimingConfig};

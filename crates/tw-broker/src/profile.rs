@@ -12,6 +12,7 @@
 //!   which is always honoured.
 
 use crate::metrics_names::*;
+use crate::settings::TimingConfig;
 use crate::source::TokenSource;
 use crate::timing::{Backoff, Lifetime, TokenState};
 use futures::FutureExt;
@@ -22,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
-use tw_config::TimingConfig;
 use tw_core::{Clock, Error, ErrorKind, Secret, TokenFingerprint, UnixTime};
 use tw_idp::TokenResponse;
 

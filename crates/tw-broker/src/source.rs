@@ -1,16 +1,18 @@
 //! Where tokens come from: an OAuth2 token endpoint or a custom (non-OAuth) login endpoint.
 
+use crate::settings::{CustomLoginConfig, GrantType, ProfileConfig};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::time::Duration;
-use tw_config::{AuthMethod, CustomLoginConfig, GrantType, ProfileConfig, SecretRef, SigningAlg};
+use tw_core::SecretRef;
 use tw_core::{Error, ErrorKind, Secret, UnixTime};
 use tw_idp::classify::{MAX_OAUTH_DESCRIPTION_CHARS, clean};
 use tw_idp::{
     AssertionKey, Call, ClientAuthentication, ClientSecretBasic, ClientSecretPost, DiscoveryCache,
     Grant, IdpHttp, IssuerMatch, NoClientAuth, PrivateKeyJwt, TokenResponse, codes,
 };
+use tw_idp::{AuthMethod, SigningAlg};
 use url::Url;
 
 /// One way of obtaining a token. `fetch` is called by at most one task at a time per profile.

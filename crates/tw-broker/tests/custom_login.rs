@@ -119,7 +119,7 @@ default_lifetime = "1h"
 fn profile(url: &str, setup: &Setup, custom_lines: &str, clock: &ManualClock) -> Arc<Profile> {
     let cfg = tw_config::load_str(&config_toml(url, setup, custom_lines), "t.toml")
         .unwrap_or_else(|e| panic!("config: {e}"));
-    let b = Broker::from_config_manual(&cfg, Arc::new(clock.clone())).unwrap();
+    let b = Broker::from_profiles_manual(&cfg.profiles, Arc::new(clock.clone())).unwrap();
     b.profile("ragbot").unwrap().clone()
 }
 

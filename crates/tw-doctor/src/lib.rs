@@ -484,7 +484,7 @@ impl Doctor {
             pn,
             format!("the issuer's discovery document is valid; token endpoint {token_endpoint}"),
         );
-        let method = auth_method_name(p.auth_method);
+        let method = p.auth_method.name();
         if p.token_url.is_none()
             && !doc.token_endpoint_auth_methods_supported.is_empty()
             && !doc
@@ -821,7 +821,7 @@ async fn credentials_step(
                 Probe::Exists => Step::fail("token", pn, "wrong_secret", said)
                     .detail(format!("client `{client}` exists and is enabled (its authorization endpoint knows it), so the credentials are wrong"))
                     .fix(check_secret)
-                    .fix(format!("check `auth_method` (now `{}`) matches the client's authenticator (Keycloak: Credentials → Client Authenticator)", auth_method_name(p.auth_method))),
+                    .fix(format!("check `auth_method` (now `{}`) matches the client's authenticator (Keycloak: Credentials → Client Authenticator)", p.auth_method.name())),
                 Probe::Inconclusive => Step::fail("token", pn, "wrong_secret_or_unknown_client", said)
                     .detail("the IdP answers an unknown client, a wrong secret and (Keycloak) a disabled client alike, and could not be asked which one it is")
                     .detail("it is one of: the client id is unknown in this realm; the secret is wrong; the client is disabled")
@@ -1466,15 +1466,6 @@ fn leeway_for(gateway: Option<&GatewayView>, issuer: Option<&Url>) -> Duration {
                 .find(|c| c.issuer.trim_end_matches('/') == i.as_str().trim_end_matches('/'))
         })
         .map_or(DEFAULT_LEEWAY, |c| c.leeway)
-}
-
-fn auth_method_name(m: AuthMethod) -> &'static str {
-    match m {
-        AuthMethod::ClientSecretBasic => "client_secret_basic",
-        AuthMethod::ClientSecretPost => "client_secret_post",
-        AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        AuthMethod::None => "none",
-    }
 }
 
 fn list_or_none(items: &[&str]) -> String {

@@ -11,6 +11,39 @@ use serde::Serialize;
 use tw_core::{Error, Secret, UnixTime};
 use url::Url;
 
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+/// A client authentication method as configured (`auth_method`).
+pub enum AuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    /// Public client: only `client_id` is sent.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, PartialEq, Eq)]
+/// The algorithm of `private_key_jwt` client assertions (`signing_alg`).
+pub enum SigningAlg {
+    #[default]
+    RS256,
+    PS256,
+    ES256,
+}
+
+impl AuthMethod {
+    /// Its name as in `token_endpoint_auth_methods_supported` (RFC 8414).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
 /// The form of a request to an IdP endpoint; authentication may add fields.
 pub type Form = Vec<(String, String)>;
 

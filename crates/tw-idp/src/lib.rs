@@ -23,8 +23,8 @@ pub mod http;
 pub mod token;
 
 pub use auth::{
-    AssertionKey, ClientAuthentication, ClientSecretBasic, ClientSecretPost, NoClientAuth,
-    PrivateKeyJwt,
+    AssertionKey, AuthMethod, ClientAuthentication, ClientSecretBasic, ClientSecretPost,
+    NoClientAuth, PrivateKeyJwt, SigningAlg,
 };
 pub use classify::{
     OAUTH_ERROR, OAUTH_ERROR_DESCRIPTION, classify_token_response, failure_label,

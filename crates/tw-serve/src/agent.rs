@@ -7,8 +7,8 @@ pub fn build_agent(
     cfg: &tw_config::Config,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<(Arc<tw_broker::Broker>, tw_agent::Agent), tw_core::Error> {
-    let broker = Arc::new(tw_broker::Broker::from_config(
-        cfg,
+    let broker = Arc::new(tw_broker::Broker::from_profiles(
+        &cfg.profiles,
         Arc::new(tw_core::SystemClock),
     )?);
     let render: tw_http::MetricsRender = {

@@ -40,12 +40,7 @@ pub fn vault_settings(cfg: &VaultConfig) -> Result<VaultSettings, Error> {
     };
     // Named as they are, so the IdP client refuses a method it does not speak (configuration
     // validation refuses `private_key_jwt` already) instead of quietly using another.
-    let auth_method = match cfg.idp.auth_method {
-        AuthMethod::ClientSecretBasic => "client_secret_basic",
-        AuthMethod::ClientSecretPost => "client_secret_post",
-        AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        AuthMethod::None => "none",
-    };
+    let auth_method = cfg.idp.auth_method.name();
     let state_signing_key = match &cfg.consent.state_signing_key {
         Some(r) => r.resolve("vault.consent.state_signing_key")?,
         None => {

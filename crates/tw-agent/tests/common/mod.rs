@@ -89,7 +89,7 @@ pub async fn bind_config(
     cfg: &tw_config::Config,
     clock: Arc<dyn Clock>,
 ) -> Result<BoundAgent, Error> {
-    let broker = Arc::new(Broker::from_config(cfg, clock.clone()).expect("broker"));
+    let broker = Arc::new(Broker::from_profiles(&cfg.profiles, clock.clone()).expect("broker"));
     Agent::new(cfg, broker, Some(Arc::new(|| "# test\n".to_owned())))
         .with_clock(clock)
         .bind()
@@ -108,7 +108,7 @@ pub fn connectable(a: SocketAddr) -> SocketAddr {
 impl RunningAgent {
     pub async fn start(toml: &str, clock: Arc<dyn Clock>) -> Self {
         let cfg = load(toml);
-        let broker = Arc::new(Broker::from_config(&cfg, clock.clone()).expect("broker"));
+        let broker = Arc::new(Broker::from_profiles(&cfg.profiles, clock.clone()).expect("broker"));
         let bound = Agent::new(
             &cfg,
             broker.clone(),

@@ -25,7 +25,7 @@ impl Secrets {
 
 pub fn broker(toml: &str, clock: &ManualClock) -> Broker {
     let cfg = tw_config::load_str(toml, "test.toml").expect("config");
-    Broker::from_config_manual(&cfg, Arc::new(clock.clone())).expect("broker")
+    Broker::from_profiles_manual(&cfg.profiles, Arc::new(clock.clone())).expect("broker")
 }
 
 pub fn profile<'a>(b: &'a Broker, name: &str) -> &'a Arc<Profile> {

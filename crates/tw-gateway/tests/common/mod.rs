@@ -322,7 +322,9 @@ impl FeedingAgent {
         .expect("agent config");
         tw_config::validate_config(&cfg, "agent config").expect("valid agent config");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let broker = Arc::new(tw_broker::Broker::from_config(&cfg, clock.clone()).expect("broker"));
+        let broker = Arc::new(
+            tw_broker::Broker::from_profiles(&cfg.profiles, clock.clone()).expect("broker"),
+        );
         let bound = tw_agent::Agent::new(&cfg, broker.clone(), None)
             .with_clock(clock)
             .bind()

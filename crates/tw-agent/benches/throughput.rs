@@ -67,7 +67,7 @@ profile = "api"
         tw_broker::Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"),
     );
     let bound = tw_agent::Agent::new(
-        &cfg,
+        &cfg.agent,
         broker.clone(),
         Some(Arc::new(move || handle.render())),
     )

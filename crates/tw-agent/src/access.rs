@@ -1,7 +1,7 @@
 //! Who may call a listener of the agent (the token API or the proxy).
 //!
 //! - Only loopback or a unix socket, unless the config says `allow_remote = true`
-//!   ([`tw_config::check_listener_access`], at start).
+//!   ([`check_listener_access`](crate::settings::check_listener_access), at start).
 //! - The caller key (required with `allow_remote`, optional otherwise): every request must carry
 //!   it in its header, exactly once; compared in constant time; the header is removed before the
 //!   request goes further (so the proxy never forwards it), and never logged.
@@ -10,6 +10,7 @@
 //!   name (`tokenwarden:8790`), and the key — which a rebinding page cannot have — takes its place.
 
 use crate::metrics_names::METRIC_CALLERS_REFUSED;
+use crate::settings::ListenerAccess;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,8 +20,8 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tw_config::{ListenAddr, ListenerAccess, SecretRef};
 use tw_core::{Error, ErrorKind, Secret};
+use tw_core::{ListenAddr, SecretRef};
 use tw_http::{ApiError, PeerAddr};
 
 /// Shortest caller key accepted: guessing must stay out of reach.
@@ -58,7 +59,7 @@ impl CallerAccess {
     /// reads the caller key once, so a missing or weak key stops the start. `listener` names it
     /// in metrics: `api` or `proxy`.
     pub fn from_config(access: &ListenerAccess<'_>, listener: &'static str) -> Result<Self, Error> {
-        let listen = tw_config::check_listener_access(access).map_err(|p| p.into_error())?;
+        let listen = crate::settings::check_listener_access(access).map_err(|p| p.into_error())?;
         let header_key = access.key("caller_key_header");
         let header = HeaderName::from_bytes(access.caller_key_header.as_bytes()).map_err(|_| {
             Error::config(

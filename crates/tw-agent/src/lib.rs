@@ -13,6 +13,7 @@ pub mod api;
 mod metrics_names;
 pub mod proxy;
 mod runner;
+pub mod settings;
 pub mod sink;
 
 pub use access::CallerAccess;

@@ -3,6 +3,7 @@
 use crate::access::CallerAccess;
 use crate::api::api_router;
 use crate::proxy::Proxy;
+use crate::settings::AgentConfig;
 use crate::sink::{self, FileSink};
 use axum::Router;
 use futures::FutureExt;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tw_broker::Broker;
-use tw_config::{AgentConfig, Config, ListenAddr};
+use tw_core::ListenAddr;
 use tw_core::{Clock, Error, SystemClock};
 use tw_http::{Listener, MetricsRender};
 
@@ -25,9 +26,9 @@ pub struct Agent {
 
 impl Agent {
     /// `metrics` renders the Prometheus text for `/metrics` on the token API listener.
-    pub fn new(config: &Config, broker: Arc<Broker>, metrics: Option<MetricsRender>) -> Self {
+    pub fn new(config: &AgentConfig, broker: Arc<Broker>, metrics: Option<MetricsRender>) -> Self {
         Self {
-            config: config.agent.clone(),
+            config: config.clone(),
             broker,
             metrics,
             clock: Arc::new(SystemClock),

@@ -1,13 +1,13 @@
 //! File sinks: a profile's current token written to a file, atomically, whenever it changes.
 
 use crate::metrics_names::*;
+use crate::settings::{FileSinkConfig, SinkFormat};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
-use tw_config::{FileSinkConfig, SinkFormat};
 use tw_core::backoff::{Backoff, Delays};
 use tw_core::{Error, TokenFingerprint};
 
@@ -43,7 +43,7 @@ impl FileSink {
             )
             .with("key", format!("{key}.profile"))
         })?;
-        let mode = tw_config::parse_mode(&cfg.mode).map_err(|m| {
+        let mode = crate::settings::parse_mode(&cfg.mode).map_err(|m| {
             Error::config("config_invalid", format!("{key}.mode: {m}"))
                 .with("key", format!("{key}.mode"))
         })?;

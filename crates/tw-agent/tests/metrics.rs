@@ -40,7 +40,7 @@ profile = "api"
         tw_broker::Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"),
     );
     let render: tw_http::MetricsRender = Arc::new(move || handle.render());
-    let bound = tw_agent::Agent::new(&cfg, broker.clone(), Some(render))
+    let bound = tw_agent::Agent::new(&cfg.agent, broker.clone(), Some(render))
         .bind()
         .await
         .expect("bind");

@@ -194,7 +194,7 @@ command_timeout = "200ms"
     let cfg = load(&sink_toml(&h, &extra));
     let broker =
         Arc::new(Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"));
-    let agent = Agent::new(&cfg, broker.clone(), None);
+    let agent = Agent::new(&cfg.agent, broker.clone(), None);
     tokio::time::timeout(Duration::from_secs(10), agent.write_sinks_once(LIMIT))
         .await
         .expect("returns although a command hangs")
@@ -219,7 +219,7 @@ async fn once_fails_at_once_and_clearly_when_the_idp_rejects_the_client() {
     let cfg = load(&sink_toml(&h, ""));
     let broker =
         Arc::new(Broker::from_profiles(&cfg.profiles, Arc::new(SystemClock)).expect("broker"));
-    let agent = Agent::new(&cfg, broker, None);
+    let agent = Agent::new(&cfg.agent, broker, None);
     let err = tokio::time::timeout(
         Duration::from_secs(10),
         agent.write_sinks_once(Duration::from_secs(600)),

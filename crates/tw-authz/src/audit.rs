@@ -30,6 +30,7 @@
 //! measured by the injected [`Clock`] ([`Clock::sleep_until`]), so tests move time by hand.
 
 use crate::metrics_names::*;
+use crate::settings::AuditConfig;
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -39,7 +40,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tw_config::AuditConfig;
 use tw_core::backoff::Backoff;
 use tw_core::{Clock, Error, UnixTime};
 

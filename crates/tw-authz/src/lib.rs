@@ -31,6 +31,7 @@ pub mod principal;
 pub mod ratelimit;
 pub mod registry;
 pub mod rules;
+pub mod settings;
 
 #[cfg(any(test, feature = "testing"))]
 pub use audit::MemoryAuditSink;
@@ -47,12 +48,12 @@ pub use registry::MemoryRegistry;
 pub use registry::{AccountKey, CachedRegistry, ProvisionRequest, RegistryAccount, RegistrySource};
 pub use rules::{Requirement, Rule, RuleSet};
 
+use settings::{AuthzConfig, AuthzMode, PermissionSourceKind, UserAuthorization};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tw_claims::VerifiedToken;
-use tw_config::{AuthzConfig, AuthzMode, PermissionSourceKind, UserAuthorization};
 use tw_core::{Clock, Error, SystemClock};
 
 /// The request being authorized.
@@ -202,7 +203,7 @@ pub struct Authz {
     roles: HashMap<String, Vec<String>>,
     sources: Vec<PermissionSourceKind>,
     issuer_sources: BTreeMap<String, Vec<PermissionSourceKind>>,
-    auto_provision: Option<tw_config::AutoProvisionConfig>,
+    auto_provision: Option<settings::AutoProvisionConfig>,
     users: UserAuthorization,
     permissions_header: String,
     rules: RuleSet,

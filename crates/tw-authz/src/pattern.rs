@@ -24,9 +24,9 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
-    /// Compiles `pattern` (checked by [`tw_config::check_path_pattern`]).
+    /// Compiles `pattern` (checked by [`check_path_pattern`](crate::settings::check_path_pattern)).
     pub fn new(pattern: &str) -> Result<Self, String> {
-        tw_config::check_path_pattern(pattern)?;
+        crate::settings::check_path_pattern(pattern)?;
         let segs = pattern[1..]
             .split('/')
             .map(|s| {

@@ -2,10 +2,10 @@
 //! The [`Principal`] type itself lives in `tw-claims` (re-exported here); this module reads it
 //! from a verified token as `[gateway.authz]` says ([`PrincipalExtractor`]).
 
+use crate::settings::{AuthzConfig, ServiceAccountRules};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use tw_claims::{SERVICE_ACCOUNT_PREFIX, VerifiedToken, has_service_account_prefix};
-use tw_config::{AuthzConfig, ServiceAccountRules};
 
 pub use tw_claims::{Principal, PrincipalKind};
 
@@ -170,15 +170,7 @@ mod tests {
     use tw_core::UnixTime;
 
     fn cfg(extra: &str) -> AuthzConfig {
-        let doc = format!(
-            "[gateway]\n[[gateway.issuers]]\nissuer = \"https://kc/realms/r\"\n[gateway.authz]\n{extra}\n"
-        );
-        tw_config::load_str(&doc, "t.toml")
-            .expect("config")
-            .gateway
-            .expect("gateway")
-            .authz
-            .expect("authz")
+        toml::from_str(extra).expect("authz settings")
     }
 
     pub(crate) fn token(claims: Value, client: Option<&str>, sa: bool) -> VerifiedToken {

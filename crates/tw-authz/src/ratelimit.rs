@@ -1,6 +1,7 @@
 //! Per-principal rate limits (GCRA, `governor`) over [`tw_core::Clock`] time, so tests move time
 //! by hand.
 
+use crate::settings::PrincipalRateLimit;
 use governor::clock::{Clock as GovClock, Reference};
 use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -9,7 +10,6 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tw_config::PrincipalRateLimit;
 use tw_core::Clock;
 
 /// `governor`'s clock over a [`tw_core::Clock`] (millisecond resolution).

@@ -1,7 +1,7 @@
 //! Ordered route rules: methods + path patterns → what is required. First match wins.
 
 use crate::pattern::PathPattern;
-use tw_config::{RuleConfig, UserAuthorization};
+use crate::settings::{RuleConfig, UserAuthorization};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -26,7 +26,7 @@ pub struct Rule {
     pub name: String,
     /// `None`: any method.
     pub methods: Option<Vec<String>>,
-    /// Normalized host names (`tw_config::normalize_host`); empty: any host.
+    /// Normalized host names ([`normalize_host`](crate::settings::normalize_host)); empty: any host.
     pub hosts: Vec<String>,
     /// Lower case when the rule set is case-insensitive.
     pub paths: Vec<PathPattern>,
@@ -93,7 +93,7 @@ impl RuleSet {
                 hosts: r
                     .hosts
                     .iter()
-                    .map(|h| tw_config::normalize_host(h))
+                    .map(|h| crate::settings::normalize_host(h))
                     .collect(),
                 paths,
                 requirement,

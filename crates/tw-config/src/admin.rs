@@ -89,8 +89,8 @@ impl AdminConfig {
             let key = format!("gateway.admin.{key}");
             Error::config("config_invalid", format!("key `{key}`: {msg}")).with("key", key)
         };
-        check_path_prefix(&self.path_prefix).map_err(|m| fail("path_prefix", m))?;
-        check_roles(&self.roles).map_err(|m| fail("roles", m))?;
+        check_path_prefix(&self.path_prefix).map_err(|m| fail("path_prefix", m.into()))?;
+        check_roles(&self.roles).map_err(|m| fail("roles", m.into()))?;
         Ok(())
     }
 }

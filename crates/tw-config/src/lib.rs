@@ -12,18 +12,17 @@ mod config;
 mod load;
 mod model;
 mod storage;
-mod syntax;
 mod vault;
 
 pub use admin::AdminConfig;
-pub use authz::*;
 pub use config::Config;
 pub use load::{
-    ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, ListenerProblem, check_listener_access, load,
-    load_str, parse_mode, validate_config, validate_gateway_config,
+    ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, load, load_str, validate_config,
+    validate_gateway_config,
 };
 pub use model::*;
 pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
-pub use syntax::ListenAddr;
+pub use tw_authz::settings::*;
+pub use tw_core::ListenAddr;
 pub use tw_core::{SecretRef, duration};
 pub use vault::*;

@@ -2,11 +2,12 @@
 
 use crate::config::Config;
 use crate::model::*;
-use crate::syntax::{ListenAddr, check_canonical_path, is_plain_host};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use std::path::{Path, PathBuf};
-use tw_core::Error;
+use tw_authz::settings::{check_canonical_path, is_plain_host};
+use tw_core::ListenAddr;
+use tw_core::{Error, Invalid};
 
 /// Environment variables with this prefix override file values.
 pub const ENV_PREFIX: &str = "TOKENWARDEN_";
@@ -126,88 +127,6 @@ fn config_error(source: &ConfigSource, key: Option<&str>, message: &str) -> Erro
     e
 }
 
-/// A listener setting that cannot work: the config key and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerProblem {
-    pub key: String,
-    pub message: String,
-}
-
-impl ListenerProblem {
-    /// As a config error for a listener configured without a file.
-    pub fn into_error(self) -> Error {
-        Error::config("config_invalid", format!("{}: {}", self.key, self.message))
-            .with("key", self.key)
-    }
-}
-
-/// The rules for an agent listener (token API or proxy): a parseable address; an address other
-/// hosts can reach only with `allow_remote = true`; `allow_remote` only with a `caller_key`; a
-/// usable header name. Returns the address to bind.
-pub fn check_listener_access(access: &ListenerAccess<'_>) -> Result<ListenAddr, ListenerProblem> {
-    let problem = |field: &str, message: String| ListenerProblem {
-        key: access.key(field),
-        message,
-    };
-    let addr = ListenAddr::parse(access.listen).map_err(|m| problem("listen", m))?;
-    let header = access.caller_key_header;
-    check_caller_key_header(header).map_err(|m| problem("caller_key_header", m))?;
-    let section = access.section;
-    let example_key = "{ file = \"/run/secrets/tokenwarden-caller-key\" }";
-    if let ListenAddr::Tcp(tcp) = &addr
-        && !addr.is_local()
-        && !access.allow_remote
-    {
-        return Err(problem(
-            "listen",
-            format!(
-                "`{tcp}` is reachable from other hosts, and whoever reaches {} gets the use of the agent's tokens. Listen on loopback (127.0.0.1:{}) or on a unix socket (e.g. unix:/run/tokenwarden/{}.sock in a volume shared with the app); or, to serve other containers or hosts, set {section}.allow_remote = true and {section}.caller_key = {example_key}, a shared secret every caller must then send in the {header} header",
-                access.what,
-                tcp.port(),
-                section.rsplit('.').next().unwrap_or(section),
-            ),
-        ));
-    }
-    if access.allow_remote && access.caller_key.is_none() {
-        return Err(problem(
-            "caller_key",
-            format!(
-                "required by {section}.allow_remote = true: every caller must send this shared secret in the {header} header; give it by reference, e.g. caller_key = {example_key} (generate one with `openssl rand -hex 32`)"
-            ),
-        ));
-    }
-    Ok(addr)
-}
-
-/// A header name callers can send and that no other part of the request uses.
-fn check_caller_key_header(name: &str) -> Result<(), String> {
-    check_custom_header(name, DEFAULT_CALLER_KEY_HEADER)
-}
-
-/// A header name tokenwarden sets or reads for itself: a valid name that is none of the request's
-/// framing, credential or forwarding fields; `example` is suggested instead.
-fn check_custom_header(name: &str, example: &str) -> Result<(), String> {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(is_tchar) {
-        return Err(format!("`{name}` is not a valid HTTP header name"));
-    }
-    let lower = name.to_ascii_lowercase();
-    if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
-        return Err(format!(
-            "`{name}` is a reserved header; choose a name like {example}"
-        ));
-    }
-    Ok(())
-}
-
-/// Parses an octal file mode such as `0600`.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("`{s}` is not an octal file mode like \"0600\""))
-}
-
 /// Checks rules that types alone cannot express. Each error names the key.
 pub fn validate_config(config: &Config, source_name: &str) -> Result<(), Error> {
     validate(config, &ConfigSource::Inline(source_name.to_owned()))
@@ -216,7 +135,7 @@ pub fn validate_config(config: &Config, source_name: &str) -> Result<(), Error> 
 fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     let fail = |key: String, msg: String| config_error(source, Some(&key), &msg);
 
-    let listener_fail = |p: ListenerProblem| fail(p.key, p.message);
+    let listener_fail = |p: tw_core::SettingsProblem| fail(p.key, p.message);
     check_listener_access(&config.agent.api_access()).map_err(listener_fail)?;
 
     for (name, p) in &config.profiles {
@@ -238,7 +157,8 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
                     "a custom login profile takes no `issuer` or `token_url`".into(),
                 ));
             }
-            check_pointer(&custom.token_pointer).map_err(|m| fail(k("custom.token_pointer"), m))?;
+            check_pointer(&custom.token_pointer)
+                .map_err(|m| fail(k("custom.token_pointer"), m.into()))?;
             for (field, ptr) in [
                 ("expires_in_pointer", &custom.expires_in_pointer),
                 ("expires_at_pointer", &custom.expires_at_pointer),
@@ -246,7 +166,8 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
                 ("error_message_pointer", &custom.error_message_pointer),
             ] {
                 if let Some(ptr) = ptr {
-                    check_pointer(ptr).map_err(|m| fail(k(&format!("custom.{field}")), m))?;
+                    check_pointer(ptr)
+                        .map_err(|m| fail(k(&format!("custom.{field}")), m.into()))?;
                 }
             }
             check_custom_error_answer(custom).map_err(|(field, m)| fail(k(field), m))?;
@@ -317,7 +238,7 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
                 format!("no profile named `{}`", sink.profile),
             ));
         }
-        parse_mode(&sink.mode).map_err(|m| fail(k("mode"), m))?;
+        parse_mode(&sink.mode).map_err(|m| fail(k("mode"), m.into()))?;
         if sink.command.as_ref().is_some_and(|c| c.is_empty()) {
             return Err(fail(
                 k("command"),
@@ -383,20 +304,20 @@ fn validate_gateway(
     gw: &GatewayConfig,
     fail: &dyn Fn(String, String) -> Error,
 ) -> Result<(), Error> {
-    ListenAddr::parse(&gw.listen).map_err(|m| fail("gateway.listen".into(), m))?;
+    ListenAddr::parse(&gw.listen).map_err(|m| fail("gateway.listen".into(), m.into()))?;
     validate_issuers(&gw.issuers, "gateway.issuers", fail)?;
     check_forward_auth_path(&gw.forward_auth_path)
-        .map_err(|m| fail("gateway.forward_auth_path".into(), m))?;
+        .map_err(|m| fail("gateway.forward_auth_path".into(), m.into()))?;
     if gw.admin.enabled {
-        check_admin_prefix(gw).map_err(|m| fail("gateway.admin.path_prefix".into(), m))?;
+        check_admin_prefix(gw).map_err(|m| fail("gateway.admin.path_prefix".into(), m.into()))?;
     }
     for (i, p) in gw.exempt_paths.iter().enumerate() {
-        check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m))?;
+        check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m.into()))?;
     }
     check_identity_headers(&gw.identity_headers, fail)?;
     for (i, name) in gw.strip_headers.iter().enumerate() {
-        check_custom_header(name, "X-Tenant-Id")
-            .map_err(|m| fail(format!("gateway.strip_headers[{i}]"), m))?;
+        tw_http::check_custom_header(name, "X-Tenant-Id")
+            .map_err(|m| fail(format!("gateway.strip_headers[{i}]"), m.into()))?;
     }
     if let Some(authz) = &gw.authz {
         let h = &gw.identity_headers;
@@ -417,7 +338,7 @@ fn validate_gateway(
         if !r.prefix.starts_with('/') {
             return Err(fail(k("prefix"), "must start with `/`".into()));
         }
-        check_canonical_path(&r.prefix).map_err(|m| fail(k("prefix"), m))?;
+        check_canonical_path(&r.prefix).map_err(|m| fail(k("prefix"), m.into()))?;
         if let Some(host) = &r.host
             && !is_plain_host(host)
         {
@@ -487,7 +408,7 @@ fn validate_gateway(
 pub const GATEWAY_PROBE_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
 /// `/auth`-like: a plain path (no trailing `/`), not `/`, not a probe path.
-fn check_forward_auth_path(p: &str) -> Result<(), String> {
+fn check_forward_auth_path(p: &str) -> Result<(), Invalid> {
     let plain = p.len() > 1
         && p.starts_with('/')
         && !p.ends_with('/')
@@ -497,12 +418,12 @@ fn check_forward_auth_path(p: &str) -> Result<(), String> {
     if !plain {
         return Err(format!(
             "`{p}` must be a plain path such as \"/auth\": starting with `/`, not `/` alone, no trailing `/`, letters, digits and `-._~` only"
-        ));
+        ).into());
     }
     for probe in GATEWAY_PROBE_PATHS {
         let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
         if under(p, probe) || under(probe, p) {
-            return Err(format!("`{p}` collides with the probe path {probe}"));
+            return Err(format!("`{p}` collides with the probe path {probe}").into());
         }
     }
     Ok(())
@@ -510,7 +431,7 @@ fn check_forward_auth_path(p: &str) -> Result<(), String> {
 
 /// The admin API takes precedence over routes under its prefix, like the probes and the
 /// forward-auth endpoint: none of them may overlap.
-fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), String> {
+fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), Invalid> {
     let p = gw.admin.path_prefix.as_str();
     let overlaps = |a: &str, b: &str| {
         let under = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
@@ -522,7 +443,7 @@ fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), String> {
         .chain(std::iter::once(gw.forward_auth_path.as_str()));
     for other in taken {
         if overlaps(p, other) {
-            return Err(format!("`{p}` collides with {other}"));
+            return Err(format!("`{p}` collides with {other}").into());
         }
     }
     if let Some(r) = gw
@@ -530,52 +451,27 @@ fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), String> {
         .iter()
         .find(|r| r.prefix != "/" && overlaps(r.prefix.trim_end_matches('/'), p))
     {
-        return Err(format!(
-            "`{p}` would hide the route with prefix `{}`",
-            r.prefix
-        ));
+        return Err(format!("`{p}` would hide the route with prefix `{}`", r.prefix).into());
     }
     Ok(())
 }
 
 /// Exact paths, or prefixes ending in `*` (the only place a `*` may be).
-fn check_exempt_path(p: &str) -> Result<(), String> {
+fn check_exempt_path(p: &str) -> Result<(), Invalid> {
     if !p.starts_with('/') {
-        return Err(format!("`{p}` must start with `/`"));
+        return Err(format!("`{p}` must start with `/`").into());
     }
     if p.contains(['?', '#']) {
-        return Err(format!("`{p}`: give the path only, without `?` or `#`"));
+        return Err(format!("`{p}`: give the path only, without `?` or `#`").into());
     }
     if p.trim_end_matches('*').contains('*') || p.ends_with("**") {
         return Err(format!(
             "`{p}`: `*` is allowed only once, at the end (a prefix), e.g. \"/docs/*\""
-        ));
+        )
+        .into());
     }
     check_canonical_path(p.trim_end_matches('*'))
 }
-
-/// Header names the gateway never lets an identity header take: the request's own framing,
-/// credentials and forwarding fields.
-const RESERVED_HEADERS: &[&str] = &[
-    "authorization",
-    "host",
-    "connection",
-    "content-length",
-    "content-type",
-    "cookie",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-uri",
-    "x-forwarded-method",
-    "x-original-uri",
-    "x-original-method",
-];
 
 fn check_identity_headers(
     h: &IdentityHeaders,
@@ -590,7 +486,8 @@ fn check_identity_headers(
         ("issuer", &h.issuer),
     ] {
         let key = format!("gateway.identity_headers.{field}");
-        check_custom_header(name, "X-Auth-Subject").map_err(|m| fail(key.clone(), m))?;
+        tw_http::check_custom_header(name, "X-Auth-Subject")
+            .map_err(|m| fail(key.clone(), m.into()))?;
         // Servers that read `_` as `-` see these as one name: they must differ after that too.
         let lower = name.to_ascii_lowercase().replace('_', "-");
         if !seen.insert(lower) {
@@ -646,12 +543,13 @@ fn check_custom_error_answer(custom: &CustomLoginConfig) -> Result<(), (&'static
     Ok(())
 }
 
-fn check_pointer(p: &str) -> Result<(), String> {
+fn check_pointer(p: &str) -> Result<(), Invalid> {
     if p.is_empty() || p.starts_with('/') {
         Ok(())
     } else {
-        Err(format!(
-            "`{p}` is not a JSON pointer; it must start with `/`, e.g. \"/data/token\""
-        ))
+        Err(
+            format!("`{p}` is not a JSON pointer; it must start with `/`, e.g. \"/data/token\"")
+                .into(),
+        )
     }
 }

@@ -2,13 +2,16 @@
 //! [`Config`](crate::Config), in `config.rs`). Every struct rejects unknown keys.
 
 use serde::Deserialize;
-use std::path::PathBuf;
 use std::time::Duration;
 use tw_core::Error;
 use tw_core::SecretRef;
 use tw_verify::VerifierSettings;
 use url::Url;
 
+pub use tw_agent::settings::{
+    AgentConfig, CircuitBreakerConfig, DEFAULT_CALLER_KEY_HEADER, FileSinkConfig, ListenerAccess,
+    ProxyConfig, RateLimitConfig, RouteConfig, SinkFormat, check_listener_access, parse_mode,
+};
 pub use tw_broker::{CustomLoginConfig, GrantType, ProfileConfig, TimingConfig};
 pub use tw_idp::{AuthMethod, SigningAlg};
 pub use tw_verify::{
@@ -45,231 +48,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// `tokenwarden agent`: token API, file sinks, injecting proxy.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-    /// Local token API: `127.0.0.1:8790` or `unix:/run/tokenwarden/agent.sock`.
-    #[serde(default = "default_agent_listen")]
-    pub listen: String,
-    /// Let other hosts (containers, pods, machines) reach the token API. Without it, a `listen`
-    /// address other than loopback or a unix socket is refused. Requires `caller_key`.
-    #[serde(default)]
-    pub allow_remote: bool,
-    /// Shared secret every caller of `/v1/token/...` must send in `caller_key_header`. Required
-    /// by `allow_remote`, optional otherwise. A file reference is re-read at each request.
-    pub caller_key: Option<SecretRef>,
-    /// The header carrying `caller_key`.
-    #[serde(default = "default_caller_key_header")]
-    pub caller_key_header: String,
-    #[serde(default)]
-    pub sinks: Vec<FileSinkConfig>,
-    pub proxy: Option<ProxyConfig>,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_agent_listen(),
-            allow_remote: false,
-            caller_key: None,
-            caller_key_header: default_caller_key_header(),
-            sinks: Vec::new(),
-            proxy: None,
-        }
-    }
-}
-
-impl AgentConfig {
-    /// Who may call the token API.
-    pub fn api_access(&self) -> ListenerAccess<'_> {
-        ListenerAccess {
-            section: "agent",
-            what: "the token API",
-            listen: &self.listen,
-            allow_remote: self.allow_remote,
-            caller_key: self.caller_key.as_ref(),
-            caller_key_header: &self.caller_key_header,
-        }
-    }
-}
-
-fn default_agent_listen() -> String {
-    "127.0.0.1:8790".into()
-}
-
-/// Default header for an agent listener's `caller_key`. Not `Authorization`: on the proxy that
-/// header is the upstream's, and the token API's callers should not confuse the key with a token.
-pub const DEFAULT_CALLER_KEY_HEADER: &str = "X-Tokenwarden-Key";
-
-fn default_caller_key_header() -> String {
-    DEFAULT_CALLER_KEY_HEADER.into()
-}
-
-/// The settings that decide who may call one of the agent's listeners (the token API or the
-/// proxy), checked by the same rules for both.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerAccess<'a> {
-    /// The config section, e.g. `agent` or `agent.proxy`.
-    pub section: &'static str,
-    /// The listener in words, for messages: "the token API", "the proxy".
-    pub what: &'static str,
-    pub listen: &'a str,
-    pub allow_remote: bool,
-    pub caller_key: Option<&'a SecretRef>,
-    pub caller_key_header: &'a str,
-}
-
-impl ListenerAccess<'_> {
-    /// The full config key of one of the listener's fields, e.g. `agent.proxy.listen`.
-    pub fn key(&self, field: &str) -> String {
-        format!("{}.{field}", self.section)
-    }
-}
-
-/// Writes a profile's current token to a file, atomically, whenever it changes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSinkConfig {
-    pub profile: String,
-    pub path: PathBuf,
-    #[serde(default)]
-    pub format: SinkFormat,
-    /// Octal file mode, as a string.
-    #[serde(default = "default_sink_mode")]
-    pub mode: String,
-    /// Program and arguments run after each write (e.g. to signal a consumer to re-read).
-    pub command: Option<Vec<String>>,
-    #[serde(default = "default_command_timeout", with = "tw_core::duration")]
-    pub command_timeout: Duration,
-}
-
-fn default_sink_mode() -> String {
-    "0600".into()
-}
-fn default_command_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkFormat {
-    /// The bare access token, no newline.
-    #[default]
-    Raw,
-    /// `{"access_token":..,"token_type":..,"expires_at":..}`.
-    Json,
-}
-
-/// Reverse proxy that injects `Authorization: Bearer <token>` on the way to upstreams.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxyConfig {
-    #[serde(default = "default_proxy_listen")]
-    pub listen: String,
-    /// Let other hosts reach the proxy (as `agent.allow_remote` for the token API). Requires
-    /// `caller_key`.
-    #[serde(default)]
-    pub allow_remote: bool,
-    /// Shared secret every proxy caller must send in `caller_key_header`; the header is removed
-    /// before the request goes upstream. Required by `allow_remote`, optional otherwise.
-    pub caller_key: Option<SecretRef>,
-    /// The header carrying `caller_key`; removed from every proxied request, key or not.
-    #[serde(default = "default_caller_key_header")]
-    pub caller_key_header: String,
-    pub routes: Vec<RouteConfig>,
-}
-
-impl ProxyConfig {
-    /// Who may call the proxy.
-    pub fn access(&self) -> ListenerAccess<'_> {
-        ListenerAccess {
-            section: "agent.proxy",
-            what: "the proxy",
-            listen: &self.listen,
-            allow_remote: self.allow_remote,
-            caller_key: self.caller_key.as_ref(),
-            caller_key_header: &self.caller_key_header,
-        }
-    }
-}
-
-fn default_proxy_listen() -> String {
-    "127.0.0.1:8791".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Path prefix this route serves, e.g. `/smartem/`. Longest prefix wins.
-    pub prefix: String,
-    /// Base URL requests are forwarded to.
-    pub upstream: Url,
-    /// Token profile injected into requests on this route.
-    pub profile: String,
-    /// Remove `prefix` from the path before forwarding.
-    #[serde(default)]
-    pub strip_prefix: bool,
-    /// Whole-request timeout towards the upstream (until response headers).
-    #[serde(default = "default_route_timeout", with = "tw_core::duration")]
-    pub timeout: Duration,
-    /// Extra attempts for idempotent requests when the upstream connection fails.
-    #[serde(default = "default_connect_retries")]
-    pub connect_retries: u32,
-    /// Largest request body kept in memory so the request can be replayed after a 401;
-    /// larger (or unknown-length) bodies are streamed and never retried.
-    #[serde(default = "default_replay_body_limit")]
-    pub max_replay_body_bytes: u64,
-    pub rate_limit: Option<RateLimitConfig>,
-    #[serde(default)]
-    pub circuit_breaker: CircuitBreakerConfig,
-}
-
-fn default_route_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_connect_retries() -> u32 {
-    2
-}
-fn default_replay_body_limit() -> u64 {
-    1024 * 1024
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    pub per_second: u32,
-    /// Requests allowed in a burst; defaults to `per_second`.
-    pub burst: Option<u32>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreakerConfig {
-    /// Consecutive failures (connection errors, timeouts, 502/503/504) that open the circuit.
-    #[serde(default = "default_failure_threshold")]
-    pub failure_threshold: u32,
-    /// How long the circuit stays open before one trial request is let through.
-    #[serde(default = "default_open_for", with = "tw_core::duration")]
-    pub open_for: Duration,
-}
-
-impl Default for CircuitBreakerConfig {
-    fn default() -> Self {
-        Self {
-            failure_threshold: default_failure_threshold(),
-            open_for: default_open_for(),
-        }
-    }
-}
-
-fn default_failure_threshold() -> u32 {
-    5
-}
-fn default_open_for() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// `tokenwarden gateway`: bearer-token verification as a reverse proxy and/or forward-auth check.
@@ -323,7 +101,7 @@ pub struct GatewayConfig {
     pub strip_headers: Vec<String>,
     /// Authorization after verification (route rules, role map, registry). Absent: every
     /// verified token is allowed.
-    pub authz: Option<crate::authz::AuthzConfig>,
+    pub authz: Option<tw_authz::settings::AuthzConfig>,
     /// `[gateway.admin]`: the admin API (accounts, roles, audit) on this listener. Off by default.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
@@ -527,4 +305,8 @@ pub(crate) fn validate_issuers(
 
 fn default_true() -> bool {
     true
+}
+
+fn default_route_timeout() -> Duration {
+    Duration::from_secs(30)
 }

@@ -21,13 +21,15 @@
 //!
 //! Storage is the top-level `[storage]` (SQLite by default, or PostgreSQL).
 
-use crate::authz::{AuthzConfig, PermissionSourceKind, PrincipalRateLimit, check_permission_code};
 use crate::model::{AuthMethod, IssuerConfig, validate_issuers};
-use crate::syntax::ListenAddr;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tw_authz::settings::{
+    AuthzConfig, PermissionSourceKind, PrincipalRateLimit, check_permission_code,
+};
 use tw_core::Error;
+use tw_core::ListenAddr;
 use tw_core::SecretRef;
 use tw_vault::RedirectPolicy;
 use tw_verify::VerifierSettings;
@@ -361,7 +363,7 @@ pub(crate) fn validate_vault(
     fail: &dyn Fn(String, String) -> Error,
 ) -> Result<(), Error> {
     let k = |rest: &str| format!("vault.{rest}");
-    ListenAddr::parse(&v.listen).map_err(|m| fail(k("listen"), m))?;
+    ListenAddr::parse(&v.listen).map_err(|m| fail(k("listen"), m.into()))?;
     if !http_url(&v.public_url) || v.public_url.query().is_some() {
         return Err(fail(
             k("public_url"),
@@ -563,7 +565,7 @@ pub(crate) fn validate_vault(
             ));
         }
         for (j, p) in perms.iter().enumerate() {
-            check_permission_code(p, true).map_err(|m| fail(key(j), m))?;
+            check_permission_code(p, true).map_err(|m| fail(key(j), m.into()))?;
             // Only `*`, `vault:*` and the codes themselves reach a vault permission.
             if !(p == "*" || p == "vault:*" || VAULT_PERMISSIONS.contains(&p.as_str())) {
                 return Err(fail(

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod duration;
 pub mod error;
 pub mod fsutil;
+pub mod invalid;
 pub mod listen;
 pub mod secret;
 pub mod secret_ref;
@@ -21,6 +22,7 @@ pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{Error, ErrorKind, NetworkClass, OAuthErrorFact, Result};
+pub use invalid::{CONFIG_INVALID, Invalid, SettingsProblem};
 pub use listen::ListenAddr;
 pub use secret::{Secret, TokenFingerprint};
 pub use secret_ref::SecretRef;

@@ -17,6 +17,7 @@ pub mod bearer;
 pub mod connections;
 mod error;
 pub mod forward;
+mod headers;
 pub mod json;
 pub mod openapi;
 pub mod path;
@@ -29,6 +30,7 @@ pub use error::{
     ApiError, ErrorCode, error_body, method_not_allowed_fallback, not_found_fallback,
     retry_after_secs,
 };
+pub use headers::check_custom_header;
 pub use probes::{MetricsRender, Probes, Readiness, ReadinessFn, probes_router};
 pub use serve::{Listener, NoDelayTcp, PeerAddr, SOCKET_MODE, bind, serve, serve_with};
 pub use trace::{SafeMakeSpan, SafeTraceLayer, trace_layer};

@@ -18,6 +18,6 @@ pub fn build_agent(
             metrics.render()
         })
     };
-    let agent = tw_agent::Agent::new(cfg, broker.clone(), Some(render));
+    let agent = tw_agent::Agent::new(&cfg.agent, broker.clone(), Some(render));
     Ok((broker, agent))
 }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use std::time::Duration;
-use tw_core::SecretRef;
+use tw_core::{SecretRef, SettingsProblem};
 use url::Url;
 
 /// Largest accepted token by default (16 KiB).
@@ -45,14 +45,6 @@ impl VerifierSettings {
             verified_cache_max_bytes: DEFAULT_VERIFIED_CACHE_MAX_BYTES,
         }
     }
-}
-
-/// A setting that cannot work: its full key and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key `{key}`: {message}")]
-pub struct SettingsProblem {
-    pub key: String,
-    pub message: String,
 }
 
 /// Checks a list of trusted issuers; `key` is the list's key in messages

@@ -3,10 +3,10 @@
 //! Time comes from the [`Clock`], so tests move it by hand.
 
 use crate::metrics_names::METRIC_PROXY_BREAKER_STATE;
+use crate::settings::CircuitBreakerConfig;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
-use tw_config::CircuitBreakerConfig;
 use tw_core::{Clock, UnixTime};
 
 /// While a trial is in flight, others are told to come back after this.

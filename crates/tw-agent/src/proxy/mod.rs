@@ -12,6 +12,7 @@ pub use breaker::BreakerState;
 
 use crate::access::{self, CallerAccess};
 use crate::metrics_names::*;
+use crate::settings::{ProxyConfig, RouteConfig};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -32,7 +33,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 use tw_broker::{Broker, IssuedToken, Profile, TokenRequest};
-use tw_config::{ProxyConfig, RouteConfig};
 use tw_core::backoff::Backoff;
 use tw_core::{Clock, Error, ErrorKind};
 use tw_http::forward::{self, SendFailure, Target, UpstreamClient as HttpClient};
@@ -112,7 +112,7 @@ impl Proxy {
     }
 
     /// The address to bind (`agent.proxy.listen`, checked).
-    pub fn listen(&self) -> &tw_config::ListenAddr {
+    pub fn listen(&self) -> &tw_core::ListenAddr {
         self.inner.access.listen()
     }
 

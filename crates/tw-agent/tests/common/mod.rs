@@ -90,7 +90,7 @@ pub async fn bind_config(
     clock: Arc<dyn Clock>,
 ) -> Result<BoundAgent, Error> {
     let broker = Arc::new(Broker::from_profiles(&cfg.profiles, clock.clone()).expect("broker"));
-    Agent::new(cfg, broker, Some(Arc::new(|| "# test\n".to_owned())))
+    Agent::new(&cfg.agent, broker, Some(Arc::new(|| "# test\n".to_owned())))
         .with_clock(clock)
         .bind()
         .await
@@ -110,7 +110,7 @@ impl RunningAgent {
         let cfg = load(toml);
         let broker = Arc::new(Broker::from_profiles(&cfg.profiles, clock.clone()).expect("broker"));
         let bound = Agent::new(
-            &cfg,
+            &cfg.agent,
             broker.clone(),
             Some(Arc::new(|| "# test\n".to_owned())),
         )

@@ -325,7 +325,7 @@ impl FeedingAgent {
         let broker = Arc::new(
             tw_broker::Broker::from_profiles(&cfg.profiles, clock.clone()).expect("broker"),
         );
-        let bound = tw_agent::Agent::new(&cfg, broker.clone(), None)
+        let bound = tw_agent::Agent::new(&cfg.agent, broker.clone(), None)
             .with_clock(clock)
             .bind()
             .await

@@ -69,7 +69,7 @@ async fn start_gateway(toml: &str) -> (String, Running<Error>) {
             .expect("verifier"),
     );
     verifier.start().await;
-    let bound = tw_gateway::Gateway::new(&cfg, verifier)
+    let bound = tw_gateway::Gateway::new(&cfg.gateway_settings(), verifier)
         .expect("gateway")
         .bind()
         .await

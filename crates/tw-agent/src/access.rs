@@ -63,7 +63,7 @@ impl CallerAccess {
         let header_key = access.key("caller_key_header");
         let header = HeaderName::from_bytes(access.caller_key_header.as_bytes()).map_err(|_| {
             Error::config(
-                "config_invalid",
+                tw_core::CONFIG_INVALID,
                 format!("{header_key}: not a valid HTTP header name"),
             )
             .with("key", header_key)

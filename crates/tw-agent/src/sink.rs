@@ -44,7 +44,7 @@ impl FileSink {
             .with("key", format!("{key}.profile"))
         })?;
         let mode = crate::settings::parse_mode(&cfg.mode).map_err(|m| {
-            Error::config("config_invalid", format!("{key}.mode: {m}"))
+            Error::config(tw_core::CONFIG_INVALID, format!("{key}.mode: {m}"))
                 .with("key", format!("{key}.mode"))
         })?;
         Ok(Self {

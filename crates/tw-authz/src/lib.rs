@@ -153,7 +153,11 @@ impl AuthzBuilder {
             .with("key", "gateway.authz.sources"));
         }
         let rules = RuleSet::new(&cfg.rules, self.case_insensitive_paths).map_err(|(key, m)| {
-            Error::config("config_invalid", format!("key `{key}`: {m}")).with("key", key)
+            tw_core::SettingsProblem {
+                key: key.to_string(),
+                message: m.to_string(),
+            }
+            .into_error()
         })?;
         let registry = self.registry.map(|(src, version)| {
             CachedRegistry::new(

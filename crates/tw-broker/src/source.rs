@@ -50,7 +50,7 @@ pub fn from_config(
         )),
         (None, None) => {
             return Err(Error::config(
-                "config_invalid",
+                tw_core::CONFIG_INVALID,
                 format!("profile `{name}` needs `issuer` or `token_url`"),
             ));
         }
@@ -200,7 +200,10 @@ impl OAuthSource {
         let secret = |r: &Option<SecretRef>, field: &str| -> Result<Secret, Error> {
             r.as_ref()
                 .ok_or_else(|| {
-                    Error::config("config_invalid", format!("`{}` is required", key(field)))
+                    Error::config(
+                        tw_core::CONFIG_INVALID,
+                        format!("`{}` is required", key(field)),
+                    )
                 })?
                 .resolve(&key(field))
         };

@@ -87,7 +87,11 @@ impl AdminConfig {
     pub fn validate(&self) -> Result<(), Error> {
         let fail = |key: &str, msg: &str| {
             let key = format!("gateway.admin.{key}");
-            Error::config("config_invalid", format!("key `{key}`: {msg}")).with("key", key)
+            tw_core::SettingsProblem {
+                key: key.to_string(),
+                message: msg.to_string(),
+            }
+            .into_error()
         };
         check_path_prefix(&self.path_prefix).map_err(|m| fail("path_prefix", m.into()))?;
         check_roles(&self.roles).map_err(|m| fail("roles", m.into()))?;

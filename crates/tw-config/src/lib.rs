@@ -7,7 +7,6 @@
 //!   refused. They are resolved into redacting [`tw_core::Secret`]s only when used.
 
 mod admin;
-mod authz;
 mod config;
 mod load;
 mod model;
@@ -17,8 +16,7 @@ mod vault;
 pub use admin::AdminConfig;
 pub use config::Config;
 pub use load::{
-    ConfigSource, ENV_PREFIX, GATEWAY_PROBE_PATHS, load, load_str, validate_config,
-    validate_gateway_config,
+    ConfigSource, ENV_PREFIX, load, load_str, validate_config, validate_gateway_config,
 };
 pub use model::*;
 pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};

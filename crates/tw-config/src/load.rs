@@ -5,9 +5,7 @@ use crate::model::*;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use std::path::{Path, PathBuf};
-use tw_authz::settings::{check_canonical_path, is_plain_host};
-use tw_core::ListenAddr;
-use tw_core::{Error, Invalid};
+use tw_core::{CONFIG_INVALID, Error, Invalid, SettingsProblem};
 
 /// Environment variables with this prefix override file values.
 pub const ENV_PREFIX: &str = "TOKENWARDEN_";
@@ -93,7 +91,7 @@ fn figment_error(err: figment::Error, source: &ConfigSource) -> Error {
     if total > 1 {
         message.push_str(&format!(" (and {} more problem(s))", total - 1));
     }
-    let mut out = Error::config("config_invalid", message).with("file", origin);
+    let mut out = Error::config(CONFIG_INVALID, message).with("file", origin);
     if !key.is_empty() {
         out = out.with("key", key);
     }
@@ -116,15 +114,14 @@ fn kind_message(kind: &figment::error::Kind) -> String {
 
 fn config_error(source: &ConfigSource, key: Option<&str>, message: &str) -> Error {
     let name = source.name();
-    let text = match key {
-        Some(k) => format!("{name}: key `{k}`: {message}"),
-        None => format!("{name}: {message}"),
-    };
-    let mut e = Error::config("config_invalid", text).with("file", name);
-    if let Some(k) = key {
-        e = e.with("key", k);
+    match key {
+        Some(k) => SettingsProblem {
+            key: k.to_owned(),
+            message: message.to_owned(),
+        }
+        .into_error_in(&name),
+        None => Error::config(CONFIG_INVALID, format!("{name}: {message}")).with("file", name),
     }
-    e
 }
 
 /// Checks rules that types alone cannot express. Each error names the key.
@@ -300,135 +297,6 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
     Ok(())
 }
 
-fn validate_gateway(
-    gw: &GatewayConfig,
-    fail: &dyn Fn(String, String) -> Error,
-) -> Result<(), Error> {
-    ListenAddr::parse(&gw.listen).map_err(|m| fail("gateway.listen".into(), m.into()))?;
-    validate_issuers(&gw.issuers, "gateway.issuers", fail)?;
-    check_forward_auth_path(&gw.forward_auth_path)
-        .map_err(|m| fail("gateway.forward_auth_path".into(), m.into()))?;
-    if gw.admin.enabled {
-        check_admin_prefix(gw).map_err(|m| fail("gateway.admin.path_prefix".into(), m.into()))?;
-    }
-    for (i, p) in gw.exempt_paths.iter().enumerate() {
-        check_exempt_path(p).map_err(|m| fail(format!("gateway.exempt_paths[{i}]"), m.into()))?;
-    }
-    check_identity_headers(&gw.identity_headers, fail)?;
-    for (i, name) in gw.strip_headers.iter().enumerate() {
-        tw_http::check_custom_header(name, "X-Tenant-Id")
-            .map_err(|m| fail(format!("gateway.strip_headers[{i}]"), m.into()))?;
-    }
-    if let Some(authz) = &gw.authz {
-        let h = &gw.identity_headers;
-        let names = [
-            &h.subject,
-            &h.client_id,
-            &h.service_account,
-            &h.scopes,
-            &h.issuer,
-        ]
-        .map(|n| n.to_ascii_lowercase());
-        let issuers: Vec<&str> = gw.issuers.iter().map(|i| i.issuer.as_str()).collect();
-        crate::authz::validate_authz(authz, &names, &issuers, fail)?;
-    }
-    let mut routes_seen = std::collections::HashSet::new();
-    for (i, r) in gw.routes.iter().enumerate() {
-        let k = |field: &str| format!("gateway.routes[{i}].{field}");
-        if !r.prefix.starts_with('/') {
-            return Err(fail(k("prefix"), "must start with `/`".into()));
-        }
-        check_canonical_path(&r.prefix).map_err(|m| fail(k("prefix"), m.into()))?;
-        if let Some(host) = &r.host
-            && !is_plain_host(host)
-        {
-            return Err(fail(
-                k("host"),
-                "a host name without scheme, port or path, e.g. \"api.example.org\"".into(),
-            ));
-        }
-        let host = r.host.as_deref().map(str::to_ascii_lowercase);
-        if !routes_seen.insert((host, r.prefix.trim_end_matches('/').to_owned())) {
-            return Err(fail(
-                k("prefix"),
-                format!(
-                    "`{}` is used by an earlier route for the same host",
-                    r.prefix
-                ),
-            ));
-        }
-        if !matches!(r.upstream.scheme(), "http" | "https") {
-            return Err(fail(
-                k("upstream"),
-                "must be an http:// or https:// URL".into(),
-            ));
-        }
-        if r.introspect && gw.issuers.iter().all(|iss| iss.introspection.is_none()) {
-            return Err(fail(
-                k("introspect"),
-                "no issuer has an `introspection` section".into(),
-            ));
-        }
-    }
-    let c = &gw.connections;
-    for (key, d) in [
-        ("header_read_timeout", c.header_read_timeout),
-        ("idle_timeout", c.idle_timeout),
-        ("stall_timeout", c.stall_timeout),
-    ] {
-        if d.is_zero() {
-            return Err(fail(
-                format!("gateway.connections.{key}"),
-                "must be more than 0".into(),
-            ));
-        }
-    }
-    if c.max_connections == 0 {
-        return Err(fail(
-            "gateway.connections.max_connections".into(),
-            "must be at least 1".into(),
-        ));
-    }
-    if c.max_requests_per_connection == 0 {
-        return Err(fail(
-            "gateway.connections.max_requests_per_connection".into(),
-            "must be at least 1".into(),
-        ));
-    }
-    if gw.max_token_bytes < 256 {
-        return Err(fail(
-            "gateway.max_token_bytes".into(),
-            "must be at least 256".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Paths the gateway serves itself, whatever the routes say.
-pub const GATEWAY_PROBE_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
-
-/// `/auth`-like: a plain path (no trailing `/`), not `/`, not a probe path.
-fn check_forward_auth_path(p: &str) -> Result<(), Invalid> {
-    let plain = p.len() > 1
-        && p.starts_with('/')
-        && !p.ends_with('/')
-        && !p.contains("//")
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c));
-    if !plain {
-        return Err(format!(
-            "`{p}` must be a plain path such as \"/auth\": starting with `/`, not `/` alone, no trailing `/`, letters, digits and `-._~` only"
-        ).into());
-    }
-    for probe in GATEWAY_PROBE_PATHS {
-        let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
-        if under(p, probe) || under(probe, p) {
-            return Err(format!("`{p}` collides with the probe path {probe}").into());
-        }
-    }
-    Ok(())
-}
-
 /// The admin API takes precedence over routes under its prefix, like the probes and the
 /// forward-auth endpoint: none of them may overlap.
 fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), Invalid> {
@@ -437,7 +305,7 @@ fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), Invalid> {
         let under = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
         under(a, b) || under(b, a)
     };
-    let taken = GATEWAY_PROBE_PATHS
+    let taken = tw_gateway::GATEWAY_PROBE_PATHS
         .iter()
         .copied()
         .chain(std::iter::once(gw.forward_auth_path.as_str()));
@@ -456,55 +324,23 @@ fn check_admin_prefix(gw: &GatewayConfig) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Exact paths, or prefixes ending in `*` (the only place a `*` may be).
-fn check_exempt_path(p: &str) -> Result<(), Invalid> {
-    if !p.starts_with('/') {
-        return Err(format!("`{p}` must start with `/`").into());
-    }
-    if p.contains(['?', '#']) {
-        return Err(format!("`{p}`: give the path only, without `?` or `#`").into());
-    }
-    if p.trim_end_matches('*').contains('*') || p.ends_with("**") {
-        return Err(format!(
-            "`{p}`: `*` is allowed only once, at the end (a prefix), e.g. \"/docs/*\""
-        )
-        .into());
-    }
-    check_canonical_path(p.trim_end_matches('*'))
-}
-
-fn check_identity_headers(
-    h: &IdentityHeaders,
-    fail: &dyn Fn(String, String) -> Error,
-) -> Result<(), Error> {
-    let mut seen = std::collections::HashSet::new();
-    for (field, name) in [
-        ("subject", &h.subject),
-        ("client_id", &h.client_id),
-        ("service_account", &h.service_account),
-        ("scopes", &h.scopes),
-        ("issuer", &h.issuer),
-    ] {
-        let key = format!("gateway.identity_headers.{field}");
-        tw_http::check_custom_header(name, "X-Auth-Subject")
-            .map_err(|m| fail(key.clone(), m.into()))?;
-        // Servers that read `_` as `-` see these as one name: they must differ after that too.
-        let lower = name.to_ascii_lowercase().replace('_', "-");
-        if !seen.insert(lower) {
-            return Err(fail(
-                key,
-                format!("`{name}` is already used by another identity header"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Checks a `[gateway]` section on its own (for callers that build one without a file).
 pub fn validate_gateway_config(gw: &GatewayConfig, source_name: &str) -> Result<(), Error> {
     let source = ConfigSource::Inline(source_name.to_owned());
     let fail = |key: String, msg: String| config_error(&source, Some(&key), &msg);
     validate_gateway(gw, &fail)
+}
+
+/// The gateway's own checks, then the admin API's place on its listener.
+fn validate_gateway(
+    gw: &GatewayConfig,
+    fail: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    tw_gateway::check_gateway(&gw.gateway_settings()).map_err(|p| fail(p.key, p.message))?;
+    if gw.admin.enabled {
+        check_admin_prefix(gw).map_err(|m| fail("gateway.admin.path_prefix".into(), m.into()))?;
+    }
+    Ok(())
 }
 
 /// The error-answer keys of a custom login profile go together; the values must be scalars.

@@ -2,17 +2,17 @@
 //! [`Config`](crate::Config), in `config.rs`). Every struct rejects unknown keys.
 
 use serde::Deserialize;
-use std::time::Duration;
 use tw_core::Error;
-use tw_core::SecretRef;
 use tw_verify::VerifierSettings;
-use url::Url;
 
 pub use tw_agent::settings::{
     AgentConfig, CircuitBreakerConfig, DEFAULT_CALLER_KEY_HEADER, FileSinkConfig, ListenerAccess,
     ProxyConfig, RateLimitConfig, RouteConfig, SinkFormat, check_listener_access, parse_mode,
 };
 pub use tw_broker::{CustomLoginConfig, GrantType, ProfileConfig, TimingConfig};
+pub use tw_gateway::{
+    ConnectionsConfig, GATEWAY_PROBE_PATHS, GatewayRouteConfig, IdentityHeaders, PathsConfig,
+};
 pub use tw_idp::{AuthMethod, SigningAlg};
 pub use tw_verify::{
     ACCEPTABLE_ALGORITHMS, DEFAULT_VERIFIED_CACHE_MAX_BYTES, IntrospectionConfig, IssuerConfig,
@@ -107,99 +107,6 @@ pub struct GatewayConfig {
     pub admin: crate::admin::AdminConfig,
 }
 
-/// `[gateway.paths]`. Every request path is decoded and resolved once (dot segments, merged
-/// slashes, unreserved escapes); what upstreams resolve differently is refused with 400
-/// `invalid_path` unless allowed here. See the README's "Path handling".
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PathsConfig {
-    /// Rules, exempt paths and routes match regardless of case. On by default: ASP.NET Core,
-    /// IIS and Express route case-insensitively, and a case-sensitive match there lets
-    /// `/API/admin` past a rule for `/api/admin`.
-    #[serde(default = "default_true")]
-    pub case_insensitive: bool,
-    /// Let `%2F` through inside a segment (kept encoded). Safe only for upstreams that treat it as
-    /// data (ASP.NET Core, Express, Go); nginx decodes it before matching locations.
-    #[serde(default)]
-    pub allow_encoded_slash: bool,
-    /// Let `\` and `%5C` through (forwarded as `%5C`). Unsafe for IIS, which treats `\` as `/`.
-    #[serde(default)]
-    pub allow_backslash: bool,
-    /// Let `;` through as an ordinary character. Unsafe for Tomcat, Spring and Jetty, which
-    /// strip `;parameters` from segments.
-    #[serde(default)]
-    pub allow_semicolon: bool,
-    /// Let `%25` (an encoded `%`) through, kept encoded. Unsafe for any upstream chain that
-    /// decodes twice.
-    #[serde(default)]
-    pub allow_encoded_percent: bool,
-}
-
-impl Default for PathsConfig {
-    fn default() -> Self {
-        Self {
-            case_insensitive: true,
-            allow_encoded_slash: false,
-            allow_backslash: false,
-            allow_semicolon: false,
-            allow_encoded_percent: false,
-        }
-    }
-}
-
-/// `[gateway.connections]`: limits every client connection obeys.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectionsConfig {
-    /// A request's headers must arrive within this (slowloris protection).
-    #[serde(default = "default_header_read_timeout", with = "tw_core::duration")]
-    pub header_read_timeout: Duration,
-    /// A keep-alive connection with no request in progress is closed after this.
-    #[serde(default = "default_idle_timeout", with = "tw_core::duration")]
-    pub idle_timeout: Duration,
-    /// A connection serving a request is closed when its client stops reading the response, or
-    /// stops sending the request body the upstream is waiting for, for this long.
-    #[serde(default = "default_stall_timeout", with = "tw_core::duration")]
-    pub stall_timeout: Duration,
-    /// Concurrent connections at most (lowered to fit the process's file-descriptor limit). A
-    /// connection over the cap makes room by closing the oldest connection that has no request
-    /// in progress; when all are busy, a few more are admitted for `/healthz` and `/readyz`
-    /// only, and anything else is answered 503 and closed.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Requests served on one connection before it is closed (`Connection: close`).
-    #[serde(default = "default_max_requests_per_connection")]
-    pub max_requests_per_connection: u64,
-}
-
-impl Default for ConnectionsConfig {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: default_header_read_timeout(),
-            idle_timeout: default_idle_timeout(),
-            stall_timeout: default_stall_timeout(),
-            max_connections: default_max_connections(),
-            max_requests_per_connection: default_max_requests_per_connection(),
-        }
-    }
-}
-
-fn default_header_read_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_stall_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_connections() -> usize {
-    4096
-}
-fn default_max_requests_per_connection() -> u64 {
-    10_000
-}
-
 fn default_gateway_listen() -> String {
     "127.0.0.1:8800".into()
 }
@@ -216,72 +123,24 @@ fn default_verified_cache_max_bytes() -> u64 {
     tw_verify::DEFAULT_VERIFIED_CACHE_MAX_BYTES
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayRouteConfig {
-    /// Match only this `Host` (without port). Absent: any host.
-    pub host: Option<String>,
-    #[serde(default = "default_route_prefix")]
-    pub prefix: String,
-    pub upstream: Url,
-    #[serde(default)]
-    pub strip_prefix: bool,
-    /// Check every token on this route by introspection, even valid JWTs (revocation).
-    #[serde(default)]
-    pub introspect: bool,
-    #[serde(default = "default_route_timeout", with = "tw_core::duration")]
-    pub timeout: Duration,
-}
-
-fn default_route_prefix() -> String {
-    "/".into()
-}
-
-/// Names of the identity headers sent upstream (incoming ones with these names are removed).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityHeaders {
-    #[serde(default = "h_subject")]
-    pub subject: String,
-    #[serde(default = "h_client_id")]
-    pub client_id: String,
-    #[serde(default = "h_service_account")]
-    pub service_account: String,
-    #[serde(default = "h_scopes")]
-    pub scopes: String,
-    #[serde(default = "h_issuer")]
-    pub issuer: String,
-}
-
-impl Default for IdentityHeaders {
-    fn default() -> Self {
-        Self {
-            subject: h_subject(),
-            client_id: h_client_id(),
-            service_account: h_service_account(),
-            scopes: h_scopes(),
-            issuer: h_issuer(),
+impl GatewayConfig {
+    /// What the gateway takes from this section.
+    pub fn gateway_settings(&self) -> tw_gateway::GatewaySettings {
+        tw_gateway::GatewaySettings {
+            listen: self.listen.clone(),
+            routes: self.routes.clone(),
+            exempt_paths: self.exempt_paths.clone(),
+            forward_auth_path: self.forward_auth_path.clone(),
+            identity_headers: self.identity_headers.clone(),
+            paths: self.paths,
+            connections: self.connections,
+            keep_method_override: self.keep_method_override,
+            strip_headers: self.strip_headers.clone(),
+            authz: self.authz.clone(),
+            verifier: self.verifier_settings(),
         }
     }
-}
 
-fn h_subject() -> String {
-    "X-Auth-Subject".into()
-}
-fn h_client_id() -> String {
-    "X-Auth-Client-Id".into()
-}
-fn h_service_account() -> String {
-    "X-Auth-Service-Account".into()
-}
-fn h_scopes() -> String {
-    "X-Auth-Scopes".into()
-}
-fn h_issuer() -> String {
-    "X-Auth-Issuer".into()
-}
-
-impl GatewayConfig {
     /// What the gateway's verifier takes from this section.
     pub fn verifier_settings(&self) -> VerifierSettings {
         VerifierSettings {
@@ -301,12 +160,4 @@ pub(crate) fn validate_issuers(
     fail: &dyn Fn(String, String) -> Error,
 ) -> Result<(), Error> {
     tw_verify::check_issuers(issuers, key).map_err(|p| fail(p.key, p.message))
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_route_timeout() -> Duration {
-    Duration::from_secs(30)
 }

@@ -84,7 +84,11 @@ impl StorageConfig {
     /// the key (`storage.url`, ...) and never echo a password.
     pub fn validate(&self) -> Result<(), Error> {
         let fail = |key: String, msg: String| {
-            Error::config("config_invalid", format!("key `{key}`: {msg}")).with("key", key)
+            tw_core::SettingsProblem {
+                key: key.to_string(),
+                message: msg.to_string(),
+            }
+            .into_error()
         };
         validate_storage(self, &fail)
     }

@@ -72,3 +72,16 @@ impl fmt::Display for SettingsProblem {
 }
 
 impl std::error::Error for SettingsProblem {}
+
+impl SettingsProblem {
+    /// As a configuration error of `source` (a file's path, or what built the settings), in the
+    /// words a file's error has: `SOURCE: key `KEY`: MESSAGE`.
+    pub fn into_error_in(self, source: &str) -> crate::Error {
+        crate::Error::config(
+            CONFIG_INVALID,
+            format!("{source}: key `{}`: {}", self.key, self.message),
+        )
+        .with("file", source)
+        .with("key", self.key)
+    }
+}

@@ -111,7 +111,7 @@ pub fn token_failure_cause(e: &Error) -> &'static str {
     }
     match (e.kind(), e.code()) {
         (_, "secret_unavailable") => "secret_unavailable",
-        (ErrorKind::Config, _) => "config_invalid",
+        (ErrorKind::Config, _) => tw_core::CONFIG_INVALID,
         (_, codes::IDP_INVALID_SCOPE) => "invalid_scope",
         (_, codes::IDP_INVALID_GRANT) => "invalid_grant",
         (_, codes::IDP_UNSUPPORTED_GRANT_TYPE) => "unsupported_grant_type",

@@ -101,7 +101,7 @@ impl Doctor {
     /// The report for a configuration that did not load: the `config` step, failed, naming the
     /// file and the key.
     pub fn config_error(e: &tw_core::Error) -> Report {
-        let mut step = failed_on("config", None, "config_invalid", e);
+        let mut step = failed_on("config", None, tw_core::CONFIG_INVALID, e);
         if let Some(file) = e.context_value("file") {
             step = step.detail(format!("file: {file}"));
         }
@@ -172,7 +172,7 @@ impl Doctor {
         let verifier = match Verifier::new(&cfg.verifier_settings(), self.clock.clone()) {
             Ok(v) => Arc::new(v),
             Err(e) => {
-                report.push(failed_on("gateway", None, "config_invalid", &e));
+                report.push(failed_on("gateway", None, tw_core::CONFIG_INVALID, &e));
                 return None;
             }
         };
@@ -225,7 +225,7 @@ impl Doctor {
                 match builder.build() {
                     Ok(z) => Some(z),
                     Err(e) => {
-                        report.push(failed_on("gateway", None, "config_invalid", &e));
+                        report.push(failed_on("gateway", None, tw_core::CONFIG_INVALID, &e));
                         None
                     }
                 }
@@ -577,7 +577,7 @@ impl Doctor {
         let source = match tw_broker::source::from_config(name, p, http.idp.clone()) {
             Ok(s) => s,
             Err(e) => {
-                report.push(failed_on("token", pn, "config_invalid", &e));
+                report.push(failed_on("token", pn, tw_core::CONFIG_INVALID, &e));
                 return None;
             }
         };

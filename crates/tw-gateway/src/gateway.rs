@@ -6,6 +6,7 @@ use crate::metrics_names::*;
 use crate::original::{asked_by_nginx, original_request};
 use crate::paths::{ExemptPaths, Route, Routes, request_host};
 use crate::refusal::{Refusal, outcome, unrepresentable};
+use crate::settings::{ConnectionsConfig, GatewaySettings, check_gateway};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -17,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use tw_config::{ConnectionsConfig, GatewayConfig, ListenAddr};
+use tw_core::ListenAddr;
 use tw_core::{Error, TokenFingerprint};
 use tw_http::ConnectionLimits;
 use tw_http::forward::{self, UpstreamClient};
@@ -105,7 +106,7 @@ impl Gateway {
     /// [`tw_authz::Authz`] auditing to the log (its audit writer needs a Tokio runtime; a
     /// configuration using the account registry needs [`Gateway::with_decision`] instead:
     /// build with [`Gateway::new_with_decision`]); without, every verified token is allowed.
-    pub fn new(cfg: &GatewayConfig, verifier: Arc<Verifier>) -> Result<Self, Error> {
+    pub fn new(cfg: &GatewaySettings, verifier: Arc<Verifier>) -> Result<Self, Error> {
         let decision: Arc<dyn Decision> = match &cfg.authz {
             Some(authz) => Arc::new(
                 tw_authz::Authz::builder(authz)
@@ -120,11 +121,11 @@ impl Gateway {
     /// As [`Gateway::new`], with this decision (e.g. a [`tw_authz::Authz`] built with the
     /// account registry and the audit store).
     pub fn new_with_decision(
-        cfg: &GatewayConfig,
+        cfg: &GatewaySettings,
         verifier: Arc<Verifier>,
         decision: Arc<dyn Decision>,
     ) -> Result<Self, Error> {
-        tw_config::validate_gateway_config(cfg, "gateway configuration")?;
+        check_gateway(cfg).map_err(|p| p.into_error_in("gateway configuration"))?;
         let permissions_header = cfg.authz.as_ref().map(|a| a.permissions_header.as_str());
         let p = &cfg.paths;
         let paths = PathPolicy {
@@ -213,7 +214,7 @@ impl Gateway {
     /// Binds `gateway.listen` (TCP or `unix:`).
     pub async fn bind(self) -> Result<BoundGateway, Error> {
         let addr = ListenAddr::parse(&self.listen).map_err(|m| {
-            Error::config("config_invalid", format!("gateway.listen: {m}"))
+            Error::config(tw_core::CONFIG_INVALID, format!("gateway.listen: {m}"))
                 .with("key", "gateway.listen")
         })?;
         let listener = tw_http::bind(&addr, "gateway.listen").await?;

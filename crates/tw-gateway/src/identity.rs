@@ -3,9 +3,9 @@
 //! `_` into `-`) — are always removed first, so no caller can spoof them. Method-override headers
 //! are treated the same way unless `keep_method_override` is set.
 
+use crate::settings::IdentityHeaders;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
-use tw_config::IdentityHeaders;
 use tw_core::Error;
 use tw_verify::VerifiedToken;
 
@@ -81,7 +81,7 @@ impl IdentityHeaderNames {
                     format!("gateway.identity_headers.{field}")
                 };
                 Error::config(
-                    "config_invalid",
+                    tw_core::CONFIG_INVALID,
                     format!("key `{key}`: `{name}` is not a valid HTTP header name"),
                 )
                 .with("key", key)

@@ -32,8 +32,13 @@ mod metrics_names;
 pub mod original;
 pub mod paths;
 pub mod refusal;
+pub mod settings;
 
 pub use decision::{AllowAll, Allowed, Decision, DecisionRequest, Denied, Mode, Verdict};
 pub use gateway::{BoundGateway, Gateway, Outcome};
 pub use metrics_names::*;
 pub use refusal::{REALM, Refusal};
+pub use settings::{
+    ConnectionsConfig, GATEWAY_PROBE_PATHS, GatewayRouteConfig, GatewaySettings, IdentityHeaders,
+    PathsConfig, check_gateway,
+};

@@ -2,11 +2,11 @@
 //! prefix), and the one host a request is for. Every comparison is on the canonical path
 //! ([`tw_http::path`]), in lower case when `[gateway.paths] case_insensitive` is on.
 
+use crate::settings::GatewayRouteConfig;
 use axum::extract::Request;
 use http::header::HOST;
 use std::time::Duration;
-use tw_config::GatewayRouteConfig;
-pub use tw_config::normalize_host;
+pub use tw_authz::settings::normalize_host;
 use tw_core::Error;
 use tw_http::forward::Target;
 
@@ -139,7 +139,7 @@ pub fn host_of(authority: Option<&str>, header: Option<&str>) -> Result<Option<S
                 "{what} must not hold userinfo (`user@`)"
             )));
         }
-        tw_config::parse_host(value).ok_or_else(|| {
+        tw_authz::settings::parse_host(value).ok_or_else(|| {
             invalid_host(&format!(
                 "{what} is not a host name with an optional port of 1 to 5 digits"
             ))

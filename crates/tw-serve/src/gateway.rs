@@ -58,10 +58,14 @@ where
                     detail: storage.detail(),
                 }
             };
-            tw_gateway::Gateway::new_with_decision(gw, verifier.clone(), decision)?
-                .with_readiness_check("storage", Arc::new(readiness))
+            tw_gateway::Gateway::new_with_decision(
+                &gw.gateway_settings(),
+                verifier.clone(),
+                decision,
+            )?
+            .with_readiness_check("storage", Arc::new(readiness))
         }
-        None => tw_gateway::Gateway::new(gw, verifier.clone())?,
+        None => tw_gateway::Gateway::new(&gw.gateway_settings(), verifier.clone())?,
     };
     if let Some(store) = admin_store {
         // Admin permissions are decided by `[gateway.authz]`, as for the gateway's routes.

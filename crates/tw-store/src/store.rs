@@ -339,7 +339,7 @@ impl Store {
             Some(StorageKind::Postgres) => {
                 let mut opts = PgConnectOptions::from_str(&cfg.url).map_err(|e| {
                     Error::config(
-                        "config_invalid",
+                        tw_core::CONFIG_INVALID,
                         format!("key `storage.url`: not a usable PostgreSQL URL: {e}"),
                     )
                     .with("key", "storage.url")

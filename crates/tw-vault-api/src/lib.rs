@@ -112,7 +112,7 @@ pub fn router(
 /// the port before serving).
 pub async fn bind(listen: &str) -> Result<tw_http::Listener, Error> {
     let addr = ListenAddr::parse(listen).map_err(|m| {
-        Error::config("config_invalid", format!("key `vault.listen`: {m}"))
+        Error::config(tw_core::CONFIG_INVALID, format!("key `vault.listen`: {m}"))
             .with("key", "vault.listen")
     })?;
     tw_http::bind(&addr, "vault.listen").await

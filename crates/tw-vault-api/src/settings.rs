@@ -50,7 +50,7 @@ pub fn vault_settings(cfg: &VaultConfig) -> Result<VaultSettings, Error> {
                 .get(&cfg.encryption.active_key)
                 .ok_or_else(|| {
                     Error::config(
-                        "config_invalid",
+                        tw_core::CONFIG_INVALID,
                         "key `vault.encryption.active_key`: not one of vault.encryption.keys",
                     )
                     .with("key", "vault.encryption.active_key")

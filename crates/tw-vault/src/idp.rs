@@ -86,7 +86,7 @@ impl IdpClient {
         let client_id = settings.client_id.clone();
         if client_id.is_empty() {
             return Err(Error::config(
-                "config_invalid",
+                tw_core::CONFIG_INVALID,
                 "the vault's IdP client needs a client id",
             ));
         }
@@ -107,7 +107,7 @@ impl IdpClient {
             }),
             ("client_secret_basic" | "client_secret_post", None) => {
                 return Err(Error::config(
-                    "config_invalid",
+                    tw_core::CONFIG_INVALID,
                     format!(
                         "the vault's IdP client auth method `{}` needs a client secret",
                         settings.auth_method
@@ -116,7 +116,7 @@ impl IdpClient {
             }
             (other, _) => {
                 return Err(Error::config(
-                    "config_invalid",
+                    tw_core::CONFIG_INVALID,
                     format!(
                         "the vault's IdP client auth method `{other}` is not supported (client_secret_basic, client_secret_post or none)"
                     ),
@@ -125,7 +125,7 @@ impl IdpClient {
         };
         if settings.request_timeout.is_zero() {
             return Err(Error::config(
-                "config_invalid",
+                tw_core::CONFIG_INVALID,
                 "the vault's IdP request timeout must be positive",
             ));
         }
@@ -371,7 +371,7 @@ mod tests {
         // A secret-based method without its secret is refused, not turned into a public client.
         for method in ["client_secret_basic", "client_secret_post"] {
             let e = build(method, None).err().unwrap();
-            assert_eq!(e.code(), "config_invalid");
+            assert_eq!(e.code(), tw_core::CONFIG_INVALID);
             assert!(e.message().contains("needs a client secret"), "{e}");
         }
         let e = build("private_key_jwt", None).err().unwrap();

@@ -167,13 +167,13 @@ impl Vault {
         let state = StateSigner::new(settings.state_signing_key.clone())?;
         if settings.state_ttl.is_zero() {
             return Err(Error::config(
-                "config_invalid",
+                tw_core::CONFIG_INVALID,
                 "the vault's state ttl must be positive",
             ));
         }
         if settings.consent_scope.split_whitespace().next().is_none() {
             return Err(Error::config(
-                "config_invalid",
+                tw_core::CONFIG_INVALID,
                 "the vault's consent scope must not be empty",
             ));
         }

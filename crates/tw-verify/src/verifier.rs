@@ -187,7 +187,11 @@ impl Drop for Verifier {
 
 fn cfg_err(key: String, msg: impl Into<String>) -> Error {
     let msg = msg.into();
-    Error::config("config_invalid", format!("key `{key}`: {msg}")).with("key", key)
+    tw_core::SettingsProblem {
+        key: key.to_string(),
+        message: msg.to_string(),
+    }
+    .into_error()
 }
 
 /// The label of an issuer in metrics: configured issuers only, so tokens cannot mint label values.

@@ -148,7 +148,7 @@ impl Route {
             Some(rl) => {
                 let invalid = || {
                     Error::config(
-                        "config_invalid",
+                        tw_core::CONFIG_INVALID,
                         format!("{key}.rate_limit: per_second and burst must be positive"),
                     )
                     .with("key", format!("{key}.rate_limit"))

@@ -68,8 +68,8 @@ impl RunningGateway {
         let verifier = Arc::new(Verifier::new(&cfg.verifier_settings(), clock).expect("verifier"));
         verifier.start().await;
         let mut gateway = match decision {
-            Some(d) => Gateway::new_with_decision(cfg, verifier.clone(), d),
-            None => Gateway::new(cfg, verifier.clone()),
+            Some(d) => Gateway::new_with_decision(&cfg.gateway_settings(), verifier.clone(), d),
+            None => Gateway::new(&cfg.gateway_settings(), verifier.clone()),
         }
         .expect("gateway");
         if let Some(m) = metrics {

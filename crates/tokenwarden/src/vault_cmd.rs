@@ -94,7 +94,7 @@ pub async fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
 pub fn check(section: &VaultConfig, skip_secrets: bool) -> anyhow::Result<()> {
     Verifier::new(&section.callers.verifier_settings(), Arc::new(SystemClock))?;
     if !skip_secrets {
-        tw_vault_api::vault_settings(section)?;
+        tw_config::vault_settings(section)?;
     }
     println!(
         "  vault {}: redirect URI {}, client {} at {}, {} key(s) (active {}), {} caller issuer(s), {} role(s)",
@@ -132,7 +132,7 @@ async fn open(path: &Path, log: bool) -> anyhow::Result<(tw_config::Config, Vaul
         crate::logging::init(&cfg.log);
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let settings = tw_vault_api::vault_settings(section)?;
+    let settings = tw_config::vault_settings(section)?;
     let store = tw_serve::gateway::open_store(&cfg, clock.clone()).await?;
     let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
     let vault = Vault::new(settings, tables, clock).await?;
@@ -147,12 +147,16 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         &section.callers.verifier_settings(),
         Arc::new(SystemClock),
     )?);
-    let auth = Arc::new(CallerAuth::new(section, verifier, Arc::new(SystemClock))?);
+    let auth = Arc::new(CallerAuth::new(
+        &tw_config::vault_caller_settings(section),
+        verifier,
+        Arc::new(SystemClock),
+    )?);
     let router = tw_vault_api::router(
         vault,
         auth.clone(),
         StoreHealth::start(store),
-        section,
+        &tw_config::vault_api_settings(section),
         Some(Arc::new(move || metrics.render())),
     );
     let listener = tw_vault_api::bind(&section.listen).await?;

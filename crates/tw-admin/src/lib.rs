@@ -37,7 +37,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use std::sync::Arc;
 use tw_authz::Authz;
-use tw_config::AuthzConfig;
+use tw_authz::settings::AuthzConfig;
 use tw_core::Error;
 use tw_store::Store;
 use tw_verify::Verifier;
@@ -82,14 +82,6 @@ impl Default for AdminConfig {
 }
 
 impl AdminConfig {
-    /// `[gateway.admin]` with the gateway's `[gateway.authz]`.
-    pub fn for_gateway(gw: &tw_config::GatewayConfig) -> Self {
-        Self {
-            authz: gw.authz.clone().unwrap_or_default(),
-            ..Self::from(&gw.admin)
-        }
-    }
-
     /// Names this instance in admin audit rows.
     pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
         self.instance = instance.into();
@@ -109,16 +101,6 @@ impl AdminConfig {
         // Admin calls never register anyone.
         cfg.auto_provision = None;
         cfg
-    }
-}
-
-impl From<&tw_config::AdminConfig> for AdminConfig {
-    fn from(c: &tw_config::AdminConfig) -> Self {
-        Self {
-            roles: c.roles.clone(),
-            path_prefix: c.path_prefix.clone(),
-            ..Self::default()
-        }
     }
 }
 

@@ -98,7 +98,7 @@ async fn setup_with(
     let store = Store::open(&storage, Arc::new(SystemClock))
         .await
         .expect("store");
-    let config = adjust(AdminConfig::for_gateway(&gw).with_instance("gw-test"));
+    let config = adjust(gw.admin_settings().with_instance("gw-test"));
     let app = router(store.clone(), verifier, config).expect("router");
     let server = TestServer::start(app).await;
     Setup {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tw_admin::{AdminConfig, router};
+use tw_admin::router;
 use tw_config::StorageConfig;
 use tw_core::SystemClock;
 use tw_http::openapi::testing::Schemas;
@@ -53,7 +53,7 @@ impl Api {
             ..StorageConfig::default()
         };
         let store = Store::open(&storage, Arc::new(SystemClock)).await.unwrap();
-        let app = router(store, verifier, AdminConfig::for_gateway(&gw)).unwrap();
+        let app = router(store, verifier, gw.admin_settings()).unwrap();
         let server = TestServer::start(app).await;
         let http = tw_testkit::http_client(Duration::from_secs(20));
         let doc: Value = http

@@ -2,10 +2,10 @@
 //! its own module; this one only puts them together.
 
 use crate::model::{AgentConfig, GatewayConfig, LogConfig, ProfileConfig};
-use crate::storage::StorageConfig;
 use crate::vault::VaultConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use tw_store::StorageConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]

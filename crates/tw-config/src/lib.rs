@@ -10,8 +10,8 @@ mod admin;
 mod config;
 mod load;
 mod model;
-mod storage;
 mod vault;
+mod vault_settings;
 
 pub use admin::AdminConfig;
 pub use config::Config;
@@ -19,8 +19,9 @@ pub use load::{
     ConfigSource, ENV_PREFIX, load, load_str, validate_config, validate_gateway_config,
 };
 pub use model::*;
-pub use storage::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
 pub use tw_authz::settings::*;
 pub use tw_core::ListenAddr;
 pub use tw_core::{SecretRef, duration};
+pub use tw_store::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
 pub use vault::*;
+pub use vault_settings::{key_ring, vault_api_settings, vault_caller_settings, vault_settings};

@@ -289,7 +289,7 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), Error> {
         validate_gateway(gw, &fail)?;
     }
     if let Some(storage) = &config.storage {
-        crate::storage::validate_storage(storage, &fail)?;
+        storage.check().map_err(|p| fail(p.key, p.message))?;
     }
     if let Some(vault) = &config.vault {
         crate::vault::validate_vault(vault, &fail)?;

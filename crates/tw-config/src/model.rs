@@ -124,6 +124,16 @@ fn default_verified_cache_max_bytes() -> u64 {
 }
 
 impl GatewayConfig {
+    /// What the admin API takes: `[gateway.admin]` with the gateway's `[gateway.authz]`.
+    pub fn admin_settings(&self) -> tw_admin::AdminConfig {
+        tw_admin::AdminConfig {
+            roles: self.admin.roles.clone(),
+            path_prefix: self.admin.path_prefix.clone(),
+            authz: self.authz.clone().unwrap_or_default(),
+            ..tw_admin::AdminConfig::default()
+        }
+    }
+
     /// What the gateway takes from this section.
     pub fn gateway_settings(&self) -> tw_gateway::GatewaySettings {
         tw_gateway::GatewaySettings {

@@ -31,18 +31,9 @@ use tw_authz::settings::{
 use tw_core::Error;
 use tw_core::ListenAddr;
 use tw_core::SecretRef;
-use tw_vault::RedirectPolicy;
+use tw_vault::{PERMISSIONS as VAULT_PERMISSIONS, RedirectPolicy};
 use tw_verify::VerifierSettings;
 use url::Url;
-
-/// Permission: mint access tokens from any caller's entry.
-pub const VAULT_MINT_ANY: &str = "vault:mint-any";
-/// Permission: list and read any caller's entries (never the tokens).
-pub const VAULT_READ_ANY: &str = "vault:read-any";
-/// Permission: delete any caller's entry.
-pub const VAULT_ADMIN: &str = "vault:admin";
-/// Every permission the vault honours.
-pub const VAULT_PERMISSIONS: &[&str] = &[VAULT_MINT_ANY, VAULT_READ_ANY, VAULT_ADMIN];
 
 /// Where the IdP sends the browser back after consent, unless configured otherwise.
 pub const DEFAULT_CALLBACK_PATH: &str = "/v1/offline-token/callback";

@@ -69,7 +69,7 @@ where
     };
     if let Some(store) = admin_store {
         // Admin permissions are decided by `[gateway.authz]`, as for the gateway's routes.
-        let admin = tw_admin::AdminConfig::for_gateway(gw).with_instance(instance_name(gw));
+        let admin = gw.admin_settings().with_instance(instance_name(gw));
         gateway = gateway.with_routes(tw_admin::router(store, verifier, admin)?);
     }
     gateway = gateway.with_metrics(Arc::new(move || metrics.render()));

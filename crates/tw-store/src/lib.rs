@@ -50,6 +50,7 @@ mod error;
 pub mod health;
 mod model;
 mod queries;
+mod settings;
 mod store;
 mod vault;
 
@@ -60,6 +61,7 @@ pub use model::{
     MAX_DISPLAY_NAME_LEN, MAX_IDENTIFIER_LEN, MAX_ISSUER_LEN, MAX_LIST_LEN, NewAccount,
     PrincipalKind, Role,
 };
+pub use settings::{DEFAULT_STORAGE_URL, StorageConfig, StorageKind, redact_url};
 pub use store::{AdminWrites, Store};
 pub use tw_vault_port::{
     FencedWrite, InsertFence, PendingConsent, Sealed, TokenUpdate, VAULT_PAGE_MAX, VaultRow,

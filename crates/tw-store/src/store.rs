@@ -4,6 +4,7 @@ use crate::codes;
 use crate::error::{db, unavailable};
 use crate::model::*;
 use crate::queries as q;
+use crate::settings::{StorageConfig, StorageKind};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
-use tw_config::{StorageConfig, StorageKind};
 use tw_core::text::terminal_cell;
 use tw_core::{Clock, Error, Result, UnixTime};
 

@@ -18,13 +18,15 @@
 //! over it, 429 `rate_limited` with `Retry-After`, before any IdP request or stored row.
 
 use http::HeaderMap;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tw_authz::settings::{AuthzConfig, PrincipalRateLimit};
 use tw_authz::{Authz, PrincipalLimiter, Resolution};
-use tw_config::{VAULT_PERMISSIONS, VaultConfig};
 use tw_core::{Clock, Error};
 use tw_http::bearer::Refusal;
 use tw_vault::Caller;
+use tw_vault::PERMISSIONS as VAULT_PERMISSIONS;
 use tw_verify::{Verifier, VerifyOptions};
 
 /// Authenticates callers and computes their vault permissions.
@@ -48,27 +50,37 @@ impl std::fmt::Debug for CallerAuth {
     }
 }
 
+/// Who may call the vault and how often (`[vault.callers]`, `[vault.limits]`).
+#[derive(Debug, Clone)]
+pub struct CallerSettings {
+    /// The callers' role map as an authorization section: token roles are the only source.
+    pub authz: AuthzConfig,
+    /// The vault's own client id at the IdP: tokens issued to it are refused as callers'.
+    pub own_client_id: String,
+    /// The rate limit of every caller, and those of particular clients or subjects.
+    pub rate_limit: PrincipalRateLimit,
+    pub rate_limits: BTreeMap<String, PrincipalRateLimit>,
+}
+
 impl CallerAuth {
-    /// `verifier` is built from `CallersConfig::verifier_settings` (the configuration) of
-    /// `vault.callers` (the callers' issuers); `clock` times the rate limits. Needs a Tokio
-    /// runtime (the authorization core starts its idle audit writer).
+    /// `verifier` checks the callers' tokens (the issuers of `vault.callers`); `clock` times the
+    /// rate limits. Needs a Tokio runtime (the authorization core starts its idle audit writer).
     pub fn new(
-        vault: &VaultConfig,
+        settings: &CallerSettings,
         verifier: Arc<Verifier>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        let cfg = &vault.callers;
-        let authz = Authz::builder(&cfg.authz_config())
+        let authz = Authz::builder(&settings.authz)
             .clock(clock.clone())
             .build()?;
         Ok(Self {
             verifier,
             authz,
-            roles: cfg.roles.keys().cloned().collect(),
-            own_client_id: vault.idp.client_id.clone(),
+            roles: settings.authz.roles.keys().cloned().collect(),
+            own_client_id: settings.own_client_id.clone(),
             limiter: PrincipalLimiter::new(
-                Some(&vault.limits.rate_limit),
-                &vault.limits.rate_limits,
+                Some(&settings.rate_limit),
+                &settings.rate_limits,
                 clock,
             ),
         })

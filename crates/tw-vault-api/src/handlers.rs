@@ -169,7 +169,7 @@ pub(crate) async fn start_consent(
     };
     // The vault checks the page against vault.consent (here, and again at the callback).
     let redirect = match q.remove("redirect") {
-        None => s.config.consent.redirect_after.clone(),
+        None => s.config.redirect_after.clone(),
         Some(text) => Some(Url::parse(&text).map_err(|_| {
             Error::bad_request("redirect_not_allowed", "`redirect` is not an absolute URL")
         })?),

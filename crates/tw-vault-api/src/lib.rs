@@ -24,23 +24,31 @@ pub mod auth;
 mod handlers;
 mod metrics_names;
 mod openapi;
-mod settings;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use std::sync::Arc;
-use tw_config::{ListenAddr, VaultConfig};
 use tw_core::Error;
+use tw_core::ListenAddr;
 use tw_http::MetricsRender;
 use tw_store::health::StoreHealth;
 use tw_vault::Vault;
 
-pub use auth::CallerAuth;
+pub use auth::{CallerAuth, CallerSettings};
 pub use handlers::entry_json;
 pub use metrics_names::*;
 pub use openapi::document as openapi_document;
-pub use settings::{key_ring, vault_settings};
+
+/// What the vault API takes besides the vault: where the IdP sends consents back, and the page
+/// after a consent when the caller names none.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The consent callback's path (`vault.consent.callback_path`).
+    pub callback_path: String,
+    /// The page after a consent by default (`vault.consent.redirect_after`).
+    pub redirect_after: Option<url::Url>,
+}
 
 /// Largest accepted request body (the largest is a refresh token with attributes).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -51,7 +59,7 @@ pub(crate) struct ApiState {
     pub(crate) auth: Arc<CallerAuth>,
     /// The storage's reachability as a background pinger last saw it (`/health/ready`).
     pub(crate) storage: StoreHealth,
-    pub(crate) config: Arc<VaultConfig>,
+    pub(crate) config: Arc<ApiSettings>,
     pub(crate) openapi: Arc<serde_json::Value>,
     pub(crate) metrics: Option<MetricsRender>,
 }
@@ -63,14 +71,14 @@ pub fn router(
     vault: Vault,
     auth: Arc<CallerAuth>,
     storage: StoreHealth,
-    config: &VaultConfig,
+    config: &ApiSettings,
     metrics: Option<MetricsRender>,
 ) -> Router {
     let state = ApiState {
         vault,
         auth,
         storage,
-        openapi: Arc::new(openapi::document(&config.consent.callback_path)),
+        openapi: Arc::new(openapi::document(&config.callback_path)),
         config: Arc::new(config.clone()),
         metrics,
     };
@@ -93,7 +101,7 @@ pub fn router(
         .metrics(state.metrics.clone())
         .router();
     let public = Router::new()
-        .route(&config.consent.callback_path, get(h::consent_callback))
+        .route(&config.callback_path, get(h::consent_callback))
         .route("/version", get(h::version))
         .route("/openapi.json", get(h::openapi))
         .route("/docs", get(h::docs))

@@ -24,7 +24,7 @@ use tw_verify::Verifier;
 /// loaded (without them every caller is answered 503 and the vault is not ready).
 async fn serve(cfg: &VaultConfig, store: tw_store::Store, keys: bool) -> TestServer {
     let clock = Arc::new(SystemClock);
-    let settings = tw_vault_api::vault_settings(cfg).unwrap();
+    let settings = tw_config::vault_settings(cfg).unwrap();
     let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
     let vault = Vault::new(settings, tables, clock.clone()).await.unwrap();
     let verifier =
@@ -32,10 +32,17 @@ async fn serve(cfg: &VaultConfig, store: tw_store::Store, keys: bool) -> TestSer
     if keys {
         verifier.start().await;
     }
-    let auth = Arc::new(CallerAuth::new(cfg, verifier, clock).unwrap());
+    let auth =
+        Arc::new(CallerAuth::new(&tw_config::vault_caller_settings(cfg), verifier, clock).unwrap());
     let storage = tw_store::health::StoreHealth::start(store);
     let metrics: tw_http::MetricsRender = Arc::new(|| "tokenwarden_up 1\n".to_owned());
-    let router = tw_vault_api::router(vault, auth, storage, cfg, Some(metrics));
+    let router = tw_vault_api::router(
+        vault,
+        auth,
+        storage,
+        &tw_config::vault_api_settings(cfg),
+        Some(metrics),
+    );
     TestServer::start(router).await
 }
 

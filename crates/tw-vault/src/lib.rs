@@ -78,7 +78,7 @@ pub use model::{
     Caller, ConsentCallback, ConsentDone, ConsentStart, DEFAULT_CONSENT_SCOPE,
     DEFAULT_MAX_PENDING_CONSENTS, DEFAULT_REUSE_MARGIN, DEFAULT_STATE_TTL, DeleteOutcome, EntryId,
     EntryStatus, EntryView, IdpClientSettings, MintedToken, PERM_ADMIN, PERM_MINT_ANY,
-    PERM_READ_ANY, RedirectPolicy, RekeyReport, TokenType, VaultSettings,
+    PERM_READ_ANY, PERMISSIONS, RedirectPolicy, RekeyReport, TokenType, VaultSettings,
 };
 pub use tw_vault_port::{self as store, VaultStore};
 pub use vault::Vault;

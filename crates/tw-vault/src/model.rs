@@ -16,6 +16,8 @@ pub const PERM_MINT_ANY: &str = "vault:mint-any";
 pub const PERM_READ_ANY: &str = "vault:read-any";
 /// Delete (and duplicate) any entry.
 pub const PERM_ADMIN: &str = "vault:admin";
+/// Every permission the vault honours.
+pub const PERMISSIONS: &[&str] = &[PERM_MINT_ANY, PERM_READ_ANY, PERM_ADMIN];
 
 /// The confidential client the vault uses at the IdP.
 #[derive(Debug, Clone)]

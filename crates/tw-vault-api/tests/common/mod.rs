@@ -175,7 +175,7 @@ pub async fn serve_vault_with_clock(
     store: tw_store::Store,
     clock: Arc<dyn Clock>,
 ) -> String {
-    let settings = tw_vault_api::vault_settings(cfg).expect("settings");
+    let settings = tw_config::vault_settings(cfg).expect("settings");
     let tables = Arc::new(tw_store::VaultTables::new(store.clone()));
     let vault = Vault::new(settings, tables, clock.clone())
         .await
@@ -183,9 +183,18 @@ pub async fn serve_vault_with_clock(
     let verifier =
         Arc::new(Verifier::new(&cfg.callers.verifier_settings(), clock.clone()).expect("verifier"));
     verifier.start().await;
-    let auth = Arc::new(CallerAuth::new(cfg, verifier, clock).expect("caller auth"));
+    let auth = Arc::new(
+        CallerAuth::new(&tw_config::vault_caller_settings(cfg), verifier, clock)
+            .expect("caller auth"),
+    );
     let storage = tw_store::health::StoreHealth::start(store.clone());
-    let router = tw_vault_api::router(vault, auth.clone(), storage, cfg, None);
+    let router = tw_vault_api::router(
+        vault,
+        auth.clone(),
+        storage,
+        &tw_config::vault_api_settings(cfg),
+        None,
+    );
     let listener = tw_vault_api::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.tcp_addr().expect("tcp");
     tokio::spawn(async move {

@@ -1,4 +1,5 @@
-//! `[storage]`: where the service-account registry and the audit log live.
+//! What the store takes (`[storage]`): where the service-account registry, the audit log and
+//! the vault's entries live.
 //!
 //! SQLite by default (one file, created and migrated on first start); PostgreSQL when several
 //! gateway instances share one registry. The PostgreSQL password is a [`SecretRef`], never part of
@@ -6,8 +7,8 @@
 
 use serde::Deserialize;
 use std::time::Duration;
-use tw_core::Error;
 use tw_core::SecretRef;
+use tw_core::{Error, SettingsProblem};
 
 /// The default database: a SQLite file next to the working directory.
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://tokenwarden.db";
@@ -83,14 +84,13 @@ impl StorageConfig {
     /// Checks this section on its own (for callers that build one without a file); errors name
     /// the key (`storage.url`, ...) and never echo a password.
     pub fn validate(&self) -> Result<(), Error> {
-        let fail = |key: String, msg: String| {
-            tw_core::SettingsProblem {
-                key: key.to_string(),
-                message: msg.to_string(),
-            }
-            .into_error()
-        };
-        validate_storage(self, &fail)
+        self.check().map_err(SettingsProblem::into_error)
+    }
+
+    /// As [`StorageConfig::validate`], the problem as it is (the configuration front end names
+    /// the file).
+    pub fn check(&self) -> Result<(), SettingsProblem> {
+        check_storage(self)
     }
 
     /// The URL with any userinfo password replaced by `***`, for messages.
@@ -115,11 +115,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Checks a `[storage]` section. `fail(key, message)` builds the error naming file and key.
-pub(crate) fn validate_storage(
-    s: &StorageConfig,
-    fail: &dyn Fn(String, String) -> Error,
-) -> Result<(), Error> {
+/// Checks a `[storage]` section: each problem names its key and never echoes a password.
+fn check_storage(s: &StorageConfig) -> Result<(), SettingsProblem> {
+    let fail = |key: String, message: String| SettingsProblem { key, message };
     let key = |k: &str| format!("storage.{k}");
     match s.kind() {
         Some(StorageKind::Sqlite) => {

@@ -1,11 +1,11 @@
 //! `[vault]` (the configuration) → [`VaultSettings`] (what [`tw_vault::Vault::new`] takes):
 //! secrets resolved, errors naming the key.
 
+use crate::{AuthMethod, VaultConfig};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tw_config::{AuthMethod, VaultConfig};
 use tw_core::{Error, Secret};
 use tw_vault::{IdpClientSettings, KeyRing, VaultSettings};
 
@@ -107,5 +107,23 @@ mod tests {
         assert!(a.expose().len() >= 32);
         assert_ne!(a.expose(), k.expose());
         assert_ne!(a, derive_state_key(&Secret::new("another")).unwrap());
+    }
+}
+
+/// What the vault API takes from `[vault]` besides the vault's own settings.
+pub fn vault_api_settings(cfg: &VaultConfig) -> tw_vault_api::ApiSettings {
+    tw_vault_api::ApiSettings {
+        callback_path: cfg.consent.callback_path.clone(),
+        redirect_after: cfg.consent.redirect_after.clone(),
+    }
+}
+
+/// Who may call the vault, from `[vault.callers]` and `[vault.limits]`.
+pub fn vault_caller_settings(cfg: &VaultConfig) -> tw_vault_api::CallerSettings {
+    tw_vault_api::CallerSettings {
+        authz: cfg.callers.authz_config(),
+        own_client_id: cfg.idp.client_id.clone(),
+        rate_limit: cfg.limits.rate_limit,
+        rate_limits: cfg.limits.rate_limits.clone(),
     }
 }

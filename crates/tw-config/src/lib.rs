@@ -2,7 +2,12 @@
 //!
 //! - Unknown keys are rejected; every error names the file and the key.
 //! - `TOKENWARDEN_<SECTION>__<KEY>` environment variables override file values
-//!   (`__` separates levels: `TOKENWARDEN_PROFILES__SMARTEM__CLIENT_ID=x`).
+//!   (`__` separates levels: `TOKENWARDEN_PROFILES__SMARTEM__CLIENT_ID=x`), for the sections
+//!   of [`ENV_OVERRIDE_SECTIONS`] only; a variable that looks meant as one but is none is an
+//!   error naming it.
+//! - Each component takes its own settings type, defined in its crate (`tw_verify::VerifierSettings`,
+//!   `tw_broker::ProfileConfig`, `tw_gateway::GatewaySettings`, ...); this crate is the front end
+//!   that reads the file and the environment into them and checks what spans sections.
 //! - Secrets are written as `{ env = "VAR" }` or `{ file = "/run/secrets/x" }`; a clear-text value is
 //!   refused. They are resolved into redacting [`tw_core::Secret`]s only when used.
 
@@ -16,7 +21,8 @@ mod vault_settings;
 pub use admin::AdminConfig;
 pub use config::Config;
 pub use load::{
-    ConfigSource, ENV_PREFIX, load, load_str, validate_config, validate_gateway_config,
+    CLI_VARIABLES, ConfigSource, ENV_OVERRIDE_SECTIONS, ENV_PREFIX, load, load_str,
+    validate_config, validate_gateway_config,
 };
 pub use model::*;
 pub use tw_authz::settings::*;

@@ -37,6 +37,7 @@ pub fn load(path: &Path) -> Result<Config, Error> {
             "the configuration file does not exist or is not a file",
         ));
     }
+    check_env_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
     let figment = Figment::new()
         .merge(Toml::file_exact(path))
         .merge(env_overrides());
@@ -45,19 +46,76 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 
 /// Loads a TOML document held in memory (with the same env overrides).
 pub fn load_str(toml: &str, name: &str) -> Result<Config, Error> {
+    check_env_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
     let figment = Figment::new()
         .merge(Toml::string(toml))
         .merge(env_overrides());
     extract(figment, &ConfigSource::Inline(name.to_owned()))
 }
 
-/// `TOKENWARDEN_<SECTION>__<KEY>` only: every config key lives in a section, so a variable
-/// without `__` is not a config key but one of the CLI's own (`TOKENWARDEN_CONFIG`,
-/// `TOKENWARDEN_LOG`) and must not be read as one.
+/// The sections environment variables may override, as `TOKENWARDEN_<SECTION>__<KEY>` (`__`
+/// separates levels: `TOKENWARDEN_PROFILES__SMARTEM__CLIENT_ID=x`). Nothing else is read as a
+/// configuration key: not the CLI's own variables ([`CLI_VARIABLES`]), not those the agent sets
+/// for its sink commands, not any other `TOKENWARDEN_*` variable of the environment.
+pub const ENV_OVERRIDE_SECTIONS: &[&str] =
+    &["log", "agent", "profiles", "gateway", "storage", "vault"];
+
+/// The command line's own variables, never configuration keys.
+pub const CLI_VARIABLES: &[&str] = &["TOKENWARDEN_CONFIG", "TOKENWARDEN_LOG"];
+
+/// The section a variable overrides, when it is an override: `TOKENWARDEN_GATEWAY__LISTEN` →
+/// `gateway`.
+fn override_section(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let (section, _) = rest.split_once("__")?;
+    Some(section.to_ascii_lowercase())
+}
+
 fn env_overrides() -> Env {
     Env::prefixed(ENV_PREFIX)
-        .filter(|key| key.as_str().contains("__"))
+        .filter(|key| {
+            key.as_str().split_once("__").is_some_and(|(section, _)| {
+                ENV_OVERRIDE_SECTIONS.contains(&section.to_ascii_lowercase().as_str())
+            })
+        })
         .split("__")
+}
+
+/// Refuses a `TOKENWARDEN_*` variable that looks meant as an override but is none: a section that
+/// is not overridable (`TOKENWARDEN_GATEWAYS__LISTEN`), or a section followed by a single `_`
+/// (`TOKENWARDEN_GATEWAY_LISTEN`), which would otherwise be ignored without a word.
+fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), Error> {
+    let sections = ENV_OVERRIDE_SECTIONS.join(", ");
+    for name in names {
+        if !name.starts_with(ENV_PREFIX) || CLI_VARIABLES.contains(&name.as_str()) {
+            continue;
+        }
+        if override_section(&name).is_some_and(|s| ENV_OVERRIDE_SECTIONS.contains(&s.as_str())) {
+            continue;
+        }
+        // A known section followed by a single `_`: the level separator was mistyped.
+        let rest = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+        let mistyped = ENV_OVERRIDE_SECTIONS
+            .iter()
+            .find(|s| rest.starts_with(&format!("{s}_")) && !rest.starts_with(&format!("{s}__")));
+        let problem = match (mistyped, override_section(&name)) {
+            (Some(s), _) => format!(
+                "levels are separated by `__`: write {ENV_PREFIX}{}__{}",
+                s.to_ascii_uppercase(),
+                &name[ENV_PREFIX.len() + s.len() + 1..]
+            ),
+            (None, Some(section)) => format!(
+                "`{section}` is not a section that can be overridden; the sections are {sections}"
+            ),
+            (None, None) => continue,
+        };
+        return Err(Error::config(
+            CONFIG_INVALID,
+            format!("environment variable {name}: {problem}"),
+        )
+        .with("variable", name));
+    }
+    Ok(())
 }
 
 fn extract(figment: Figment, source: &ConfigSource) -> Result<Config, Error> {

@@ -499,3 +499,78 @@ fn durations_are_humantime_or_whole_seconds_in_the_file_and_the_environment() {
         Ok(())
     });
 }
+
+mod environment_allowlist {
+    // figment::Jail closures return figment::Error, which is large by design.
+    #![allow(clippy::result_large_err)]
+    use figment::Jail;
+
+    const DOC: &str = "[gateway]\n[[gateway.issuers]]\nissuer = \"https://kc.example/realms/r\"\n";
+
+    fn load_error(jail: &mut Jail, var: &str, value: &str) -> String {
+        jail.set_env(var, value);
+        let err = tw_config::load_str(DOC, "gw.toml").expect_err(var);
+        jail.clear_env();
+        err.to_string()
+    }
+
+    #[test]
+    fn an_override_of_an_allowed_section_applies() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TOKENWARDEN_GATEWAY__LISTEN", "127.0.0.1:9911");
+            let cfg = tw_config::load_str(DOC, "gw.toml").expect("config");
+            assert_eq!(cfg.gateway.expect("gateway").listen, "127.0.0.1:9911");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_cli_variables_and_others_are_never_keys() {
+        Jail::expect_with(|jail| {
+            for (var, value) in [
+                ("TOKENWARDEN_CONFIG", "/etc/tokenwarden/x.toml"),
+                ("TOKENWARDEN_LOG", "debug"),
+                // Set by the agent for its sink commands, which may run tokenwarden again.
+                ("TOKENWARDEN_PROFILE", "p"),
+                ("TOKENWARDEN_SINK_PATH", "/run/t"),
+            ] {
+                jail.set_env(var, value);
+            }
+            let cfg = tw_config::load_str(DOC, "gw.toml").expect("config");
+            assert_eq!(cfg.gateway.expect("gateway").listen, "127.0.0.1:8800");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_variable_meant_as_an_override_that_is_none_is_an_error_naming_it() {
+        Jail::expect_with(|jail| {
+            let e = load_error(jail, "TOKENWARDEN_GATEWAYS__LISTEN", "127.0.0.1:1");
+            assert!(e.contains("TOKENWARDEN_GATEWAYS__LISTEN"), "{e}");
+            assert!(e.contains("`gateways` is not a section"), "{e}");
+            assert!(e.contains("gateway, storage"), "{e}");
+            for (var, fix) in [
+                ("TOKENWARDEN_GATEWAY_LISTEN", "TOKENWARDEN_GATEWAY__LISTEN"),
+                ("TOKENWARDEN_log_level", "TOKENWARDEN_LOG__level"),
+                (
+                    "TOKENWARDEN_PROFILES_P__CLIENT_ID",
+                    "TOKENWARDEN_PROFILES__P__CLIENT_ID",
+                ),
+            ] {
+                let e = load_error(jail, var, "x");
+                assert!(e.contains(&format!("environment variable {var}")), "{e}");
+                assert!(e.contains(&format!("write {fix}")), "{e}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_error_never_shows_the_value() {
+        Jail::expect_with(|jail| {
+            let e = load_error(jail, "TOKENWARDEN_VAULTS__X", "s3cr3t-value");
+            assert!(!e.contains("s3cr3t-value"), "{e}");
+            Ok(())
+        });
+    }
+}

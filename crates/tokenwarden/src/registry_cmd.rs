@@ -378,7 +378,7 @@ async fn lookup(
             (None, None) => "this identity".to_owned(),
         };
         Error::not_found(
-            "account_not_found",
+            tw_store::codes::ACCOUNT_NOT_FOUND,
             format!("no account with {what} for issuer `{}`", quoted(issuer)),
         )
         .into()

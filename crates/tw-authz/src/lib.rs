@@ -152,13 +152,8 @@ impl AuthzBuilder {
             )
             .with("key", "gateway.authz.sources"));
         }
-        let rules = RuleSet::new(&cfg.rules, self.case_insensitive_paths).map_err(|(key, m)| {
-            tw_core::SettingsProblem {
-                key: key.to_string(),
-                message: m.to_string(),
-            }
-            .into_error()
-        })?;
+        let rules = RuleSet::new(&cfg.rules, self.case_insensitive_paths)
+            .map_err(tw_core::SettingsProblem::into_error)?;
         let registry = self.registry.map(|(src, version)| {
             CachedRegistry::new(
                 src,

@@ -4,6 +4,8 @@
 //! trailing `/` is an empty last segment, which `**` and `*`-globs match (rule sets match request
 //! paths without their trailing `/`, see `RuleSet::find`).
 
+use tw_core::Invalid;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
     Literal(String),
@@ -25,7 +27,7 @@ pub struct PathPattern {
 
 impl PathPattern {
     /// Compiles `pattern` (checked by [`check_path_pattern`](crate::settings::check_path_pattern)).
-    pub fn new(pattern: &str) -> Result<Self, String> {
+    pub fn new(pattern: &str) -> Result<Self, Invalid> {
         crate::settings::check_path_pattern(pattern)?;
         let segs = pattern[1..]
             .split('/')

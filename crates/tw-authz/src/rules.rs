@@ -56,9 +56,12 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Compiles the rules; `Err((key, message))`. With `case_insensitive`, patterns and request
+    /// Compiles the rules; a problem names the rule's key. With `case_insensitive`, patterns and request
     /// paths are compared in lower case.
-    pub fn new(cfg: &[RuleConfig], case_insensitive: bool) -> Result<Self, (String, String)> {
+    pub fn new(
+        cfg: &[RuleConfig],
+        case_insensitive: bool,
+    ) -> Result<Self, tw_core::SettingsProblem> {
         let mut rules = Vec::with_capacity(cfg.len());
         for (i, r) in cfg.iter().enumerate() {
             let paths = r
@@ -71,8 +74,10 @@ impl RuleSet {
                     } else {
                         p.clone()
                     };
-                    PathPattern::new(&p)
-                        .map_err(|m| (format!("gateway.authz.rules[{i}].paths[{j}]"), m))
+                    PathPattern::new(&p).map_err(|m| tw_core::SettingsProblem {
+                        key: format!("gateway.authz.rules[{i}].paths[{j}]"),
+                        message: m.into(),
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let requirement = if r.allow_any_authenticated {
@@ -82,10 +87,12 @@ impl RuleSet {
             } else if !r.require_any.is_empty() {
                 Requirement::Any(r.require_any.clone())
             } else {
-                return Err((
-                    format!("gateway.authz.rules[{i}]"),
-                    "give `require_all`, `require_any` or `allow_any_authenticated = true`".into(),
-                ));
+                return Err(tw_core::SettingsProblem {
+                    key: format!("gateway.authz.rules[{i}]"),
+                    message:
+                        "give `require_all`, `require_any` or `allow_any_authenticated = true`"
+                            .into(),
+                });
             };
             rules.push(Rule {
                 name: r.name.clone().unwrap_or_else(|| format!("rules[{i}]")),

@@ -143,7 +143,7 @@ impl RefreshState {
         let key = format!("profiles.{profile}.refresh_token");
         let initial = self.initial.as_ref().ok_or_else(|| {
             Error::config(
-                "secret_unavailable",
+                tw_core::secret_ref::SECRET_UNAVAILABLE,
                 format!("`{key}` is not set and no persisted refresh token exists"),
             )
         })?;

@@ -1,6 +1,7 @@
 //! Where a server listens: a TCP address or a unix socket path, read from `HOST:PORT` or
 //! `unix:/path` (the one reading of every `listen` setting).
 
+use crate::Invalid;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ pub enum ListenAddr {
 }
 
 impl ListenAddr {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(
@@ -21,9 +22,9 @@ impl ListenAddr {
             }
             return Ok(Self::Unix(PathBuf::from(path)));
         }
-        s.parse::<SocketAddr>()
-            .map(Self::Tcp)
-            .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:8790) nor unix:/path"))
+        s.parse::<SocketAddr>().map(Self::Tcp).map_err(|_| {
+            format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:8790) nor unix:/path").into()
+        })
     }
 
     /// Reachable from this host only: a loopback address (127.0.0.0/8, `::1`, also as

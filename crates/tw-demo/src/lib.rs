@@ -621,7 +621,7 @@ impl Story {
         outcome
     }
 
-    async fn fetch_token(&self, http: &reqwest::Client) -> Result<String, String> {
+    async fn fetch_token(&self, http: &reqwest::Client) -> Result<String, StepFailed> {
         let url = format!("http://127.0.0.1:{}/v1/token/demo", self.ports.agent);
         let mut out = format!("$ curl -s {url}\n");
         let a = call(http.get(&url)).await?;
@@ -633,7 +633,8 @@ impl Story {
             return Err(format!(
                 "the file sink {} does not hold the served token",
                 self.token_file.display()
-            ));
+            )
+            .into());
         }
         writeln!(
             out,
@@ -654,15 +655,12 @@ impl Story {
         )
         .ok();
         if claims["azp"] != CLIENT_ID {
-            return Err(format!(
-                "the token's azp is {}, not {CLIENT_ID}",
-                claims["azp"]
-            ));
+            return Err(format!("the token's azp is {}, not {CLIENT_ID}", claims["azp"]).into());
         }
         Ok(out)
     }
 
-    async fn allowed_call(&self, http: &reqwest::Client) -> Result<String, String> {
+    async fn allowed_call(&self, http: &reqwest::Client) -> Result<String, StepFailed> {
         let url = format!("http://127.0.0.1:{}/api/attributes", self.ports.proxy);
         let mut out = format!("$ curl -s {url}\n");
         let a = call(http.get(&url)).await?;
@@ -682,12 +680,13 @@ impl Story {
         {
             return Err(format!(
                 "the API was not told of attributes:read (permissions: [{permissions}])"
-            ));
+            )
+            .into());
         }
         Ok(out)
     }
 
-    async fn denied_call(&self, http: &reqwest::Client) -> Result<String, String> {
+    async fn denied_call(&self, http: &reqwest::Client) -> Result<String, StepFailed> {
         let url = format!("http://127.0.0.1:{}/api/attributes", self.ports.proxy);
         let mut out = format!("$ curl -s -X POST {url}\n");
         let a = call(http.post(&url).json(&json!({"name": "colour"}))).await?;
@@ -704,27 +703,26 @@ impl Story {
         if rule != "attributes-write" {
             return Err(format!(
                 "the refusal should name the rule attributes-write, it names `{rule}`"
-            ));
+            )
+            .into());
         }
         Ok(out)
     }
 
-    async fn no_token_call(&self, http: &reqwest::Client) -> Result<String, String> {
+    async fn no_token_call(&self, http: &reqwest::Client) -> Result<String, StepFailed> {
         let url = format!("http://127.0.0.1:{}/api/attributes", self.ports.gateway);
         let mut out = format!("$ curl -si {url}\n");
         let a = call(http.get(&url)).await?;
         expect_status(&a, 401)?;
         let challenge = a.www_authenticate.unwrap_or_default();
         if !challenge.starts_with("Bearer") {
-            return Err(format!(
-                "no Bearer challenge (WWW-Authenticate: {challenge})"
-            ));
+            return Err(format!("no Bearer challenge (WWW-Authenticate: {challenge})").into());
         }
         writeln!(out, "✔ 401, WWW-Authenticate: {challenge}").ok();
         Ok(out)
     }
 
-    async fn refresh(&self, http: &reqwest::Client) -> Result<String, String> {
+    async fn refresh(&self, http: &reqwest::Client) -> Result<String, StepFailed> {
         let token_url = format!("http://127.0.0.1:{}/v1/token/demo", self.ports.agent);
         let before = call(http.get(&token_url)).await?;
         let url = format!("{token_url}/refresh");
@@ -762,7 +760,7 @@ impl Story {
     }
 
     /// Runs `tokenwarden audit query` as printed (this very binary) and checks its table.
-    async fn audit(&self) -> Result<String, String> {
+    async fn audit(&self) -> Result<String, StepFailed> {
         let args = [
             "audit".to_owned(),
             "query".to_owned(),
@@ -793,7 +791,8 @@ impl Story {
                     "the command failed ({}): {}",
                     run.status,
                     String::from_utf8_lossy(&run.stderr).trim()
-                ))
+                )
+                .into())
             };
             if verdict.is_ok() || tokio::time::Instant::now() >= deadline {
                 break (stdout, verdict);
@@ -878,10 +877,32 @@ The same services run on their own from the files in {dir}:
     }
 }
 
-type StepFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>>;
+/// Why a step of the story did not show what it should; printed under the step.
+#[derive(Debug, PartialEq, Eq)]
+struct StepFailed(String);
 
-async fn call(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+impl std::fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for StepFailed {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
+impl From<&str> for StepFailed {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
+type StepFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, StepFailed>> + Send + 'a>>;
+
+async fn call(request: reqwest::RequestBuilder) -> Result<Answer, StepFailed> {
     let response = request
         .send()
         .await
@@ -900,18 +921,15 @@ async fn call(request: reqwest::RequestBuilder) -> Result<Answer, String> {
     })
 }
 
-fn expect_status(a: &Answer, want: u16) -> Result<(), String> {
+fn expect_status(a: &Answer, want: u16) -> Result<(), StepFailed> {
     if a.status == want {
         return Ok(());
     }
-    Err(format!(
-        "expected HTTP {want}, got {}: {}",
-        a.status, a.body
-    ))
+    Err(format!("expected HTTP {want}, got {}: {}", a.status, a.body).into())
 }
 
 /// The payload of a JWT, for display (the signature was checked by the gateway, not here).
-fn claims_of(token: &str) -> Result<Value, String> {
+fn claims_of(token: &str) -> Result<Value, StepFailed> {
     let jwt = tw_verify::parse_unverified(token, 64 * 1024)
         .map_err(|e| format!("the agent's token is not a JWT: {}", e.description()))?;
     Ok(Value::Object(jwt.claims().clone()))
@@ -919,25 +937,24 @@ fn claims_of(token: &str) -> Result<Value, String> {
 
 /// The fingerprint of the token the sample API received, if it is `new` (the refreshed token);
 /// otherwise why not.
-fn upstream_received(answer: &Answer, new: &str, old: &str) -> Result<String, String> {
+fn upstream_received(answer: &Answer, new: &str, old: &str) -> Result<String, StepFailed> {
     match answer.body["token_fingerprint"].as_str() {
         Some(got) if got == new => Ok(got.to_owned()),
         Some(got) if got == old => Err(format!(
             "the sample API still received the old token {old}, not the new {new}"
-        )),
+        )
+        .into()),
         Some(got) => Err(format!(
             "the sample API received token {got}, neither the new {new} nor the old {old}"
-        )),
-        None => Err(format!(
-            "the sample API received no bearer token: {}",
-            answer.body
-        )),
+        )
+        .into()),
+        None => Err(format!("the sample API received no bearer token: {}", answer.body).into()),
     }
 }
 
 /// Checks the table `tokenwarden audit query` printed: the story's allowed reads (steps 2 and
 /// 5) and its refused write (step 3, by the rule attributes-write). Returns a summary.
-fn audit_shows_the_story(table: &str) -> Result<String, String> {
+fn audit_shows_the_story(table: &str) -> Result<String, StepFailed> {
     let rows = table_rows(table)?;
     let count = |outcome: &str, method: &str, rule: &str| {
         rows.iter()
@@ -958,14 +975,15 @@ fn audit_shows_the_story(table: &str) -> Result<String, String> {
         return Err(format!(
             "the audit log should show the two allowed GETs and the denied POST of /api/attributes \
              (found {allowed} allowed, {denied} denied)"
-        ));
+        )
+        .into());
     }
     Ok(format!("{allowed} allowed, {denied} denied"))
 }
 
 /// The rows of a table as the CLI prints it (a header line, columns padded to the header's
 /// positions), keyed by column name.
-fn table_rows(table: &str) -> Result<Vec<BTreeMap<String, String>>, String> {
+fn table_rows(table: &str) -> Result<Vec<BTreeMap<String, String>>, StepFailed> {
     let mut lines = table.lines();
     let header: Vec<char> = lines.next().unwrap_or_default().chars().collect();
     let mut columns: Vec<(usize, String)> = Vec::new();
@@ -985,7 +1003,8 @@ fn table_rows(table: &str) -> Result<Vec<BTreeMap<String, String>>, String> {
         return Err(format!(
             "the command printed no audit table: {}",
             table.lines().next().unwrap_or_default()
-        ));
+        )
+        .into());
     }
     Ok(lines
         .map(|line| {
@@ -1059,13 +1078,13 @@ mod tests {
         let with_old = call(http.get(&url).bearer_auth(old)).await.unwrap();
         assert_eq!(with_old.status, 200, "a 200 alone proves nothing");
         let why = upstream_received(&with_old, &new_fp, &old_fp).unwrap_err();
-        assert!(why.contains("old token"), "{why}");
+        assert!(why.0.contains("old token"), "{why}");
 
         let other = call(http.get(&url).bearer_auth("another")).await.unwrap();
         assert!(upstream_received(&other, &new_fp, &old_fp).is_err());
         let without = call(http.get(&url)).await.unwrap();
         let why = upstream_received(&without, &new_fp, &old_fp).unwrap_err();
-        assert!(why.contains("no bearer token"), "{why}");
+        assert!(why.0.contains("no bearer token"), "{why}");
         // The API reports fingerprints, never the token.
         assert!(!with_new.body.to_string().contains(new));
     }

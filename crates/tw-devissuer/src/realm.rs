@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use tw_core::Invalid;
 use tw_core::{Error, Secret};
 
 /// Keycloak shows this instead of the secret in partial exports.
@@ -638,7 +639,7 @@ fn jwt_keys(c: &ClientRep, path: &str, notes: &mut Notes) -> Result<Vec<JwtKey>,
     Ok(keys)
 }
 
-fn key_from_der_b64(b64: &str, pem_tag: &str) -> Result<DecodingKey, String> {
+fn key_from_der_b64(b64: &str, pem_tag: &str) -> Result<DecodingKey, Invalid> {
     let compact: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(compact)
@@ -646,7 +647,7 @@ fn key_from_der_b64(b64: &str, pem_tag: &str) -> Result<DecodingKey, String> {
     let pem = pem::encode(&pem::Pem::new(pem_tag, der));
     DecodingKey::from_rsa_pem(pem.as_bytes())
         .or_else(|_| DecodingKey::from_ec_pem(pem.as_bytes()))
-        .map_err(|e| e.to_string())
+        .map_err(|e| Invalid::new(e.to_string()))
 }
 
 fn keep_supported_mappers(

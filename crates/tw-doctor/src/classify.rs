@@ -3,6 +3,7 @@
 use crate::report::Step;
 use tw_broker::source::CustomLoginFailure;
 use tw_config::AuthMethod;
+use tw_core::secret_ref::SECRET_UNAVAILABLE;
 use tw_core::{Error, ErrorKind, NetworkClass};
 use tw_idp::codes;
 
@@ -110,7 +111,7 @@ pub fn token_failure_cause(e: &Error) -> &'static str {
         return class.as_str();
     }
     match (e.kind(), e.code()) {
-        (_, "secret_unavailable") => "secret_unavailable",
+        (_, SECRET_UNAVAILABLE) => SECRET_UNAVAILABLE,
         (ErrorKind::Config, _) => tw_core::CONFIG_INVALID,
         (_, codes::IDP_INVALID_SCOPE) => "invalid_scope",
         (_, codes::IDP_INVALID_GRANT) => "invalid_grant",

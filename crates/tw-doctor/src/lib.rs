@@ -719,7 +719,7 @@ fn secrets_step(report: &mut Report, name: &str, p: &ProfileConfig) -> bool {
             }
             Err(e) => {
                 report.push(
-                    failed_on("secrets", pn, "secret_unavailable", &e)
+                    failed_on("secrets", pn, tw_core::secret_ref::SECRET_UNAVAILABLE, &e)
                         .detail(format!("`{k}` is read from {}", r.describe()))
                         .fix(match r {
                             tw_config::SecretRef::Env(v) => format!("export {v} in the environment of the process (systemd: Environment=/EnvironmentFile=; compose: environment:)"),

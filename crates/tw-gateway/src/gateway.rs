@@ -574,7 +574,10 @@ impl Shared {
             .target
             .upstream_uri_for(path.encoded(), parts.uri.query())
             .map_err(|_| {
-                let e = Error::bad_request("invalid_path", "the request path cannot be forwarded");
+                let e = Error::bad_request(
+                    tw_http::path::INVALID_PATH,
+                    "the request path cannot be forwarded",
+                );
                 (Outcome::BadPath, e)
             })?;
         // An absolute-form request may come without `Host`: the upstream still learns the host

@@ -9,7 +9,7 @@ pub use tw_http::bearer::{REALM, Refusal, challenge};
 /// The `outcome` label of the gateway's metrics for a refusal.
 pub fn outcome(refusal: &Refusal) -> Outcome {
     match refusal {
-        Refusal::Request(e) if e.code() == "invalid_path" => Outcome::BadPath,
+        Refusal::Request(e) if e.code() == tw_http::path::INVALID_PATH => Outcome::BadPath,
         Refusal::Request(_) => Outcome::InvalidRequest,
         Refusal::Missing => Outcome::MissingToken,
         Refusal::Verify(e) if e.is_retryable() => Outcome::Unavailable,

@@ -21,6 +21,9 @@
 
 use std::fmt;
 
+/// The code of a request path refused as not canonical (400).
+pub const INVALID_PATH: &str = "invalid_path";
+
 /// Longest accepted path, in bytes (before decoding).
 pub const MAX_PATH_BYTES: usize = 8 * 1024;
 
@@ -107,7 +110,7 @@ impl PathRefusal {
 
     /// The client's error: 400 `invalid_path`, with this reason as the `reason` field.
     pub fn into_error(self) -> tw_core::Error {
-        tw_core::Error::bad_request("invalid_path", self.describe()).with("reason", self.code())
+        tw_core::Error::bad_request(INVALID_PATH, self.describe()).with("reason", self.code())
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tw_core::Error;
+use tw_core::Invalid;
 use tw_core::ListenAddr;
 
 /// Unix sockets hand out tokens to whoever can connect, so only the owner may.
@@ -105,7 +106,7 @@ pub async fn bind(addr: &ListenAddr, key: &str) -> Result<Listener, Error> {
         ListenAddr::Unix(path) => {
             let (l, file) = bind_unix(path)
                 .await
-                .map_err(|m| listen_error(key, &format!("unix:{}", path.display()), &m))?;
+                .map_err(|m| listen_error(key, &format!("unix:{}", path.display()), m.message()))?;
             Inner::Unix(l, file)
         }
     };
@@ -233,13 +234,13 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
-async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), String> {
+async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Invalid> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(format!("directory {} does not exist", parent.display()));
+        return Err(format!("directory {} does not exist", parent.display()).into());
     }
     remove_stale_socket(path).await?;
 
@@ -257,7 +258,7 @@ async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), String> {
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&tmp);
-        return Err(describe_io(&e));
+        return Err(describe_io(&e).into());
     }
     let file = SocketFile {
         path: path.to_owned(),
@@ -267,7 +268,7 @@ async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), String> {
 }
 
 /// A socket file left by a crashed process is removed; a live one (or a non-socket) is not.
-async fn remove_stale_socket(path: &Path) -> Result<(), String> {
+async fn remove_stale_socket(path: &Path) -> Result<(), Invalid> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
@@ -276,8 +277,9 @@ async fn remove_stale_socket(path: &Path) -> Result<(), String> {
     }
     match tokio::net::UnixStream::connect(path).await {
         Ok(_) => Err("address in use (another process is listening on this socket)".into()),
-        Err(_) => std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove the stale socket file: {}", describe_io(&e))),
+        Err(_) => std::fs::remove_file(path).map_err(|e| {
+            format!("cannot remove the stale socket file: {}", describe_io(&e)).into()
+        }),
     }
 }
 

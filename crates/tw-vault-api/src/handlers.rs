@@ -209,7 +209,7 @@ pub(crate) async fn consent_callback(State(s): State<ApiState>, RawQuery(raw): R
     let mut q = query(raw.as_deref())?;
     let Some(state) = q.remove("state") else {
         return Err(Error::bad_request(
-            "vault_state_invalid",
+            tw_vault::codes::VAULT_STATE_INVALID,
             "the callback carries no `state`: start the consent again",
         )
         .into());

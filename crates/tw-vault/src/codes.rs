@@ -64,3 +64,5 @@ pub const IDP_ID_TOKEN_INVALID: &str = "idp_id_token_invalid";
 pub const IDP_NO_REFRESH_TOKEN: &str = "idp_no_refresh_token";
 /// 502: the IdP sent no id_token and its introspection does not vouch for the subject.
 pub const IDP_TOKEN_UNVERIFIABLE: &str = "idp_token_unverifiable";
+/// 500: an entry id read from storage is not a UUID (the storage was changed by hand).
+pub const VAULT_ENTRY_ID_CORRUPT: &str = "storage_error";

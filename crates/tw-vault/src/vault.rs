@@ -73,7 +73,10 @@ impl std::fmt::Debug for Vault {
 fn view(row: &VaultRow) -> Result<EntryView, Error> {
     Ok(EntryView {
         id: row.id.parse().map_err(|_| {
-            Error::internal("storage_error", "a vault entry id in storage is not a UUID")
+            Error::internal(
+                crate::codes::VAULT_ENTRY_ID_CORRUPT,
+                "a vault entry id in storage is not a UUID",
+            )
         })?,
         owner_issuer: row.owner_issuer.clone(),
         owner_subject: row.owner_subject.clone(),

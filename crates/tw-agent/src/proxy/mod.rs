@@ -211,7 +211,10 @@ impl Route {
             .with_retry_after(wait));
         }
         let uri = self.target.upstream_uri(req.uri()).map_err(|_| {
-            Error::bad_request("invalid_path", "the request path cannot be forwarded")
+            Error::bad_request(
+                tw_http::path::INVALID_PATH,
+                "the request path cannot be forwarded",
+            )
         })?;
         let permit = self.breaker.admit().map_err(|wait| {
             Error::new(

@@ -10,6 +10,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use tw_core::Invalid;
 
 /// A served OpenAPI document, and the answers checked against it so far.
 pub struct Schemas {
@@ -58,17 +59,15 @@ impl Schemas {
         path: &str,
         status: u16,
         body: Option<&Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Invalid> {
         let method = method.to_ascii_lowercase();
         let operation = &self.doc["paths"][path][&method];
         if !operation.is_object() {
-            return Err(format!("{method} {path} is not documented"));
+            return Err(format!("{method} {path} is not documented").into());
         }
         let response = &operation["responses"][status.to_string()];
         if !response.is_object() {
-            return Err(format!(
-                "{method} {path}: status {status} is not documented"
-            ));
+            return Err(format!("{method} {path}: status {status} is not documented").into());
         }
         let schema = &response["content"]["application/json"]["schema"];
         match (body, schema.is_object()) {
@@ -76,12 +75,13 @@ impl Schemas {
             (None, true) => {
                 return Err(format!(
                     "{method} {path} {status}: documented with a JSON body, answered without one"
-                ));
+                )
+                .into());
             }
             (Some(_), false) => {
                 return Err(format!(
                     "{method} {path} {status}: answered with a JSON body the document does not describe"
-                ));
+                ).into());
             }
             (Some(body), true) => validate(schema, &self.doc["components"], body)
                 .map_err(|e| format!("{method} {path} {status}: {e}"))?,
@@ -103,7 +103,7 @@ impl Schemas {
 }
 
 /// Validates `instance` against `schema`, whose `$ref`s point into `components`.
-pub fn validate(schema: &Value, components: &Value, instance: &Value) -> Result<(), String> {
+pub fn validate(schema: &Value, components: &Value, instance: &Value) -> Result<(), Invalid> {
     let root = json!({ "allOf": [schema], "components": components });
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
@@ -121,7 +121,8 @@ pub fn validate(schema: &Value, components: &Value, instance: &Value) -> Result<
         Err(format!(
             "the body does not follow the documented schema: {}; body: {instance}",
             errors.join("; ")
-        ))
+        )
+        .into())
     }
 }
 
@@ -160,7 +161,7 @@ mod tests {
         let e = s
             .check("GET", "/things/{id}", 200, Some(&wrong))
             .expect_err("wrong type");
-        assert!(e.contains("/items/0/enabled"), "{e}");
+        assert!(e.message().contains("/items/0/enabled"), "{e}");
         let missing = json!({ "items": [{ "enabled": true }] });
         assert!(s.check("GET", "/things/{id}", 200, Some(&missing)).is_err());
         assert!(s.check("GET", "/things/{id}", 200, None).is_err());

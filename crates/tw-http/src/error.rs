@@ -120,15 +120,9 @@ pub async fn method_not_allowed_fallback(method: http::Method, uri: http::Uri) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     async fn body_json(response: Response) -> Value {
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = crate::body_bytes(response).await;
         serde_json::from_slice(&bytes).expect("json")
     }
 

@@ -115,7 +115,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 mod tests {
     use super::*;
     use axum::routing::post;
-    use http_body_util::BodyExt;
     use serde::Deserialize;
     use tower::ServiceExt;
 
@@ -184,12 +183,7 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = crate::body_bytes(response).await;
         let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(v["error"]["code"], "body_too_large");
         assert_eq!(v["error"]["message"], "the body is larger than 16 bytes");

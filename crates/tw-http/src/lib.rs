@@ -34,3 +34,15 @@ pub use headers::check_custom_header;
 pub use probes::{MetricsRender, Probes, Readiness, ReadinessFn, probes_router};
 pub use serve::{Listener, NoDelayTcp, PeerAddr, SOCKET_MODE, bind, serve, serve_with};
 pub use trace::{SafeMakeSpan, SafeTraceLayer, trace_layer};
+
+/// The whole body of a response, for the unit tests of this crate.
+#[cfg(test)]
+pub(crate) async fn body_bytes(response: axum::response::Response) -> axum::body::Bytes {
+    use http_body_util::BodyExt;
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}

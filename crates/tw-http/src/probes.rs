@@ -132,7 +132,6 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use http::Request;
-    use http_body_util::BodyExt;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tower::ServiceExt;
 
@@ -143,12 +142,7 @@ mod tests {
             .await
             .expect("infallible");
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = crate::body_bytes(response).await;
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -711,28 +711,41 @@ impl Vault {
         F: FnOnce(Vault, Fence) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T, Error>> + Send,
     {
+        let leased = lineage.clone();
+        self.in_own_task(lineage, codes::VAULT_TASK_FAILED, move |this| async move {
+            let lease = this.take_lease(&leased).await?;
+            let result = work(this.clone(), lease.fence()).await;
+            lease.release().await;
+            result
+        })
+        .await
+    }
+
+    /// Runs `work` under the lineage's in-process lock, in a task of its own (a caller that gives
+    /// up must not cancel it between the IdP's answer and the commit). A task that panics is a
+    /// 500 with `failure_code`.
+    pub(super) async fn in_own_task<T, F, Fut>(
+        &self,
+        lineage: String,
+        failure_code: &'static str,
+        work: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(Vault) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, Error>> + Send,
+    {
         let flight = self.flight(&lineage);
         let this = self.clone();
         let task = tokio::spawn(async move {
             let guard = flight.lock_owned().await;
-            let result = match this.take_lease(&lineage).await {
-                Ok(lease) => {
-                    let result = work(this.clone(), lease.fence()).await;
-                    lease.release().await;
-                    result
-                }
-                Err(e) => Err(e),
-            };
+            let result = work(this.clone()).await;
             drop(guard);
             this.release_flight(&lineage);
             result
         });
-        task.await.map_err(|e| {
-            Error::internal(
-                codes::VAULT_TASK_FAILED,
-                format!("a vault task failed: {e}"),
-            )
-        })?
+        task.await
+            .map_err(|e| Error::internal(failure_code, format!("a vault task failed: {e}")))?
     }
 
     /// Under the lineage's lock and lease: re-read the row and its siblings (same owner, session

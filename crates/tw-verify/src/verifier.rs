@@ -222,15 +222,9 @@ pub(crate) const CHECK_ORDER: [Check; 14] = [
     Check::Introspection,
 ];
 
-/// The checks of a JWT's claims, after its signature: a run of [`CHECK_ORDER`].
-pub(crate) const JWT_CLAIM_CHECKS: [Check; 6] = [
-    Check::Expiry,
-    Check::NotBefore,
-    Check::IssuedAt,
-    Check::Audience,
-    Check::AuthorizedParty,
-    Check::TokenType,
-];
+/// The checks of a JWT's claims, after its signature: the run of [`CHECK_ORDER`] from `Expiry`
+/// to `TokenType`.
+pub(crate) const JWT_CLAIM_CHECKS: &[Check] = CHECK_ORDER.as_slice().split_at(7).1.split_at(6).0;
 
 /// The checks of an opaque token once the issuer is known, in the one order the verifier runs
 /// them and `inspect` reports them: the introspection answer (active, same issuer), then its
@@ -755,7 +749,8 @@ impl Verifier {
         let iss = idx.map(|i| &self.issuers[i]);
         let leeway = iss.map(|i| i.leeway).unwrap_or_default();
         JWT_CLAIM_CHECKS
-            .into_iter()
+            .iter()
+            .copied()
             .filter_map(|check| {
                 let outcome = match (check, iss) {
                     (Check::Expiry, _) => check_exp(reg, now, leeway).map(|_| ()),
@@ -1056,8 +1051,10 @@ mod order_tests {
             .unwrap();
         assert_eq!(
             CHECK_ORDER[start..start + JWT_CLAIM_CHECKS.len()],
-            JWT_CLAIM_CHECKS
+            *JWT_CLAIM_CHECKS
         );
+        assert_eq!(JWT_CLAIM_CHECKS.first(), Some(&Check::Expiry));
+        assert_eq!(JWT_CLAIM_CHECKS.last(), Some(&Check::TokenType));
         // The opaque order keeps the JWT order for the claims both have.
         let common: Vec<Check> = CHECK_ORDER
             .into_iter()

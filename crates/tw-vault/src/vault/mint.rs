@@ -74,31 +74,18 @@ impl Vault {
             return Ok((hit, "cached"));
         }
         let lineage = lineage_of(&row);
-        let flight = self.flight(&lineage);
-        // The refresh and its commit run in their own task: a caller that gives up must not
-        // cancel them between the IdP's answer and the commit.
-        let this = self.clone();
         let entry = *id;
-        let task = tokio::spawn(async move {
-            let guard = flight.lock_owned().await;
-            let result = match this.cached_for(&row) {
-                Ok(Some(hit)) => Ok((hit, "cached")),
-                Ok(None) => this
-                    .refresh_leased(&entry, &lineage)
+        let leased = lineage.clone();
+        self.in_own_task(lineage, codes::VAULT_MINT_FAILED, move |this| async move {
+            match this.cached_for(&row)? {
+                Some(hit) => Ok((hit, "cached")),
+                None => this
+                    .refresh_leased(&entry, &leased)
                     .await
                     .map(|t| (t, "refreshed")),
-                Err(e) => Err(e),
-            };
-            drop(guard);
-            this.release_flight(&lineage);
-            result
-        });
-        task.await.map_err(|e| {
-            Error::internal(
-                codes::VAULT_MINT_FAILED,
-                format!("the mint task failed: {e}"),
-            )
-        })?
+            }
+        })
+        .await
     }
 
     /// The in-process lock of a lineage (give it back with [`Vault::release_flight`]).

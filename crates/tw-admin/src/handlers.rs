@@ -4,7 +4,7 @@
 use crate::AdminState;
 use crate::api::{self, Account, AuditRecord, Role};
 use crate::auth::Caller;
-use crate::openapi::Refusals;
+use crate::openapi::{AccountOrNoRole, AccountOrNotFound, AccountPath, AccountRolePath, Refusals};
 use crate::query::{audit_query, clip};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -81,19 +81,14 @@ pub(crate) async fn create_account(
 
 #[utoipa::path(get, path = "/v1/accounts/{id}", operation_id = "getAccount",
     summary = "Show an account", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The account's id (a UUID)")),
-    responses(
-        (status = 200, description = "The account", body = Account),
-        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
-        Refusals,
-    ))]
+    params(AccountPath), responses(AccountOrNotFound, Refusals))]
 pub(crate) async fn get_account(State(s): State<AdminState>, Path(id): Path<String>) -> Answer {
     ok(Account::from(s.store.get_account(&id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/accounts/{id}", operation_id = "deleteAccount",
     summary = "Delete an account", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The account's id (a UUID)")),
+    params(AccountPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
@@ -111,91 +106,71 @@ pub(crate) async fn delete_account(
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/enable", operation_id = "enableAccount",
     summary = "Enable an account", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The account's id (a UUID)")),
-    responses(
-        (status = 200, description = "The account", body = Account),
-        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
-        Refusals,
-    ))]
+    params(AccountPath), responses(AccountOrNotFound, Refusals))]
 pub(crate) async fn enable_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(AccountPath { id }): Path<AccountPath>,
 ) -> Answer {
-    let account = s
-        .store
-        .as_admin(&caller.actor)
-        .set_account_enabled(&id, true)
-        .await?;
-    log_write(&caller, "account.enable", &id);
-    ok(Account::from(account))
+    set_enabled(&s, &caller, &id, true).await
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/disable", operation_id = "disableAccount",
     summary = "Disable an account (its tokens are refused by the registry)", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The account's id (a UUID)")),
-    responses(
-        (status = 200, description = "The account", body = Account),
-        (status = 404, description = "No such account (account_not_found)", body = ErrorBody),
-        Refusals,
-    ))]
+    params(AccountPath), responses(AccountOrNotFound, Refusals))]
 pub(crate) async fn disable_account(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(AccountPath { id }): Path<AccountPath>,
 ) -> Answer {
+    set_enabled(&s, &caller, &id, false).await
+}
+
+async fn set_enabled(s: &AdminState, caller: &Caller, id: &str, enabled: bool) -> Answer {
     let account = s
         .store
         .as_admin(&caller.actor)
-        .set_account_enabled(&id, false)
+        .set_account_enabled(id, enabled)
         .await?;
-    log_write(&caller, "account.disable", &id);
+    let action = if enabled {
+        "account.enable"
+    } else {
+        "account.disable"
+    };
+    log_write(caller, action, id);
     ok(Account::from(account))
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/roles/{role}", operation_id = "grantRole",
     summary = "Grant a role (idempotent)", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The account's id (a UUID)"),
-           ("role" = String, Path, description = "A role name")),
-    responses(
-        (status = 200, description = "The account", body = Account),
-        (status = 404, description = "No such account or role", body = ErrorBody),
-        Refusals,
-    ))]
+    params(AccountRolePath), responses(AccountOrNoRole, Refusals))]
 pub(crate) async fn grant_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path((id, role)): Path<(String, String)>,
+    Path(path): Path<AccountRolePath>,
 ) -> Answer {
-    let account = s
-        .store
-        .as_admin(&caller.actor)
-        .grant_role(&id, &role)
-        .await?;
-    log_write(&caller, "account.grant", &format!("{id} {role}"));
-    ok(Account::from(account))
+    change_role(&s, &caller, &path, true).await
 }
 
 #[utoipa::path(delete, path = "/v1/accounts/{id}/roles/{role}", operation_id = "revokeRole",
     summary = "Revoke a role (idempotent)", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The account's id (a UUID)"),
-           ("role" = String, Path, description = "A role name")),
-    responses(
-        (status = 200, description = "The account", body = Account),
-        (status = 404, description = "No such account or role", body = ErrorBody),
-        Refusals,
-    ))]
+    params(AccountRolePath), responses(AccountOrNoRole, Refusals))]
 pub(crate) async fn revoke_role(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
-    Path((id, role)): Path<(String, String)>,
+    Path(path): Path<AccountRolePath>,
 ) -> Answer {
-    let account = s
-        .store
-        .as_admin(&caller.actor)
-        .revoke_role(&id, &role)
-        .await?;
-    log_write(&caller, "account.revoke", &format!("{id} {role}"));
+    change_role(&s, &caller, &path, false).await
+}
+
+async fn change_role(s: &AdminState, caller: &Caller, p: &AccountRolePath, grant: bool) -> Answer {
+    let admin = s.store.as_admin(&caller.actor);
+    let (account, action) = if grant {
+        (admin.grant_role(&p.id, &p.role).await?, "account.grant")
+    } else {
+        (admin.revoke_role(&p.id, &p.role).await?, "account.revoke")
+    };
+    log_write(caller, action, &format!("{} {}", p.id, p.role));
     ok(Account::from(account))
 }
 

@@ -3,10 +3,12 @@
 //! when the router is built.
 
 use crate::api;
+use crate::api::Account;
 use crate::handlers;
+use serde::Deserialize;
 use tw_http::openapi::ErrorBody;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
 /// The refusals every `/v1` operation can answer (RFC 6750, see [`crate::auth`]).
 #[derive(IntoResponses)]
@@ -21,6 +23,48 @@ pub(crate) enum Refusals {
     /// Storage, the account registry or the issuer's keys unavailable; retry after Retry-After
     #[response(status = 503)]
     Unavailable(ErrorBody),
+}
+
+/// An account, or 404 `account_not_found`.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum AccountOrNotFound {
+    /// The account
+    #[response(status = 200)]
+    Found(Account),
+    /// No such account (account_not_found)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// An account after a role change, or 404 when the account or the role does not exist.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum AccountOrNoRole {
+    /// The account
+    #[response(status = 200)]
+    Found(Account),
+    /// No such account or role (account_not_found, role_not_found)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// `/v1/accounts/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AccountPath {
+    /// The account's id (a UUID)
+    pub id: String,
+}
+
+/// `/v1/accounts/{id}/roles/{role}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AccountRolePath {
+    /// The account's id (a UUID)
+    pub id: String,
+    /// A role name
+    pub role: String,
 }
 
 struct BearerScheme;

@@ -6,7 +6,7 @@ use crate::api::{
     Version,
 };
 use crate::metrics_names::{METRIC_VAULT_REQUEST_SECONDS, METRIC_VAULT_REQUESTS};
-use crate::openapi::Refusals;
+use crate::openapi::{EntryIdParam, EntryNotFound, Refusals};
 use axum::Json;
 use axum::extract::{FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
 use axum::middleware::Next;
@@ -344,11 +344,10 @@ pub(crate) async fn list_entries(
 
 #[utoipa::path(get, path = "/v1/entries/{id}", operation_id = "getEntry",
     summary = "One entry (never the token)", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The entry's id (a UUID)")),
+    params(EntryIdParam),
     responses(
         (status = 200, description = "The entry", body = Entry),
-        (status = 400, description = "The id is not a UUID (invalid_entry_id)", body = ErrorBody),
-        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        EntryNotFound,
         Refusals,
     ))]
 pub(crate) async fn get_entry(
@@ -363,11 +362,10 @@ pub(crate) async fn get_entry(
 #[utoipa::path(delete, path = "/v1/entries/{id}", operation_id = "deleteEntry",
     summary = "Delete an entry: its token is revoked at the IdP (RFC 7009), and the IdP session too when no other entry shares it",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The entry's id (a UUID)")),
+    params(EntryIdParam),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
-        (status = 400, description = "The id is not a UUID (invalid_entry_id)", body = ErrorBody),
-        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        EntryNotFound,
         Refusals,
     ))]
 pub(crate) async fn delete_entry(
@@ -382,11 +380,10 @@ pub(crate) async fn delete_entry(
 #[utoipa::path(post, path = "/v1/entries/{id}/duplicate", operation_id = "duplicateEntry",
     summary = "Duplicate an offline entry: a second entry for the same session (deleting one keeps the session for the other)",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The entry's id (a UUID)")),
+    params(EntryIdParam),
     responses(
         (status = 201, description = "The new entry", body = Entry),
-        (status = 400, description = "The id is not a UUID (invalid_entry_id)", body = ErrorBody),
-        (status = 404, description = "No such entry for this caller (vault_entry_not_found): knowing an id is never enough", body = ErrorBody),
+        EntryNotFound,
         Refusals,
     ))]
 pub(crate) async fn duplicate_entry(

@@ -6,7 +6,7 @@ use crate::api;
 use crate::handlers;
 use tw_http::openapi::ErrorBody;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
 /// Where [`handlers::consent_callback`] is documented before the configured path replaces it.
 const DOCUMENTED_CALLBACK: &str = "/v1/offline-token/callback";
@@ -24,6 +24,27 @@ pub(crate) enum Refusals {
     /// The IdP, its keys or the storage is unavailable; retry after Retry-After
     #[response(status = 503)]
     Unavailable(ErrorBody),
+}
+
+/// What an operation on `/v1/entries/{id}` answers for an id that is no entry of the caller.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum EntryNotFound {
+    /// The id is not a UUID (invalid_entry_id)
+    #[response(status = 400)]
+    InvalidId(ErrorBody),
+    /// No such entry for this caller (vault_entry_not_found): knowing an id is never enough
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// `/v1/entries/{id}` (documentation only: the handlers read it with `EntryPath`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct EntryIdParam {
+    /// The entry's id (a UUID)
+    id: String,
 }
 
 struct BearerScheme;

@@ -10,23 +10,9 @@ if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 
 log() { printf '\n==> %s\n' "$*"; }
 
-apt_install() {
-  # Installs Debian packages that are missing; needs root (as on CI machines).
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  # The tests start their own servers on loopback ports; keep packages from starting system
-  # services (nginx on port 80, ...) during installation.
-  local policy=/usr/sbin/policy-rc.d made_policy=false
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy" && made_policy=true
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  if $made_policy; then $sudo rm -f "$policy"; fi
-}
+# apt_install: installs missing Debian packages, without starting their services.
+# shellcheck source=scripts/lib/apt.sh
+source scripts/lib/apt.sh
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm

@@ -33,7 +33,7 @@ pub use error::{
 pub use headers::check_custom_header;
 pub use probes::{MetricsRender, Probes, Readiness, ReadinessFn, probes_router};
 pub use serve::{Listener, NoDelayTcp, PeerAddr, SOCKET_MODE, bind, serve, serve_with};
-pub use trace::{SafeMakeSpan, SafeTraceLayer, trace_layer};
+pub use trace::{SafeMakeSpan, SafeOnFailure, SafeTraceLayer, trace_layer};
 
 /// The whole body of a response, for the unit tests of this crate.
 #[cfg(test)]

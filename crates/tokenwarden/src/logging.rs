@@ -7,6 +7,9 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tw_config::{LogConfig, LogFormat};
 
+/// Lines waiting for the writer thread before a logging call waits for room.
+const LOG_QUEUE_LINES: usize = 4096;
+
 /// The log writer's thread, kept until [`flush`] so that no line is lost at exit.
 static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 
@@ -27,7 +30,9 @@ pub fn init(cfg: &LogConfig) {
     // queue runs dry: a request never waits on a write to stderr (the gateway's audit lines are
     // one per decision). Not lossy: under a flood the queue applies back-pressure rather than
     // dropping audit lines.
+    // A few thousand lines queued at most: the queue's slots are allocated up front.
     let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(false)
         .thread_name("tokenwarden-log")
         .finish(std::io::BufWriter::new(std::io::stderr()));

@@ -16,12 +16,6 @@ mod vault_cmd;
 
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's malloc: allocation and freeing were a measurable share of every
-/// proxied request, and glibc's per-thread arenas let the RSS grow with the verified-token
-/// cache's churn (README, "Performance").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cli::parse_args();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

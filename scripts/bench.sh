@@ -580,3 +580,8 @@ EOF
 } >"$report"
 log "done in ${elapsed} s: $report"
 cat "$report"
+# A row that saw a wrong answer measured nothing: the run fails.
+if grep -q '| invalid' "$report"; then
+  echo "error: some rows saw answers other than 2xx (see $raw)" >&2
+  exit 1
+fi

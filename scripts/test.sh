@@ -55,4 +55,8 @@ demo_dir=$(mktemp -d)
 cargo run -q --locked -p tokenwarden -- demo --once --base-port 0 --dir "$demo_dir"
 rm -rf "$demo_dir"
 
+log "the load benchmark, briefly (scripts/bench.sh with the debug binary: 1 s per row, 2,000 tokens)"
+TW_BIN="${CARGO_TARGET_DIR:-target}/debug/tokenwarden" TW_BENCH_SECONDS=1 TW_BENCH_WARMUP=1 \
+  TW_BENCH_TOKENS=2000 scripts/bench.sh >/dev/null
+
 log "all tests passed"

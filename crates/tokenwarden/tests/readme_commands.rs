@@ -50,6 +50,14 @@ const NOT_RUN: &[(&str, &str)] = &[
         "cargo bench ",
         "benchmarks take minutes each; run by hand (see Performance)",
     ),
+    (
+        "scripts/bench.sh",
+        "scripts/test.sh runs it briefly (1 s per row, 2,000 tokens); a full run takes minutes",
+    ),
+    (
+        "TW_BENCH_ROUNDS=3 scripts/bench.sh",
+        "the full benchmark three times over: about ten minutes",
+    ),
 ];
 
 /// The entry id the README's vault commands show, as a placeholder.

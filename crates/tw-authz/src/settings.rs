@@ -354,14 +354,14 @@ pub fn check_permission_code(code: &str, allow_wildcard: bool) -> Result<(), Inv
         if s.is_empty()
             || !s
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c).into())
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         {
             return Err(format!(
                 "`{code}` is not a permission code: use segments of letters, digits, `.`, `_`, `-` separated by `:`, e.g. \"events:read\" (a final `*` segment grants all below)"
             ).into());
         }
     }
-    Ok(().into())
+    Ok(())
 }
 
 /// A `Host`-like value (`name[:port]`, `[v6]:port`) as compared with configured hosts, or `None`
@@ -450,7 +450,7 @@ pub fn check_path_pattern(p: &str) -> Result<(), Invalid> {
             );
         }
     }
-    Ok(().into())
+    Ok(())
 }
 
 /// `api.example.org`, `10.0.0.1` or `[::1]`: no scheme, port or path.
@@ -481,7 +481,7 @@ pub fn check_canonical_path(p: &str) -> Result<(), Invalid> {
             format!("`{p}`: write the path decoded, without `%`-escapes, `;` or `\\`").into(),
         );
     }
-    Ok(().into())
+    Ok(())
 }
 
 /// The longest role name the registry stores (tw-store's `MAX_CODE_LEN`).

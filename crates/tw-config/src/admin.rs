@@ -93,8 +93,8 @@ impl AdminConfig {
             }
             .into_error()
         };
-        check_path_prefix(&self.path_prefix).map_err(|m| fail("path_prefix", m.into()))?;
-        check_roles(&self.roles).map_err(|m| fail("roles", m.into()))?;
+        check_path_prefix(&self.path_prefix).map_err(|m| fail("path_prefix", m))?;
+        check_roles(&self.roles).map_err(|m| fail("roles", m))?;
         Ok(())
     }
 }

@@ -95,21 +95,6 @@ fn derive_state_key(active: &Secret) -> Result<Secret, Error> {
     Ok(Secret::new(STANDARD.encode(mac.finalize().into_bytes())))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn derived_state_key_is_stable_long_and_not_the_key() {
-        let k = Secret::new("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy4uLi4=");
-        let a = derive_state_key(&k).unwrap();
-        assert_eq!(a, derive_state_key(&k).unwrap());
-        assert!(a.expose().len() >= 32);
-        assert_ne!(a.expose(), k.expose());
-        assert_ne!(a, derive_state_key(&Secret::new("another")).unwrap());
-    }
-}
-
 /// What the vault API takes from `[vault]` besides the vault's own settings.
 pub fn vault_api_settings(cfg: &VaultConfig) -> tw_vault_api::ApiSettings {
     tw_vault_api::ApiSettings {
@@ -125,5 +110,20 @@ pub fn vault_caller_settings(cfg: &VaultConfig) -> tw_vault_api::CallerSettings 
         own_client_id: cfg.idp.client_id.clone(),
         rate_limit: cfg.limits.rate_limit,
         rate_limits: cfg.limits.rate_limits.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_state_key_is_stable_long_and_not_the_key() {
+        let k = Secret::new("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy4uLi4=");
+        let a = derive_state_key(&k).unwrap();
+        assert_eq!(a, derive_state_key(&k).unwrap());
+        assert!(a.expose().len() >= 32);
+        assert_ne!(a.expose(), k.expose());
+        assert_ne!(a, derive_state_key(&Secret::new("another")).unwrap());
     }
 }

@@ -66,7 +66,10 @@ pub const CLI_VARIABLES: &[&str] = &["TOKENWARDEN_CONFIG", "TOKENWARDEN_LOG"];
 /// The section a variable overrides, when it is an override: `TOKENWARDEN_GATEWAY__LISTEN` →
 /// `gateway`.
 fn override_section(name: &str) -> Option<String> {
-    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let rest = name
+        .get(..ENV_PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+        .and(name.get(ENV_PREFIX.len()..))?;
     let (section, _) = rest.split_once("__")?;
     Some(section.to_ascii_lowercase())
 }
@@ -81,37 +84,37 @@ fn env_overrides() -> Env {
         .split("__")
 }
 
-/// Refuses a `TOKENWARDEN_*` variable that looks meant as an override but is none: a section that
-/// is not overridable (`TOKENWARDEN_GATEWAYS__LISTEN`), or a section followed by a single `_`
-/// (`TOKENWARDEN_GATEWAY_LISTEN`), which would otherwise be ignored without a word.
+/// Refuses a `TOKENWARDEN_<X>__<KEY>` variable (the override spelling) whose `<X>` is not a section
+/// that can be overridden (`TOKENWARDEN_GATEWAYS__LISTEN`), which would otherwise be ignored
+/// without a word. Names without `__` are left alone: they may be anything, such as the name of
+/// a secret a `{ env = ... }` reference reads (`TOKENWARDEN_VAULT_CLIENT_SECRET`). The prefix is
+/// matched regardless of case, as the overrides themselves are.
 fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), Error> {
     let sections = ENV_OVERRIDE_SECTIONS.join(", ");
     for name in names {
-        if !name.starts_with(ENV_PREFIX) || CLI_VARIABLES.contains(&name.as_str()) {
+        let Some(section) = override_section(&name) else {
             continue;
-        }
-        if override_section(&name).is_some_and(|s| ENV_OVERRIDE_SECTIONS.contains(&s.as_str())) {
-            continue;
-        }
-        // A known section followed by a single `_`: the level separator was mistyped.
-        let rest = name[ENV_PREFIX.len()..].to_ascii_lowercase();
-        let mistyped = ENV_OVERRIDE_SECTIONS
-            .iter()
-            .find(|s| rest.starts_with(&format!("{s}_")) && !rest.starts_with(&format!("{s}__")));
-        let problem = match (mistyped, override_section(&name)) {
-            (Some(s), _) => format!(
-                "levels are separated by `__`: write {ENV_PREFIX}{}__{}",
-                s.to_ascii_uppercase(),
-                &name[ENV_PREFIX.len() + s.len() + 1..]
-            ),
-            (None, Some(section)) => format!(
-                "`{section}` is not a section that can be overridden; the sections are {sections}"
-            ),
-            (None, None) => continue,
         };
+        if ENV_OVERRIDE_SECTIONS.contains(&section.as_str()) {
+            continue;
+        }
+        // A known section followed by a single `_` before the first `__`: a mistyped separator.
+        let hint = ENV_OVERRIDE_SECTIONS
+            .iter()
+            .find(|s| section.starts_with(&format!("{s}_")))
+            .map(|s| {
+                format!(
+                    "; levels are separated by `__`: write {ENV_PREFIX}{}__{}",
+                    s.to_ascii_uppercase(),
+                    &name[ENV_PREFIX.len() + s.len() + 1..]
+                )
+            })
+            .unwrap_or_default();
         return Err(Error::config(
             CONFIG_INVALID,
-            format!("environment variable {name}: {problem}"),
+            format!(
+                "environment variable {name}: `{section}` is not a section that can be overridden; the sections are {sections}{hint}"
+            ),
         )
         .with("variable", name));
     }

@@ -29,9 +29,7 @@ pub struct SafeMakeSpan;
 
 impl<B> MakeSpan<B> for SafeMakeSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
-        // At debug: built for every request, a span costs measurably on the proxy path, and at
-        // the default level nothing would show it.
-        tracing::debug_span!(
+        tracing::info_span!(
             "http_request",
             method = %request.method(),
             path = %request.uri().path(),

@@ -520,26 +520,7 @@ pub fn check_authz(
             format!("`{h}` is already used (identity or reserved header)"),
         ));
     }
-    if a.roles_claims.is_empty() {
-        return Err(fail(
-            k("roles_claims"),
-            "list at least one claim path, e.g. \"realm_access.roles\"".into(),
-        ));
-    }
-    for (i, c) in a.roles_claims.iter().enumerate() {
-        if c.is_empty() || c.split('.').any(str::is_empty) {
-            return Err(fail(
-                format!("gateway.authz.roles_claims[{i}]"),
-                format!("`{c}` is not a dot path like \"resource_access.*.roles\""),
-            ));
-        }
-    }
-    if !a.client_role_format.contains("{role}") {
-        return Err(fail(
-            k("client_role_format"),
-            "must contain `{role}` (and usually `{client}`), e.g. \"{client}:{role}\"".into(),
-        ));
-    }
+    check_role_claims(&a.roles_claims, &a.client_role_format, "gateway.authz")?;
     if let Some(c) = &a.service_accounts.claim
         && (c.claim.is_empty() || c.claim.split('.').any(str::is_empty))
     {
@@ -714,6 +695,38 @@ pub fn check_authz(
         return Err(fail(
             k("audit"),
             "spool_path must not be empty (set spool_max_bytes = 0 to turn the spool off)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where roles are read from a token and how client roles are named: `roles_claims` (dot paths,
+/// at least one) and `client_role_format` (with `{role}`), under `section` in messages. Shared by
+/// `[gateway.authz]` and `[vault.callers]`.
+pub fn check_role_claims(
+    roles_claims: &[String],
+    client_role_format: &str,
+    section: &str,
+) -> Result<(), SettingsProblem> {
+    let fail = |key: String, message: String| SettingsProblem { key, message };
+    if roles_claims.is_empty() {
+        return Err(fail(
+            format!("{section}.roles_claims"),
+            "list at least one claim path, e.g. \"realm_access.roles\"".into(),
+        ));
+    }
+    for (i, c) in roles_claims.iter().enumerate() {
+        if c.is_empty() || c.split('.').any(str::is_empty) {
+            return Err(fail(
+                format!("{section}.roles_claims[{i}]"),
+                format!("`{c}` is not a dot path like \"resource_access.*.roles\""),
+            ));
+        }
+    }
+    if !client_role_format.contains("{role}") {
+        return Err(fail(
+            format!("{section}.client_role_format"),
+            "must contain `{role}` (and usually `{client}`), e.g. \"{client}:{role}\"".into(),
         ));
     }
     Ok(())

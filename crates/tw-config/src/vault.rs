@@ -508,26 +508,12 @@ pub(crate) fn validate_vault(
             "must be at least 256".into(),
         ));
     }
-    if callers.roles_claims.is_empty() {
-        return Err(fail(
-            k("callers.roles_claims"),
-            "list at least one claim path, e.g. \"realm_access.roles\"".into(),
-        ));
-    }
-    for (i, path) in callers.roles_claims.iter().enumerate() {
-        if path.is_empty() || path.split('.').any(str::is_empty) {
-            return Err(fail(
-                format!("vault.callers.roles_claims[{i}]"),
-                format!("`{path}` is not a dot path like \"resource_access.*.roles\""),
-            ));
-        }
-    }
-    if !callers.client_role_format.contains("{role}") {
-        return Err(fail(
-            k("callers.client_role_format"),
-            "must contain `{role}`, e.g. \"{client}:{role}\"".into(),
-        ));
-    }
+    tw_authz::settings::check_role_claims(
+        &callers.roles_claims,
+        &callers.client_role_format,
+        "vault.callers",
+    )
+    .map_err(|p| fail(p.key, p.message))?;
     for (issuer, sources) in &callers.issuer_sources {
         let key = format!("vault.callers.issuer_sources.\"{issuer}\"");
         // Exact, like the verifier's issuer names: a look-alike (trailing slash, case) would
